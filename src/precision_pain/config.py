@@ -1,0 +1,149 @@
+"""Typed, validated view of params.yaml.
+
+params.yaml is read once, at the CLI entry point, into frozen sections. A
+misspelled or missing key fails with its dotted name and the file, so a typo
+never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataParams(_Section):
+    """Where the cohort comes from and where derived tables go."""
+
+    cohort: Path
+    ground_truth: Path | None
+    synthetic_cohort: Path
+    synthetic_truth: Path
+    prepared: Path
+    prepared_truth: Path
+    splits_dir: Path
+
+
+class SimulateParams(_Section):
+    """Synthetic cohort size, seed and population mix."""
+
+    n_patients: int = Field(gt=0)
+    seed: int
+    ancestry_mix: dict[str, float]
+
+    @field_validator("ancestry_mix")
+    @classmethod
+    def _mix_sums_to_one(cls, v: dict[str, float]) -> dict[str, float]:
+        total = sum(v.values())
+        if any(p < 0 for p in v.values()) or abs(total - 1.0) > 1e-6:
+            raise ValueError(f"shares must be >= 0 and sum to 1 (they sum to {total:.4f})")
+        return v
+
+
+class PrepareParams(_Section):
+    """Outcome definition."""
+
+    response_threshold: float = Field(gt=0, lt=1)
+
+
+class SplitParams(_Section):
+    """Grouped train/validation/test split."""
+
+    seed: int
+    valid_fraction: float = Field(gt=0, lt=1)
+    test_fraction: float = Field(gt=0, lt=1)
+
+
+class ModelParams(_Section):
+    """Model type, its hyperparameters, and where fitted models go."""
+
+    type: str
+    seed: int
+    dir: Path
+    treatments: list[str] | None = None
+    hyperparameters: dict[str, dict[str, Any]]
+
+
+class EvaluateParams(_Section):
+    """Evaluation settings and output paths."""
+
+    harm_weight: float = Field(ge=0)
+    metrics: Path
+    per_treatment: Path
+    plots_dir: Path
+    report: Path
+    n_bootstrap: int = Field(ge=0)
+    seed: int
+    stepped_care: list[str]
+
+
+class TrackingParams(_Section):
+    """MLflow tracking; MLFLOW_TRACKING_URI in the environment overrides ``uri``."""
+
+    uri: str
+    experiment: str
+    artifact_location: Path
+    registered_model_prefix: str
+    alias: str
+
+
+class PredictParams(_Section):
+    """Defaults for ``precision-pain predict``."""
+
+    top_k_explained: int = Field(ge=1)
+    n_explanation_features: int = Field(ge=1)
+    chunk_size: int = Field(ge=1)
+
+
+class Params(_Section):
+    """All of params.yaml."""
+
+    data: DataParams
+    simulate: SimulateParams
+    prepare: PrepareParams
+    split: SplitParams
+    model: ModelParams
+    evaluate: EvaluateParams
+    tracking: TrackingParams
+    predict: PredictParams
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing, unreadable or invalid."""
+
+
+def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None
+                ) -> Params:
+    """Read and validate params.yaml; ``overrides`` maps dotted keys to values."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: not found; run from the project root or pass --params") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections at the top level")
+    for key, value in (overrides or {}).items():
+        _set_dotted(raw, key, value)
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ParamsError(f"{path}: {problems}") from None
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    node = tree
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value

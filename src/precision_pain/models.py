@@ -1,0 +1,324 @@
+"""Model-type registry: binary classifiers with exact SHAP and safe formats.
+
+Every model type follows one small contract, in the spirit of scikit-learn's:
+``__init__`` stores hyperparameters; ``fit(X, y, X_val, y_val)`` learns and
+returns self; ``predict_proba(X)`` gives P(y = 1); ``contributions(X)`` gives
+exact SHAP values in log-odds, one column per feature plus the bias last (so a
+row sums to the logit); ``save(stem)``/``load(path)`` use non-pickle formats:
+
+- ``xgboost``: xgboost's own UBJSON format; SHAP = xgboost's exact TreeSHAP
+  (``pred_contribs``).
+- ``logistic``: imputer + scaler + logistic regression, saved with skops;
+  SHAP = exact linear SHAP, w_j * (z_j - E[z_j]), with missing-value indicator
+  contributions folded back into their source feature.
+- ``hist_gb``: scikit-learn HistGradientBoosting, saved with skops; SHAP =
+  ``shap.TreeExplainer`` (exact path-dependent TreeSHAP).
+- ``constant``: used automatically when a training subset has a single class
+  or too few events to learn from; predicts the smoothed event rate, JSON.
+
+Early stopping always uses the validation split, never the test split.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import pandas as pd
+
+MIN_EVENTS = 5  # fewer events (or non-events) than this: fall back to a constant-rate model
+
+
+class BinaryModel(Protocol):
+    """What the pipeline needs from a fitted model."""
+
+    kind: ClassVar[str]
+    feature_names_: list[str]
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray, X_val: pd.DataFrame,
+            y_val: np.ndarray) -> BinaryModel: ...
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray: ...
+    def contributions(self, X: pd.DataFrame) -> np.ndarray: ...
+    def save(self, stem: Path) -> Path: ...
+    def summary(self) -> dict[str, Any]: ...
+
+
+def _check_columns(model: Any, X: pd.DataFrame) -> None:
+    if not hasattr(model, "feature_names_"):
+        raise RuntimeError(f"{type(model).__name__} is not fitted yet; call fit first")
+    if list(X.columns) != model.feature_names_:
+        missing = sorted(set(model.feature_names_) - set(X.columns))
+        extra = sorted(set(X.columns) - set(model.feature_names_))
+        raise ValueError(f"feature columns differ from training: missing {missing}, extra {extra}")
+
+
+def _artifact_path(stem: Path, kind: str, suffix: str) -> Path:
+    """``models/tramadol/response`` -> ``models/tramadol/response.xgboost.ubj``."""
+    return Path(stem).parent / f"{Path(stem).name}.{kind}{suffix}"
+
+
+class XGBoostModel:
+    """Gradient-boosted trees (xgboost), early-stopped on the validation split."""
+
+    kind: ClassVar[str] = "xgboost"
+    suffix: ClassVar[str] = ".ubj"
+
+    def __init__(self, seed: int = 0, early_stopping_rounds: int = 40, **hyperparameters: Any):
+        self.seed = seed
+        self.early_stopping_rounds = early_stopping_rounds
+        self.hyperparameters = hyperparameters
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray, X_val: pd.DataFrame,
+            y_val: np.ndarray) -> XGBoostModel:
+        """Fit on (X, y), stopping early on the validation log-loss."""
+        import xgboost as xgb
+
+        clf = xgb.XGBClassifier(
+            objective="binary:logistic", eval_metric="logloss", tree_method="hist",
+            random_state=self.seed, n_jobs=2,
+            early_stopping_rounds=self.early_stopping_rounds, **self.hyperparameters,
+        )
+        clf.fit(X, y, eval_set=[(X_val, y_val)], verbose=False)
+        self.best_iteration_ = int(clf.best_iteration)
+        self.booster_ = clf.get_booster()[: self.best_iteration_ + 1]
+        self.feature_names_ = list(X.columns)
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """P(y = 1) for each row."""
+        _check_columns(self, X)
+        return self.booster_.inplace_predict(X.to_numpy(np.float32), validate_features=False)
+
+    def contributions(self, X: pd.DataFrame) -> np.ndarray:
+        """Exact TreeSHAP values (log-odds), bias in the last column."""
+        import xgboost as xgb
+
+        _check_columns(self, X)
+        matrix = xgb.DMatrix(X.to_numpy(np.float32), feature_names=self.feature_names_)
+        return self.booster_.predict(matrix, pred_contribs=True)
+
+    def save(self, stem: Path) -> Path:
+        """Write the booster in xgboost's UBJSON format."""
+        path = _artifact_path(stem, self.kind, self.suffix)
+        self.booster_.save_model(path)
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> XGBoostModel:
+        """Read a booster saved by :meth:`save`."""
+        import xgboost as xgb
+
+        model = cls()
+        model.booster_ = xgb.Booster(model_file=str(path))
+        model.feature_names_ = list(model.booster_.feature_names or [])
+        model.best_iteration_ = model.booster_.num_boosted_rounds() - 1
+        return model
+
+    def summary(self) -> dict[str, Any]:
+        """Facts worth logging about the fitted model."""
+        return {"n_trees": self.best_iteration_ + 1}
+
+
+class _SkopsModel:
+    """Shared save/load for scikit-learn estimators stored with skops."""
+
+    suffix: ClassVar[str] = ".skops"
+    estimator_: Any
+
+    def save(self, stem: Path) -> Path:
+        """Write the fitted estimator with skops (no pickle)."""
+        import skops.io as sio
+
+        path = _artifact_path(stem, self.kind, self.suffix)
+        sio.dump({"estimator": self.estimator_, "feature_names": self.feature_names_}, path)
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> Any:
+        """Read an estimator saved by :meth:`save`, trusting only sklearn/numpy types."""
+        import skops.io as sio
+
+        untrusted = sio.get_untrusted_types(file=path)
+        allowed = [t for t in untrusted if t.startswith(("sklearn.", "numpy."))]
+        refused = sorted(set(untrusted) - set(allowed))
+        if refused:
+            raise ValueError(f"{path}: refusing to load unexpected types {refused}")
+        state = sio.load(path, trusted=allowed)
+        model = cls()
+        model.estimator_ = state["estimator"]
+        model.feature_names_ = list(state["feature_names"])
+        return model
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """P(y = 1) for each row."""
+        _check_columns(self, X)
+        return self.estimator_.predict_proba(X.to_numpy(np.float64))[:, 1]
+
+
+class LogisticModel(_SkopsModel):
+    """Median imputation (with missing indicators) + scaling + logistic regression."""
+
+    kind: ClassVar[str] = "logistic"
+
+    def __init__(self, seed: int = 0, **hyperparameters: Any):
+        self.seed = seed
+        self.hyperparameters = hyperparameters
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray, X_val: pd.DataFrame,
+            y_val: np.ndarray) -> LogisticModel:
+        """Fit the pipeline; the validation split is not needed (no early stopping)."""
+        from sklearn.impute import SimpleImputer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        self.estimator_ = make_pipeline(
+            SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+            StandardScaler(),
+            LogisticRegression(random_state=self.seed, **self.hyperparameters),
+        ).fit(X.to_numpy(np.float64), y)
+        self.feature_names_ = list(X.columns)
+        return self
+
+    def contributions(self, X: pd.DataFrame) -> np.ndarray:
+        """Exact linear SHAP (log-odds): w_j * standardized value, bias last."""
+        _check_columns(self, X)
+        imputer, scaler, logreg = (step for _, step in self.estimator_.steps)
+        z = scaler.transform(imputer.transform(X.to_numpy(np.float64)))
+        phi = z * logreg.coef_[0]  # E[z] = 0 on the training data after scaling
+        n = len(self.feature_names_)
+        out = np.zeros((len(X), n + 1))
+        out[:, :n] = phi[:, :n]
+        if imputer.indicator_ is not None:
+            for k, source in enumerate(imputer.indicator_.features_):
+                out[:, source] += phi[:, n + k]
+        out[:, n] = logreg.intercept_[0]
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """Facts worth logging about the fitted model."""
+        return {"n_coefficients": int(self.estimator_[-1].coef_.size)}
+
+
+class HistGBModel(_SkopsModel):
+    """scikit-learn HistGradientBoosting, early-stopped on the validation split."""
+
+    kind: ClassVar[str] = "hist_gb"
+
+    def __init__(self, seed: int = 0, early_stopping_rounds: int = 40, **hyperparameters: Any):
+        self.seed = seed
+        self.early_stopping_rounds = early_stopping_rounds
+        self.hyperparameters = hyperparameters
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray, X_val: pd.DataFrame,
+            y_val: np.ndarray) -> HistGBModel:
+        """Fit, stopping when validation log-loss stops improving."""
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        self.estimator_ = HistGradientBoostingClassifier(
+            early_stopping=True, n_iter_no_change=self.early_stopping_rounds,
+            scoring="loss", random_state=self.seed, **self.hyperparameters,
+        ).fit(X.to_numpy(np.float64), y, X_val=X_val.to_numpy(np.float64), y_val=y_val)
+        self.feature_names_ = list(X.columns)
+        return self
+
+    def contributions(self, X: pd.DataFrame) -> np.ndarray:
+        """Exact TreeSHAP (log-odds) via shap.TreeExplainer, bias last."""
+        import shap
+
+        _check_columns(self, X)
+        explainer = shap.TreeExplainer(self.estimator_)
+        values = explainer.shap_values(X.to_numpy(np.float64), check_additivity=False)
+        values = np.asarray(values).reshape(len(X), -1)
+        bias = np.full((len(X), 1), float(np.ravel(explainer.expected_value)[0]))
+        return np.hstack([values, bias])
+
+    def summary(self) -> dict[str, Any]:
+        """Facts worth logging about the fitted model."""
+        return {"n_iter": int(self.estimator_.n_iter_)}
+
+
+class ConstantModel:
+    """Smoothed event rate, for subsets too small or too one-sided to learn from."""
+
+    kind: ClassVar[str] = "constant"
+    suffix: ClassVar[str] = ".json"
+
+    def __init__(self, seed: int = 0, **_: Any):
+        self.seed = seed
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray, X_val: pd.DataFrame | None = None,
+            y_val: np.ndarray | None = None) -> ConstantModel:
+        """Learn the event rate with a Jeffreys (+0.5) correction."""
+        self.rate_ = float((np.sum(y) + 0.5) / (len(y) + 1.0))
+        self.feature_names_ = list(X.columns)
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """The same rate for every row."""
+        _check_columns(self, X)
+        return np.full(len(X), self.rate_)
+
+    def contributions(self, X: pd.DataFrame) -> np.ndarray:
+        """No feature moves a constant: zeros, and the logit as bias."""
+        _check_columns(self, X)
+        out = np.zeros((len(X), len(self.feature_names_) + 1))
+        out[:, -1] = np.log(self.rate_ / (1.0 - self.rate_))
+        return out
+
+    def save(self, stem: Path) -> Path:
+        """Write rate and feature names as JSON."""
+        path = _artifact_path(stem, self.kind, self.suffix)
+        path.write_text(json.dumps({"rate": self.rate_, "feature_names": self.feature_names_}))
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> ConstantModel:
+        """Read a model saved by :meth:`save`."""
+        state = json.loads(Path(path).read_text())
+        model = cls()
+        model.rate_, model.feature_names_ = float(state["rate"]), list(state["feature_names"])
+        return model
+
+    def summary(self) -> dict[str, Any]:
+        """Facts worth logging about the fitted model."""
+        return {"rate": self.rate_}
+
+
+MODEL_TYPES: Mapping[str, type] = {
+    cls.kind: cls for cls in (XGBoostModel, LogisticModel, HistGBModel, ConstantModel)
+}
+SELECTABLE_MODEL_TYPES = ("xgboost", "logistic", "hist_gb")
+
+
+def get_model_class(kind: str) -> type:
+    """The class for a model type; unknown names list the valid ones."""
+    if kind not in MODEL_TYPES:
+        raise ValueError(f"unknown model type {kind!r}; valid: {', '.join(SELECTABLE_MODEL_TYPES)}")
+    return MODEL_TYPES[kind]
+
+
+def make_model(kind: str, hyperparameters: Mapping[str, Any], seed: int) -> BinaryModel:
+    """An unfitted model of ``kind`` with its hyperparameters."""
+    return get_model_class(kind)(seed=seed, **dict(hyperparameters))
+
+
+def load_model(path: Path) -> BinaryModel:
+    """Load any saved model, dispatching on the file name ``<name>.<kind><suffix>``."""
+    path = Path(path)
+    kind = path.name.split(".")[-2]
+    return get_model_class(kind).load(path)
+
+
+def fit_binary(kind: str, hyperparameters: Mapping[str, Any], seed: int, X: pd.DataFrame,
+               y: np.ndarray, X_val: pd.DataFrame, y_val: np.ndarray) -> BinaryModel:
+    """Fit ``kind``, or a constant-rate model when either class has < MIN_EVENTS rows."""
+    y, y_val = np.asarray(y, dtype=np.int8), np.asarray(y_val, dtype=np.int8)
+    too_few = min(int(y.sum()), int(len(y) - y.sum())) < MIN_EVENTS
+    too_few_val = min(int(y_val.sum()), int(len(y_val) - y_val.sum())) < 1
+    chosen = "constant" if too_few or too_few_val else kind
+    return make_model(chosen, hyperparameters if chosen == kind else {}, seed).fit(X, y, X_val, y_val)
+

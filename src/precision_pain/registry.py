@@ -1,0 +1,95 @@
+"""Treatment registry: the treatments the project models, as data.
+
+Every stage loops over this registry; no module holds per-treatment code.
+Eligibility by condition reflects usual indications (e.g. NSAIDs are not used
+for neuropathic pain or fibromyalgia; epidural steroids target radicular pain;
+spinal cord stimulation is indicated after failed back surgery, for refractory
+radicular/neuropathic pain and painful diabetic neuropathy). Guideline actions
+(CPIC) live in :mod:`precision_pain.guidelines`, keyed by ``Treatment.name``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+CONDITIONS: tuple[str, ...] = (
+    "chronic_low_back_pain",
+    "lumbar_radiculopathy",
+    "failed_back_surgery",
+    "fibromyalgia",
+    "diabetic_neuropathy",
+    "knee_osteoarthritis",
+)
+
+ALL_CONDITIONS = CONDITIONS
+_BACK = ("chronic_low_back_pain", "lumbar_radiculopathy", "failed_back_surgery")
+
+
+@dataclass(frozen=True)
+class Treatment:
+    """One treatment option and the facts the pipeline needs about it."""
+
+    name: str
+    label: str
+    drug_class: str
+    kind: str  # "drug", "procedure" or "behavioural"
+    genes: tuple[str, ...]
+    eligible_conditions: tuple[str, ...]
+    opioid: bool = False
+    nsaid: bool = False
+
+    def eligible(self, condition: str) -> bool:
+        """Whether the treatment is a usual option for ``condition``."""
+        return condition in self.eligible_conditions
+
+
+_TREATMENTS: tuple[Treatment, ...] = (
+    Treatment("nsaid", "NSAID (e.g. ibuprofen, celecoxib)", "nsaid", "drug",
+              ("CYP2C9",), _BACK + ("knee_osteoarthritis",), nsaid=True),
+    Treatment("tramadol", "tramadol", "weak_opioid", "drug",
+              ("CYP2D6", "OPRM1_rs1799971", "COMT_rs4680"), ALL_CONDITIONS, opioid=True),
+    Treatment("oxycodone", "oxycodone", "strong_opioid", "drug",
+              ("OPRM1_rs1799971", "COMT_rs4680"),
+              tuple(c for c in ALL_CONDITIONS if c != "fibromyalgia"), opioid=True),
+    Treatment("duloxetine", "duloxetine", "snri", "drug", (), ALL_CONDITIONS),
+    Treatment("amitriptyline", "amitriptyline", "tca", "drug", ("CYP2D6", "CYP2C19"),
+              tuple(c for c in ALL_CONDITIONS if c != "knee_osteoarthritis")),
+    Treatment("pregabalin", "pregabalin", "gabapentinoid", "drug", (),
+              ("lumbar_radiculopathy", "failed_back_surgery", "fibromyalgia",
+               "diabetic_neuropathy")),
+    Treatment("physical_therapy", "physical therapy / exercise", "exercise", "behavioural",
+              (), ALL_CONDITIONS),
+    Treatment("cbt", "cognitive behavioural therapy", "psychological", "behavioural",
+              (), ALL_CONDITIONS),
+    Treatment("spinal_cord_stimulation", "spinal cord stimulation", "neuromodulation",
+              "procedure", (), _BACK + ("diabetic_neuropathy",)),
+    Treatment("epidural_steroid", "epidural steroid injection", "interventional", "procedure",
+              (), _BACK),
+)
+
+TREATMENTS: Mapping[str, Treatment] = MappingProxyType({t.name: t for t in _TREATMENTS})
+TREATMENT_NAMES: tuple[str, ...] = tuple(TREATMENTS)
+
+
+class UnknownTreatmentError(ValueError):
+    """A treatment name that is not in the registry."""
+
+
+def get_treatment(name: str) -> Treatment:
+    """Look a treatment up by name; unknown names list the valid ones."""
+    try:
+        return TREATMENTS[name]
+    except KeyError:
+        raise UnknownTreatmentError(
+            f"unknown treatment {name!r}; valid treatments: {', '.join(TREATMENT_NAMES)}"
+        ) from None
+
+
+def select_treatments(names: Iterable[str] | None) -> tuple[Treatment, ...]:
+    """Registry entries for ``names`` (all when ``None``), in registry order."""
+    if names is None:
+        return tuple(TREATMENTS.values())
+    wanted = [get_treatment(n).name for n in names]
+    return tuple(t for t in TREATMENTS.values() if t.name in wanted)

@@ -1,0 +1,89 @@
+"""Model-type contract: fit/predict, exact SHAP additivity, safe round trips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from precision_pain.models import (
+    MODEL_TYPES, SELECTABLE_MODEL_TYPES, fit_binary, get_model_class, load_model, make_model,
+)
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(1200, 5)), columns=list("abcde")).astype(np.float32)
+    X.iloc[::17, 2] = np.nan  # missing values must be handled by every model type
+    logit = 1.5 * X["a"].to_numpy() - np.nan_to_num(X["c"].to_numpy()) + 0.5 * (X["b"] > 0)
+    y = (rng.random(1200) < 1 / (1 + np.exp(-logit))).astype(int)
+    return X.iloc[:900], y[:900], X.iloc[900:], y[900:]
+
+
+HYPER = {"xgboost": {"n_estimators": 80, "max_depth": 3}, "logistic": {"C": 1.0},
+         "hist_gb": {"max_iter": 80, "max_depth": 3}}
+
+
+@pytest.mark.parametrize("kind", SELECTABLE_MODEL_TYPES)
+def test_fit_predict_learns_signal(kind, data):
+    X, y, Xv, yv = data
+    model = make_model(kind, HYPER[kind], seed=0).fit(X, y, Xv, yv)
+    p = model.predict_proba(Xv)
+    assert p.shape == (len(Xv),) and np.all((p > 0) & (p < 1))
+    from sklearn.metrics import roc_auc_score
+    assert roc_auc_score(yv, p) > 0.75
+
+
+@pytest.mark.parametrize("kind", SELECTABLE_MODEL_TYPES)
+def test_shap_values_sum_to_the_logit(kind, data):
+    X, y, Xv, yv = data
+    model = make_model(kind, HYPER[kind], seed=0).fit(X, y, Xv, yv)
+    contrib = model.contributions(Xv)
+    assert contrib.shape == (len(Xv), X.shape[1] + 1)
+    p = model.predict_proba(Xv)
+    np.testing.assert_allclose(contrib.sum(axis=1), np.log(p / (1 - p)), atol=1e-3)
+
+
+@pytest.mark.parametrize("kind", SELECTABLE_MODEL_TYPES)
+def test_save_load_round_trip_without_pickle(kind, data, tmp_path):
+    X, y, Xv, yv = data
+    model = make_model(kind, HYPER[kind], seed=0).fit(X, y, Xv, yv)
+    path = model.save(tmp_path / "response")
+    assert path.name.startswith(f"response.{kind}.")
+    assert path.suffix in {".ubj", ".skops"}
+    loaded = load_model(path)
+    np.testing.assert_allclose(loaded.predict_proba(Xv), model.predict_proba(Xv), rtol=1e-6)
+    np.testing.assert_allclose(loaded.contributions(Xv), model.contributions(Xv), atol=1e-5)
+
+
+def test_same_seed_same_model(data):
+    X, y, Xv, yv = data
+    hyper = {"n_estimators": 50, "subsample": 0.7, "colsample_bytree": 0.7}
+    a = make_model("xgboost", hyper, seed=3).fit(X, y, Xv, yv).predict_proba(Xv)
+    b = make_model("xgboost", hyper, seed=3).fit(X, y, Xv, yv).predict_proba(Xv)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_too_few_events_falls_back_to_constant(data, tmp_path):
+    X, _, Xv, _ = data
+    y = np.zeros(len(X), dtype=int)
+    y[:2] = 1
+    model = fit_binary("xgboost", HYPER["xgboost"], 0, X, y, Xv, np.zeros(len(Xv), dtype=int))
+    assert model.kind == "constant"
+    assert np.allclose(model.predict_proba(Xv), (2 + 0.5) / (len(X) + 1))
+    assert np.allclose(model.contributions(Xv)[:, :-1], 0)
+    assert load_model(model.save(tmp_path / "ae")).rate_ == model.rate_
+
+
+def test_columns_must_match_training(data):
+    X, y, Xv, yv = data
+    model = make_model("logistic", {}, seed=0).fit(X, y, Xv, yv)
+    with pytest.raises(ValueError, match="missing"):
+        model.predict_proba(Xv.drop(columns="a"))
+
+
+def test_unknown_model_type_lists_valid_ones():
+    with pytest.raises(ValueError, match="xgboost, logistic, hist_gb"):
+        get_model_class("random_forest")
+    assert set(SELECTABLE_MODEL_TYPES) <= set(MODEL_TYPES)

@@ -1,0 +1,125 @@
+"""One full pipeline run on a small cohort: real git, real DVC, real MLflow (SQLite).
+
+Checks what a user would check: models beat chance on the test split, every
+patient of a new cohort gets every treatment ranked, a second `dvc repro`
+changes nothing, MLflow holds one run per treatment, and the registered
+models resolve by alias.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+pytestmark = pytest.mark.slow
+
+
+def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """A fresh git+DVC repo with the project's pipeline on 3,000 patients, reproduced once."""
+    repo = tmp_path_factory.mktemp("repo")
+    for name in ("dvc.yaml", "pyproject.toml"):
+        shutil.copy(ROOT / name, repo / name)
+    shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["simulate"]["n_patients"] = 3000
+    params["model"]["hyperparameters"]["xgboost"]["n_estimators"] = 200
+    params["evaluate"]["n_bootstrap"] = 20
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+           "MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}",
+           "DVC_NO_ANALYTICS": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "CI": "true"}
+    env.pop("MLFLOW_REGISTRY_URI", None)
+    _run(["git", "init", "-q"], repo, env)
+    _run(["git", "config", "user.email", "ci@example.org"], repo, env)
+    _run(["git", "config", "user.name", "ci"], repo, env)
+    _run([str(BIN / "dvc"), "init", "-q"], repo, env)
+    _run(["git", "add", "-A"], repo, env)
+    _run(["git", "commit", "-qm", "pipeline"], repo, env)
+    _run([str(BIN / "dvc"), "repro"], repo, env)
+    return repo, env
+
+
+def test_models_beat_chance_on_test_split(project):
+    repo, _ = project
+    per_treatment = json.loads((repo / "metrics/per_treatment.json").read_text())
+    aucs = {t: m["response_auc"] for t, m in per_treatment.items()}
+    assert len(aucs) == 10
+    assert sum(aucs.values()) / len(aucs) > 0.6, aucs
+    assert all(a > 0.5 for a in aucs.values()), aucs
+
+
+def test_recommendations_beat_one_size_fits_all(project):
+    repo, _ = project
+    summary = json.loads((repo / "metrics/evaluation.json").read_text())
+    policy = summary["policy"]
+    assert policy["oracle"]["mean_true_net_benefit"] >= policy["model"]["mean_true_net_benefit"]
+    assert (policy["model"]["mean_true_net_benefit"]
+            > policy["one_size_fits_all"]["mean_true_net_benefit"])
+
+
+def test_dvc_metrics_show_and_second_repro_is_noop(project):
+    repo, env = project
+    shown = _run([str(BIN / "dvc"), "metrics", "show"], repo, env).stdout
+    assert "response_auc" in shown and "mean_true_response" in shown
+    again = _run([str(BIN / "dvc"), "repro"], repo, env)
+    assert "up to date" in again.stdout.lower(), again.stdout
+    status = _run([str(BIN / "dvc"), "status"], repo, env).stdout
+    assert "up to date" in status.lower(), status
+
+
+def test_mlflow_has_one_run_per_treatment_and_aliases_resolve(project):
+    repo, env = project
+    import mlflow
+
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    mlflow.set_registry_uri(env["MLFLOW_TRACKING_URI"])
+    runs = mlflow.search_runs(experiment_names=["precision-pain"], output_format="list")
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(parents) == 1
+    assert sorted(r.data.tags["treatment"] for r in children) == sorted(
+        json.loads((repo / "models/bundle/manifest.json").read_text())["files"])
+    assert "test.mean_response_auc" in parents[0].data.metrics
+    assert all("test_response_auc" in r.data.metrics for r in children)
+    booster = mlflow.xgboost.load_model("models:/precision-pain-tramadol-response@newest")
+    assert booster.num_boosted_rounds() > 0
+
+
+def test_predict_new_cohort_ranks_every_treatment(project):
+    repo, env = project
+    cli = str(BIN / "precision-pain")
+    _run([cli, "simulate", "--n", "1000", "--seed", "99", "--out", "new.csv"], repo, env)
+    new = pd.read_csv(repo / "new.csv").drop(columns=["treatment", "pain_followup",
+                                                      "adverse_event"])
+    new.to_csv(repo / "new_patients.csv", index=False)
+    _run([cli, "predict", "new_patients.csv", "--out", "out/pred.parquet"], repo, env)
+    pred = pd.read_parquet(repo / "out/pred.parquet")
+    shap = pd.read_parquet(repo / "out/pred.shap.parquet")
+    assert pred["patient_id"].nunique() == 1000
+    ranks = pred.groupby("patient_id")["rank"].apply(sorted)
+    assert all(r == list(range(1, 11)) for r in ranks)
+    assert pred["explanation"].str.len().min() > 20
+    assert len(shap) == len(pred)
+    _run([cli, "predict", "new_patients.csv", "--out", "out/reg.csv",
+          "--registry-alias", "newest"], repo, env)
+    from_registry = pd.read_csv(repo / "out/reg.csv")
+    merged = pred.merge(from_registry, on=["patient_id", "treatment"])
+    assert (merged["p_response_x"] - merged["p_response_y"]).abs().max() < 1e-5
