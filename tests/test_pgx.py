@@ -122,6 +122,10 @@ def test_phenoconversion() -> None:
     assert pgx.cyp2d6_phenotype("*1/*1x2", inhibitor=True) == "PM"
     assert pgx.cyp2d6_effective_activity(2.0, "moderate") == 1.0
     assert pgx.cyp2d6_effective_activity(2.0, False) == 2.0
+    assert pgx.cyp2d6_effective_activity(2.0, np.bool_(True)) == 0.0
+    assert pgx.cyp2d6_effective_activity(math.nan, True) == 0.0  # x0 whatever the genotype
+    with pytest.raises(ValueError, match="moderate"):
+        pgx.cyp2d6_effective_activity(2.0, "weak")
 
 
 # --- properties over the whole allele tables -------------------------------------------

@@ -73,6 +73,7 @@ def save_bundle(bundle: ModelBundle, directory: str | Path) -> Path:
             "model_type": bundle.model_type,
             "feature_names": list(bundle.feature_names),
             "outcomes": list(OUTCOMES),
+            "treatments": list(bundle.models),
             "files": files,
             "metadata": dict(bundle.metadata),
         }
@@ -97,6 +98,7 @@ def load_bundle(directory: str | Path) -> ModelBundle:
         )
     models = {
         treatment: {outcome: load_model(directory / rel) for outcome, rel in by_outcome.items()}
-        for treatment, by_outcome in manifest["files"].items()
+        for treatment in manifest["treatments"]
+        for by_outcome in [manifest["files"][treatment]]
     }
     return ModelBundle(manifest["model_type"], FEATURE_NAMES, models, manifest["metadata"])

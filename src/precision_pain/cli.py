@@ -256,7 +256,7 @@ def evaluate(params_path: Path, splits_dir: Path | None, truth: Path | None,
     truth_frame = read_parquet(truth or params.data.prepared_truth)
     result = run_evaluation(test, bundle, truth_frame if len(truth_frame) else None,
                             params.evaluate.harm_weight)
-    write_json({**result.summary, "notice": RESEARCH_NOTICE}, params.evaluate.metrics)
+    write_json(result.summary, params.evaluate.metrics)
     write_json(result.per_treatment, params.evaluate.per_treatment)
     log.info("wrote %s and %s", params.evaluate.metrics, params.evaluate.per_treatment)
     run_ids = bundle.metadata.get("mlflow_run_ids")

@@ -36,6 +36,12 @@ class SimulateParams(_Section):
     n_patients: int = Field(gt=0)
     seed: int
     ancestry_mix: dict[str, float]
+    # SD of the true relative NRS reduction around its patient/treatment mean.
+    response_sd: float = Field(default=0.30, gt=0)
+    # Usual care gives every eligible treatment at least this probability (overlap).
+    usual_care_floor: float = Field(default=0.02, ge=0, le=0.1)
+    # Share of each genotype column reported missing ('' or 'unknown').
+    missing_genotype_rate: float = Field(default=0.02, ge=0, lt=1)
 
     @field_validator("ancestry_mix")
     @classmethod

@@ -215,7 +215,7 @@ _ID_FIX = "remove the column; keep only the pseudonymous patient_id"
 _ID_FRAGMENTS = (
     "firstname", "lastname", "middlename", "givenname", "familyname", "fullname", "surname",
     "maidenname", "patientname", "ptname", "medicalrecord", "socialsecurity", "streetaddress",
-    "homeaddress", "mailingaddress", "emailaddress", "phonenumber", "telephone", "cellphone",
+    "homeaddress", "mailingaddress", "email", "phonenumber", "telephone", "cellphone",
     "zipcode", "postalcode", "postcode", "dateofbirth", "birthdate", "birthday",
 )
 # Compact names that are identifiers when they are the whole name.
@@ -285,9 +285,10 @@ def _identifier_values(s: pd.Series) -> str | None:
 
 
 def _row_counter(sample: pd.Series) -> bool:
-    """A strictly increasing integer column (e.g. a saved index) is not a ZIP code."""
+    """A long, strictly increasing integer column (e.g. a saved index) is not a ZIP code."""
     numbers = pd.to_numeric(sample, errors="coerce")
-    return bool(numbers.notna().all() and numbers.is_monotonic_increasing and numbers.is_unique)
+    return bool(len(numbers) >= 20 and numbers.notna().all()
+                and numbers.is_monotonic_increasing and numbers.is_unique)
 
 
 def _identifier_problems(columns: Sequence[str], df: pd.DataFrame) -> list[Problem]:
@@ -494,7 +495,7 @@ def _range_problems(spec: ColumnSpec, values: np.ndarray, ok: np.ndarray, s: pd.
         mask = ok & bad(bound)
         if mask.any():
             problems.append(_problem(spec, mask, s, f"{word} {bound:g}",
-                                     f"correct the values ({spec.description})",
+                                     "check the source data and correct these values",
                                      _range_text(spec)))
     return problems
 
@@ -526,7 +527,8 @@ def _check_category(spec: ColumnSpec, s: pd.Series) -> _Checked:
     problems = _missing_problem(spec, missing, s)
     if invalid.any():
         problems.append(_problem(spec, invalid, s, "with an unknown value",
-                                 f"use one of the allowed values ({_DOC})", ", ".join(spec.allowed)))
+                                 f"use one of the allowed values ({_DOC})",
+                                 ", ".join(spec.allowed)))
     return cells.take([lookup.get(k, "") for k in keys], ""), problems
 
 
@@ -572,7 +574,8 @@ def validate_cohort(df: pd.DataFrame, source: str, require_outcomes: bool) -> pd
         converted[spec.name] = values
         problems += found
     if require_outcomes and "pain_baseline" in converted:
-        problems += _zero_baseline(converted["pain_baseline"], df.iloc[:, position["pain_baseline"]])
+        raw_baseline = df.iloc[:, position["pain_baseline"]]
+        problems += _zero_baseline(converted["pain_baseline"], raw_baseline)
     if problems:
         raise ContractError(source, problems)
     _top_code(converted, source)
@@ -609,7 +612,8 @@ def _zero_baseline(baseline: np.ndarray, raw: pd.Series) -> list[Problem]:
     if not zero.any():
         return []
     return [_problem(column("pain_baseline"), zero, raw,
-                     "are 0, so response = (baseline - followup) / baseline cannot be defined",
+                     "with pain_baseline = 0, so response = (baseline - followup) / baseline "
+                     "cannot be defined",
                      "remove these episodes from the training file (they can still be scored "
                      "for prediction)")]
 

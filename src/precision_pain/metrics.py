@@ -1,21 +1,153 @@
-"""Discrimination and calibration metrics for binary predictions."""
+"""Discrimination and calibration metrics for binary predictions, with bootstrap CIs.
+
+Every estimator here takes case weights ``w`` of shape ``(B, n)`` and returns
+``B`` values, so a whole bootstrap (``w`` = multinomial resampling counts) is one
+vectorized call and the point estimate is the same call with ``w`` = ones.
+
+- AUC: the weighted Mann-Whitney statistic (ties count one half).
+- Brier score: weighted mean of ``(p - y)^2``.
+- Calibration slope: ``b`` in ``logit P(y=1) = a + b * logit(p)`` (1 = ideal;
+  below 1 = predictions too extreme, above 1 = too timid).
+- Calibration intercept (calibration-in-the-large): ``a`` in
+  ``logit P(y=1) = a + logit(p)`` with ``logit(p)`` as an offset (0 = ideal;
+  above 0 = the model under-predicts on average).
+
+Logistic fits use batched Newton-Raphson; a replicate whose fit does not
+converge (e.g. no events in the resample) gives NaN and is left out of the CI.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+from scipy.special import expit
+
+EPS = 1e-6  # predictions are clipped to [EPS, 1 - EPS] before taking the logit
+MIN_CLASS = 5  # fewer events (or non-events) than this: calibration is NaN
+CI_LEVEL = 0.95
+_MAX_COEF = 30.0  # a logistic coefficient beyond this means separation: NaN
+
+Metric = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def clipped_logit(p: np.ndarray) -> np.ndarray:
+    """logit(p) with p clipped to [EPS, 1 - EPS]."""
+    p = np.clip(np.asarray(p, dtype=float), EPS, 1 - EPS)
+    return np.log(p / (1 - p))
+
+
+def bootstrap_weights(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_boot, n) resampling counts: row b says how often each unit is drawn in replicate b."""
+    return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)
+
+
+def weighted_auc(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """AUC per weight row (ties count 1/2); NaN where a row has only one class."""
+    y, p, w = _as_arrays(y, p, w)
+    order = np.argsort(p, kind="mergesort")
+    ps, ys, ws = p[order], y[order], w[:, order]
+    starts = np.flatnonzero(np.r_[True, ps[1:] != ps[:-1]])
+    pos = np.add.reduceat(ws * ys, starts, axis=1)
+    neg = np.add.reduceat(ws * (1 - ys), starts, axis=1)
+    neg_below = np.cumsum(neg, axis=1) - neg
+    denom = pos.sum(axis=1) * neg.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, (pos * (neg_below + 0.5 * neg)).sum(axis=1) / denom, np.nan)
+
+
+def weighted_brier(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Brier score per weight row."""
+    y, p, w = _as_arrays(y, p, w)
+    return (w @ (p - y) ** 2) / w.sum(axis=1)
+
+
+def calibration_slope(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Slope of the logistic recalibration of logit(p), per weight row."""
+    y, p, w = _as_arrays(y, p, w)
+    x = clipped_logit(p)
+    design = np.column_stack([np.ones_like(x), x])
+    start = np.array([0.0, 1.0])
+    return _logistic_fit(design, y, w, np.zeros_like(x), start)[:, 1]
+
+
+def calibration_intercept(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Calibration-in-the-large: intercept with logit(p) as offset, per weight row."""
+    y, p, w = _as_arrays(y, p, w)
+    x = clipped_logit(p)
+    design = np.ones((len(x), 1))
+    return _logistic_fit(design, y, w, x, np.zeros(1))[:, 0]
+
+
+def _as_arrays(y: np.ndarray, p: np.ndarray, w: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
+    w = np.atleast_2d(np.asarray(w, dtype=float))
+    if y.shape != p.shape or w.shape[1] != len(y):
+        raise ValueError(f"shapes differ: y {y.shape}, p {p.shape}, weights {w.shape}")
+    return y, p, w
+
+
+def _logistic_fit(design: np.ndarray, y: np.ndarray, w: np.ndarray, offset: np.ndarray,
+                  start: np.ndarray, max_iter: int = 50) -> np.ndarray:
+    """Weighted logistic coefficients (B, k) by batched Newton-Raphson; NaN rows if unfit."""
+    beta = np.tile(start, (w.shape[0], 1))
+    for _ in range(max_iter):
+        mu = expit(offset + beta @ design.T)
+        grad = (w * (y - mu)) @ design
+        hess = np.einsum("bn,ni,nj->bij", w * mu * (1 - mu), design, design)
+        hess += 1e-10 * np.eye(design.shape[1])
+        step = np.clip(np.linalg.solve(hess, grad[..., None])[..., 0], -5.0, 5.0)
+        beta = beta + step
+        if np.nanmax(np.abs(step)) < 1e-9:
+            break
+    events, non_events = w @ y, w @ (1 - y)
+    bad = (np.minimum(events, non_events) < MIN_CLASS) | (np.abs(beta) > _MAX_COEF).any(axis=1)
+    return np.where(bad[:, None], np.nan, beta)
+
+
+METRICS: dict[str, Metric] = {
+    "auc": weighted_auc,
+    "brier": weighted_brier,
+    "calibration_slope": calibration_slope,
+    "calibration_intercept": calibration_intercept,
+}
 
 
 def binary_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """AUC (NaN when only one class is present), Brier score, prevalence and mean prediction."""
-    from sklearn.metrics import brier_score_loss, roc_auc_score
+    """AUC, Brier score, calibration slope/intercept, prevalence, mean prediction and n."""
+    y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
+    ones = np.ones((1, len(y)))
+    values = {name: float(metric(y, p, ones)[0]) for name, metric in METRICS.items()}
+    return {**values, "prevalence": float(y.mean()), "mean_prediction": float(p.mean()),
+            "n": float(len(y))}
 
-    y = np.asarray(y, dtype=float)
-    p = np.asarray(p, dtype=float)
-    auc = float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan")
-    return {
-        "auc": auc,
-        "brier": float(brier_score_loss(y, p)),
-        "prevalence": float(y.mean()),
-        "mean_prediction": float(p.mean()),
-        "n": float(len(y)),
-    }
+
+def percentile_ci(replicates: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float]:
+    """Percentile interval of bootstrap replicates, ignoring NaN ones (NaN if all are)."""
+    finite = np.asarray(replicates, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return float("nan"), float("nan")
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(finite, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def estimate_with_ci(point: float, replicates: np.ndarray) -> dict[str, float]:
+    """``{"estimate", "ci_low", "ci_high"}`` for a point estimate and its replicates."""
+    low, high = percentile_ci(replicates)
+    return {"estimate": float(point), "ci_low": low, "ci_high": high}
+
+
+def binary_metrics_ci(y: np.ndarray, p: np.ndarray, weights: np.ndarray
+                      ) -> dict[str, dict[str, float] | float]:
+    """Every metric in METRICS with a percentile CI over the bootstrap ``weights`` rows."""
+    y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
+    both = np.vstack([np.ones((1, len(y))), weights])
+    out: dict[str, dict[str, float] | float] = {}
+    for name, metric in METRICS.items():
+        values = metric(y, p, both)
+        out[name] = estimate_with_ci(values[0], values[1:])
+    return {**out, "prevalence": float(y.mean()), "mean_prediction": float(p.mean()),
+            "n": int(len(y))}

@@ -226,9 +226,16 @@ def _cyp2d6_phenotypes(scores: np.ndarray) -> np.ndarray:
 
 def cyp2d6_effective_activity(score: float, inhibitor: str | bool | None) -> float:
     """CYP2D6 activity after phenoconversion; inhibitor True/'strong' = x0, 'moderate' = x0.5."""
-    if inhibitor is None or inhibitor is False:
+    if isinstance(inhibitor, str):
+        try:
+            factor = CYP2D6_INHIBITOR_FACTOR[inhibitor]
+        except KeyError:
+            raise ValueError(f"inhibitor strength {inhibitor!r}; valid: "
+                             f"{', '.join(CYP2D6_INHIBITOR_FACTOR)} or a bool") from None
+    elif _truthy(inhibitor):
+        factor = CYP2D6_INHIBITOR_FACTOR["strong"]
+    else:
         return score
-    factor = CYP2D6_INHIBITOR_FACTOR["strong" if inhibitor is True else inhibitor]
     return 0.0 if factor == 0.0 else score * factor
 
 

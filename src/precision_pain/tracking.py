@@ -28,10 +28,11 @@ log = logging.getLogger(__name__)
 
 
 def disable_telemetry() -> None:
-    """Opt out of MLflow's and DVC's usage telemetry for this process and its children."""
+    """Opt out of MLflow's and DVC's usage telemetry (this process and its children); quiet MLflow."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "true")
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 
 def resolve_uri(params: TrackingParams) -> str:
@@ -60,6 +61,7 @@ def start(params: TrackingParams) -> str:
         experiment_id = mlflow.create_experiment(
             params.experiment,
             artifact_location=None if uri.startswith("http") else artifact_location)
+    mlflow.set_experiment(experiment_id=experiment_id)
     log.info("MLflow tracking at %s, experiment %r", uri, params.experiment)
     return experiment_id
 
@@ -158,12 +160,27 @@ def _log_model(params: TrackingParams, treatment: str, outcome: str, model: Bina
             serialization_format="skops", skops_trusted_types=_skops_types(model),
             pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
             registered_model_name=name)
-    else:  # constant-rate model: nothing to serve, keep the rate as an artifact
-        mlflow.log_dict(model.summary(), f"{outcome}/constant_model.json")
+    else:  # constant-rate model: registered as a prior-only DummyClassifier (skops)
+        import sklearn
+
+        info = mlflow.sklearn.log_model(
+            _as_dummy_classifier(model.rate_), name=outcome, signature=_signature(model),
+            serialization_format="skops",
+            skops_trusted_types=["sklearn.dummy.DummyClassifier"],
+            pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
+            registered_model_name=name)
         mlflow.set_tag(f"{outcome}.model", "constant rate (too few events to learn from)")
-        return
     version = info.registered_model_version
     mlflow.MlflowClient().set_registered_model_alias(name, params.alias, str(version))
+
+
+def _as_dummy_classifier(rate: float) -> Any:
+    """A scikit-learn classifier whose predict_proba is ``rate`` for every row."""
+    import numpy as np
+    from sklearn.dummy import DummyClassifier
+
+    return DummyClassifier(strategy="prior").fit(
+        np.zeros((2, 1)), np.array([0, 1]), sample_weight=np.array([1.0 - rate, rate]))
 
 
 def _skops_types(model: BinaryModel) -> list[str]:
@@ -212,7 +229,7 @@ def load_registered_models(params: TrackingParams, treatments: tuple[str, ...],
     """Load each treatment's registered models at ``alias`` as pipeline model objects."""
     import mlflow
 
-    from .models import ConstantModel, HistGBModel, LogisticModel, XGBoostModel
+    from .models import XGBoostModel
 
     start(params)
     client = mlflow.MlflowClient()
@@ -221,7 +238,14 @@ def load_registered_models(params: TrackingParams, treatments: tuple[str, ...],
         loaded[treatment] = {}
         for outcome in outcomes:
             name = registered_name(params, treatment, outcome)
-            version = client.get_model_version_by_alias(name, alias)
+            try:
+                version = client.get_model_version_by_alias(name, alias)
+            except mlflow.exceptions.MlflowException as exc:
+                raise ValueError(
+                    f"{resolve_uri(params)}: no registered model {name!r} at alias {alias!r} "
+                    f"({exc.message.splitlines()[0]}); train with tracking on (`dvc repro`) "
+                    "or predict from files with --models"
+                ) from None
             uri = f"models:/{name}@{alias}"
             flavors = mlflow.models.get_model_info(uri).flavors
             if "xgboost" in flavors:
@@ -229,13 +253,24 @@ def load_registered_models(params: TrackingParams, treatments: tuple[str, ...],
                 model.booster_ = mlflow.xgboost.load_model(uri)
                 model.feature_names_ = list(model.booster_.feature_names or [])
             else:
-                estimator = mlflow.sklearn.load_model(uri)
-                cls = LogisticModel if hasattr(estimator, "steps") else HistGBModel
-                model = cls()
-                model.estimator_ = estimator
-                model.feature_names_ = [c.name for c in
-                                        mlflow.models.get_model_info(uri).signature.inputs]
+                model = _wrap_sklearn(mlflow.sklearn.load_model(uri), uri)
             log.info("loaded %s version %s", name, version.version)
             loaded[treatment][outcome] = model
-    del ConstantModel  # constant models are not registered; see _log_model
     return loaded
+
+
+def _wrap_sklearn(estimator: Any, uri: str) -> BinaryModel:
+    """A registered scikit-learn estimator as the pipeline's model object."""
+    import mlflow
+
+    from .models import ConstantModel, HistGBModel, LogisticModel
+
+    names = [c.name for c in mlflow.models.get_model_info(uri).signature.inputs]
+    if type(estimator).__name__ == "DummyClassifier":
+        model = ConstantModel()
+        model.rate_ = float(estimator.class_prior_[1])
+    else:
+        model = LogisticModel() if hasattr(estimator, "steps") else HistGBModel()
+        model.estimator_ = estimator
+    model.feature_names_ = names
+    return model
