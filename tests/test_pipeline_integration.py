@@ -40,7 +40,6 @@ def project(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["simulate"]["n_patients"] = 6000
-    params["model"]["hyperparameters"]["xgboost"]["n_estimators"] = 200
     params["evaluate"]["n_bootstrap"] = 20
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
@@ -59,6 +58,7 @@ def project(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 
 def test_models_beat_chance_on_test_split(project):
     repo, _ = project
+    import numpy as np
     from sklearn.metrics import roc_auc_score
 
     from precision_pain.bundle import load_bundle
@@ -66,15 +66,26 @@ def test_models_beat_chance_on_test_split(project):
 
     bundle = load_bundle(repo / "models/bundle")
     test = pd.read_parquet(repo / "data/splits/test.parquet")
-    assert set(bundle.treatments) == set(test["treatment"])
-    predicted = pd.concat([
-        pd.Series(bundle.model(t, "response").predict_proba(build_features(rows)),
-                  index=rows.index)
-        for t, rows in test.groupby("treatment")
-    ]).sort_index()
-    # pooled over treatments (each row scored by its own treatment's model): per-treatment
-    # test sets of ~150 rows are too small for a stable per-treatment AUC
-    assert roc_auc_score(test["response"], predicted) > 0.58
+    truth = pd.read_parquet(repo / "data/prepared/ground_truth.parquet")
+    X = build_features(test)
+    # outcome AUC, pooled over treatments (each row scored by its own treatment's model)
+    predicted = np.empty(len(test))
+    for t, rows in test.groupby("treatment"):
+        predicted[test.index.get_indexer(rows.index)] = bundle.model(t, "response").predict_proba(
+            X.loc[rows.index])
+    assert roc_auc_score(test["response"], predicted) > 0.5
+    # the signal that ranking needs: for every test patient (treated or not), predicted and
+    # true P(response) agree, for the treatments with enough training patients
+    counts = bundle.metadata["counts"]
+    correlations = {}
+    for t in bundle.treatments:
+        if counts[t]["n_train"] < 300:
+            continue
+        true_p = truth[truth["treatment"] == t].set_index("patient_id").loc[
+            test["patient_id"], "p_response"]
+        correlations[t] = np.corrcoef(bundle.model(t, "response").predict_proba(X), true_p)[0, 1]
+    assert len(correlations) >= 5, counts
+    assert np.mean(list(correlations.values())) > 0.3, correlations
     per_treatment = json.loads((repo / "metrics/per_treatment.json").read_text())
     assert set(per_treatment) == set(bundle.treatments)
 
@@ -135,3 +146,16 @@ def test_predict_new_cohort_ranks_every_treatment(project):
     from_registry = pd.read_csv(repo / "out/reg.csv")
     merged = pred.merge(from_registry, on=["patient_id", "treatment"])
     assert (merged["p_response_x"] - merged["p_response_y"]).abs().max() < 1e-5
+
+
+def test_no_patient_rows_reach_mlflow(project):
+    """Patient ids never appear in the tracking store or its artifacts (only aggregates)."""
+    repo, _ = project
+    cohort_ids = pd.read_parquet(repo / "data/prepared/cohort.parquet")["patient_id"]
+    sample = [pid.encode() for pid in cohort_ids.sample(200, random_state=0)]
+    stores = [repo / "mlflow.db", *(p for p in (repo / "mlartifacts").rglob("*") if p.is_file())]
+    assert len(stores) > 10
+    for path in stores:
+        blob = path.read_bytes()
+        leaked = [pid for pid in sample if pid in blob]
+        assert not leaked, f"{path} contains patient ids {leaked[:3]}"

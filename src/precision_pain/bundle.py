@@ -5,6 +5,7 @@ Layout under ``model.dir`` (default ``models/``)::
     manifest.json                      model type, feature names, treatments, files, versions
     <treatment>/response.<kind>.<ext>   e.g. tramadol/response.xgboost.ubj
     <treatment>/adverse_event.<kind>.<ext>
+    propensity.<kind>.<ext>             optional: P(treatment | features), for off-policy evaluation
 
 Formats are non-pickle (xgboost UBJSON, skops, JSON); see :mod:`precision_pain.models`.
 The folder is written to a temporary name and swapped in whole, so a failed
@@ -23,6 +24,8 @@ from . import __version__
 from .features import FEATURE_NAMES
 from .io import atomic_dir
 from .models import BinaryModel, load_model
+from .propensity import STEM as PROPENSITY_STEM
+from .propensity import PropensityModel, load_propensity
 from .train import OUTCOMES, TreatmentModels
 
 MANIFEST = "manifest.json"
@@ -36,6 +39,7 @@ class ModelBundle:
     feature_names: tuple[str, ...]
     models: Mapping[str, Mapping[str, BinaryModel]]
     metadata: Mapping[str, Any]
+    propensity: PropensityModel | None = None
 
     @property
     def treatments(self) -> tuple[str, ...]:
@@ -50,11 +54,13 @@ class ModelBundle:
 
 
 def bundle_from_training(fitted: Mapping[str, TreatmentModels], model_type: str,
-                         metadata: Mapping[str, Any]) -> ModelBundle:
-    """Assemble a bundle from the train stage's results."""
+                         metadata: Mapping[str, Any],
+                         propensity: PropensityModel | None = None) -> ModelBundle:
+    """Assemble a bundle from the train stage's results (and, optionally, a propensity model)."""
     models = {name: dict(result.models) for name, result in fitted.items()}
     counts = {name: dict(result.counts) for name, result in fitted.items()}
-    return ModelBundle(model_type, FEATURE_NAMES, models, {**metadata, "counts": counts})
+    return ModelBundle(model_type, FEATURE_NAMES, models, {**metadata, "counts": counts},
+                       propensity)
 
 
 def save_bundle(bundle: ModelBundle, directory: str | Path) -> Path:
@@ -77,6 +83,9 @@ def save_bundle(bundle: ModelBundle, directory: str | Path) -> Path:
             "files": files,
             "metadata": dict(bundle.metadata),
         }
+        if bundle.propensity is not None:
+            saved = bundle.propensity.save(tmp / PROPENSITY_STEM)
+            manifest["propensity"] = str(saved.relative_to(tmp))
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return directory
 
@@ -101,4 +110,7 @@ def load_bundle(directory: str | Path) -> ModelBundle:
         for treatment in manifest["treatments"]
         for by_outcome in [manifest["files"][treatment]]
     }
-    return ModelBundle(manifest["model_type"], FEATURE_NAMES, models, manifest["metadata"])
+    propensity = (load_propensity(directory / manifest["propensity"])
+                  if manifest.get("propensity") else None)
+    return ModelBundle(manifest["model_type"], FEATURE_NAMES, models, manifest["metadata"],
+                       propensity)

@@ -39,7 +39,7 @@ def _friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="precision-pain")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
 @click.option("-q", "--quiet", is_flag=True, help="Log warnings and errors only.")
@@ -59,6 +59,8 @@ def main(verbose: bool, quiet: bool) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("mlflow", "alembic", "urllib3", "git", "numba", "shap", "matplotlib"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    # MLflow warns on every logged model that a uv-managed venv has no pip; nothing to act on
+    logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
 
 
 @main.command()
@@ -75,15 +77,23 @@ def simulate(params_path: Path, n_patients: int | None, seed: int | None, out: P
     """Write a synthetic cohort and, separately, its ground truth."""
     from .config import load_params
     from .io import table_format, write_table
+    from .progress import progress_bar
     from .simulate import simulate_cohort
 
     params = load_params(params_path)
     table_format(out)
     truth_out = truth_out or out.with_name(f"{out.stem}_ground_truth{out.suffix}")
-    result = simulate_cohort(params.simulate, params.prepare.response_threshold,
-                             n_patients=n_patients, seed=seed)
-    write_table(result.truth, truth_out)
-    write_table(result.cohort, out)
+    log.info("simulating %d patients (seed %d) with %s",
+             params.simulate.n_patients if n_patients is None else n_patients,
+             params.simulate.seed if seed is None else seed, params_path)
+    with progress_bar(total=3, desc="simulate", unit="step") as bar:
+        result = simulate_cohort(params.simulate, params.prepare.response_threshold,
+                                 n_patients=n_patients, seed=seed)
+        bar.update()
+        write_table(result.truth, truth_out)
+        bar.update()
+        write_table(result.cohort, out)
+        bar.update()
     log.info("wrote cohort %s (%d rows x %d columns) and ground truth %s (%d rows)",
              out, *result.cohort.shape, truth_out, len(result.truth))
 
@@ -122,6 +132,8 @@ def prepare(params_path: Path, cohort: Path | None, ground_truth: str | None, ou
         truth = pd.DataFrame(columns=["patient_id", "treatment", "eligible", "p_response",
                                       "p_adverse_event"])
     write_table(truth, truth_out or params.data.prepared_truth)
+    log.info("wrote ground truth %s (%d rows)", truth_out or params.data.prepared_truth,
+             len(truth))
     write_table(prepared, out or params.data.prepared)
     log.info("wrote prepared cohort %s (%d rows); responders %.1f %%",
              out or params.data.prepared, len(prepared), 100 * prepared["response"].mean())
@@ -157,6 +169,8 @@ def split(params_path: Path, prepared: Path | None, out_dir: Path | None) -> Non
 
     params = load_params(params_path)
     frame = read_parquet(prepared or params.data.prepared)
+    log.info("read prepared cohort %s: %d rows x %d columns", prepared or params.data.prepared,
+             *frame.shape)
     parts = split_cohort(frame, params.split.valid_fraction, params.split.test_fraction,
                          params.split.seed)
     out_dir = out_dir or params.data.splits_dir
@@ -192,6 +206,8 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
     train_df = read_parquet(splits_dir / "train.parquet")
     valid_df = read_parquet(splits_dir / "valid.parquet")
     treatments = select_treatments(params.model.treatments)
+    log.info("read %s (%d rows) and %s (%d rows)", splits_dir / "train.parquet", len(train_df),
+             splits_dir / "valid.parquet", len(valid_df))
     log.info("training %s models for %d treatments on %d rows (validation %d rows)",
              params.model.type, len(treatments), len(train_df), len(valid_df))
     metadata: dict[str, Any] = {"response_threshold": params.prepare.response_threshold,
@@ -199,25 +215,54 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
     with progress_bar(total=len(treatments), desc="train", unit="treatment") as bar:
         if tracking:
             fitted, run_ids = _train_tracked(params, treatments, train_df, valid_df, hyper,
-                                             splits_dir, bar)
+                                             splits_dir, bar, params_path)
             metadata["mlflow_run_ids"] = run_ids
         else:
             from .train import train_all
 
             fitted = train_all(treatments, train_df, valid_df, params.model.type, hyper,
                                params.model.seed, on_done=lambda _: bar.update())
-    out = save_bundle(bundle_from_training(fitted, params.model.type, metadata),
+    from .confidence import training_profile
+
+    metadata = {**metadata, **training_profile(
+        train_df, valid_df, {name: result.models for name, result in fitted.items()})}
+    propensity, report = _fit_propensity(params, train_df, valid_df)
+    metadata = {**metadata, "propensity": report} if report else metadata
+    out = save_bundle(bundle_from_training(fitted, params.model.type, metadata, propensity),
                       models_dir or params.model.dir)
     log.info("wrote %d treatments' models to %s", len(fitted), out)
+    if tracking:
+        from .predict import options_from_params
+        from .serve import model_config
+        from .tracking import log_recommender
+
+        log_recommender(params.tracking, out, metadata["mlflow_run_ids"]["parent"],
+                        model_config(options_from_params(params)))
+
+
+def _fit_propensity(params: Any, train_df: Any, valid_df: Any) -> tuple[Any, dict[str, Any]]:
+    """Fit P(treatment | features) for off-policy evaluation; (None, {}) if no candidates."""
+    from .propensity import fit_propensity
+
+    candidates = params.model.hyperparameters.get("propensity")
+    if not candidates:
+        log.info("no model.hyperparameters.propensity: skipping the propensity model")
+        return None, {}
+    model, report = fit_propensity(train_df, valid_df, candidates, params.model.seed)
+    log.info("propensity model: %s (validation log-loss %s)", report["chosen"],
+             ", ".join(f"{k} {v:.4f}" for k, v in report["valid_log_loss"].items()))
+    return model, report
 
 
 def _train_tracked(params: Any, treatments: Any, train_df: Any, valid_df: Any, hyper: Any,
-                   splits_dir: Path, bar: Any) -> tuple[Any, dict[str, str]]:
+                   splits_dir: Path, bar: Any, params_path: Path
+                   ) -> tuple[Any, dict[str, str]]:
     from . import tracking
     from .train import train_all
 
     run_ids: dict[str, str] = {}
-    tags = tracking.provenance_tags([splits_dir / "train.parquet", splits_dir / "valid.parquet"])
+    tags = tracking.provenance_tags([splits_dir / "train.parquet", splits_dir / "valid.parquet"],
+                                    params_path)
 
     def on_done(result: Any) -> None:
         run_ids[result.treatment] = tracking.log_treatment_run(
@@ -226,6 +271,7 @@ def _train_tracked(params: Any, treatments: Any, train_df: Any, valid_df: Any, h
 
     with tracking.parent_run(params, f"train-{params.model.type}", tags) as parent_id:
         run_ids["parent"] = parent_id
+        tracking.log_provenance_files([params_path, Path("dvc.lock")])
         fitted = train_all(treatments, train_df, valid_df, params.model.type, hyper,
                            params.model.seed, on_done=on_done)
     return fitted, run_ids
@@ -244,62 +290,106 @@ def _train_tracked(params: Any, treatments: Any, train_df: Any, valid_df: Any, h
 @_friendly_errors
 def evaluate(params_path: Path, splits_dir: Path | None, truth: Path | None,
              models_dir: Path | None, tracking: bool) -> None:
-    """Score the models on the test split and the recommendations against the truth."""
+    """Score the models on the test split and the recommendations against the truth.
+
+    Writes the metrics files, the plots and the markdown report named in params.yaml
+    (``evaluate:``); docs/evaluation.md explains every number.
+    """
     from .bundle import load_bundle
     from .config import load_params
     from .evaluate import evaluate as run_evaluation
     from .io import read_parquet, write_json
 
     params = load_params(params_path)
+    settings = params.evaluate
     bundle = load_bundle(models_dir or params.model.dir)
     test = read_parquet((splits_dir or params.data.splits_dir) / "test.parquet")
     truth_frame = read_parquet(truth or params.data.prepared_truth)
-    result = run_evaluation(test, bundle, truth_frame if len(truth_frame) else None,
-                            params.evaluate.harm_weight)
-    write_json(result.summary, params.evaluate.metrics)
-    write_json(result.per_treatment, params.evaluate.per_treatment)
-    log.info("wrote %s and %s", params.evaluate.metrics, params.evaluate.per_treatment)
+    log.info("evaluating %s models on %d test rows (ground truth: %d rows, %d bootstrap "
+             "replicates)", bundle.model_type, len(test), len(truth_frame), settings.n_bootstrap)
+    result = run_evaluation(test, bundle, truth_frame if len(truth_frame) else None, settings)
+    files = {settings.metrics: result.summary, settings.per_treatment: result.per_treatment,
+             settings.policy: result.policy, settings.subgroups: result.subgroups}
+    for path, content in files.items():
+        write_json(content, path)
+    plots = _write_plots(result, settings.plots_dir)
+    _write_report(result, plots, settings.report)
+    log.info("wrote %s, %d plots in %s and %s", ", ".join(map(str, files)), len(plots),
+             settings.plots_dir, settings.report)
     run_ids = bundle.metadata.get("mlflow_run_ids")
     if tracking and run_ids:
         from .tracking import log_evaluation
 
         log_evaluation(run_ids, result.summary, result.per_treatment,
-                       [params.evaluate.metrics, params.evaluate.per_treatment], params.tracking)
+                       [*files, settings.report], params.tracking, plots=plots,
+                       detail={"detail": result.policy, "subgroups": result.subgroups})
+
+
+def _write_plots(result: Any, directory: Path) -> list[Path]:
+    """Save every evaluation figure as PNG; the folder is replaced whole."""
+    from .io import atomic_dir
+    from .plots import evaluation_figures
+
+    figures = evaluation_figures(result)
+    with atomic_dir(directory) as tmp:
+        tmp.chmod(0o755)
+        for name, figure in figures.items():
+            figure.savefig(tmp / f"{name}.png", metadata={"Software": None})
+    return [directory / f"{name}.png" for name in figures]
+
+
+def _write_report(result: Any, plots: list[Path], path: Path) -> None:
+    """Write the markdown report, linking the plots relative to it."""
+    import os
+
+    from .evaluate import evaluation_report
+    from .io import atomic_path
+
+    links = [Path(os.path.relpath(p, path.parent)).as_posix() for p in plots]
+    with atomic_path(path) as tmp:
+        tmp.write_text(evaluation_report(result, RESEARCH_NOTICE, links), encoding="utf-8")
 
 
 @main.command()
 @PARAMS_OPTION
 @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Ranked recommendations (.csv or .parquet); SHAP values go beside it.")
+              help="Ranked recommendations (.csv or .parquet); <stem>.shap.<ext>, <stem>.json "
+                   "and <stem>.html go beside it.")
 @click.option("--models", "models_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Model folder [model.dir].")
 @click.option("--registry-alias", type=str,
-              help="Load the registered models at this alias from MLflow instead of --models.")
+              help="Load the registered recommender at this alias from MLflow instead of "
+                   "--models.")
+@click.option("--top-k", type=int, help="Ranks explained per patient [predict.top_k_explained].")
+@click.option("--report-max-patients", type=int,
+              help="Patient sections in the HTML report [predict.report_max_patients].")
 @_friendly_errors
 def predict(params_path: Path, input_path: Path, out: Path, models_dir: Path | None,
-            registry_alias: str | None) -> None:
-    """Rank and explain every treatment for each patient of a new cohort (INPUT)."""
+            registry_alias: str | None, top_k: int | None,
+            report_max_patients: int | None) -> None:
+    """Rank, guideline-check and explain every treatment for each patient of INPUT."""
     from .config import load_params
-    from .contract import read_table
-    from .io import table_format, write_table
-    from .predict import recommend
-    from .prepare import prepare_cohort
+    from .io import table_format
+    from .predict import options_from_params, predict_chunks
+    from .predict_io import iter_table, write_predictions
 
     params = load_params(params_path)
     table_format(out)
-    shap_out = out.with_name(f"{out.stem}.shap{out.suffix}")
     bundle = _load_bundle(params, models_dir, registry_alias)
-    raw = read_table(input_path)
-    log.info("read %s: %d rows", input_path, len(raw))
-    prepared = prepare_cohort(raw, str(input_path), None, require_outcomes=False)
-    result = recommend(prepared, bundle, params.evaluate.harm_weight,
-                       params.predict.n_explanation_features)
-    write_table(result.shap, shap_out)
-    write_table(result.table, out)
-    log.info("wrote %s (%d rows: %d patients x %d treatments) and SHAP values %s", out,
-             len(result.table), prepared["patient_id"].nunique(), len(bundle.treatments),
-             shap_out)
+    options = options_from_params(params, top_k)
+    chunks = iter_table(input_path, params.predict.chunk_size)
+    meta = {"source": str(input_path), "models": str(registry_alias or models_dir
+                                                    or params.model.dir),
+            "model_type": bundle.model_type, "harm_weight": options.harm_weight,
+            "top_k_explained": options.top_k, "version": __version__}
+    written = write_predictions(
+        predict_chunks(chunks, bundle, str(input_path), options), out, meta,
+        params.predict.report_max_patients if report_max_patients is None
+        else report_max_patients)
+    log.info("wrote %s (%d rows: %d patients x %d treatments), %s", out, written.n_rows,
+             written.n_patients, len(bundle.treatments),
+             ", ".join(str(p) for k, p in written.paths.items() if k != "table"))
     click.echo(RESEARCH_NOTICE, err=True)
 
 
@@ -308,6 +398,11 @@ def _load_bundle(params: Any, models_dir: Path | None, alias: str | None) -> Any
 
     if alias is None:
         return load_bundle(models_dir or params.model.dir)
+    from .tracking import download_recommender
+
+    bundle_dir = download_recommender(params.tracking, alias)
+    if bundle_dir is not None:
+        return load_bundle(bundle_dir)
     from .features import FEATURE_NAMES
     from .registry import select_treatments
     from .tracking import load_registered_models
@@ -320,9 +415,15 @@ def _load_bundle(params: Any, models_dir: Path | None, alias: str | None) -> Any
 
 @main.command()
 @PARAMS_OPTION
-@click.option("--port", type=int, default=5000, show_default=True)
+@click.option("--port", type=int, default=5000, show_default=True,
+              help="Port of the UI on 127.0.0.1.")
 def ui(params_path: Path, port: int) -> None:
-    """Open the MLflow UI on the project's tracking store (127.0.0.1 only)."""
+    """Open the MLflow UI on the project's tracking store (127.0.0.1 only).
+
+    The store is MLFLOW_TRACKING_URI, else tracking.uri in params.yaml. Select runs of the
+    experiment and press Compare to see params and metrics side by side
+    (docs/experiments.md).
+    """
     import os
     import subprocess
 

@@ -82,11 +82,15 @@ class EvaluateParams(_Section):
     harm_weight: float = Field(ge=0)
     metrics: Path
     per_treatment: Path
+    policy: Path
+    subgroups: Path
     plots_dir: Path
     report: Path
     n_bootstrap: int = Field(ge=0)
     seed: int
     stepped_care: list[str]
+    # Off-policy estimators cap importance weights at 1 / propensity_clip.
+    propensity_clip: float = Field(gt=0, lt=1)
 
 
 class TrackingParams(_Section):
@@ -105,6 +109,16 @@ class PredictParams(_Section):
     top_k_explained: int = Field(ge=1)
     n_explanation_features: int = Field(ge=1)
     chunk_size: int = Field(ge=1)
+    # Patient sections in the HTML report (the cohort summary always covers everyone).
+    report_max_patients: int = Field(default=200, ge=0)
+    # "explained": SHAP values for the top_k_explained ranks; "all": for every row.
+    shap_rows: Literal["explained", "all"] = "explained"
+    # low_confidence when an eligible treatment's propensity is below this ...
+    min_propensity: float = Field(default=0.02, ge=0, le=1)
+    # ... or the Venn-Abers interval of P(response) is wider than this.
+    max_interval_width: float = Field(default=0.30, gt=0, le=1)
+    # ... or P(response) lies further than this outside that interval (miscalibrated there).
+    calibration_tolerance: float = Field(default=0.10, ge=0, le=1)
 
 
 class Params(_Section):

@@ -1,129 +1,662 @@
 """Evaluate stage: can each model be trusted, and do patients fare better under it?
 
-Two questions, on the held-out test split:
+All on the held-out test split (docs/evaluation.md explains every number):
 
-1. Per treatment model: discrimination (AUC) and accuracy (Brier score) on the
-   test patients who actually received that treatment.
-2. Policy value: with the synthetic ground truth, the true mean response and
-   net benefit when every test patient gets the model's first choice, compared
-   with the oracle (each patient's truly best eligible treatment) and with
-   one-size-fits-all care (the single treatment, eligible for every condition,
-   that is best on average).
+1. Per treatment model, on the test patients who received that treatment: AUC,
+   Brier score, calibration slope and intercept with bootstrap CIs, and the
+   data of a reliability plot, for response and for adverse events.
+2. With a ground truth (the synthetic cohort): the true mean response and net
+   benefit when test patients get the model's first choice (ranked exactly as
+   the shipped recommender ranks, guideline checks included:
+   :func:`precision_pain.predict.decide`), the oracle's, the best single
+   treatment for everyone, simulated usual care and a random eligible treatment;
+   the share of the oracle's gain the model captures; regret per patient; and
+   the expected number of trials until a first response in the model's order,
+   stepped-care order and the oracle's order.
+3. Without a ground truth: the same policy values estimated from observed
+   outcomes (direct method, IPW, doubly robust) with the bundle's propensity
+   model, and overlap diagnostics. With a truth, each estimate sits beside the
+   true value of the same policy.
+4. Everything by ancestry and by sex.
+
+One table with a row per test episode holds every per-patient quantity; every
+summary (whole test split, each subgroup, each bootstrap replicate) is a
+weighted mean over its rows, so the bootstrap is a matrix product. Bootstrap
+weights resample patients (all episodes of a patient together).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from . import policy as pol
 from .bundle import ModelBundle
+from .config import EvaluateParams
 from .features import build_features
-from .metrics import binary_metrics
-from .predict import rank_treatments
-from .registry import TREATMENTS
+from .metrics import METRICS, binary_metrics_ci, bootstrap_weights, estimate_with_ci
+from .predict import decide
+from .propensity import eligibility, predict_propensity
 from .train import OUTCOMES
+
+SUBGROUP_COLUMNS: tuple[str, ...] = ("ancestry", "sex")
+POLICIES: tuple[str, ...] = ("model", "oracle", "one_size_fits_all", "usual_care", "random")
+OPE_POLICIES: tuple[str, ...] = ("model", "one_size_fits_all", "usual_care", "random")
+ORDERS: tuple[str, ...] = ("model", "stepped_care", "oracle")
+VALUES: tuple[str, ...] = ("response", "net_benefit")
+ESTIMATORS: tuple[str, ...] = ("dm", "ipw", "snipw", "dr")
+WITHIN: tuple[int, ...] = (1, 2, 3)
+N_RELIABILITY_BINS = 10
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Headline metrics and per-treatment metrics, ready to write and log."""
+    """Headline, per-treatment, policy and subgroup metrics, plus data for the plots."""
 
     summary: dict[str, Any]
-    per_treatment: dict[str, dict[str, float]]
+    per_treatment: dict[str, Any]
+    policy: dict[str, Any] = field(default_factory=dict)
+    subgroups: dict[str, Any] = field(default_factory=dict)
+    curves: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
-def model_metrics(test: pd.DataFrame, bundle: ModelBundle) -> dict[str, dict[str, float]]:
-    """AUC, Brier score and counts per treatment and outcome on the treated test rows."""
-    result: dict[str, dict[str, float]] = {}
-    for treatment in bundle.treatments:
-        rows = test[test["treatment"] == treatment]
-        if rows.empty:
-            continue
-        X = build_features(rows)
-        metrics: dict[str, float] = {}
-        for outcome in OUTCOMES:
-            p = bundle.model(treatment, outcome).predict_proba(X)
-            for name, value in binary_metrics(rows[outcome].to_numpy(), p).items():
-                metrics[f"{outcome}_{name}"] = value
-        result[treatment] = metrics
+@dataclass(frozen=True)
+class Scores:
+    """Predictions of every treatment's models for every test episode, as (n, k) matrices."""
+
+    patient_ids: np.ndarray
+    treatments: tuple[str, ...]
+    eligible: np.ndarray
+    p_response: np.ndarray
+    p_adverse_event: np.ndarray
+    treated: np.ndarray  # (n,) column of the treatment received, -1 if not in the bundle
+
+    def net_benefit(self, harm_weight: float) -> np.ndarray:
+        """Predicted net benefit, P(response) - harm_weight * P(adverse event)."""
+        return self.p_response - harm_weight * self.p_adverse_event
+
+
+# ------------------------------------------------------------------------------ scoring
+def score_test(test: pd.DataFrame, bundle: ModelBundle) -> Scores:
+    """Every bundle model's prediction for every test episode."""
+    X = build_features(test)
+    treatments = tuple(bundle.treatments)
+    predict = {o: np.column_stack([bundle.model(t, o).predict_proba(X) for t in treatments])
+               for o in OUTCOMES}
+    lookup = {t: j for j, t in enumerate(treatments)}
+    treated = np.array([lookup.get(str(t), -1) for t in test["treatment"]], dtype=np.int64)
+    return Scores(test["patient_id"].astype(str).to_numpy(), treatments,
+                  eligibility(test, list(treatments)), predict["response"].astype(float),
+                  predict["adverse_event"].astype(float), treated)
+
+
+def model_ranks(test: pd.DataFrame, scores: Scores, harm_weight: float) -> np.ndarray:
+    """(n, k) rank of each treatment (1 = first choice) exactly as the shipped recommender ranks."""
+    decided = decide(test, scores.treatments, scores.p_response, scores.p_adverse_event,
+                     harm_weight)
+    return np.asarray(decided.rank, dtype=float)
+
+
+def patient_weights(patient_ids: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, n_rows) bootstrap counts that resample patients, all their episodes together."""
+    codes, unique = pd.factorize(pd.Series(patient_ids))
+    counts = bootstrap_weights(len(unique), n_boot, np.random.default_rng(seed))
+    return counts[:, codes]
+
+
+# ---------------------------------------------------------------------- model metrics
+def model_metrics(test: pd.DataFrame, scores: Scores, weights: np.ndarray,
+                  true: dict[str, np.ndarray] | None = None) -> dict[str, dict[str, Any]]:
+    """Per treatment and outcome: metrics with bootstrap CIs on the treated test rows.
+
+    With a ground truth, ``true_probability`` holds the same metrics for the true
+    probabilities on the same rows: the best any model could score there.
+    """
+    result: dict[str, dict[str, Any]] = {}
+    for j, treatment in enumerate(scores.treatments):
+        rows = scores.treated == j
+        if rows.any():
+            result[treatment] = {o: _outcome_metrics(test[o].to_numpy(float)[rows],
+                                                     _predictions(scores, o)[rows, j],
+                                                     weights[:, rows],
+                                                     None if true is None else true[o][rows, j])
+                                 for o in OUTCOMES}
     return result
 
 
-def predicted_scores(prepared: pd.DataFrame, bundle: ModelBundle,
-                     harm_weight: float) -> pd.DataFrame:
-    """Predicted P(response), P(adverse event) and net benefit, one row per patient and treatment."""
-    X = build_features(prepared)
-    ids = prepared["patient_id"].astype(str).to_numpy()
-    conditions = prepared["condition"].astype(str).to_numpy()
+def _outcome_metrics(y: np.ndarray, p: np.ndarray, weights: np.ndarray,
+                     p_true: np.ndarray | None) -> dict[str, Any]:
+    metrics = binary_metrics_ci(y, p, weights)
+    if p_true is None:
+        return metrics
+    ceiling = binary_metrics_ci(y, p_true, weights)
+    return {**metrics, "true_probability": {m: ceiling[m] for m in METRICS}}
+
+
+def _predictions(scores: Scores, outcome: str) -> np.ndarray:
+    return scores.p_response if outcome == "response" else scores.p_adverse_event
+
+
+def reliability_table(test: pd.DataFrame, scores: Scores, n_bins: int = N_RELIABILITY_BINS
+                      ) -> pd.DataFrame:
+    """Mean prediction vs observed rate in quantile bins, per treatment and outcome."""
     frames = []
-    for treatment in bundle.treatments:
-        p_resp = bundle.model(treatment, "response").predict_proba(X)
-        p_ae = bundle.model(treatment, "adverse_event").predict_proba(X)
-        frames.append(pd.DataFrame({
-            "patient_id": ids, "treatment": treatment,
-            "eligible": [TREATMENTS[treatment].eligible(c) for c in conditions],
-            "p_response": p_resp, "p_adverse_event": p_ae,
-            "net_benefit": p_resp - harm_weight * p_ae, "explanation": "",
-        }))
+    for j, treatment in enumerate(scores.treatments):
+        rows = scores.treated == j
+        for outcome in OUTCOMES:
+            if rows.sum() >= n_bins:
+                p = _predictions(scores, outcome)[rows, j]
+                frames.append(_bins(p, test[outcome].to_numpy(float)[rows], n_bins)
+                              .assign(treatment=treatment, outcome=outcome))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["treatment", "outcome", "mean_predicted", "observed", "n"])
+
+
+def _bins(p: np.ndarray, y: np.ndarray, n_bins: int) -> pd.DataFrame:
+    ranks = pd.Series(p).rank(method="first").to_numpy()
+    bin_id = np.minimum((ranks - 1) * n_bins // len(p), n_bins - 1).astype(int)
+    frame = pd.DataFrame({"bin": bin_id, "p": p, "y": y}).groupby("bin")
+    return pd.DataFrame({"mean_predicted": frame["p"].mean(), "observed": frame["y"].mean(),
+                         "n": frame["y"].size()}).reset_index(drop=True)
+
+
+# ----------------------------------------------------------------- per-episode columns
+def true_matrices(scores: Scores, truth: pd.DataFrame, harm_weight: float
+                  ) -> dict[str, np.ndarray]:
+    """(n, k) true P(response), P(adverse event) and net benefit of every test episode."""
+    ids, names = scores.patient_ids, scores.treatments
+    p_resp = pol.wide(truth, "p_response", ids, names)
+    p_ae = pol.wide(truth, "p_adverse_event", ids, names)
+    if np.isnan(np.where(scores.eligible, p_resp + p_ae, 0.0)).any():
+        raise ValueError("ground truth lacks rows for some test (patient, eligible treatment) "
+                         "pairs; regenerate it with the cohort (`dvc repro prepare`)")
+    return {"response": p_resp, "adverse_event": p_ae,
+            "net_benefit": p_resp - harm_weight * p_ae}
+
+
+def truth_columns(scores: Scores, truth: pd.DataFrame, true: dict[str, np.ndarray],
+                  ranks: np.ndarray, stepped_care: Sequence[str]
+                  ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """True value under every policy, regret and trials, per test episode; and the choices."""
+    names = scores.treatments
+    policies, single = _truth_policies(scores, truth, true["net_benefit"], ranks)
+    columns = {f"true.{v}.{p}": pol.policy_value(m, true[v])
+               for v in VALUES for p, m in policies.items()}
+    columns |= {f"regret.{p}": columns["true.net_benefit.oracle"] - columns[f"true.net_benefit.{p}"]
+                for p in policies}
+    columns["match_oracle"] = (policies["model"] * policies["oracle"]).sum(axis=1)
+    columns |= _trial_columns(scores, true["response"], ranks, stepped_care)
+    return columns, {"one_size_fits_all": names[single] if single >= 0 else None}
+
+
+def _truth_policies(scores: Scores, truth: pd.DataFrame, true_net: np.ndarray,
+                    ranks: np.ndarray) -> tuple[dict[str, np.ndarray], int]:
+    k = len(scores.treatments)
+    usual = np.nan_to_num(pol.wide(truth, "p_usual_care", scores.patient_ids, scores.treatments)
+                          ) if "p_usual_care" in truth else np.full(true_net.shape, np.nan)
+    usual_total = usual.sum(axis=1, keepdims=True)
+    single = pol.best_single_treatment(true_net, scores.eligible)
+    policies = {
+        "model": _first_choice(ranks),
+        "oracle": pol.one_hot(pol.best_choice(true_net, scores.eligible), k),
+        "one_size_fits_all": pol.one_hot(np.full(len(true_net), single), k),
+        "usual_care": np.divide(usual, usual_total, out=np.full(usual.shape, np.nan),
+                                where=usual_total > 0),
+        "random": pol.uniform_eligible(scores.eligible),
+    }
+    return policies, single
+
+
+def _first_choice(ranks: np.ndarray) -> np.ndarray:
+    first = np.where(np.isfinite(ranks).any(axis=1), np.argmin(ranks, axis=1), -1)
+    return pol.one_hot(first, ranks.shape[1])
+
+
+def _trial_columns(scores: Scores, true_response: np.ndarray, ranks: np.ndarray,
+                   stepped_care: Sequence[str]) -> dict[str, np.ndarray]:
+    n = len(true_response)
+    orders = {"model": ranks,
+              "stepped_care": pol.list_ranks(stepped_care, scores.treatments, n),
+              "oracle": -true_response}
+    columns = {}
+    for name, order in orders.items():
+        columns[f"trials.expected.{name}"] = pol.expected_trials(true_response, order,
+                                                                 scores.eligible)
+        for m in WITHIN:
+            columns[f"trials.within_{m}.{name}"] = pol.response_within(
+                true_response, order, scores.eligible, m)
+    return columns
+
+
+def ope_columns(test: pd.DataFrame, scores: Scores, ranks: np.ndarray, propensity: np.ndarray,
+                settings: EvaluateParams, true: dict[str, np.ndarray] | None
+                ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Per-episode DM/IPW/DR terms for each policy and outcome (and the truth, if known)."""
+    k = len(scores.treatments)
+    observed = {"response": test["response"].to_numpy(float),
+                "net_benefit": test["response"].to_numpy(float)
+                - settings.harm_weight * test["adverse_event"].to_numpy(float)}
+    mu = {"response": scores.p_response, "net_benefit": scores.net_benefit(settings.harm_weight)}
+    logged = {v: pol.Logged(scores.treated, observed[v], mu[v], propensity) for v in VALUES}
+    single = _best_single_by_dr(scores, logged["net_benefit"], settings.propensity_clip)
+    policies = {"model": _first_choice(ranks), "random": pol.uniform_eligible(scores.eligible),
+                "one_size_fits_all": pol.one_hot(np.full(len(ranks), single), k)}
+    columns: dict[str, np.ndarray] = {}
+    for v in VALUES:
+        columns[f"ope.observed.{v}"] = observed[v]
+        for name, matrix in policies.items():
+            terms = pol.ope_terms(matrix, logged[v], settings.propensity_clip)
+            columns |= {f"ope.{t}.{v}.{name}": terms[t] for t in ("dm", "dr", "wy")}
+            columns[f"ope.w.{name}"] = terms["w"]
+            if true is not None:
+                columns[f"ope.true.{v}.{name}"] = pol.policy_value(matrix, true[v])
+    diagnostics = pol.overlap_summary(logged["net_benefit"], scores.eligible, scores.treatments,
+                                      settings.propensity_clip)
+    return columns, {"one_size_fits_all": scores.treatments[single] if single >= 0 else None,
+                     "overlap": diagnostics}
+
+
+def _best_single_by_dr(scores: Scores, logged: pol.Logged, clip: float) -> int:
+    """The universally eligible treatment with the highest DR net-benefit estimate."""
+    k = len(scores.treatments)
+    universal = np.flatnonzero(scores.eligible.all(axis=0))
+    if universal.size == 0:
+        return -1
+    value = [pol.ope_terms(pol.one_hot(np.full(len(scores.treated), j), k), logged, clip)["dr"]
+             .mean() for j in universal]
+    return int(universal[int(np.argmax(value))])
+
+
+def fit_columns(test: pd.DataFrame, scores: Scores) -> dict[str, np.ndarray]:
+    """Observed outcome and the received treatment's prediction, per episode (NaN if unmodelled)."""
+    rows = np.arange(len(scores.treated))
+    got = np.clip(scores.treated, 0, None)
+    known = scores.treated >= 0
+    return {f"fit.{x}.{o}": np.where(known, v, np.nan)
+            for o in OUTCOMES
+            for x, v in (("y", test[o].to_numpy(float)), ("p", _predictions(scores, o)[rows, got]))}
+
+
+# ------------------------------------------------------------------------- summaries
+def _mean_ci(values: np.ndarray, weights: np.ndarray) -> dict[str, float]:
+    both = _with_point(weights)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = both @ values / both.sum(axis=1)
+    return estimate_with_ci(means[0], means[1:])
+
+
+def _with_point(weights: np.ndarray) -> np.ndarray:
+    return np.vstack([np.ones((1, weights.shape[1])), weights])
+
+
+def _means(table: pd.DataFrame, columns: Sequence[str], weights: np.ndarray) -> np.ndarray:
+    """(1 + B, len(columns)) weighted means: the point estimate first, then each replicate."""
+    both = _with_point(weights)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (both @ table[list(columns)].to_numpy(float)) / both.sum(axis=1, keepdims=True)
+
+
+def summarize_truth(table: pd.DataFrame, weights: np.ndarray) -> dict[str, Any]:
+    """True policy values with CIs, the share of the oracle's gain captured, regret."""
+    values = {p: {f"mean_true_{v}": _mean_ci(table[f"true.{v}.{p}"].to_numpy(), weights)
+                  for v in VALUES} for p in POLICIES}
+    m = _means(table, [f"true.net_benefit.{p}" for p in ("model", "oracle", "one_size_fits_all")],
+               weights)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = (m[:, 0] - m[:, 2]) / (m[:, 1] - m[:, 2])
+    share = np.where(m[:, 1] - m[:, 2] > 1e-12, share, np.nan)
+    return {"values": values,
+            "share_of_oracle_gain_captured": estimate_with_ci(share[0], share[1:]),
+            "first_choice_matches_oracle": _mean_ci(table["match_oracle"].to_numpy(), weights),
+            "regret": {p: pol.regret_summary(table[f"regret.{p}"].to_numpy())
+                       for p in POLICIES if p != "oracle"}}
+
+
+def summarize_trials(table: pd.DataFrame, weights: np.ndarray) -> dict[str, Any]:
+    """Expected trials until a first response and P(response within m), per order."""
+    return {order: {"expected_trials": _mean_ci(table[f"trials.expected.{order}"].to_numpy(),
+                                                weights),
+                    **{f"p_response_within_{m}": float(table[f"trials.within_{m}.{order}"].mean())
+                       for m in WITHIN}}
+            for order in ORDERS}
+
+
+def summarize_ope(table: pd.DataFrame, weights: np.ndarray) -> dict[str, Any]:
+    """Each estimator's value of each policy with CIs, the truth beside it, and weight ESS."""
+    out: dict[str, Any] = {}
+    for v in VALUES:
+        out[v] = {}
+        for name in OPE_POLICIES:
+            out[v][name] = _ope_policy(table, weights, v, name)
+    out["effective_sample_size"] = {
+        name: pol.effective_sample_size(table[f"ope.w.{name}"].to_numpy())
+        for name in OPE_POLICIES if f"ope.w.{name}" in table}
+    return out
+
+
+def _ope_policy(table: pd.DataFrame, weights: np.ndarray, v: str, name: str) -> dict[str, Any]:
+    if name == "usual_care":  # on-policy: the observed mean is every estimator's answer
+        result = {"observed_mean": _mean_ci(table[f"ope.observed.{v}"].to_numpy(), weights)}
+    else:
+        estimates = pol.ope_estimates(
+            {"dm": table[f"ope.dm.{v}.{name}"].to_numpy(),
+             "dr": table[f"ope.dr.{v}.{name}"].to_numpy(),
+             "w": table[f"ope.w.{name}"].to_numpy(), "wy": table[f"ope.wy.{v}.{name}"].to_numpy()},
+            _with_point(weights))
+        result = {e: estimate_with_ci(estimates[e][0], estimates[e][1:]) for e in ESTIMATORS}
+    truth_column = (f"true.{v}.usual_care" if name == "usual_care" else f"ope.true.{v}.{name}")
+    if truth_column in table:
+        true_value = float(table[truth_column].mean())
+        key = "observed_mean" if name == "usual_care" else "dr"
+        result["true"] = true_value
+        result["estimate_minus_true"] = result[key]["estimate"] - true_value
+    return result
+
+
+def summarize_fit(table: pd.DataFrame, weights: np.ndarray) -> dict[str, Any]:
+    """Pooled metrics of the received treatment's models (every treatment's rows together)."""
+    out = {}
+    for o in OUTCOMES:
+        y, p = table[f"fit.y.{o}"].to_numpy(), table[f"fit.p.{o}"].to_numpy()
+        known = ~np.isnan(p)
+        out[o] = binary_metrics_ci(y[known], p[known], weights[:, known])
+    return out
+
+
+def summarize(table: pd.DataFrame, weights: np.ndarray) -> dict[str, Any]:
+    """Every summary the table's columns allow, for one set of rows."""
+    out: dict[str, Any] = {"n": len(table), "models_pooled": summarize_fit(table, weights)}
+    if "true.net_benefit.model" in table:
+        out["policy"] = summarize_truth(table, weights)
+        out["trials"] = summarize_trials(table, weights)
+    if "ope.observed.net_benefit" in table:
+        out["off_policy"] = summarize_ope(table, weights)
+    return out
+
+
+def subgroup_summaries(table: pd.DataFrame, weights: np.ndarray, groups: pd.DataFrame
+                       ) -> dict[str, dict[str, Any]]:
+    """:func:`summarize` within each level of each subgroup column."""
+    out: dict[str, dict[str, Any]] = {}
+    for column in groups.columns:
+        labels = groups[column].astype("string").fillna("unknown").to_numpy()
+        out[column] = {str(level): summarize(table[labels == level].reset_index(drop=True),
+                                             weights[:, labels == level])
+                       for level in pd.unique(labels)}
+    return out
+
+
+# ------------------------------------------------------------------------------ headline
+def headline(per_treatment: dict[str, Any], overall: dict[str, Any], choices: dict[str, Any],
+             n_patients: int, model_type: str) -> dict[str, Any]:
+    """The compact summary for metrics/evaluation.json: scalars only."""
+    slopes = [m["response"]["calibration_slope"]["estimate"] for m in per_treatment.values()]
+    finite = [s for s in slopes if np.isfinite(s)]
+    summary: dict[str, Any] = {
+        "model_type": model_type, "n_test_patients": n_patients,
+        "has_ground_truth": "policy" in overall,
+        **{f"mean_{o}_{m}": _mean_metric(per_treatment, o, m)
+           for o in OUTCOMES for m in ("auc", "brier")},
+        "response_calibration_slope": {
+            "min": min(finite, default=float("nan")), "max": max(finite, default=float("nan")),
+            "share_within_0.8_1.2": float(np.mean([0.8 <= s <= 1.2 for s in finite]))
+            if finite else float("nan")},
+    }
+    if "policy" in overall:
+        summary["policy"] = _headline_policy(overall, choices)
+        summary["trials"] = {o: {"expected": t["expected_trials"]["estimate"],
+                                 **{f"within_{m}": t[f"p_response_within_{m}"] for m in WITHIN}}
+                             for o, t in overall["trials"].items()}
+    if "off_policy" in overall:
+        summary["off_policy"] = _headline_ope(overall["off_policy"])
+    return summary
+
+
+def _mean_metric(per_treatment: dict[str, Any], outcome: str, metric: str) -> float:
+    values = [m[outcome][metric]["estimate"] for m in per_treatment.values()]
+    values = [v for v in values if np.isfinite(v)]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _headline_policy(overall: dict[str, Any], choices: dict[str, Any]) -> dict[str, Any]:
+    truth = overall["policy"]
+    out: dict[str, Any] = {p: {k: v["estimate"] for k, v in truth["values"][p].items()}
+                           for p in POLICIES}
+    out["one_size_fits_all"]["treatment"] = choices.get("one_size_fits_all")
+    out["share_of_oracle_gain_captured"] = truth["share_of_oracle_gain_captured"]["estimate"]
+    out["first_choice_matches_oracle"] = truth["first_choice_matches_oracle"]["estimate"]
+    out["regret"] = truth["regret"]["model"]
+    return out
+
+
+def _headline_ope(ope: dict[str, Any]) -> dict[str, Any]:
+    model = ope["net_benefit"]["model"]
+    out = {"model_dr_net_benefit": model["dr"]["estimate"],
+           "model_dr_ci_low": model["dr"]["ci_low"], "model_dr_ci_high": model["dr"]["ci_high"],
+           "model_effective_sample_size": ope["effective_sample_size"]["model"]}
+    if "true" in model:
+        out |= {"model_true_net_benefit": model["true"],
+                "model_dr_error": model["estimate_minus_true"]}
+    return out
+
+
+# ------------------------------------------------------------------------------- evaluate
+def evaluate(test: pd.DataFrame, bundle: ModelBundle, truth: pd.DataFrame | None,
+             settings: EvaluateParams) -> Evaluation:
+    """Model metrics, policy values (true and off-policy), trials and subgroups."""
+    scores = score_test(test, bundle)
+    weights = patient_weights(scores.patient_ids, settings.n_bootstrap, settings.seed)
+    has_truth = truth is not None and not truth.empty
+    true = true_matrices(scores, truth, settings.harm_weight) if has_truth else None
+    per_treatment = model_metrics(test, scores, weights, true)
+    ranks = model_ranks(test, scores, settings.harm_weight)
+    columns, choices = fit_columns(test, scores), {}
+    if true is not None:
+        truth_cols, choices = truth_columns(scores, truth, true, ranks, settings.stepped_care)
+        columns |= truth_cols
+    ope_detail: dict[str, Any] = {}
+    if bundle.propensity is not None:
+        e = predict_propensity(bundle.propensity, test, list(scores.treatments))
+        ope_cols, ope_detail = ope_columns(test, scores, ranks, e, settings, true)
+        columns |= ope_cols
+    table = pd.DataFrame(columns)
+    overall = summarize(table, weights)
+    groups = test[[c for c in SUBGROUP_COLUMNS if c in test]].reset_index(drop=True)
+    detail = {**overall, "choices": {"truth": choices, "off_policy": {
+        k: v for k, v in ope_detail.items() if k != "overlap"}},
+        "overlap": ope_detail.get("overlap", {}),
+        "propensity_model": _scalars(bundle.metadata.get("propensity", {})),
+        "settings": {"harm_weight": settings.harm_weight, "n_bootstrap": settings.n_bootstrap,
+                     "seed": settings.seed, "propensity_clip": settings.propensity_clip}}
+    summary = headline(per_treatment, overall, choices, int(test["patient_id"].nunique()),
+                       bundle.model_type)
+    curves = _curves(test, scores, table)
+    if true is not None:
+        curves["trials"] = trials_curve(scores, true["response"], ranks, settings.stepped_care)
+    return Evaluation(summary, per_treatment, detail,
+                      subgroup_summaries(table, weights, groups), curves)
+
+
+def _scalars(tree: dict[str, Any]) -> dict[str, Any]:
+    """``tree`` without lists (DVC metrics hold numbers, strings and nested mappings only)."""
+    return {k: _scalars(v) if isinstance(v, dict) else v for k, v in tree.items()
+            if not isinstance(v, (list, tuple))}
+
+
+def _curves(test: pd.DataFrame, scores: Scores, table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Plot data: reliability bins, per-patient regret, trials-to-response curves."""
+    curves = {"reliability": reliability_table(test, scores)}
+    regret = [c for c in table.columns if c.startswith("regret.") and c != "regret.oracle"]
+    if regret:
+        curves["regret"] = table[regret].rename(columns=lambda c: c.split(".", 1)[1])
+    return curves
+
+
+def trials_curve(scores: Scores, true_response: np.ndarray, ranks: np.ndarray,
+                 stepped_care: Sequence[str]) -> pd.DataFrame:
+    """Mean P(response within m trials) for m = 0..k, per order (model, stepped care, oracle)."""
+    orders = {"model": ranks,
+              "stepped_care": pol.list_ranks(stepped_care, scores.treatments, len(ranks)),
+              "oracle": -true_response}
+    frames = []
+    for name, order in orders.items():
+        survival, _ = pol.survival_curve(true_response, order, scores.eligible)
+        within = 1.0 - survival.mean(axis=0)
+        frames.append(pd.DataFrame({"order": name, "trials": np.arange(len(within)),
+                                    "p_response_within": within}))
     return pd.concat(frames, ignore_index=True)
 
 
-def policy_values(scores: pd.DataFrame, truth: pd.DataFrame, harm_weight: float
-                  ) -> dict[str, Any]:
-    """True value of the model's first choices against the oracle and one-size-fits-all."""
-    truth = truth.assign(true_net=truth["p_response"] - harm_weight * truth["p_adverse_event"])
-    truth = truth[truth["eligible"].astype(bool)]
-    first = rank_treatments(scores).query("rank == 1")[["patient_id", "treatment"]]
-    model_rows = first.merge(truth, on=["patient_id", "treatment"], how="left")
-    if model_rows["p_response"].isna().any():
-        raise ValueError("ground truth lacks rows for some recommended (patient, treatment) pairs")
-    oracle_rows = truth.loc[truth.groupby("patient_id")["true_net"].idxmax()]
-    n_patients = truth["patient_id"].nunique()
-    universal = truth.groupby("treatment").filter(lambda g: len(g) == n_patients)
-    by_treatment = universal.groupby("treatment")[["p_response", "true_net"]].mean()
-    best_single = str(by_treatment["true_net"].idxmax())
-    values = {
-        "model": _value(model_rows),
-        "oracle": _value(oracle_rows),
-        "one_size_fits_all": {"treatment": best_single,
-                              "mean_true_response": float(by_treatment.loc[best_single, "p_response"]),
-                              "mean_true_net_benefit": float(by_treatment.loc[best_single, "true_net"])},
-    }
-    gain = values["oracle"]["mean_true_net_benefit"] - values["one_size_fits_all"]["mean_true_net_benefit"]
-    captured = values["model"]["mean_true_net_benefit"] - values["one_size_fits_all"]["mean_true_net_benefit"]
-    values["share_of_oracle_gain_captured"] = float(captured / gain) if gain > 0 else float("nan")
-    values["first_choice_matches_oracle"] = float(
-        (model_rows.set_index("patient_id")["treatment"]
-         == oracle_rows.set_index("patient_id")["treatment"]).mean())
-    return values
+# ------------------------------------------------------------------------ markdown report
+def evaluation_report(evaluation: Evaluation, notice: str, plots: Sequence[str] = ()) -> str:
+    """The evaluation as a markdown report; ``plots`` are image paths relative to the report."""
+    s, detail = evaluation.summary, evaluation.policy
+    truth = "available (synthetic cohort)" if s["has_ground_truth"] else "not available"
+    parts = [f"# Evaluation report\n\n> {notice}\n",
+             f"Model type **{s['model_type']}**; {s['n_test_patients']} test patients; ground "
+             f"truth {truth}. Intervals are 95 % bootstrap CIs over test patients; "
+             "docs/evaluation.md defines every number.\n",
+             _headline_md(s), _per_treatment_md(evaluation.per_treatment)]
+    if "policy" in detail:
+        parts += [_policy_md(detail), _trials_md(detail["trials"])]
+    if "off_policy" in detail:
+        parts.append(_ope_md(detail))
+    parts.append(_subgroups_md(evaluation.subgroups))
+    parts += ["## Plots\n"] + [f"![{Path(p).stem}]({p})\n" for p in plots]
+    return "\n".join(parts)
 
 
-def _value(rows: pd.DataFrame) -> dict[str, float]:
-    return {"mean_true_response": float(rows["p_response"].mean()),
-            "mean_true_net_benefit": float(rows["true_net"].mean())}
+def _ci(d: dict[str, float] | None, digits: int = 3) -> str:
+    if not d or not np.isfinite(d["estimate"]):
+        return "n/a"
+    if not np.isfinite(d["ci_low"]):
+        return f"{d['estimate']:.{digits}f}"
+    return f"{d['estimate']:.{digits}f} ({d['ci_low']:.{digits}f} to {d['ci_high']:.{digits}f})"
 
 
-def evaluate(test: pd.DataFrame, bundle: ModelBundle, truth: pd.DataFrame | None,
-             harm_weight: float) -> Evaluation:
-    """Model metrics and, when a ground truth is available, policy values."""
-    per_treatment = model_metrics(test, bundle)
-    summary: dict[str, Any] = {
-        "n_test_patients": int(test["patient_id"].nunique()),
-        "mean_response_auc": _mean(per_treatment, "response_auc"),
-        "mean_response_brier": _mean(per_treatment, "response_brier"),
-        "mean_adverse_event_auc": _mean(per_treatment, "adverse_event_auc"),
-        "has_ground_truth": truth is not None and not truth.empty,
-    }
-    if summary["has_ground_truth"]:
-        test_truth = truth[truth["patient_id"].isin(test["patient_id"])]
-        scores = predicted_scores(test.drop_duplicates("patient_id"), bundle, harm_weight)
-        summary["policy"] = policy_values(scores, test_truth, harm_weight)
-    return Evaluation(summary, per_treatment)
+def _num(x: float | None, digits: int = 3) -> str:
+    return "n/a" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
 
 
-def _mean(per_treatment: dict[str, dict[str, float]], key: str) -> float:
-    values = [m[key] for m in per_treatment.values() if not np.isnan(m.get(key, np.nan))]
-    return float(np.mean(values)) if values else float("nan")
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
+
+
+def _headline_md(s: dict[str, Any]) -> str:
+    slope = s["response_calibration_slope"]
+    lines = ["## Headline\n",
+             f"- Response models: mean AUC {_num(s['mean_response_auc'])}, mean Brier "
+             f"{_num(s['mean_response_brier'])}; calibration slope from {_num(slope['min'], 2)} "
+             f"to {_num(slope['max'], 2)}, {_num(100 * slope['share_within_0.8_1.2'], 0)} % of "
+             "treatments within 0.8-1.2."]
+    if "policy" in s:
+        p = s["policy"]
+        lines += [
+            "- Share of the oracle's gain over one-size-fits-all "
+            f"({p['one_size_fits_all']['treatment']}) captured by the model's first choice: "
+            f"**{_num(100 * p['share_of_oracle_gain_captured'], 1)} %**.",
+            "- Mean true net benefit: " + ", ".join(
+                f"{POLICY_WORDS[k]} {_num(p[k]['mean_true_net_benefit'])}" for k in POLICIES) + ".",
+            f"- Regret per patient (model): mean {_num(p['regret']['mean'])}, median "
+            f"{_num(p['regret']['median'])}, 90th percentile {_num(p['regret']['p90'])}; "
+            f"{_num(100 * p['regret']['share_zero'], 1)} % of patients get their best treatment.",
+            "- Expected trials until a first response: " + ", ".join(
+                f"{k.replace('_', ' ')} {_num(v['expected'], 2)}" for k, v in s["trials"].items())
+            + "."]
+    if "off_policy" in s:
+        o = s["off_policy"]
+        dr = {"estimate": o["model_dr_net_benefit"], "ci_low": o["model_dr_ci_low"],
+              "ci_high": o["model_dr_ci_high"]}
+        truth = (f" (true value {_num(o['model_true_net_benefit'])}, error "
+                 f"{_num(o['model_dr_error'], 4)})" if "model_true_net_benefit" in o else "")
+        lines.append(f"- Doubly robust estimate of the model's net benefit: {_ci(dr)}{truth}.")
+    return "\n".join(lines) + "\n"
+
+
+POLICY_WORDS = {"model": "model", "oracle": "oracle", "one_size_fits_all": "one size fits all",
+                "usual_care": "usual care", "random": "random eligible"}
+
+
+def _per_treatment_md(per_treatment: dict[str, Any]) -> str:
+    rows = []
+    for t, m in per_treatment.items():
+        r, a = m["response"], m["adverse_event"]
+        best = r.get("true_probability", {}).get("auc")
+        rows.append([t, str(r["n"]), _ci(r["auc"]), _ci(r["brier"]), _ci(r["calibration_slope"], 2),
+                     _ci(r["calibration_intercept"], 2), _ci(best), _ci(a["auc"]),
+                     _ci(a["calibration_slope"], 2)])
+    header = ["treatment", "n", "response AUC", "Brier", "calibration slope",
+              "calibration intercept", "AUC of the true probabilities", "adverse-event AUC",
+              "adverse-event slope"]
+    return ("## Models, per treatment\n\nTest patients who received each treatment.\n\n"
+            + _table(header, rows))
+
+
+def _policy_md(detail: dict[str, Any]) -> str:
+    truth = detail["policy"]
+    rows = [[POLICY_WORDS[p], _ci(truth["values"][p]["mean_true_response"]),
+             _ci(truth["values"][p]["mean_true_net_benefit"]),
+             *(_regret_cells(truth["regret"].get(p)))] for p in POLICIES]
+    header = ["policy", "mean true P(response)", "mean true net benefit", "mean regret",
+              "median regret", "p90 regret", "share with zero regret"]
+    return ("## Policy value (ground truth)\n\n" + _table(header, rows) +
+            "\nShare of the oracle's gain captured: "
+            f"{_ci(truth['share_of_oracle_gain_captured'])}; first choice = oracle's for "
+            f"{_ci(truth['first_choice_matches_oracle'])} of patients.\n")
+
+
+def _regret_cells(regret: dict[str, float] | None) -> list[str]:
+    if regret is None:
+        return ["0", "0", "0", "1"]
+    return [_num(regret[k]) for k in ("mean", "median", "p90", "share_zero")]
+
+
+def _trials_md(trials: dict[str, Any]) -> str:
+    rows = [[o.replace("_", " "), _ci(t["expected_trials"], 2),
+             *(_num(t[f"p_response_within_{m}"]) for m in WITHIN)] for o, t in trials.items()]
+    header = ["order", "expected trials", *(f"P(response within {m})" for m in WITHIN)]
+    return "## Trial and error\n\n" + _table(header, rows)
+
+
+def _ope_md(detail: dict[str, Any]) -> str:
+    ope, overlap = detail["off_policy"], detail.get("overlap", {})
+    rows = []
+    for v in VALUES:
+        for name, d in ope[v].items():
+            cells = ([_ci(d.get(e)) for e in ESTIMATORS] if "dr" in d
+                     else ["", "", "", _ci(d["observed_mean"])])
+            rows.append([v.replace("_", " "), POLICY_WORDS[name], *cells,
+                         _num(d.get("true")), _num(d.get("estimate_minus_true"), 4)])
+    header = ["outcome", "policy", "DM", "IPW", "SNIPW", "DR (observed mean for usual care)",
+              "true", "estimate - true"]
+    chosen = detail.get("propensity_model", {})
+    return ("## Off-policy estimates (no ground truth needed)\n\n" + _table(header, rows) +
+            f"\nPropensity model: {chosen.get('chosen', 'n/a')} (validation log-loss "
+            f"{chosen.get('valid_log_loss', {})}); propensities clipped at "
+            f"{overlap.get('clip')}: "
+            f"{_num(100 * overlap.get('share_logged_clipped', np.nan), 2)} % "
+            f"of test rows; smallest propensity of a received treatment "
+            f"{_num(overlap.get('min_logged_propensity'), 4)}; effective sample size of the "
+            f"model policy's weights {_num(ope['effective_sample_size'].get('model'), 0)}.\n")
+
+
+def _subgroups_md(subgroups: dict[str, Any]) -> str:
+    rows = []
+    for column, groups in subgroups.items():
+        for level, g in groups.items():
+            value = g.get("policy", {}).get("values", {})
+            dr = g.get("off_policy", {}).get("net_benefit", {}).get("model", {}).get("dr")
+            rows.append([column, level, str(g["n"]), _ci(g["models_pooled"]["response"]["auc"]),
+                         *(_ci(value.get(p, {}).get("mean_true_net_benefit"))
+                           for p in ("model", "one_size_fits_all", "oracle")),
+                         _ci(g.get("policy", {}).get("share_of_oracle_gain_captured")), _ci(dr)])
+    header = ["by", "group", "n", "response AUC (pooled)", "model net benefit",
+              "one-size-fits-all", "oracle", "share of gain captured", "model DR estimate"]
+    return "## Subgroups\n\n" + _table(header, rows)
+

@@ -26,7 +26,8 @@ from scipy.special import expit
 EPS = 1e-6  # predictions are clipped to [EPS, 1 - EPS] before taking the logit
 MIN_CLASS = 5  # fewer events (or non-events) than this: calibration is NaN
 CI_LEVEL = 0.95
-_MAX_COEF = 30.0  # a logistic coefficient beyond this means separation: NaN
+MAX_FAILED_SHARE = 0.05  # a CI needs a value from at least 95 % of the bootstrap replicates
+_MAX_STEP = 5.0  # Newton steps are capped; a fit still moving after max_iter is NaN
 
 Metric = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
@@ -89,21 +90,25 @@ def _as_arrays(y: np.ndarray, p: np.ndarray, w: np.ndarray
 
 
 def _logistic_fit(design: np.ndarray, y: np.ndarray, w: np.ndarray, offset: np.ndarray,
-                  start: np.ndarray, max_iter: int = 50) -> np.ndarray:
+                  start: np.ndarray, max_iter: int = 50, tol: float = 1e-8) -> np.ndarray:
     """Weighted logistic coefficients (B, k) by batched Newton-Raphson; NaN rows if unfit."""
+    k = design.shape[1]
+    pairs = (design[:, :, None] * design[:, None, :]).reshape(len(design), k * k)
     beta = np.tile(start, (w.shape[0], 1))
+    active = np.ones(w.shape[0], dtype=bool)  # replicates still moving
     for _ in range(max_iter):
-        mu = expit(offset + beta @ design.T)
-        grad = (w * (y - mu)) @ design
-        hess = np.einsum("bn,ni,nj->bij", w * mu * (1 - mu), design, design)
-        hess += 1e-10 * np.eye(design.shape[1])
-        step = np.clip(np.linalg.solve(hess, grad[..., None])[..., 0], -5.0, 5.0)
-        beta = beta + step
-        if np.nanmax(np.abs(step)) < 1e-9:
+        wa, ba = w[active], beta[active]
+        mu = expit(offset + ba @ design.T)
+        grad = (wa * (y - mu)) @ design
+        hess = ((wa * mu * (1 - mu)) @ pairs).reshape(-1, k, k) + 1e-10 * np.eye(k)
+        step = np.clip(np.linalg.solve(hess, grad[..., None])[..., 0], -_MAX_STEP, _MAX_STEP)
+        beta[active] = ba + step
+        active[np.flatnonzero(active)[np.abs(step).max(axis=1) < tol]] = False
+        if not active.any():
             break
     events, non_events = w @ y, w @ (1 - y)
-    bad = (np.minimum(events, non_events) < MIN_CLASS) | (np.abs(beta) > _MAX_COEF).any(axis=1)
-    return np.where(bad[:, None], np.nan, beta)
+    unfit = (np.minimum(events, non_events) < MIN_CLASS) | active
+    return np.where(unfit[:, None], np.nan, beta)
 
 
 METRICS: dict[str, Metric] = {
@@ -124,10 +129,10 @@ def binary_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
 
 
 def percentile_ci(replicates: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float]:
-    """Percentile interval of bootstrap replicates, ignoring NaN ones (NaN if all are)."""
-    finite = np.asarray(replicates, dtype=float)
-    finite = finite[np.isfinite(finite)]
-    if finite.size == 0:
+    """Percentile interval of bootstrap replicates; NaN if over MAX_FAILED_SHARE of them are NaN."""
+    replicates = np.asarray(replicates, dtype=float)
+    finite = replicates[np.isfinite(replicates)]
+    if finite.size == 0 or finite.size < (1 - MAX_FAILED_SHARE) * replicates.size:
         return float("nan"), float("nan")
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(finite, [tail, 100 - tail])

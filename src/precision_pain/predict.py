@@ -1,94 +1,477 @@
-"""Predict stage: ranked treatments per patient, each with an exact SHAP explanation.
+"""Predict stage: ranked treatments per patient, guideline-checked and explained.
 
 For every patient and treatment the bundle's models give P(response) and
-P(serious adverse event). Treatments are ranked by net benefit,
-``p_response - harm_weight * p_adverse_event``; treatments that are not a
-usual option for the patient's condition rank below every eligible one.
-Explanations come from exact SHAP values of the response model (xgboost's
-TreeSHAP, exact linear SHAP for the logistic baseline) in log-odds: each
-contribution multiplies the odds of response by ``exp(value)``, which is how
-the sentences state its size.
+P(serious adverse event); net benefit is ``p_response - harm_weight *
+p_adverse_event``. Ranking, per patient:
+
+1. treatments that are a usual option for the patient's condition (eligible)
+   before every other one;
+2. among those, treatments a guideline says to avoid (:mod:`precision_pain.guidelines`)
+   after every allowed one: the model never overrides a guideline;
+3. then by net benefit (ties: treatment name).
+
+Explanations are exact SHAP values in log-odds (xgboost's TreeSHAP through
+``pred_contribs``; exact linear SHAP for the logistic baseline) of the response
+model and of the adverse-event model, computed only for the rows that are
+explained (the ``top_k`` ranks, plus rank 2 for the contrast) unless
+``shap_rows="all"``. Each contribution multiplies the odds by ``exp(value)``,
+which is how the sentences state its size. The contrast explains why the first
+choice outranks the second with the SHAP values of the difference of their
+response log-odds (additive, so it is the difference of the two explanations).
+
+Every step is vectorized over patients: the words for each distinct (feature,
+value) pair, number and guideline or confidence pattern are written once per chunk,
+and rows only join them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .bundle import ModelBundle
-from .features import build_features, describe
+from .confidence import (ConfidenceSettings, confidence_flags, propensity_matrix,
+                         range_codes, range_patterns, response_interval)
+from .features import FEATURE_NAMES, FEATURES_BY_NAME, build_features, describe
+from .guidelines import check_guidelines
 from .registry import TREATMENTS
 
-OUTPUT_COLUMNS = ("patient_id", "rank", "treatment", "eligible", "p_response",
-                  "p_adverse_event", "net_benefit", "explanation")
+OUTPUT_COLUMNS: tuple[str, ...] = (
+    "patient_id", "rank", "treatment", "eligible", "p_response", "p_response_low",
+    "p_response_high", "p_adverse_event", "net_benefit", "guideline_action", "guideline_note",
+    "low_confidence", "confidence_reason", "explanation", "adverse_event_explanation",
+    "contrast",
+)
+OUTCOMES = ("response", "adverse_event")
+SHAP_ROWS = ("explained", "all")
+_PHRASE = {"response": " the chance of response (odds x",
+           "adverse_event": " the risk of a serious adverse event (odds x"}
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """How to rank, explain and flag; built from params.yaml by the CLI."""
+
+    harm_weight: float = 0.5
+    n_features: int = 3
+    top_k: int = 3
+    shap_rows: str = "explained"
+    confidence: ConfidenceSettings = field(default_factory=ConfidenceSettings)
+
+    def __post_init__(self) -> None:
+        """Reject settings that cannot work."""
+        if self.shap_rows not in SHAP_ROWS:
+            raise ValueError(f"shap_rows={self.shap_rows!r}; valid: {', '.join(SHAP_ROWS)}")
+        if self.top_k < 1 or self.n_features < 1:
+            raise ValueError("top_k and n_features must be at least 1")
+
+
+def options_from_params(params: Any, top_k: int | None = None) -> PredictOptions:
+    """Prediction settings from validated params (``predict`` and ``evaluate.harm_weight``)."""
+    p = params.predict
+    return PredictOptions(
+        harm_weight=params.evaluate.harm_weight, n_features=p.n_explanation_features,
+        top_k=p.top_k_explained if top_k is None else top_k, shap_rows=p.shap_rows,
+        confidence=ConfidenceSettings(p.min_propensity, p.max_interval_width,
+                                      p.calibration_tolerance))
 
 
 @dataclass(frozen=True)
 class Recommendations:
-    """Ranked rows (one per patient and treatment) and their full SHAP values."""
+    """Ranked rows (one per patient and treatment), their SHAP values and model features.
+
+    ``shap`` has one row per explained (patient, treatment, outcome): the SHAP value of
+    every feature in log-odds and ``bias``; a row sums to that model's logit.
+    ``features`` is the model matrix (one row per patient, ``patient_id`` first).
+    """
 
     table: pd.DataFrame
     shap: pd.DataFrame
+    features: pd.DataFrame
 
+
+@dataclass(frozen=True)
+class Scores:
+    """Everything known per patient (rows) and treatment (columns) before explaining:
+    model probabilities, eligibility, guideline action and note, net benefit and rank."""
+
+    treatments: tuple[str, ...]
+    p_response: np.ndarray
+    p_adverse_event: np.ndarray
+    eligible: np.ndarray
+    action: np.ndarray
+    note: np.ndarray
+    net_benefit: np.ndarray
+    rank: np.ndarray
+    order: np.ndarray  # (n, T): column index of the treatment at each rank
+
+
+# --------------------------------------------------------------------------- entry points
 
 def recommend(prepared: pd.DataFrame, bundle: ModelBundle, harm_weight: float,
-              n_features: int = 3) -> Recommendations:
-    """Rank every treatment for every patient and explain each ranked row."""
+              n_features: int = 3, options: PredictOptions | None = None) -> Recommendations:
+    """Rank every treatment for every patient, check guidelines, explain and flag."""
+    options = replace(options or PredictOptions(), harm_weight=harm_weight,
+                      n_features=n_features)
     X = build_features(prepared)
+    scores = score_patients(prepared, X, bundle, options.harm_weight)
+    width = len(scores.treatments) if options.shap_rows == "all" else max(options.top_k, 2)
+    width = min(width, len(scores.treatments))
+    contrib = {o: _ranked_contributions(bundle, o, X, scores, width) for o in OUTCOMES}
     ids = prepared["patient_id"].astype(str).to_numpy()
-    conditions = prepared["condition"].astype(str).to_numpy()
-    tables, shaps = [], []
-    for treatment in bundle.treatments:
-        contrib = bundle.model(treatment, "response").contributions(X)
-        p_resp = bundle.model(treatment, "response").predict_proba(X)
-        p_ae = bundle.model(treatment, "adverse_event").predict_proba(X)
-        eligible = np.array([TREATMENTS[treatment].eligible(c) for c in conditions])
-        tables.append(pd.DataFrame({
-            "patient_id": ids, "treatment": treatment, "eligible": eligible,
-            "p_response": p_resp.astype(float), "p_adverse_event": p_ae.astype(float),
-            "net_benefit": (p_resp - harm_weight * p_ae).astype(float),
-            "explanation": explain_rows(treatment, X, contrib, n_features),
-        }))
-        shap_frame = pd.DataFrame(contrib[:, :-1], columns=list(X.columns))
-        shaps.append(shap_frame.assign(patient_id=ids, treatment=treatment,
-                                       bias=contrib[:, -1]))
-    table = rank_treatments(pd.concat(tables, ignore_index=True))
-    shap = pd.concat(shaps, ignore_index=True)
-    shap = shap[["patient_id", "treatment", *X.columns, "bias"]]
-    return Recommendations(table, shap)
+    table = _assemble(ids, X, bundle, scores, contrib, options)
+    n_t = len(scores.treatments)
+    depth = n_t if options.shap_rows == "all" else min(options.top_k, n_t)
+    shap = _shap_frame(ids, scores, contrib, depth)
+    return Recommendations(table, shap, X.assign(patient_id=ids)[["patient_id", *X.columns]])
+
+
+def predict_chunks(chunks: Iterable[pd.DataFrame], bundle: ModelBundle, source: str,
+                   options: PredictOptions) -> Iterator[Recommendations]:
+    """Validate, prepare and recommend chunk by chunk (row numbers count from the file start)."""
+    from .contract import ContractError
+    from .prepare import prepare_cohort
+
+    seen: set[str] = set()
+    offset = 0
+    for raw in chunks:
+        try:
+            prepared = prepare_cohort(raw, source, None, require_outcomes=False)
+        except ContractError as exc:
+            raise _shifted(exc, offset) from None
+        ids = prepared["patient_id"].astype(str).tolist()
+        _check_unique_patients(ids, seen, offset, source)
+        seen.update(ids)
+        yield recommend(prepared, bundle, options.harm_weight, options.n_features, options)
+        offset += len(raw)
+
+
+def _shifted(exc: Any, offset: int) -> Any:
+    """The same contract error with row numbers counted from the start of the file."""
+    problems = [replace(p, rows=[r + offset for r in p.rows]) for p in exc.problems]
+    return type(exc)(exc.source, problems)
+
+
+def _check_unique_patients(ids: list[str], seen: set[str], offset: int, source: str) -> None:
+    """Refuse a chunk that repeats a patient (within it, or from an earlier chunk)."""
+    duplicated = pd.Series(ids).duplicated(keep="first").to_numpy() | np.fromiter(
+        (i in seen for i in ids), dtype=bool, count=len(ids))
+    if duplicated.any():
+        rows = np.flatnonzero(duplicated)
+        raise ValueError(
+            f"{source}: patient_id: {len(rows)} rows repeat a patient already in the file "
+            f"(rows {', '.join(map(str, rows[:5] + offset + 1))}; patient_id "
+            f"{ids[int(rows[0])]!r}). Fix: predict ranks treatments per patient, so keep one "
+            "row per patient (e.g. the most recent episode)")
+
+
+# --------------------------------------------------------------------------- scoring and ranking
+
+def score_patients(prepared: pd.DataFrame, X: pd.DataFrame, bundle: ModelBundle,
+                   harm_weight: float) -> Scores:
+    """Probabilities, eligibility, guideline actions, net benefit and rank for every pair."""
+    treatments = bundle.treatments
+    p_resp = np.column_stack([bundle.model(t, "response").predict_proba(X) for t in treatments])
+    p_ae = np.column_stack([bundle.model(t, "adverse_event").predict_proba(X)
+                            for t in treatments])
+    return decide(prepared, treatments, p_resp.astype(float), p_ae.astype(float), harm_weight)
+
+
+def decide(prepared: pd.DataFrame, treatments: Sequence[str], p_response: np.ndarray,
+           p_adverse_event: np.ndarray, harm_weight: float) -> Scores:
+    """Guideline checks and ranking for given model scores (any scores: the model's or a test's)."""
+    treatments = tuple(treatments)
+    eligible = eligibility(prepared["condition"], treatments)
+    guide = check_guidelines(prepared, treatments)
+    net = p_response - harm_weight * p_adverse_event
+    order = rank_order(eligible, guide.avoid, net, treatments)
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(1, len(treatments) + 1)[None, :], axis=1)
+    return Scores(treatments, p_response, p_adverse_event, eligible, guide.action, guide.note,
+                  net, rank, order)
+
+
+def eligibility(conditions: pd.Series, treatments: Sequence[str]) -> np.ndarray:
+    """(n, T) bool: the treatment is a usual option for the patient's condition."""
+    codes, uniques = pd.factorize(conditions.astype(str))
+    table = np.array([[TREATMENTS[t].eligible(c) for t in treatments] for c in uniques],
+                     dtype=bool).reshape(len(uniques), len(treatments))
+    return table[codes]
+
+
+def rank_order(eligible: np.ndarray, avoid: np.ndarray, net: np.ndarray,
+               treatments: Sequence[str]) -> np.ndarray:
+    """(n, T) column indices from best to worst: eligible, then not avoided, then net benefit."""
+    name_rank = np.argsort(np.argsort(np.asarray(treatments, dtype=str)))
+    names = np.broadcast_to(name_rank, net.shape)
+    return np.lexsort((names, -net, avoid, ~eligible), axis=1)
 
 
 def rank_treatments(scored: pd.DataFrame) -> pd.DataFrame:
-    """Add ``rank`` (1 = best) per patient: eligible first, then by net benefit."""
-    order = scored.sort_values(
-        ["patient_id", "eligible", "net_benefit", "treatment"],
-        ascending=[True, False, False, True], kind="mergesort",
-    )
-    ranked = order.assign(rank=order.groupby("patient_id", sort=False).cumcount() + 1)
-    return ranked[list(OUTPUT_COLUMNS)].reset_index(drop=True)
+    """Add ``rank`` (1 = best) per patient: eligible first, then allowed before ``avoid``
+    (when that column is present), then by net benefit; rows sorted by patient and rank."""
+    patients = pd.factorize(scored["patient_id"], sort=True)[0]
+    names = pd.factorize(scored["treatment"], sort=True)[0]
+    avoid = (scored["avoid"].to_numpy(dtype=bool) if "avoid" in scored
+             else np.zeros(len(scored), dtype=bool))
+    eligible = scored["eligible"].to_numpy(dtype=bool)
+    order = np.lexsort((names, -scored["net_benefit"].to_numpy(dtype=float), avoid, ~eligible,
+                        patients))
+    ranked = scored.iloc[order].reset_index(drop=True)
+    first = np.r_[True, patients[order][1:] != patients[order][:-1]]
+    starts = np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))
+    ranked.insert(1, "rank", np.arange(len(order)) - starts + 1)
+    return ranked
 
+
+# --------------------------------------------------------------------------- SHAP values
+
+def _ranked_contributions(bundle: ModelBundle, outcome: str, X: pd.DataFrame, scores: Scores,
+                          width: int) -> np.ndarray:
+    """(n, width, F + 1) SHAP values of the treatments at ranks 1..width, bias last."""
+    n, n_feat = X.shape
+    out = np.zeros((n, width, n_feat + 1), dtype=np.float32)
+    for k, treatment in enumerate(scores.treatments):
+        rows = np.flatnonzero(scores.rank[:, k] <= width)
+        if len(rows):
+            values = bundle.model(treatment, outcome).contributions(X.iloc[rows])
+            out[rows, scores.rank[rows, k] - 1] = values
+    return out
+
+
+def _shap_frame(ids: np.ndarray, scores: Scores, contrib: Mapping[str, np.ndarray],
+                depth: int) -> pd.DataFrame:
+    """Long SHAP table: patient_id, treatment, outcome, rank, one column per feature, bias."""
+    n = len(ids)
+    names = np.asarray(scores.treatments, dtype=object)[scores.order[:, :depth]].reshape(-1)
+    frames = []
+    for outcome, values in contrib.items():
+        frame = pd.DataFrame(values[:, :depth].reshape(n * depth, -1),
+                             columns=[*FEATURE_NAMES, "bias"])
+        frame.insert(0, "patient_id", np.repeat(ids, depth))
+        frame.insert(1, "treatment", names)
+        frame.insert(2, "outcome", outcome)
+        frame.insert(3, "rank", np.tile(np.arange(1, depth + 1), n))
+        frames.append(frame)
+    interleaved = np.arange(n * depth * len(frames)).reshape(len(frames), -1).T.reshape(-1)
+    return pd.concat(frames, ignore_index=True).iloc[interleaved].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- the table
+
+def _assemble(ids: np.ndarray, X: pd.DataFrame, bundle: ModelBundle, scores: Scores,
+              contrib: Mapping[str, np.ndarray], options: PredictOptions) -> pd.DataFrame:
+    """One row per patient and treatment, in patient then rank order."""
+    n, n_t = scores.rank.shape
+    rows, cols = np.repeat(np.arange(n), n_t), scores.order.reshape(-1)
+    low, high = _intervals(bundle, scores)
+    flag, reason = _confidence(X, bundle, scores, low, high, options.confidence)
+    values = X.to_numpy(np.float32)
+    k = min(options.top_k, n_t)
+    explanation = _by_rank(n, n_t, [_sentences(contrib["response"][:, r], values, scores, r,
+                                               options.n_features, "response")
+                                    for r in range(k)])
+    ae_explanation = _by_rank(n, n_t, [_sentences(contrib["adverse_event"][:, r], values,
+                                                  scores, r, options.n_features,
+                                                  "adverse_event") for r in range(k)])
+    contrast = _by_rank(n, n_t, [contrast_sentences(contrib["response"], values, scores,
+                                                    options.n_features)] if n_t > 1 else [])
+    pick = (rows, cols)
+    return pd.DataFrame({
+        "patient_id": np.repeat(ids, n_t),
+        "rank": np.tile(np.arange(1, n_t + 1), n),
+        "treatment": np.asarray(scores.treatments, dtype=object)[cols],
+        "eligible": scores.eligible[pick],
+        "p_response": scores.p_response[pick],
+        "p_response_low": low[pick], "p_response_high": high[pick],
+        "p_adverse_event": scores.p_adverse_event[pick],
+        "net_benefit": scores.net_benefit[pick],
+        "guideline_action": scores.action[pick], "guideline_note": scores.note[pick],
+        "low_confidence": flag[pick], "confidence_reason": reason[pick],
+        "explanation": explanation, "adverse_event_explanation": ae_explanation,
+        "contrast": contrast,
+    }, columns=list(OUTPUT_COLUMNS))
+
+
+def _by_rank(n: int, n_t: int, columns: list[np.ndarray]) -> np.ndarray:
+    """Flattened (patient, rank) texts: the given ranks' texts, '' for the rest."""
+    out = np.full((n, n_t), "", dtype=object)
+    for r, texts in enumerate(columns):
+        out[:, r] = texts
+    return out.reshape(-1)
+
+
+def _intervals(bundle: ModelBundle, scores: Scores) -> tuple[np.ndarray, np.ndarray]:
+    """Venn-Abers interval of every P(response) (NaN when the bundle has no calibration)."""
+    tables = bundle.metadata.get("response_calibration", {})
+    pairs = [response_interval(tables.get(t), scores.p_response[:, k])
+             for k, t in enumerate(scores.treatments)]
+    return np.column_stack([p[0] for p in pairs]), np.column_stack([p[1] for p in pairs])
+
+
+def _confidence(X: pd.DataFrame, bundle: ModelBundle, scores: Scores, low: np.ndarray,
+                high: np.ndarray, settings: ConfidenceSettings) -> tuple[np.ndarray, np.ndarray]:
+    """(n, T) low_confidence flags and reasons."""
+    values = X.to_numpy(np.float32)
+    ranges = bundle.metadata.get("feature_ranges", {})
+    propensity = propensity_matrix(getattr(bundle, "propensity", None), X, scores.treatments)
+    pairs = []
+    for k, treatment in enumerate(scores.treatments):
+        ids, texts = (range_patterns(range_codes(values, ranges[treatment]), ranges[treatment],
+                                     treatment) if treatment in ranges
+                      else (np.full(len(values), -1, dtype=np.int64), []))
+        conditions = _confidence_conditions(scores.p_response[:, k], low[:, k], high[:, k],
+                                            settings)
+        if propensity is not None:
+            conditions.append((scores.eligible[:, k]
+                               & (propensity[:, k] < settings.min_propensity),
+                               f"rarely given to patients like this in training (propensity "
+                               f"below {settings.min_propensity:g})"))
+        pairs.append(confidence_flags(ids, texts, conditions))
+    return np.column_stack([f for f, _ in pairs]), np.column_stack([r for _, r in pairs])
+
+
+def _confidence_conditions(p: np.ndarray, low: np.ndarray, high: np.ndarray,
+                           settings: ConfidenceSettings) -> list[tuple[np.ndarray, str]]:
+    """(mask, reason) pairs from the Venn-Abers interval: too wide, or far from p_response."""
+    tol = settings.calibration_tolerance
+    return [(high - low > settings.max_interval_width,
+             "wide response interval (little validation data near this prediction)"),
+            ((p < low - tol) | (p > high + tol),
+             f"P(response) more than {tol:g} outside its calibration interval (the model is "
+             "miscalibrated here on validation data)")]
+
+
+# --------------------------------------------------------------------------- sentences
 
 def explain_rows(treatment: str, X: pd.DataFrame, contributions: np.ndarray,
                  n_features: int) -> list[str]:
     """One sentence per row naming the features that moved P(response) most."""
-    values = X.to_numpy()
-    names = list(X.columns)
-    top = np.argsort(-np.abs(contributions[:, :-1]), axis=1)[:, :n_features]
-    label = TREATMENTS[treatment].label
-    return [
-        _sentence(label, [(names[j], values[i, j], contributions[i, j]) for j in top[i]])
-        for i in range(len(X))
-    ]
+    labels = np.full(len(X), TREATMENTS[treatment].label, dtype=object)
+    return list(explain_matrix(contributions, X.to_numpy(np.float32), labels, n_features,
+                               "response"))
 
 
-def _sentence(label: str, parts: list[tuple[str, float, float]]) -> str:
-    phrases = [
-        f"{describe(name, value)} {'raises' if phi > 0 else 'lowers'} the chance of response "
-        f"(odds x{np.exp(phi):.2f})"
-        for name, value, phi in parts if abs(phi) > 1e-9
-    ]
-    if not phrases:
-        return f"{label}: no feature moves the predicted response (constant-rate model)"
-    return f"{label}: " + "; ".join(phrases)
+def explain_matrix(contributions: np.ndarray, values: np.ndarray, labels: np.ndarray,
+                   n_features: int, outcome: str) -> np.ndarray:
+    """Sentences for many rows at once: '<label>: <feature> raises ... (odds xA.BC); ...'."""
+    phi = np.asarray(contributions, dtype=float)[:, :len(FEATURE_NAMES)]
+    top = top_features(phi, n_features)
+    rows = np.arange(len(phi))
+    raises, lowers = " raises" + _PHRASE[outcome], " lowers" + _PHRASE[outcome]
+    phrases = []
+    for s in range(top.shape[1]):
+        j = top[:, s]
+        size = phi[rows, j]
+        words = describe_cells(j, values[rows, j])
+        odds = format_numbers(np.exp(size), ".2f")
+        verb = np.where(size > 0, raises, lowers).astype(object)
+        phrase = np.array([f"{w}{v}{o})" for w, v, o in zip(words.tolist(), verb.tolist(),
+                                                             odds.tolist())], dtype=object)
+        phrase[np.abs(size) <= 1e-9] = ""
+        phrases.append(phrase.tolist())
+    empty = "no feature moves the prediction (constant-rate model)"
+    return np.array([f"{label}: {'; '.join(filter(None, parts)) or empty}"
+                     for label, *parts in zip(np.asarray(labels).tolist(), *phrases)],
+                    dtype=object)
+
+
+def top_features(phi: np.ndarray, k: int) -> np.ndarray:
+    """(n, k) column indices of the k largest |phi| per row, largest first (ties: lower index)."""
+    size = np.abs(phi)
+    rows = np.arange(len(phi))
+    top = np.empty((len(phi), min(k, phi.shape[1])), dtype=np.int64)
+    for s in range(top.shape[1]):
+        top[:, s] = np.argmax(size, axis=1)
+        size[rows, top[:, s]] = -1.0
+    return top
+
+
+def _sentences(contrib: np.ndarray, values: np.ndarray, scores: Scores, r: int,
+               n_features: int, outcome: str) -> np.ndarray:
+    """Explanations of the treatment at rank r + 1 of every patient."""
+    labels = _labels(scores.treatments)[scores.order[:, r]]
+    return explain_matrix(contrib, values, labels, n_features, outcome)
+
+
+def contrast_sentences(contrib: np.ndarray, values: np.ndarray, scores: Scores,
+                       n_features: int) -> np.ndarray:
+    """Why rank 1 outranks rank 2, with the SHAP values of their response log-odds difference."""
+    n = len(values)
+    first, second = scores.order[:, 0], scores.order[:, 1]
+    rows = np.arange(n)
+    diff = contrib[:, 0].astype(float) - contrib[:, 1].astype(float)
+    labels = _labels(scores.treatments)
+    l1, l2 = labels[first], labels[second]
+    why = _contrast_reason(scores, rows, first, second, l2)
+    top = top_features(diff[:, :-1], n_features)
+    parts = [describe_cells(top[:, s], values[rows, top[:, s]])
+             for s in range(top.shape[1])]
+    sizes = [format_numbers(diff[rows, top[:, s]], "+.2f") for s in range(top.shape[1])]
+    names = np.asarray(scores.treatments, dtype=object)
+    total = format_numbers(diff.sum(axis=1), "+.2f")
+    bias = format_numbers(diff[:, -1], "+.2f")
+    return np.array([
+        f"{a} ranks above {b}{w}. Difference in log-odds of response ({na} minus {nb}): {t}, "
+        f"of which {bi} is the difference of the two models' averages and the rest comes from "
+        f"this patient's features, most from: "
+        + ", ".join(f"{p} {z}" for p, z in zip(row[:len(parts)], row[len(parts):]))
+        for a, b, w, na, nb, t, bi, *row in zip(
+            *(np.asarray(c).tolist() for c in (l1, l2, why, names[first], names[second], total,
+                                                bias, *parts, *sizes)))], dtype=object)
+
+
+def _contrast_reason(scores: Scores, rows: np.ndarray, first: np.ndarray,
+                     second: np.ndarray, label2: np.ndarray) -> np.ndarray:
+    """': <why>' for each patient: a guideline, eligibility, or the higher net benefit."""
+    avoided = scores.action[rows, second] == "avoid"
+    avoided &= scores.action[rows, first] != "avoid"
+    ineligible = scores.eligible[rows, first] & ~scores.eligible[rows, second]
+    by_benefit = (": higher net benefit (" + format_numbers(scores.net_benefit[rows, first], ".2f")
+                  + " vs " + format_numbers(scores.net_benefit[rows, second], ".2f")
+                  + "; P(response) " + format_numbers(scores.p_response[rows, first], ".2f")
+                  + " vs " + format_numbers(scores.p_response[rows, second], ".2f")
+                  + ", P(serious adverse event) "
+                  + format_numbers(scores.p_adverse_event[rows, first], ".3f") + " vs "
+                  + format_numbers(scores.p_adverse_event[rows, second], ".3f") + ")")
+    return np.where(ineligible, ": " + label2 + " is not a usual option for this condition",
+                    np.where(avoided, ": a guideline says avoid " + label2, by_benefit))
+
+
+def _labels(treatments: Sequence[str]) -> np.ndarray:
+    return np.array([TREATMENTS[t].label for t in treatments], dtype=object)
+
+
+def describe_cells(features: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """describe(feature, value) for many cells, computed once per distinct pair."""
+    value_codes, uniques = pd.factorize(np.asarray(values, dtype=float), use_na_sentinel=False)
+    keys = features.astype(np.int64) * (len(uniques) + 1) + value_codes
+    inverse, distinct = pd.factorize(keys)
+    texts = [feature_words(FEATURE_NAMES[key // (len(uniques) + 1)],
+                           float(uniques[key % (len(uniques) + 1)])) for key in distinct]
+    return np.array(texts, dtype=object)[inverse]
+
+
+def feature_words(name: str, value: float) -> str:
+    """A feature and its value in words; an absent category reads 'condition other than X'."""
+    feature = FEATURES_BY_NAME[name]
+    if name == "female" and value < 0.5:
+        return "male sex"
+    if feature.category is None or value >= 0.5:
+        return describe(name, value)
+    if feature.source == "condition":
+        return f"condition other than {feature.category.replace('_', ' ')}"
+    return f"not a {feature.label}" if feature.label.endswith("metabolizer") else \
+        f"not {feature.label}"
+
+
+def format_numbers(values: np.ndarray, spec: str) -> np.ndarray:
+    """format(value, spec) for many numbers, computed once per distinct rounded value."""
+    decimals = int(spec.rstrip("f").split(".")[-1])
+    inverse, distinct = pd.factorize(np.round(np.asarray(values, dtype=float), decimals))
+    texts = np.array([format(v + 0.0, spec) for v in distinct], dtype=object)
+    return texts[inverse]

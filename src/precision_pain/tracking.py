@@ -15,8 +15,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import subprocess
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -35,9 +37,24 @@ def disable_telemetry() -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 
-def resolve_uri(params: TrackingParams) -> str:
-    """The tracking URI in force: the environment's, else params.yaml's."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or params.uri
+def resolve_uri(params: TrackingParams, root: str | Path | None = None) -> str:
+    """The tracking URI in force: the environment's, else params.yaml's.
+
+    A relative SQLite path is taken from ``root``, else from ``DVC_ROOT`` (DVC sets it for
+    every stage; for a queued ``dvc exp run`` in a temporary copy it names the project), else
+    from the working directory: every experiment then lands in the project's one store.
+    """
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or params.uri
+    base = root or os.environ.get("DVC_ROOT")
+    path = uri.removeprefix("sqlite:///")
+    if base is None or path == uri or path.startswith("/") or path in {"", ":memory:"}:
+        return uri
+    return "sqlite:///" + (Path(base) / path).resolve().as_posix()
+
+
+def _project_path(path: Path) -> Path:
+    """A params.yaml path, anchored at ``DVC_ROOT`` when DVC runs the command."""
+    return Path(os.environ.get("DVC_ROOT", ".")) / path
 
 
 def registered_name(params: TrackingParams, treatment: str, outcome: str) -> str:
@@ -57,7 +74,7 @@ def start(params: TrackingParams) -> str:
     if experiment is not None:
         experiment_id = experiment.experiment_id
     else:
-        artifact_location = Path(params.artifact_location).resolve().as_uri()
+        artifact_location = _project_path(params.artifact_location).resolve().as_uri()
         experiment_id = mlflow.create_experiment(
             params.experiment,
             artifact_location=None if uri.startswith("http") else artifact_location)
@@ -78,12 +95,52 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
-def provenance_tags(data_files: list[Path]) -> dict[str, str]:
-    """Git commit and data hashes, so a run traces back to what produced it."""
-    tags = {"git_commit": _git_commit()}
+def provenance_tags(data_files: list[Path], params_file: Path | None = None,
+                    lock_file: Path = Path("dvc.lock")) -> dict[str, str]:
+    """Git commit, data, params and DVC stage hashes, so a run traces back to what produced it.
+
+    Under ``dvc repro`` / ``dvc exp run`` (``DVC_STAGE`` is set) it adds the experiment's name
+    and baseline commit, and the output hashes dvc.lock records for the stages before this one
+    (``dvc.<stage>.<path>``: the same md5 DVC caches them under).
+    """
+    commit = _git_commit()
+    tags = {"git_commit": commit, "mlflow.source.git.commit": commit.removesuffix("-dirty")}
     for path in data_files:
         tags[f"data_md5.{path.name}"] = file_md5(path)
+    if params_file is not None and Path(params_file).exists():
+        tags["params_md5"] = file_md5(Path(params_file))
+    env_tags = {"DVC_STAGE": "dvc_stage", "DVC_EXP_NAME": "dvc_exp_name",
+                "DVC_EXP_BASELINE_REV": "dvc_exp_baseline_rev"}
+    tags |= {tag: os.environ[var] for var, tag in env_tags.items() if os.environ.get(var)}
+    if os.environ.get("DVC_STAGE"):
+        tags |= _upstream_out_hashes(lock_file, os.environ["DVC_STAGE"])
     return tags
+
+
+def _upstream_out_hashes(lock_file: Path, stage: str) -> dict[str, str]:
+    """``dvc.<stage>.<out path>`` -> md5 for the stages dvc.lock lists before ``stage``."""
+    import yaml
+
+    if not lock_file.exists():
+        return {}
+    stages = (yaml.safe_load(lock_file.read_text(encoding="utf-8")) or {}).get("stages", {})
+    tags: dict[str, str] = {}
+    for name, entry in stages.items():
+        if name == stage:
+            break
+        for out in entry.get("outs", []):
+            if "md5" in out:
+                tags[f"dvc.{name}.{out['path']}"] = out["md5"]
+    return tags
+
+
+def log_provenance_files(paths: list[Path]) -> None:
+    """Attach small provenance files (params.yaml, dvc.lock) to the active run."""
+    import mlflow
+
+    for path in paths:
+        if Path(path).exists():
+            mlflow.log_artifact(str(path), "provenance")
 
 
 def file_md5(path: Path) -> str:
@@ -195,25 +252,48 @@ def _skops_types(model: BinaryModel) -> list[str]:
 
 
 def log_evaluation(run_ids: Mapping[str, str], summary: Mapping[str, Any],
-                   per_treatment: Mapping[str, Mapping[str, float]],
-                   artifacts: list[Path], params: TrackingParams) -> None:
-    """Log test metrics into the training runs recorded in ``run_ids``."""
+                   per_treatment: Mapping[str, Mapping[str, Any]],
+                   artifacts: list[Path], params: TrackingParams,
+                   plots: Sequence[Path] = (), detail: Mapping[str, Any] | None = None) -> None:
+    """Log test metrics, files and plots into the training runs recorded in ``run_ids``.
+
+    Nested metrics are flattened to dotted names: ``summary`` as ``test.<key>`` and each
+    ``detail`` tree as ``test.<name>.<key>`` in the parent run; each treatment's metrics
+    as ``test_<outcome>_<metric>[_ci_low|_ci_high]`` in its own run. ``plots`` go to the
+    parent run's ``evaluation/plots`` artifacts.
+    """
     import mlflow
 
     start(params)
     client = mlflow.MlflowClient()
-    for key, value in flatten(summary).items():
-        number = _number(value)
-        if number is not None:
-            client.log_metric(run_ids["parent"], f"test.{key}", number)
+    _log_metrics(client, run_ids["parent"], {f"test.{k}": v for k, v in flatten(summary).items()})
+    for name, tree in (detail or {}).items():
+        _log_metrics(client, run_ids["parent"],
+                     {f"test.{name}.{k}": v for k, v in flatten(tree).items()})
     for treatment, metrics in per_treatment.items():
         if treatment in run_ids:
-            for key, value in metrics.items():
-                if value == value:
-                    client.log_metric(run_ids[treatment], f"test_{key}", float(value))
-    for path in artifacts:
-        if path.exists():
-            client.log_artifact(run_ids["parent"], str(path), "evaluation")
+            _log_metrics(client, run_ids[treatment],
+                         {"test_" + k.replace(".estimate", "").replace(".", "_"): v
+                          for k, v in flatten(metrics).items()})
+    for folder, paths in (("evaluation", artifacts), ("evaluation/plots", plots)):
+        for path in paths:
+            if Path(path).exists():
+                client.log_artifact(run_ids["parent"], str(path), folder)
+
+
+_BATCH = 1000  # MLflow's limit of metrics per log_batch call
+
+
+def _log_metrics(client: Any, run_id: str, values: Mapping[str, str]) -> None:
+    """Log every numeric, finite value in one batch call per 1,000 metrics."""
+    from mlflow.entities import Metric
+
+    stamp = int(time.time() * 1000)
+    metrics = [Metric(re.sub(r"[^\w\-./ ]", "_", key), number, stamp, 0)
+               for key, value in values.items()
+               if (number := _number(value)) is not None]
+    for start_at in range(0, len(metrics), _BATCH):
+        client.log_batch(run_id, metrics=metrics[start_at:start_at + _BATCH])
 
 
 def _number(value: str) -> float | None:
@@ -274,3 +354,47 @@ def _wrap_sklearn(estimator: Any, uri: str) -> BinaryModel:
         model.estimator_ = estimator
     model.feature_names_ = names
     return model
+
+
+def recommender_name(params: TrackingParams) -> str:
+    """Registry name of the served recommender (every treatment, checks and explanations)."""
+    return f"{params.registered_model_prefix}-recommender"
+
+
+def log_recommender(params: TrackingParams, models_dir: Path, run_id: str,
+                    model_config: Mapping[str, Any]) -> str:
+    """Log the bundle as one pyfunc model (models-from-code) in ``run_id``; register, alias it."""
+    import mlflow
+
+    from .serve import ARTIFACT, MODEL_CODE, PACKAGE_DIR, pip_requirements
+
+    start(params)
+    name = recommender_name(params)
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(
+            name="recommender", python_model=str(MODEL_CODE),
+            artifacts={ARTIFACT: str(Path(models_dir).resolve())},
+            code_paths=[str(PACKAGE_DIR)], model_config=dict(model_config),
+            pip_requirements=pip_requirements(), registered_model_name=name)
+    version = str(info.registered_model_version)
+    mlflow.MlflowClient().set_registered_model_alias(name, params.alias, version)
+    log.info("registered %s version %s (alias %r)", name, version, params.alias)
+    return f"models:/{name}@{params.alias}"
+
+
+def download_recommender(params: TrackingParams, alias: str) -> Path | None:
+    """Local copy of the registered recommender's model bundle at ``alias``; None if absent."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from .serve import ARTIFACT
+
+    start(params)
+    name = recommender_name(params)
+    try:
+        mlflow.MlflowClient().get_model_version_by_alias(name, alias)
+    except MlflowException:
+        log.info("no %s@%s in the registry; loading the per-treatment models", name, alias)
+        return None
+    local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}@{alias}")
+    return Path(local) / "artifacts" / ARTIFACT

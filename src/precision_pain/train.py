@@ -2,12 +2,16 @@
 
 Each treatment's models are fitted on the patients who received it (the
 observational "T-learner"), with the validation split used for early stopping
-only. The core returns fitted models and validation metrics; tracking and
-file output happen in the CLI layer.
+and, when hyperparameters are given as lists (e.g. ``C: [0.003, 0.01, 0.1]``),
+to choose one combination per outcome, shared by all treatments, by the
+validation Brier score pooled over treatments; never the test split.
+The core returns fitted models and validation metrics; tracking and file
+output happen in the CLI layer.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -68,17 +72,69 @@ def train_treatment(treatment: Treatment, index: int, train: pd.DataFrame, valid
     return TreatmentModels(treatment.name, models, counts, validation)
 
 
+def hyperparameter_grid(hyperparameters: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every combination of the list-valued hyperparameters (scalars stay fixed)."""
+    values = [v if isinstance(v, list) else [v] for v in hyperparameters.values()]
+    return [dict(zip(hyperparameters, combo)) for combo in itertools.product(*values)]
+
+
 def train_all(treatments: Iterable[Treatment], train: pd.DataFrame, valid: pd.DataFrame,
               model_type: str, hyperparameters: Mapping[str, Any], seed: int,
               on_done: Callable[[TreatmentModels], None] | None = None
               ) -> dict[str, TreatmentModels]:
-    """Fit every treatment in ``treatments``; ``on_done`` is called after each one."""
-    fitted: dict[str, TreatmentModels] = {}
+    """Fit every treatment (at each grid point, if any); ``on_done`` gets each final result."""
+    treatments = tuple(treatments)
+    grid = hyperparameter_grid(hyperparameters)
+    if len(grid) == 1:
+        return _train_each(treatments, train, valid, model_type, grid[0], seed, on_done)
+    runs = [_train_each(treatments, train, valid, model_type, point, seed) for point in grid]
+    fitted = choose_shared(runs, grid, hyperparameters)
+    for result in fitted.values():
+        _done(result, on_done)
+    return fitted
+
+
+def _train_each(treatments: tuple[Treatment, ...], train: pd.DataFrame, valid: pd.DataFrame,
+                model_type: str, hyperparameters: Mapping[str, Any], seed: int,
+                on_done: Callable[[TreatmentModels], None] | None = None
+                ) -> dict[str, TreatmentModels]:
+    fitted = {}
     for index, treatment in enumerate(treatments):
         result = train_treatment(treatment, index, train, valid, model_type, hyperparameters, seed)
-        log.info("trained %s on %d rows (%s)", treatment.name, result.counts["n_train"],
-                 ", ".join(f"{o}={m.kind}" for o, m in result.models.items()))
         fitted[treatment.name] = result
         if on_done is not None:
-            on_done(result)
+            _done(result, on_done)
     return fitted
+
+
+def _done(result: TreatmentModels, on_done: Callable[[TreatmentModels], None] | None) -> None:
+    log.info("trained %s on %d rows (%s)", result.treatment, result.counts["n_train"],
+             ", ".join(f"{o}={m.kind}" for o, m in result.models.items()))
+    if on_done is not None:
+        on_done(result)
+
+
+def pooled_brier(run: Mapping[str, TreatmentModels], outcome: str) -> float:
+    """Validation Brier score of one outcome's models, pooled over treatments (row-weighted)."""
+    n = np.array([r.counts["n_valid"] for r in run.values()], dtype=float)
+    brier = np.array([r.validation[f"valid_{outcome}_brier"] for r in run.values()])
+    return float(n @ brier / n.sum())
+
+
+def choose_shared(runs: list[dict[str, TreatmentModels]], grid: list[dict[str, Any]],
+                  hyperparameters: Mapping[str, Any]) -> dict[str, TreatmentModels]:
+    """Per outcome, the grid point with the lowest pooled validation Brier score."""
+    best = {o: int(np.argmin([pooled_brier(run, o) for run in runs])) for o in OUTCOMES}
+    tuned = [key for key, value in hyperparameters.items() if isinstance(value, list)]
+    chosen = {f"valid_{o}_chosen_{key}": float(grid[best[o]][key])
+              for o in OUTCOMES for key in tuned if isinstance(grid[best[o]][key], (int, float))}
+    return {name: _combine([runs[best[o]][name] for o in OUTCOMES], chosen) for name in runs[0]}
+
+
+def _combine(per_outcome: list[TreatmentModels], chosen: Mapping[str, float]) -> TreatmentModels:
+    """One treatment's models, each outcome's taken from the run chosen for it."""
+    models = {o: r.models[o] for o, r in zip(OUTCOMES, per_outcome)}
+    validation = {k: v for o, r in zip(OUTCOMES, per_outcome)
+                  for k, v in r.validation.items() if k.startswith(f"valid_{o}_")}
+    first = per_outcome[0]
+    return TreatmentModels(first.treatment, models, first.counts, {**validation, **chosen})

@@ -1,0 +1,225 @@
+"""How far to trust each P(response): a calibration interval and an out-of-range flag.
+
+Two things are learned at train time (:func:`training_profile`, stored in the
+bundle manifest's metadata) and used at predict time:
+
+1. **Interval for P(response): inductive Venn-Abers** (Vovk & Petej 2014, "Venn-Abers
+   predictors", UAI; Vovk et al. 2015, "Large-scale probabilistic predictors with
+   and without guarantees of validity", NeurIPS). For each treatment, the response
+   model's scores on the validation patients who received it are the calibration
+   set. For a new score ``s`` the predictor fits isotonic regression twice, once
+   with ``(s, 0)`` and once with ``(s, 1)`` added, and reports the two fitted
+   values at ``s`` as ``[p_response_low, p_response_high]``. One of the two is a
+   perfectly calibrated probability under exchangeability, so the interval says
+   both how well the model is calibrated near ``s`` and how much validation data
+   there is near it (wide = sparse). The result depends only on where ``s`` falls
+   among the calibration scores, so every position is computed once at train time
+   and prediction is a binary search. Scores are put on a 0.001 grid first (a
+   valid scoring function in its own right) so that the table stays small.
+2. **Training ranges**: per treatment, the minimum and maximum of every model
+   feature over the patients the treatment's models were trained on, and whether
+   the feature was ever missing. A patient beyond a range, with a category or
+   flag value the treatment's patients never had, or missing where training never
+   was, is flagged ``low_confidence`` with the reason.
+
+Predict-time flags may also come from a propensity model (``bundle.propensity``,
+when present): an eligible treatment that patients like this one rarely received
+in the training cohort (propensity below ``min_propensity``) is flagged, because
+the model learned little about them under that treatment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .features import FEATURES, build_features, describe
+
+PROFILE_VERSION = 1
+GRID = 1e-3  # Venn-Abers score grid (probability units)
+_FLAG_NAMES = frozenset({"female", "smoker", "prior_spine_surgery", "prior_gi_ulcer",
+                         "anticoagulant", "cyp2d6_inhibitor"})
+
+
+@dataclass(frozen=True)
+class ConfidenceSettings:
+    """Thresholds for the ``low_confidence`` flag."""
+
+    min_propensity: float = 0.02
+    max_interval_width: float = 0.30
+    calibration_tolerance: float = 0.10
+
+
+# --------------------------------------------------------------------------- train time
+
+def training_profile(train: pd.DataFrame, valid: pd.DataFrame,
+                     models: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Metadata for the bundle: feature ranges and Venn-Abers tables, per treatment.
+
+    ``models`` maps treatment -> outcome -> fitted model (``ModelBundle.models``).
+    """
+    ranges, calibration = {}, {}
+    for name, by_outcome in models.items():
+        tr = train[train["treatment"] == name]
+        va = valid[valid["treatment"] == name]
+        ranges[name] = feature_ranges(build_features(tr))
+        scores = by_outcome["response"].predict_proba(build_features(va))
+        calibration[name] = venn_abers_table(scores, va["response"].to_numpy())
+    return {"confidence_profile_version": PROFILE_VERSION, "feature_ranges": ranges,
+            "response_calibration": calibration}
+
+
+def feature_ranges(X: pd.DataFrame) -> dict[str, list[Any]]:
+    """Per feature: min, max (None if never observed) and whether it was ever missing."""
+    values = X.to_numpy(np.float64)
+    seen = ~np.isnan(values)
+    has = seen.any(axis=0)
+    low = np.where(has, np.nanmin(np.where(seen, values, np.inf), axis=0), np.nan)
+    high = np.where(has, np.nanmax(np.where(seen, values, -np.inf), axis=0), np.nan)
+    return {"min": _none_for_nan(low), "max": _none_for_nan(high),
+            "missing": (~seen).any(axis=0).tolist()}
+
+
+def _none_for_nan(values: np.ndarray) -> list[float | None]:
+    return [None if np.isnan(v) else float(v) for v in values]
+
+
+def venn_abers_table(scores: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """Inductive Venn-Abers bounds for every position a new score can take."""
+    from sklearn.isotonic import isotonic_regression
+
+    grid = np.rint(np.asarray(scores, dtype=float) / GRID).astype(np.int64)
+    y = np.asarray(labels, dtype=float)
+    cells, inverse = np.unique(grid, return_inverse=True)
+    weight = np.bincount(inverse).astype(float)
+    total = np.bincount(inverse, weights=y)
+
+    def fit_at(mean: np.ndarray, w: np.ndarray, at: int) -> float:
+        return float(isotonic_regression(mean, sample_weight=w, y_min=0.0, y_max=1.0)[at])
+
+    tie = {label: [] for label in (0, 1)}
+    gap = {label: [] for label in (0, 1)}
+    for label in (0, 1):
+        for j in range(len(cells)):  # the new score equals calibration cell j
+            w = weight.copy()
+            w[j] += 1
+            tie[label].append(fit_at(np.r_[total[:j], total[j] + label, total[j + 1:]] / w, w, j))
+        for g in range(len(cells) + 1):  # the new score falls before cell g
+            mean = np.insert(total / weight, g, label)
+            gap[label].append(fit_at(mean, np.insert(weight, g, 1.0), g))
+    return {"grid": GRID, "cells": cells.tolist(), "n": int(len(y)),
+            "tie_low": tie[0], "tie_high": tie[1], "gap_low": gap[0], "gap_high": gap[1]}
+
+
+# --------------------------------------------------------------------------- predict time
+
+def response_interval(table: Mapping[str, Any] | None, p: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Venn-Abers (low, high) for each P(response); NaN without a calibration table."""
+    p = np.asarray(p, dtype=float)
+    if not table:
+        return np.full(p.shape, np.nan), np.full(p.shape, np.nan)
+    cells = np.asarray(table["cells"], dtype=np.int64)
+    k = np.rint(p / float(table["grid"])).astype(np.int64)
+    j = np.searchsorted(cells, k, side="left")
+    tie = (j < len(cells)) & (cells[np.minimum(j, len(cells) - 1)] == k)
+    jt = np.minimum(j, len(cells) - 1)
+    low = np.where(tie, np.asarray(table["tie_low"])[jt], np.asarray(table["gap_low"])[j])
+    high = np.where(tie, np.asarray(table["tie_high"])[jt], np.asarray(table["gap_high"])[j])
+    return low, high
+
+
+_OK, _BELOW, _ABOVE, _UNSEEN_LOW, _UNSEEN_HIGH, _MISSING = range(6)
+
+
+def range_codes(values: np.ndarray, ranges: Mapping[str, list[Any]]) -> np.ndarray:
+    """(n, F) int8: 0 inside the training range, else below / above (numeric), an unseen
+    discrete value (0 where training always had 1, or 1 where it never did), unseen missing."""
+    low = np.array([np.nan if v is None else v for v in ranges["min"]], dtype=float)
+    high = np.array([np.nan if v is None else v for v in ranges["max"]], dtype=float)
+    missing_seen = np.asarray(ranges["missing"], dtype=bool)
+    discrete = np.array([f.category is not None or f.name in _FLAG_NAMES for f in FEATURES])
+    one_hot = np.array([f.category is not None for f in FEATURES])
+    with np.errstate(invalid="ignore"):
+        below = (values < low) & ~one_hot  # an absent category is never news
+        above = values > high
+    codes = np.zeros(values.shape, dtype=np.int8)
+    codes[below & ~discrete] = _BELOW
+    codes[above & ~discrete] = _ABOVE
+    codes[below & discrete] = _UNSEEN_LOW
+    codes[above & discrete] = _UNSEEN_HIGH
+    codes[np.isnan(values) & ~missing_seen] = _MISSING
+    return codes
+
+
+def range_patterns(codes: np.ndarray, ranges: Mapping[str, list[Any]], treatment: str
+                   ) -> tuple[np.ndarray, list[str]]:
+    """Per row, the index of its out-of-range pattern (-1 when inside every range), and the
+    reason text of each pattern (written once per distinct pattern, not per row)."""
+    ids = np.full(len(codes), -1, dtype=np.int64)
+    flagged = np.flatnonzero(codes.any(axis=1))
+    if len(flagged) == 0:
+        return ids, []
+    rows = np.ascontiguousarray(codes[flagged])
+    ids[flagged], first = pd.factorize(rows.view(np.dtype((np.void, rows.shape[1]))).ravel())
+    return ids, [_range_text(np.frombuffer(p, dtype=np.int8), ranges, treatment) for p in first]
+
+
+def _range_text(codes: np.ndarray, ranges: Mapping[str, list[Any]], treatment: str) -> str:
+    parts = []
+    for j in np.flatnonzero(codes):
+        feature = FEATURES[j]
+        if codes[j] in (_BELOW, _ABOVE):
+            side = "below" if codes[j] == _BELOW else "above"
+            parts.append(f"{feature.label} {side} the training range "
+                         f"({ranges['min'][j]:g}-{ranges['max'][j]:g})")
+        elif codes[j] in (_UNSEEN_LOW, _UNSEEN_HIGH):
+            value = 1.0 if codes[j] == _UNSEEN_HIGH else 0.0
+            parts.append(f"{describe(feature.name, value)} not seen in training")
+        else:
+            parts.append(f"{feature.label} missing (never missing in training)")
+    return f"outside what the {treatment} models saw: " + ", ".join(parts)
+
+
+def propensity_matrix(propensity: Any, X: pd.DataFrame, treatments: tuple[str, ...]
+                      ) -> np.ndarray | None:
+    """(n, T) propensity of each treatment, or None when the bundle has no propensity model."""
+    if propensity is None:
+        return None
+    columns = list(getattr(propensity, "treatments_", None)
+                   or getattr(propensity, "classes_", None) or [])
+    proba = np.asarray(propensity.predict_proba(X), dtype=float)
+    out = np.zeros((len(X), len(treatments)))
+    for k, name in enumerate(treatments):
+        if name in columns:
+            out[:, k] = proba[:, columns.index(name)]
+    return out
+
+
+def confidence_flags(pattern_ids: np.ndarray, pattern_texts: list[str],
+                     conditions: list[tuple[np.ndarray, str]]) -> tuple[np.ndarray, np.ndarray]:
+    """(low_confidence, reason) from range patterns and (mask, reason) pairs; each distinct
+    combination is written once."""
+    key = pattern_ids + 1
+    for mask, _ in conditions:
+        key = key * 2 + mask
+    inverse, distinct = pd.factorize(key)
+    texts = []
+    for packed in distinct:
+        parts = []
+        for _, reason in reversed(conditions):
+            packed, bit = divmod(int(packed), 2)
+            parts.append(reason if bit else "")
+        parts.append(pattern_texts[packed - 1] if packed else "")
+        texts.append("; ".join(filter(None, reversed(parts))))
+    reason = np.array(texts, dtype=object)[inverse]
+    return key != 0, reason
+
+
+def has_profile(metadata: Mapping[str, Any]) -> bool:
+    """Whether a bundle carries the training profile this module needs."""
+    return "feature_ranges" in metadata and "response_calibration" in metadata

@@ -1,0 +1,386 @@
+"""Guideline checks: CPIC pharmacogenomic actions and clinical contraindications, as data.
+
+Every rule is one row of :data:`RULES`, keyed by a registry treatment name, with
+the test it makes on the prepared patient columns, the action, the wording, and
+the guideline, its version, the strength of the recommendation and the source.
+Rules that share a ``check`` (e.g. tramadol's "CYP2D6") form one decision table:
+the first matching rule of a check applies, like a row of a CPIC table. Across
+checks the most severe action wins (:data:`ACTIONS`, most severe first).
+
+Only ``avoid`` changes a ranking: :mod:`precision_pain.predict` moves an avoided
+treatment below every allowed one. Every other action keeps the model's place
+and adds its note. The model never overrides a guideline.
+
+Sources (see ../shared/domain.md, section 3):
+
+* CPIC 2021 opioids: Crews et al., Clin Pharmacol Ther 2021;110:888-896 (CYP2D6,
+  OPRM1, COMT), codeine/tramadol recommendations by CYP2D6 phenotype.
+* CPIC 2016 tricyclic antidepressants: Hicks et al., Clin Pharmacol Ther
+  2017;102:37-44 (CYP2D6 and CYP2C19; amitriptyline as a tertiary amine).
+* CPIC 2020 NSAIDs: Theken et al., Clin Pharmacol Ther 2020;108:191-200 (CYP2C9).
+* KDIGO 2012 CKD guideline, chapter 4.4, cautionary notes on NSAIDs.
+* ACG 2009: Lanza, Chan, Quigley, Am J Gastroenterol 2009;104:728-738, Table 1
+  (GI-risk categories for NSAID users: high risk = prior complicated ulcer or more
+  than two risk factors; moderate = age > 65, high dose, prior uncomplicated ulcer,
+  aspirin/corticosteroid/anticoagulant use).
+* CDC 2016 opioid guideline: Dowell et al., MMWR Recomm Rep 2016;65(1),
+  recommendation 5 (category A); dose-response: Dunn et al., Ann Intern Med
+  2010;152:85-92 (overdose HR 3.7 at 50-99 and 8.9 at >= 100 MME/day).
+* Opioid Risk Tool: Webster & Webster, Pain Med 2005;6:432-442 (0-3 low, 4-7
+  moderate, >= 8 high risk of misuse). A risk score, not a graded guideline.
+* US prescribing information: pregabalin (Lyrica, renal dose adjustment by
+  creatinine clearance) and duloxetine (Cymbalta, avoid at CrCl < 30). The cohort
+  records eGFR, which stands in for creatinine clearance here; the notes say so.
+
+CYP2D6 checks use the phenoconverted phenotype (``cyp2d6_effective_phenotype``)
+and say when a CYP2D6 inhibitor, not the genotype, produced it. A phenotype that
+is ``indeterminate`` says which check could not be made.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .features import PHENOTYPE_WORDS
+from .pgx import CPIC_TABLE_VERSION
+from .registry import TREATMENTS
+
+# Most severe first. ``not_checked``: no action fired, but a check could not be made.
+ACTIONS: tuple[str, ...] = ("avoid", "consider_alternative", "adjust_dose", "caution",
+                            "monitor", "not_checked", "none")
+SEVERITY: Mapping[str, int] = MappingProxyType(
+    {action: len(ACTIONS) - 1 - i for i, action in enumerate(ACTIONS)})
+
+_OPS: Mapping[str, Callable[[Any, Any], Any]] = MappingProxyType({
+    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+    "==": operator.eq,
+})
+
+CPIC_OPIOIDS = ("CPIC guideline for CYP2D6, OPRM1 and COMT and opioid therapy "
+                "(Crews et al., Clin Pharmacol Ther 2021;110:888), codeine/tramadol table")
+CPIC_TCA = ("CPIC guideline for CYP2D6 and CYP2C19 and tricyclic antidepressants "
+            "(Hicks et al., Clin Pharmacol Ther 2017;102:37), 2016 update, tables 2-3")
+CPIC_NSAID = ("CPIC guideline for CYP2C9 and NSAIDs (Theken et al., Clin Pharmacol Ther "
+              "2020;108:191), celecoxib/flurbiprofen/ibuprofen/lornoxicam table")
+KDIGO = "KDIGO 2012 clinical practice guideline for CKD, chapter 4.4 (NSAIDs)"
+ACG = ("ACG 2009 guideline for prevention of NSAID-related ulcer complications "
+       "(Lanza et al., Am J Gastroenterol 2009;104:728), Table 1")
+CDC = ("CDC guideline for prescribing opioids for chronic pain (Dowell et al., MMWR "
+       "2016;65(1)), recommendation 5; Dunn et al., Ann Intern Med 2010;152:85")
+ORT = "Opioid Risk Tool (Webster & Webster, Pain Med 2005;6:432)"
+LYRICA = "pregabalin (Lyrica) US prescribing information, dosage in renal impairment"
+CYMBALTA = "duloxetine (Cymbalta) US prescribing information, renal impairment"
+
+TCA_LOW_DOSE = ("CPIC: applies to antidepressant starting doses; evidence is weaker at low "
+                "analgesic doses")
+
+
+@dataclass(frozen=True)
+class Test:
+    """One test on a prepared patient column: ``column op value``; missing values fail."""
+
+    column: str
+    op: str  # "in" (value: tuple of categories) or one of _OPS
+    value: Any
+
+    def evaluate(self, patients: pd.DataFrame) -> np.ndarray:
+        """Boolean mask, one entry per patient."""
+        values = patients[self.column]
+        if self.op == "in":
+            return values.astype(str).isin(self.value).to_numpy()
+        numbers = values.to_numpy(dtype=float, na_value=np.nan)
+        with np.errstate(invalid="ignore"):
+            return np.asarray(_OPS[self.op](numbers, float(self.value)), dtype=bool)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One guideline recommendation for one treatment, as data."""
+
+    treatment: str
+    check: str
+    when: tuple[Test, ...]
+    action: str
+    finding: str
+    advice: str
+    guideline: str = ""
+    strength: str = ""
+    source: str = ""
+    version: str = ""
+    caveat: str = ""
+    phenoconversion: bool = False  # say when a CYP2D6 inhibitor produced the phenotype
+
+    def note(self, converted_from: str | None = None) -> str:
+        """The sentence a report shows, e.g. 'CYP2D6 ultrarapid metabolizer: tramadol, ...'."""
+        finding = self.finding
+        if converted_from is not None:
+            finding += (f" by phenoconversion (genotype: {PHENOTYPE_WORDS[converted_from]}; "
+                        "strong CYP2D6 inhibitor)")
+        text = f"{finding}: {self.advice}"
+        if self.guideline:
+            text += f"; {self.guideline}, {self.strength}"
+        return text + (f" ({self.caveat})" if self.caveat else "")
+
+    def matches(self, patients: pd.DataFrame, cache: dict[Test, np.ndarray] | None = None
+                ) -> np.ndarray:
+        """Boolean mask of the patients this rule applies to (``cache`` shares test results)."""
+        cache = {} if cache is None else cache
+        mask = np.ones(len(patients), dtype=bool)
+        for test in self.when:
+            if test not in cache:
+                cache[test] = test.evaluate(patients)
+            mask &= cache[test]
+        return mask
+
+
+# ------------------------------------------------------------------------------ the rules
+
+_D6 = "cyp2d6_effective_phenotype"
+_D6_GENOTYPE = "cyp2d6_phenotype"
+_C19 = "cyp2c19_phenotype"
+_C9 = "cyp2c9_phenotype"
+_V_OPIOID = "CPIC 2021 opioids; " + CPIC_TABLE_VERSION
+_V_TCA = "CPIC 2016 TCAs; " + CPIC_TABLE_VERSION
+_V_NSAID = "CPIC 2020 NSAIDs; " + CPIC_TABLE_VERSION
+
+
+def _not_checked(treatment: str, gene: str, column: str) -> Rule:
+    return Rule(treatment, gene, (Test(column, "in", ("indeterminate",)),), "not_checked",
+                f"{gene} phenotype indeterminate", f"{treatment} check not made")
+
+
+def _tramadol_cyp2d6() -> tuple[Rule, ...]:
+    common = {"guideline": "CPIC", "source": CPIC_OPIOIDS, "version": _V_OPIOID,
+              "phenoconversion": True}
+    rows = (
+        ("UM", "avoid", "ultrarapid", "tramadol, risk of toxicity", "strong"),
+        ("PM", "avoid", "poor", "tramadol, little analgesia expected", "strong"),
+        ("IM", "monitor", "intermediate",
+         "tramadol at label dose; switch to a non-tramadol opioid if no response", "optional"),
+    )
+    rules = tuple(Rule("tramadol", "CYP2D6", (Test(_D6, "in", (ph,)),), action,
+                       f"CYP2D6 {word} metabolizer", advice, strength=strength, **common)
+                  for ph, action, word, advice, strength in rows)
+    return rules + (_not_checked("tramadol", "CYP2D6", _D6),)
+
+
+def _amitriptyline() -> tuple[Rule, ...]:
+    common = {"guideline": "CPIC", "source": CPIC_TCA, "version": _V_TCA,
+              "caveat": TCA_LOW_DOSE}
+    d6 = (
+        ("UM", "avoid", "ultrarapid", "amitriptyline, likely lack of efficacy; avoid, or "
+         "titrate to a higher dose with drug monitoring if a TCA is warranted", "optional"),
+        ("PM", "avoid", "poor", "amitriptyline, risk of side effects; avoid, or start at "
+         "50% of the usual dose if a TCA is warranted", "optional"),
+        ("IM", "adjust_dose", "intermediate",
+         "amitriptyline, consider a 25% lower starting dose", "moderate"),
+    )
+    c19 = (
+        ("PM", "avoid", "poor", "amitriptyline, risk of side effects; avoid, or start at "
+         "50% of the usual dose if warranted", "moderate"),
+        ("UM", "consider_alternative", "ultrarapid", "amitriptyline, possible sub-optimal "
+         "response; consider a drug not metabolized by CYP2C19", "optional"),
+        ("RM", "consider_alternative", "rapid", "amitriptyline, possible sub-optimal "
+         "response; consider a drug not metabolized by CYP2C19", "optional"),
+    )
+    rules_d6 = tuple(Rule("amitriptyline", "CYP2D6", (Test(_D6, "in", (ph,)),), action,
+                          f"CYP2D6 {word} metabolizer", advice, strength=strength,
+                          phenoconversion=True, **common)
+                     for ph, action, word, advice, strength in d6)
+    rules_c19 = tuple(Rule("amitriptyline", "CYP2C19", (Test(_C19, "in", (ph,)),), action,
+                           f"CYP2C19 {word} metabolizer", advice, strength=strength, **common)
+                      for ph, action, word, advice, strength in c19)
+    return (rules_d6 + (_not_checked("amitriptyline", "CYP2D6", _D6),)
+            + rules_c19 + (_not_checked("amitriptyline", "CYP2C19", _C19),))
+
+
+def _nsaid_rules(name: str) -> tuple[Rule, ...]:
+    cpic = {"guideline": "CPIC", "source": CPIC_NSAID, "version": _V_NSAID}
+    kdigo = {"guideline": "KDIGO 2012", "strength": "ungraded cautionary note",
+             "source": KDIGO, "version": "KDIGO 2012"}
+    acg = {"guideline": "ACG 2009", "source": ACG, "version": "ACG 2009"}
+    score = "cyp2c9_activity_score"
+    return (
+        Rule(name, "CYP2C9", (Test(score, "<=", 0.5),), "adjust_dose",
+             "CYP2C9 poor metabolizer (activity score 0-0.5)",
+             "NSAID, start at 25-50% of the lowest dose and titrate, or choose one not "
+             "metabolized by CYP2C9 (e.g. naproxen); avoid meloxicam and piroxicam",
+             strength="moderate", **cpic),
+        Rule(name, "CYP2C9", (Test(score, "==", 1.0),), "adjust_dose",
+             "CYP2C9 intermediate metabolizer (activity score 1)",
+             "NSAID, start at the lowest dose and titrate (meloxicam: 50%; piroxicam: "
+             "alternative)", strength="moderate", **cpic),
+        _not_checked(name, "CYP2C9", _C9),
+        Rule(name, "kidney", (Test("egfr", "<", 30),), "avoid",
+             "eGFR below 30", "NSAID, risk of kidney injury", **kdigo),
+        Rule(name, "kidney", (Test("egfr", "<", 60),), "caution",
+             "eGFR 30-59", "NSAID, no prolonged use", **kdigo),
+        Rule(name, "GI bleeding", (Test("prior_gi_ulcer", "==", 1),
+                                   Test("anticoagulant", "==", 1)), "avoid",
+             "high GI-bleed risk (prior ulcer and anticoagulant)",
+             "NSAID, risk of ulcer bleeding", strength="high-risk category", **acg),
+        Rule(name, "GI bleeding", (Test("prior_gi_ulcer", "==", 1),), "caution",
+             "prior GI ulcer (moderate GI risk; high if the ulcer was complicated)",
+             "NSAID only with a proton-pump inhibitor", strength="moderate-risk category",
+             **acg),
+        Rule(name, "GI bleeding", (Test("anticoagulant", "==", 1),), "caution",
+             "anticoagulant use (moderate GI risk)", "NSAID only with a proton-pump "
+             "inhibitor; bleeding risk", strength="moderate-risk category", **acg),
+        Rule(name, "GI bleeding", (Test("age", ">", 65),), "caution",
+             "age over 65 (moderate GI risk)", "NSAID only with a proton-pump inhibitor",
+             strength="moderate-risk category", **acg),
+    )
+
+
+def _opioid_rules(name: str) -> tuple[Rule, ...]:
+    cdc = {"guideline": "CDC 2016", "strength": "recommendation category A",
+           "source": CDC, "version": "CDC 2016"}
+    ort = {"guideline": "ORT (Webster 2005)", "strength": "risk score, not a graded guideline",
+           "source": ORT, "version": "ORT 2005"}
+    return (
+        Rule(name, "opioid dose", (Test("baseline_mme", ">=", 90),), "avoid",
+             "current opioid dose 90 MME/day or more",
+             f"{name}, overdose risk (Dunn 2010: HR 8.9 at 100+ MME/day)", **cdc),
+        Rule(name, "opioid dose", (Test("baseline_mme", ">=", 50),), "caution",
+             "current opioid dose 50-89 MME/day",
+             f"{name}, reassess benefit and overdose risk (Dunn 2010: HR 3.7)", **cdc),
+        Rule(name, "opioid misuse", (Test("ort_score", ">=", 8),), "avoid",
+             "high Opioid Risk Tool score (8 or more)", f"{name}, high risk of misuse", **ort),
+        Rule(name, "opioid misuse", (Test("ort_score", ">=", 4),), "caution",
+             "moderate Opioid Risk Tool score (4-7)",
+             f"{name}, moderate risk of misuse; monitor", **ort),
+    )
+
+
+def _renal_dosing() -> tuple[Rule, ...]:
+    label = {"guideline": "US label", "strength": "prescribing information"}
+    return (
+        Rule("pregabalin", "kidney", (Test("egfr", "<", 30),), "adjust_dose",
+             "eGFR below 30 (as creatinine clearance)",
+             "pregabalin, a quarter of the usual daily dose or less", source=LYRICA,
+             version="Lyrica label", **label),
+        Rule("pregabalin", "kidney", (Test("egfr", "<", 60),), "adjust_dose",
+             "eGFR 30-59 (as creatinine clearance)", "pregabalin, half the usual daily dose",
+             source=LYRICA, version="Lyrica label", **label),
+        Rule("duloxetine", "kidney", (Test("egfr", "<", 30),), "avoid",
+             "eGFR below 30 (as creatinine clearance)", "duloxetine, avoid in severe renal "
+             "impairment", source=CYMBALTA, version="Cymbalta label", **label),
+    )
+
+
+def _build_rules() -> tuple[Rule, ...]:
+    nsaids = [t.name for t in TREATMENTS.values() if t.nsaid]
+    opioids = [t.name for t in TREATMENTS.values() if t.opioid]
+    return (_tramadol_cyp2d6() + _amitriptyline()
+            + tuple(r for name in nsaids for r in _nsaid_rules(name))
+            + tuple(r for name in opioids for r in _opioid_rules(name))
+            + _renal_dosing())
+
+
+RULES: tuple[Rule, ...] = _build_rules()
+REQUIRED_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys(
+    [t.column for r in RULES for t in r.when] + [_D6_GENOTYPE]))
+
+
+def rules_for(treatment: str, rules: Sequence[Rule] = RULES) -> tuple[Rule, ...]:
+    """The rules keyed by one registry treatment name, in priority order."""
+    return tuple(r for r in rules if r.treatment == treatment)
+
+
+# ------------------------------------------------------------------------------ evaluation
+
+@dataclass(frozen=True)
+class GuidelineResult:
+    """Per patient (rows) and treatment (columns): action, note, and the avoid flag."""
+
+    treatments: tuple[str, ...]
+    action: np.ndarray  # (n, T) object: one of ACTIONS
+    note: np.ndarray  # (n, T) object: notes joined with " | ", "" when none
+
+    @property
+    def avoid(self) -> np.ndarray:
+        """(n, T) bool: a guideline says avoid."""
+        return self.action == "avoid"
+
+
+def check_guidelines(patients: pd.DataFrame, treatments: Sequence[str],
+                     rules: Sequence[Rule] = RULES) -> GuidelineResult:
+    """Evaluate every rule for every patient and treatment (vectorized over patients)."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in patients.columns]
+    if missing:
+        raise KeyError(f"guideline checks need prepared columns {', '.join(missing)}; "
+                       "run the cohort through prepare_cohort first")
+    masks: dict[Test, np.ndarray] = {}
+    converted = _phenoconverted_from(patients)
+    actions, notes = [], []
+    for treatment in treatments:
+        chosen = _chosen_rules(patients, rules_for(treatment, rules), masks)
+        action, note = _combine(chosen, converted, len(patients))
+        actions.append(action)
+        notes.append(note)
+    shape = (len(patients), len(treatments))
+    return GuidelineResult(tuple(treatments),
+                           np.column_stack(actions) if actions else np.empty(shape, object),
+                           np.column_stack(notes) if notes else np.empty(shape, object))
+
+
+def _phenoconverted_from(patients: pd.DataFrame) -> np.ndarray:
+    """Genotype phenotype where the effective CYP2D6 phenotype differs from it, else ''."""
+    genotype = patients[_D6_GENOTYPE].astype(str).to_numpy()
+    effective = patients[_D6].astype(str).to_numpy()
+    return np.where(genotype != effective, genotype, "").astype(object)
+
+
+def _chosen_rules(patients: pd.DataFrame, rules: Sequence[Rule],
+                  masks: dict[Test, np.ndarray]) -> list[tuple[list[Rule], np.ndarray]]:
+    """Per check: its rules and, per patient, the index of the first matching rule (-1: none)."""
+    checks: dict[str, list[Rule]] = {}
+    for rule in rules:
+        checks.setdefault(rule.check, []).append(rule)
+    chosen = []
+    for group in checks.values():
+        conditions = [r.matches(patients, masks) for r in group]
+        chosen.append((group, np.select(conditions, list(range(len(group))), default=-1)))
+    return chosen
+
+
+def _combine(chosen: list[tuple[list[Rule], np.ndarray]], converted: np.ndarray, n: int
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Most severe action and joined notes, built once per distinct combination of rules."""
+    if not chosen:
+        return np.full(n, "none", dtype=object), np.full(n, "", dtype=object)
+    conv_codes, conv_values = pd.factorize(converted)
+    columns = [index + 1 for _, index in chosen] + [conv_codes]
+    bases = [len(group) + 1 for group, _ in chosen] + [len(conv_values)]
+    key = np.zeros(n, dtype=np.int64)
+    for column, base in zip(columns, bases):  # mixed-radix packing: one integer per row
+        key = key * max(base, 1) + column
+    inverse, distinct = pd.factorize(key)
+    texts, acts = [], []
+    for packed in distinct:
+        digits = []
+        for base in reversed(bases):
+            packed, digit = divmod(int(packed), max(base, 1))
+            digits.append(digit)
+        *rule_digits, conv = digits[::-1]
+        fired = [group[d - 1] for (group, _), d in zip(chosen, rule_digits) if d > 0]
+        from_ = conv_values[conv] if len(conv_values) and conv_values[conv] else None
+        acts.append(max((r.action for r in fired), key=SEVERITY.__getitem__, default="none"))
+        texts.append(" | ".join(r.note(from_ if r.phenoconversion else None) for r in fired))
+    return np.array(acts, dtype=object)[inverse], np.array(texts, dtype=object)[inverse]
+
+
+def rules_table(rules: Sequence[Rule] = RULES) -> pd.DataFrame:
+    """The rules as a table (one row per rule), for documentation and review."""
+    return pd.DataFrame([{
+        "treatment": r.treatment, "check": r.check,
+        "when": " and ".join(f"{t.column} {t.op} {t.value}" for t in r.when),
+        "action": r.action, "note": r.note(), "source": r.source, "version": r.version,
+    } for r in rules])

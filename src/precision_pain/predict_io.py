@@ -1,0 +1,248 @@
+"""Prediction input and output, streamed: read a cohort in chunks, write four files.
+
+``iter_table`` reads CSV or Parquet in chunks of ``chunk_size`` rows (raw cells,
+validated later by the contract), so memory does not grow with the cohort.
+``write_predictions`` writes, beside ``OUT`` (CSV or Parquet by suffix):
+
+- ``OUT``: the ranked table (columns in docs/predictions.md);
+- ``<stem>.shap.<ext>``: SHAP values of the explained rows;
+- ``<stem>.json``: the same rows as JSON records, for programs, plus a summary;
+- ``<stem>.html``: the report (:mod:`precision_pain.report`).
+
+Each file is written to a temporary name and renamed into place only when every
+chunk has succeeded, so bad input (found in any chunk) leaves no output at all.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import pandas as pd
+
+from . import RESEARCH_NOTICE
+from .io import atomic_path, table_format
+from .predict import OUTPUT_COLUMNS, Recommendations
+from .report import add_summaries, patient_sections, render_report, summarize
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- input
+
+def iter_table(path: str | Path, chunk_size: int) -> Iterator[pd.DataFrame]:
+    """Raw cohort rows in chunks (CSV cells as text); file errors name the file and the fix."""
+    from .contract import ContractError, Problem, read_table
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if not path.is_file() or suffix not in (".csv", ".parquet", ".pq"):
+        yield read_table(path)  # raises the contract's message for this file
+        return
+    rows = 0
+    for chunk in (_csv_chunks if suffix == ".csv" else _parquet_chunks)(path, chunk_size):
+        rows += len(chunk)
+        yield chunk
+    if rows == 0:
+        raise ContractError(path, [Problem(None, "the file has a header but no data rows",
+                                           "add the cohort rows")])
+
+
+def _csv_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
+    from .contract import ContractError, Problem, _check_header, _csv_header
+
+    _check_header(path, _csv_header(path))  # the contract's header rules, one source of truth
+    try:
+        reader = pd.read_csv(path, dtype=str, na_filter=False, encoding="utf-8-sig",
+                             chunksize=chunk_size)
+        for chunk in reader:
+            chunk.columns = [str(name).strip() for name in chunk.columns]
+            yield chunk
+    except UnicodeDecodeError:
+        raise ContractError(path, [Problem(None, "the file is not UTF-8 text",
+                                           "save it as 'CSV UTF-8'")]) from None
+    except pd.errors.ParserError as exc:
+        raise ContractError(path, [Problem(None, f"cannot parse the CSV ({exc})",
+                                           "quote cells that contain commas, or remove the "
+                                           "extra fields")]) from None
+
+
+def _parquet_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .contract import ContractError, Problem
+
+    try:
+        handle = pq.ParquetFile(path)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise ContractError(path, [Problem(None, f"not a readable Parquet file "
+                                                 f"({type(exc).__name__})",
+                                           "write it again with pandas/pyarrow, or save it as "
+                                           "CSV")]) from None
+    names = handle.schema_arrow.names
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise ContractError(path, [Problem(n, "appears more than once in the columns",
+                                           "keep one column of that name") for n in duplicated])
+    for batch in handle.iter_batches(batch_size=chunk_size):
+        yield batch.to_pandas()
+
+
+# --------------------------------------------------------------------------- output
+
+def output_paths(out: str | Path) -> dict[str, Path]:
+    """The four files one prediction run writes."""
+    out = Path(out)
+    return {"table": out, "shap": out.with_name(f"{out.stem}.shap{out.suffix}"),
+            "json": out.with_name(f"{out.stem}.json"),
+            "html": out.with_name(f"{out.stem}.html")}
+
+
+@dataclass(frozen=True)
+class PredictionSummary:
+    """What a run wrote."""
+
+    paths: Mapping[str, Path]
+    n_patients: int
+    n_rows: int
+    n_report_sections: int
+
+
+class _TableSink:
+    """Appends chunks to one CSV or Parquet file."""
+
+    def __init__(self, path: Path, fmt: str):
+        self.path, self.fmt = path, fmt
+        self._writer: Any = None
+        self._handle: TextIO | None = None
+
+    def write(self, frame: pd.DataFrame) -> None:
+        """Append one chunk."""
+        if self.fmt == "csv":
+            first = self._handle is None
+            if first:
+                self._handle = open(self.path, "w", encoding="utf-8", newline="")
+            frame.to_csv(self._handle, header=first, index=False)
+            return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self._writer is None:
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            self._writer = pq.ParquetWriter(self.path, table.schema)
+        else:
+            table = pa.Table.from_pandas(frame, schema=self._writer.schema, preserve_index=False)
+        self._writer.write_table(table)
+
+    def close(self) -> None:
+        """Flush and close the file (safe to call twice)."""
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+class _JsonSink:
+    """Streams ``{"notice", "meta", "columns", "rows": [[...], ...], "summary"}``.
+
+    Each row is a list of values in ``columns`` order (one row per patient and
+    treatment, as in the table): compact, and ``pd.DataFrame(doc["rows"],
+    columns=doc["columns"])`` restores the table.
+    """
+
+    slice_rows = 100_000  # rows serialized at a time, to bound the size of one string
+
+    def __init__(self, path: Path, meta: Mapping[str, Any]):
+        self._handle = open(path, "w", encoding="utf-8")
+        head = {"notice": RESEARCH_NOTICE, "meta": dict(meta), "columns": list(OUTPUT_COLUMNS)}
+        self._handle.write(json.dumps(head, default=str)[:-1] + ', "rows": [')
+        self._first = True
+
+    def write(self, frame: pd.DataFrame) -> None:
+        """Append one chunk's rows."""
+        for start in range(0, len(frame), self.slice_rows):
+            part = frame.iloc[start:start + self.slice_rows]
+            self._handle.write("" if self._first else ",")
+            self._handle.write(part.to_json(orient="values", double_precision=6)[1:-1])
+            self._first = False
+
+    def finish(self, summary: Mapping[str, Any]) -> None:
+        """Close the list, add the summary, close the file."""
+        self._handle.write('], "summary": ' + json.dumps(summary, default=int) + "}\n")
+        self._handle.close()
+
+    def close(self) -> None:
+        """Close the file (no-op after finish)."""
+        self._handle.close()
+
+
+class _Outputs:
+    """The four outputs of a run, written chunk by chunk into their temporary files."""
+
+    def __init__(self, tmp: Mapping[str, Path], fmt: str, meta: Mapping[str, Any],
+                 max_patients: int):
+        self.tmp, self.meta, self.max_patients = tmp, meta, max_patients
+        self.table, self.shap = _TableSink(tmp["table"], fmt), _TableSink(tmp["shap"], fmt)
+        self.json = _JsonSink(tmp["json"], meta)
+        self.summary: pd.DataFrame | None = None
+        self.sections: list[Any] = []
+        self.n_patients = self.n_rows = 0
+
+    def add(self, result: Recommendations) -> None:
+        """Append one chunk to every file and to the report's summary and sections."""
+        self.table.write(result.table)
+        self.shap.write(result.shap)
+        self.json.write(result.table)
+        self.summary = add_summaries(self.summary, summarize(result.table))
+        self.sections += patient_sections(result.table, result.shap, result.features,
+                                          self.max_patients - len(self.sections))
+        self.n_patients += len(result.features)
+        self.n_rows += len(result.table)
+        log.info("predicted %d patients so far", self.n_patients)
+
+    def finish(self) -> None:
+        """Close the tables, end the JSON with the summary, write the HTML report."""
+        self.table.close()
+        self.shap.close()
+        self.json.finish(_json_summary(self.summary, self.n_patients))
+        html = render_report(self.summary, self.sections, self.n_patients, self.meta)
+        self.tmp["html"].write_text(html, encoding="utf-8")
+
+    def close(self) -> None:
+        """Close every open file (safe to call twice)."""
+        for sink in (self.table, self.shap, self.json):
+            sink.close()
+
+
+def write_predictions(results: Iterable[Recommendations], out: str | Path,
+                      meta: Mapping[str, Any], max_patients: int) -> PredictionSummary:
+    """Write table, SHAP, JSON and HTML from a stream of chunk results, all or nothing."""
+    paths = output_paths(out)
+    fmt = table_format(paths["table"])
+    results = iter(results)
+    result = next(results)  # the first chunk is validated before any file or folder exists
+    with ExitStack() as stack:
+        tmp = {key: stack.enter_context(atomic_path(path)) for key, path in paths.items()}
+        outputs = _Outputs(tmp, fmt, meta, max_patients)
+        stack.callback(outputs.close)
+        while result is not None:
+            outputs.add(result)
+            result = None  # free this chunk before the next one is computed
+            result = next(results, None)
+        outputs.finish()
+    return PredictionSummary(paths, outputs.n_patients, outputs.n_rows, len(outputs.sections))
+
+
+def _json_summary(summary: pd.DataFrame | None, n_patients: int) -> dict[str, Any]:
+    per_treatment = {} if summary is None else {
+        name: {k: int(v) for k, v in row.items()} for name, row in summary.iterrows()}
+    return {"n_patients": n_patients, "per_treatment": per_treatment}
+

@@ -1,0 +1,237 @@
+"""Propensity model: P(treatment | features) under the care that produced the cohort.
+
+Off-policy estimates of a recommender's value (:mod:`precision_pain.policy`)
+reweight the patients whose observed treatment agrees with the recommendation by
+``1 / P(that treatment | features)``. This module fits that multinomial model on
+the train split, chooses between candidate model types by multinomial log-loss
+on the validation split (never the test split), and saves it without pickle:
+
+- ``xgboost``: ``multi:softprob`` trees, early-stopped on the validation split,
+  saved in xgboost's UBJSON format with the class names as a booster attribute;
+- ``logistic``: median imputation (with missing indicators) + scaling +
+  multinomial logistic regression, saved with skops.
+
+Treatments that are not a usual option for a patient's condition (registry
+eligibility) get propensity 0 and the rest are renormalized: a structural zero,
+not something to learn.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import pandas as pd
+
+from .features import build_features
+from .registry import TREATMENT_NAMES, TREATMENTS
+
+STEM = "propensity"
+PROBABILITY_FLOOR = 1e-15  # for the log-loss only
+
+
+class PropensityModel(Protocol):
+    """What evaluation needs from a fitted propensity model."""
+
+    kind: ClassVar[str]
+    classes_: list[str]
+    feature_names_: list[str]
+
+    def fit(self, X: pd.DataFrame, treatment: np.ndarray, X_val: pd.DataFrame,
+            treatment_val: np.ndarray) -> PropensityModel: ...
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray: ...
+    def save(self, stem: Path) -> Path: ...
+
+
+def _codes(classes: list[str], treatment: np.ndarray) -> np.ndarray:
+    lookup = {name: i for i, name in enumerate(classes)}
+    return np.array([lookup.get(str(t), -1) for t in treatment], dtype=np.int64)
+
+
+def _check(model: Any, X: pd.DataFrame) -> None:
+    if not hasattr(model, "classes_"):
+        raise RuntimeError(f"{type(model).__name__} is not fitted yet; call fit first")
+    if list(X.columns) != model.feature_names_:
+        raise ValueError("feature columns differ from those the propensity model was fitted on")
+
+
+def _classes(treatment: np.ndarray) -> list[str]:
+    """Observed treatments in registry order (unknown names after, sorted)."""
+    seen = {str(t) for t in treatment}
+    return [t for t in TREATMENT_NAMES if t in seen] + sorted(seen - set(TREATMENT_NAMES))
+
+
+class XGBoostPropensity:
+    """Multinomial gradient-boosted trees (``multi:softprob``), early-stopped on validation."""
+
+    kind: ClassVar[str] = "xgboost"
+    suffix: ClassVar[str] = ".ubj"
+
+    def __init__(self, seed: int = 0, early_stopping_rounds: int = 30, **hyperparameters: Any):
+        self.seed = seed
+        self.early_stopping_rounds = early_stopping_rounds
+        self.hyperparameters = hyperparameters
+
+    def fit(self, X: pd.DataFrame, treatment: np.ndarray, X_val: pd.DataFrame,
+            treatment_val: np.ndarray) -> XGBoostPropensity:
+        """Fit on the train rows, stopping early on the validation multinomial log-loss."""
+        import xgboost as xgb
+
+        classes = _classes(treatment)
+        y, y_val = _codes(classes, treatment), _codes(classes, treatment_val)
+        keep = y_val >= 0
+        clf = xgb.XGBClassifier(
+            objective="multi:softprob", eval_metric="mlogloss", tree_method="hist",
+            random_state=self.seed, n_jobs=2, early_stopping_rounds=self.early_stopping_rounds,
+            **self.hyperparameters)
+        clf.fit(X, y, eval_set=[(X_val[keep], y_val[keep])], verbose=False)
+        self.booster_ = clf.get_booster()[: int(clf.best_iteration) + 1]
+        self.booster_.set_attr(classes=json.dumps(classes))
+        self.classes_, self.feature_names_ = classes, list(X.columns)
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """(n, len(classes_)) probabilities."""
+        _check(self, X)
+        p = self.booster_.inplace_predict(X.to_numpy(np.float32), validate_features=False)
+        return np.asarray(p, dtype=float).reshape(len(X), len(self.classes_))
+
+    def save(self, stem: Path) -> Path:
+        """Write the booster (with its class names) in UBJSON."""
+        path = Path(stem).with_name(f"{Path(stem).name}.{self.kind}{self.suffix}")
+        self.booster_.save_model(path)
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> XGBoostPropensity:
+        """Read a model written by :meth:`save`."""
+        import xgboost as xgb
+
+        model = cls()
+        model.booster_ = xgb.Booster(model_file=str(path))
+        model.classes_ = json.loads(model.booster_.attr("classes") or "[]")
+        model.feature_names_ = list(model.booster_.feature_names or [])
+        return model
+
+
+class LogisticPropensity:
+    """Imputation + scaling + multinomial logistic regression."""
+
+    kind: ClassVar[str] = "logistic"
+    suffix: ClassVar[str] = ".skops"
+
+    def __init__(self, seed: int = 0, **hyperparameters: Any):
+        self.seed = seed
+        self.hyperparameters = hyperparameters
+
+    def fit(self, X: pd.DataFrame, treatment: np.ndarray, X_val: pd.DataFrame | None = None,
+            treatment_val: np.ndarray | None = None) -> LogisticPropensity:
+        """Fit on the train rows (the validation split is used only to choose the model type)."""
+        from sklearn.impute import SimpleImputer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        classes = _classes(treatment)
+        self.estimator_ = make_pipeline(
+            SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+            StandardScaler(),
+            LogisticRegression(random_state=self.seed, **self.hyperparameters),
+        ).fit(X.to_numpy(np.float64), _codes(classes, treatment))
+        self.classes_, self.feature_names_ = classes, list(X.columns)
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """(n, len(classes_)) probabilities."""
+        _check(self, X)
+        return self.estimator_.predict_proba(X.to_numpy(np.float64))
+
+    def save(self, stem: Path) -> Path:
+        """Write estimator, class and feature names with skops (no pickle)."""
+        import skops.io as sio
+
+        path = Path(stem).with_name(f"{Path(stem).name}.{self.kind}{self.suffix}")
+        sio.dump({"estimator": self.estimator_, "classes": self.classes_,
+                  "feature_names": self.feature_names_}, path)
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> LogisticPropensity:
+        """Read a model written by :meth:`save`, trusting only scikit-learn/numpy types."""
+        import skops.io as sio
+
+        untrusted = sio.get_untrusted_types(file=path)
+        refused = sorted(t for t in untrusted if not t.startswith(("sklearn.", "numpy.")))
+        if refused:
+            raise ValueError(f"{path}: refusing to load unexpected types {refused}")
+        state = sio.load(path, trusted=untrusted)
+        model = cls()
+        model.estimator_ = state["estimator"]
+        model.classes_, model.feature_names_ = list(state["classes"]), list(state["feature_names"])
+        return model
+
+
+PROPENSITY_TYPES: Mapping[str, type] = {c.kind: c for c in (XGBoostPropensity, LogisticPropensity)}
+
+
+def _propensity_class(kind: str) -> type:
+    if kind not in PROPENSITY_TYPES:
+        raise ValueError(f"unknown propensity model type {kind!r}; "
+                         f"valid: {', '.join(PROPENSITY_TYPES)}")
+    return PROPENSITY_TYPES[kind]
+
+
+def multinomial_log_loss(model: PropensityModel, prepared: pd.DataFrame) -> float:
+    """Mean -log P(observed treatment) (eligibility-masked) over rows of known treatments."""
+    codes = _codes(model.classes_, prepared["treatment"].to_numpy())
+    known = codes >= 0
+    e = predict_propensity(model, prepared[known], model.classes_)
+    p = e[np.arange(int(known.sum())), codes[known]]
+    return float(-np.mean(np.log(np.maximum(p, PROBABILITY_FLOOR))))
+
+
+def fit_propensity(train: pd.DataFrame, valid: pd.DataFrame,
+                   candidates: Mapping[str, Mapping[str, Any]], seed: int
+                   ) -> tuple[PropensityModel, dict[str, Any]]:
+    """Fit every candidate type on train; keep the one with the lowest validation log-loss."""
+    if not candidates:
+        raise ValueError("model.hyperparameters.propensity lists no candidate model types")
+    X_tr, X_va = build_features(train), build_features(valid)
+    t_tr, t_va = train["treatment"].to_numpy(), valid["treatment"].to_numpy()
+    fitted, losses = {}, {}
+    for kind, hyper in candidates.items():
+        model = _propensity_class(kind)(seed=seed, **dict(hyper)).fit(X_tr, t_tr, X_va, t_va)
+        fitted[kind], losses[kind] = model, multinomial_log_loss(model, valid)
+    chosen = min(losses, key=losses.__getitem__)
+    report = {"chosen": chosen, "valid_log_loss": losses, "n_train": len(train),
+              "classes": fitted[chosen].classes_}
+    return fitted[chosen], report
+
+
+def load_propensity(path: Path) -> PropensityModel:
+    """Load a model saved as ``propensity.<kind>.<ext>``."""
+    kind = Path(path).name.split(".")[-2]
+    return _propensity_class(kind).load(Path(path))
+
+
+def eligibility(prepared: pd.DataFrame, treatments: list[str]) -> np.ndarray:
+    """(n, k) registry eligibility of each treatment for each row's condition."""
+    conditions = prepared["condition"].astype(str).to_numpy()
+    table = {c: [TREATMENTS[t].eligible(c) if t in TREATMENTS else True for t in treatments]
+             for c in np.unique(conditions)}
+    return np.array([table[c] for c in conditions], dtype=bool).reshape(len(conditions),
+                                                                       len(treatments))
+
+
+def predict_propensity(model: PropensityModel, prepared: pd.DataFrame,
+                       treatments: list[str]) -> np.ndarray:
+    """(n, len(treatments)) P(treatment | features), zero where ineligible, rows renormalized."""
+    raw = model.predict_proba(build_features(prepared))
+    masked = raw * eligibility(prepared, model.classes_)
+    total = masked.sum(axis=1, keepdims=True)
+    normalized = np.divide(masked, total, out=np.zeros_like(masked), where=total > 0)
+    frame = pd.DataFrame(normalized, columns=model.classes_)
+    return frame.reindex(columns=treatments, fill_value=0.0).to_numpy(dtype=float)

@@ -1,0 +1,277 @@
+"""HTML report of a prediction run: one self-contained page that opens offline.
+
+The page has a cohort section (first choices, guideline flags and confidence per
+treatment, counted over every patient of the run) and one section per patient,
+for at most ``max_patients`` patients (the page says how many were left out):
+the ranked treatments with their guideline notes and confidence, the written
+explanations, the contrast between the first two choices, and waterfall charts
+(inline SVG) of the first choice's SHAP values for response and for serious
+adverse events. No scripts, fonts or images are loaded from anywhere: styles
+are inline and charts are SVG markup. Every page carries the research-use-only
+notice.
+
+The pure functions here turn tables into summaries and markup; writing the
+file is :mod:`precision_pain.predict_io`'s job.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import RESEARCH_NOTICE
+from .features import FEATURE_NAMES
+from .predict import feature_words
+from .guidelines import ACTIONS
+from .registry import TREATMENTS
+
+FLAG_ACTIONS = tuple(a for a in ACTIONS if a != "none")
+_BAR_COLORS = {"up": "#b03a2e", "down": "#1f618d"}
+
+
+# --------------------------------------------------------------------------- cohort summary
+
+def summarize(table: pd.DataFrame) -> pd.DataFrame:
+    """Per-treatment counts of one chunk: eligible, first choice, flags, low confidence."""
+    eligible = table[table["eligible"].astype(bool)]
+    first = table[table["rank"] == 1]
+    counts = pd.DataFrame({
+        "eligible": eligible.groupby("treatment").size(),
+        "first_choice": first.groupby("treatment").size(),
+        "first_choice_low_confidence": first[first["low_confidence"].astype(bool)]
+        .groupby("treatment").size(),
+        "low_confidence": eligible[eligible["low_confidence"].astype(bool)]
+        .groupby("treatment").size(),
+    })
+    actions = pd.crosstab(eligible["treatment"], eligible["guideline_action"])
+    counts = counts.join(actions.reindex(columns=list(FLAG_ACTIONS), fill_value=0), how="outer")
+    return counts.fillna(0).astype(np.int64)
+
+
+def add_summaries(total: pd.DataFrame | None, part: pd.DataFrame) -> pd.DataFrame:
+    """Sum two per-treatment count tables."""
+    if total is None:
+        return part
+    return total.add(part, fill_value=0).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- patient sections
+
+@dataclass(frozen=True)
+class PatientSection:
+    """What the page shows for one patient."""
+
+    patient_id: str
+    rows: pd.DataFrame  # the patient's ranked rows
+    charts: tuple[str, ...]  # inline SVG markup
+
+
+def patient_sections(table: pd.DataFrame, shap: pd.DataFrame, features: pd.DataFrame,
+                     limit: int) -> list[PatientSection]:
+    """Sections for the first ``limit`` patients of a chunk (input order)."""
+    if limit <= 0:
+        return []
+    ids = pd.unique(table["patient_id"])[:limit]
+    rows = table[table["patient_id"].isin(ids)]
+    first = shap[shap["patient_id"].isin(ids) & (shap["rank"] == 1)]
+    values = features[features["patient_id"].isin(ids)].set_index("patient_id")
+    sections = []
+    for pid, group in rows.groupby("patient_id", sort=False):
+        charts = tuple(
+            waterfall_svg(r[list(FEATURE_NAMES)].to_numpy(float), float(r["bias"]),
+                          values.loc[pid, list(FEATURE_NAMES)].to_numpy(float),
+                          _chart_title(r["treatment"], r["outcome"]), r["outcome"])
+            for _, r in first[first["patient_id"] == pid].iterrows())
+        sections.append(PatientSection(str(pid), group.reset_index(drop=True), charts))
+    return sections
+
+
+def _chart_title(treatment: str, outcome: str) -> str:
+    what = "response" if outcome == "response" else "a serious adverse event"
+    return f"First choice, {TREATMENTS[treatment].label}: SHAP values of P({what}), log-odds"
+
+
+def waterfall_svg(phi: np.ndarray, bias: float, values: np.ndarray, title: str,
+                  outcome: str = "response", max_bars: int = 8) -> str:
+    """Waterfall chart (inline SVG): from the bias to the patient's log-odds, largest first."""
+    order = np.argsort(-np.abs(phi), kind="stable")
+    shown = [j for j in order[:max_bars] if abs(phi[j]) > 1e-9]
+    rest = float(phi.sum() - phi[shown].sum())
+    steps = [(feature_words(FEATURE_NAMES[j], float(values[j])), float(phi[j])) for j in shown]
+    if abs(rest) > 1e-9:
+        steps.append((f"{len(phi) - len(shown)} other features", rest))
+    return _svg(title, bias, steps, outcome)
+
+
+def _svg(title: str, bias: float, steps: Sequence[tuple[str, float]], outcome: str) -> str:
+    """SVG markup for the waterfall: one row per step, labels on the left."""
+    width, label_w, row_h, top = 760, 330, 22, 52
+    ends = np.cumsum([bias] + [s for _, s in steps])
+    lo, hi = float(min(ends.min(), bias)), float(max(ends.max(), bias))
+    pad = max(0.05, 0.05 * (hi - lo))
+    scale = (width - label_w - 90) / ((hi - lo) + 2 * pad)
+
+    def x(v: float) -> float:
+        return label_w + (v - lo + pad) * scale
+
+    what = "response" if outcome == "response" else "serious adverse event"
+    rows = [_text(8, 14, title, "strong"),
+            _text(8, top - 8, f"average patient (bias): log-odds {bias:+.2f}, "
+                               f"P({what}) {_sigmoid(bias):.2f}", "muted")]
+    for i, (label, size) in enumerate(steps):
+        y = top + i * row_h
+        start = ends[i]
+        left, right = sorted((x(start), x(start + size)))
+        color = _BAR_COLORS["up" if size > 0 else "down"]
+        rows.append(_text(8, y + 15, label))
+        rows.append(f'<rect x="{left:.1f}" y="{y + 3}" width="{max(right - left, 1):.1f}" '
+                    f'height="{row_h - 6}" fill="{color}"><title>{html.escape(label)}: '
+                    f'{size:+.3f} log-odds</title></rect>')
+        rows.append(_text(right + 4, y + 15, f"{size:+.2f}"))
+    total = float(ends[-1])
+    y_end = top + len(steps) * row_h
+    rows.append(f'<line x1="{x(bias):.1f}" y1="{top - 4}" x2="{x(bias):.1f}" y2="{y_end}" '
+                'stroke="#888" stroke-dasharray="3,3"/>')
+    rows.append(_text(8, y_end + 18, f"this patient: log-odds {total:+.2f}, "
+                                      f"P({what}) {_sigmoid(total):.2f}", "strong"))
+    height = y_end + 30
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" class="waterfall" role="img" '
+            f'width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
+            f'<title>{html.escape(title)}</title>{"".join(rows)}</svg>')
+
+
+def _text(x: float, y: float, content: str, cls: str = "") -> str:
+    klass = f' class="{cls}"' if cls else ""
+    return f'<text x="{x:.1f}" y="{y}"{klass}>{html.escape(content)}</text>'
+
+
+def _sigmoid(v: float) -> float:
+    return float(1.0 / (1.0 + np.exp(-v)))
+
+
+# --------------------------------------------------------------------------- the page
+
+_TEMPLATE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>precision-pain recommendations: {{ meta.source }}</title>
+<style>
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.5rem auto;
+       max-width: 72rem; color: #222; line-height: 1.4; padding: 0 1rem; }
+.notice { border: 2px solid #b03a2e; background: #fdf2f0; padding: .6rem .9rem; font-weight: 600; }
+table { border-collapse: collapse; margin: .6rem 0 1rem; font-size: .9rem; }
+th, td { border: 1px solid #ccc; padding: .25rem .5rem; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.avoid { background: #fbe3e0; } .ineligible { color: #888; }
+.flag { color: #b03a2e; font-weight: 600; }
+.patient { border-top: 2px solid #444; margin-top: 2rem; padding-top: .5rem; }
+.waterfall text { font-size: 12px; fill: #222; } .waterfall .muted { fill: #666; }
+.waterfall .strong { font-weight: 700; }
+.small { font-size: .85rem; color: #555; }
+</style>
+</head>
+<body>
+<p class="notice" role="note" id="research-notice">{{ notice }}</p>
+<h1>Treatment recommendations</h1>
+<p class="small">Input: {{ meta.source }} &middot; models: {{ meta.model_type }} ({{ meta.models }})
+&middot; net benefit = P(response) &minus; {{ meta.harm_weight }} &times; P(serious adverse event)
+&middot; precision-pain {{ meta.version }}</p>
+
+<section id="cohort">
+<h2>Cohort: {{ n_patients }} patients</h2>
+<p>{{ shown_text }}</p>
+<table id="cohort-summary">
+<thead><tr><th>treatment</th><th>first choice</th><th>first choice, low confidence</th>
+<th>eligible</th><th>low confidence (eligible)</th>
+{% for a in flag_actions %}<th>{{ a.replace('_', ' ') }}</th>{% endfor %}</tr></thead>
+<tbody>
+{% for name, row in summary.iterrows() %}<tr><td>{{ label(name) }}</td>
+<td class="num">{{ row.first_choice }}</td>
+<td class="num">{{ row.first_choice_low_confidence }}</td>
+<td class="num">{{ row.eligible }}</td><td class="num">{{ row.low_confidence }}</td>
+{% for a in flag_actions %}<td class="num">{{ row[a] }}</td>{% endfor %}</tr>
+{% endfor %}</tbody></table>
+<p class="small">Guideline actions are counted over eligible (patient, treatment) pairs.
+<em>avoid</em> ranks a treatment below every allowed one; the other actions keep the model's
+order and add a note. <em>not checked</em>: a phenotype was indeterminate, so a guideline
+check could not be made. Low confidence: the patient lies outside what the treatment's models
+saw in training, the response interval is wide, P(response) lies well outside its
+calibration interval, or (with a propensity model) patients like this rarely received the
+treatment. The interval is an inductive Venn-Abers interval from the validation patients who
+received the treatment (docs/predictions.md).</p>
+</section>
+
+{% for s in sections %}
+<section class="patient" id="patient-{{ loop.index }}" data-patient-id="{{ s.patient_id }}">
+<h2>Patient {{ s.patient_id }}</h2>
+<table>
+<thead><tr><th>rank</th><th>treatment</th><th>P(response) [interval]</th><th>P(adverse event)</th>
+<th>net benefit</th><th>guideline</th><th>confidence</th></tr></thead>
+<tbody>
+{% for r in s.rows.itertuples() %}
+<tr class="{{ 'avoid' if r.guideline_action == 'avoid' else '' }}
+           {{- '' if r.eligible else ' ineligible' }}">
+<td class="num">{{ r.rank }}</td>
+<td>{{ label(r.treatment) }}
+{%- if not r.eligible %} (not a usual option for this condition){% endif %}</td>
+<td class="num">{{ '%.2f' % r.p_response }}
+{%- if r.p_response_low == r.p_response_low %} [{{ '%.2f' % r.p_response_low -}}
+&ndash;{{ '%.2f' % r.p_response_high }}]{% endif %}</td>
+<td class="num">{{ '%.3f' % r.p_adverse_event }}</td>
+<td class="num">{{ '%.3f' % r.net_benefit }}</td>
+<td>{% if r.guideline_action != 'none' -%}
+<strong>{{ r.guideline_action.replace('_', ' ') }}</strong>: {{ r.guideline_note }}
+{%- endif %}</td>
+<td>{% if r.low_confidence %}<span class="flag">low</span>: {{ r.confidence_reason }}
+{%- else %}ok{% endif %}</td>
+</tr>
+{% endfor %}</tbody></table>
+{% set first = s.rows.iloc[0] %}
+{% if first.contrast -%}
+<p><strong>Why this first choice:</strong> {{ first.contrast }}</p>
+{%- endif %}
+<ul class="explanations">
+{% for r in s.rows.itertuples() %}{% if r.explanation %}
+<li>{{ r.explanation }}.<br><span class="small">{{ r.adverse_event_explanation }}.</span></li>
+{% endif %}{% endfor %}
+</ul>
+<div class="charts">{% for c in s.charts %}{{ c | safe }}{% endfor %}</div>
+</section>
+{% endfor %}
+<p class="notice" role="note">{{ notice }}</p>
+</body>
+</html>
+"""
+
+
+def render_report(summary: pd.DataFrame | None, sections: Sequence[PatientSection],
+                  n_patients: int, meta: Mapping[str, Any]) -> str:
+    """The whole HTML page."""
+    import jinja2
+
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    template = env.from_string(_TEMPLATE)
+    summary = summary if summary is not None else pd.DataFrame(
+        columns=["first_choice", "first_choice_low_confidence", "eligible", "low_confidence",
+                 *FLAG_ACTIONS])
+    return template.render(
+        notice=RESEARCH_NOTICE, meta=meta, n_patients=n_patients, sections=sections,
+        summary=summary.sort_values("first_choice", ascending=False),
+        flag_actions=FLAG_ACTIONS, label=lambda t: TREATMENTS[t].label,
+        shown_text=_shown_text(len(sections), n_patients))
+
+
+def _shown_text(shown: int, total: int) -> str:
+    if shown >= total:
+        return f"One section per patient below ({total})."
+    return (f"Patient sections are shown for the first {shown} of {total} patients "
+            f"(predict.report_max_patients = {shown}); the table and JSON files hold all of "
+            "them.")

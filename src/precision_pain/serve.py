@@ -1,0 +1,94 @@
+"""Served model: the whole recommender as one MLflow pyfunc model.
+
+Every treatment's response and adverse-event models, the guideline checks, the
+confidence flags and the explanations are served together, so a client gets the
+same ranked, checked and explained table as ``precision-pain predict``. The
+model is logged with MLflow's models-from-code (``serve_model_code.py`` is the
+file MLflow runs; nothing is pickled): the model bundle folder is its artifact
+(xgboost UBJSON / skops / JSON files, loaded by :func:`precision_pain.bundle.load_bundle`),
+the package source travels in ``code_paths``, and the prediction settings in
+``model_config``. It therefore loads with ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false``.
+
+Request: rows of the data contract (docs/data-contract.md) without outcome
+columns, e.g. ``{"dataframe_records": [{"patient_id": "P1", "age": 54, ...}]}``.
+Response: the ranked rows (columns in docs/predictions.md). Input that breaks the
+contract is answered with HTTP 400 and the contract's message.
+
+Logging and registration live in :func:`precision_pain.tracking.log_recommender`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+import pandas as pd
+
+MODEL_CODE = Path(__file__).with_name("serve_model_code.py")
+PACKAGE_DIR = Path(__file__).parent
+ARTIFACT = "bundle"
+_REQUIREMENTS = ("numpy", "pandas", "pyarrow", "scipy", "scikit-learn", "xgboost", "skops",
+                 "mlflow")
+
+
+def pip_requirements() -> list[str]:
+    """Pinned requirements of the served model (the versions installed now)."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in _REQUIREMENTS]
+
+
+def model_config(options: Any) -> dict[str, Any]:
+    """The prediction settings stored with the served model."""
+    return {"harm_weight": options.harm_weight, "n_features": options.n_features,
+            "top_k": options.top_k, "shap_rows": options.shap_rows,
+            "min_propensity": options.confidence.min_propensity,
+            "max_interval_width": options.confidence.max_interval_width,
+            "calibration_tolerance": options.confidence.calibration_tolerance}
+
+
+def options_from_config(config: Mapping[str, Any] | None) -> Any:
+    """PredictOptions from a served model's ``model_config`` (defaults where absent)."""
+    from .confidence import ConfidenceSettings
+    from .predict import PredictOptions
+
+    config = dict(config or {})
+    defaults = PredictOptions()
+    confidence = ConfidenceSettings(**{
+        key: float(config.get(key, getattr(defaults.confidence, key)))
+        for key in ("min_propensity", "max_interval_width", "calibration_tolerance")})
+    return PredictOptions(float(config.get("harm_weight", defaults.harm_weight)),
+                          int(config.get("n_features", defaults.n_features)),
+                          int(config.get("top_k", defaults.top_k)),
+                          str(config.get("shap_rows", defaults.shap_rows)), confidence)
+
+
+class RecommenderModel(mlflow.pyfunc.PythonModel):
+    """pyfunc wrapper: contract rows in, ranked and explained treatments out."""
+
+    def load_context(self, context: Any) -> None:
+        """Load the bundle from the model's artifacts and the settings from its config."""
+        from .bundle import load_bundle
+
+        self.bundle_ = load_bundle(context.artifacts[ARTIFACT])
+        self.options_ = options_from_config(getattr(context, "model_config", None))
+
+    def predict(self, context: Any, model_input: pd.DataFrame,
+                params: dict[str, Any] | None = None) -> pd.DataFrame:
+        """Validate the rows against the contract, then rank, check and explain."""
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import BAD_REQUEST
+
+        from .predict import recommend
+        from .prepare import prepare_cohort
+
+        try:
+            prepared = prepare_cohort(pd.DataFrame(model_input), "request", None,
+                                      require_outcomes=False)
+        except ValueError as exc:
+            raise MlflowException(str(exc), error_code=BAD_REQUEST) from None
+        options = self.options_
+        return recommend(prepared, self.bundle_, options.harm_weight, options.n_features,
+                         options).table

@@ -1,0 +1,87 @@
+"""params.yaml validation and never-half-written output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from precision_pain.config import ParamsError, load_params
+from precision_pain.io import atomic_dir, atomic_path, write_table
+from precision_pain.registry import UnknownTreatmentError, select_treatments
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _params_with(tmp_path: Path, edit) -> Path:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    edit(raw)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_project_params_are_valid():
+    params = load_params(ROOT / "params.yaml")
+    assert params.model.type in params.model.hyperparameters
+
+
+@pytest.mark.parametrize("edit, named", [
+    (lambda r: r["model"].update(typo_key=1), "model.typo_key"),
+    (lambda r: r["split"].pop("seed"), "split.seed"),
+    (lambda r: r["prepare"].update(response_threshold=1.5), "prepare.response_threshold"),
+    (lambda r: r["simulate"]["ancestry_mix"].update(european=0.9), "simulate.ancestry_mix"),
+])
+def test_bad_params_name_the_key(tmp_path, edit, named):
+    with pytest.raises(ParamsError, match=named.replace(".", r"\.")):
+        load_params(_params_with(tmp_path, edit))
+
+
+def test_overrides_use_dotted_keys():
+    params = load_params(ROOT / "params.yaml", {"model.type": "logistic", "split.seed": 3})
+    assert (params.model.type, params.split.seed) == ("logistic", 3)
+
+
+def test_missing_params_file_says_where(tmp_path):
+    with pytest.raises(ParamsError, match="not found"):
+        load_params(tmp_path / "nope.yaml")
+
+
+def test_unknown_treatment_lists_valid_names():
+    with pytest.raises(UnknownTreatmentError, match="tramadol"):
+        select_treatments(["tramadole"])
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.csv"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_dir_keeps_old_folder_on_failure(tmp_path):
+    target = tmp_path / "models"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            (tmp / "new.txt").write_text("new")
+            raise RuntimeError("boom")
+    assert [p.name for p in tmp_path.iterdir()] == ["models"]
+    assert [p.name for p in target.iterdir()] == ["old.txt"]
+    with atomic_dir(target) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert [p.name for p in target.iterdir()] == ["new.txt"]
+
+
+def test_write_table_by_suffix(tmp_path):
+    frame = pd.DataFrame({"a": [1, 2]})
+    pd.testing.assert_frame_equal(pd.read_parquet(write_table(frame, tmp_path / "x.parquet")),
+                                  frame)
+    pd.testing.assert_frame_equal(pd.read_csv(write_table(frame, tmp_path / "x.csv")), frame)
+    with pytest.raises(ValueError, match=r"\.xlsx"):
+        write_table(frame, tmp_path / "x.xlsx")

@@ -1,0 +1,84 @@
+"""HTML report: self-contained markup, patient sections, the notice; rendered in Chromium."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from precision_pain import RESEARCH_NOTICE
+from precision_pain.features import FEATURE_NAMES
+from precision_pain.predict import recommend
+from precision_pain.report import (add_summaries, patient_sections, render_report, summarize,
+                                   waterfall_svg)
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+META = {"source": "cohort.csv", "models": "models/bundle", "model_type": "xgboost",
+        "harm_weight": 0.5, "top_k_explained": 3, "version": "test"}
+
+
+@pytest.fixture(scope="module")
+def result(small_splits, small_bundle):
+    return recommend(small_splits["test"].head(12), small_bundle, 0.5, 3)
+
+
+@pytest.fixture(scope="module")
+def page(result):
+    sections = patient_sections(result.table, result.shap, result.features, 5)
+    return render_report(summarize(result.table), sections, 12, META)
+
+
+def test_waterfall_ends_at_the_patients_log_odds():
+    phi = np.zeros(len(FEATURE_NAMES))
+    phi[:3] = [0.5, -0.25, 0.1]
+    svg = waterfall_svg(phi, -1.0, np.ones(len(FEATURE_NAMES)), "t <&>")
+    assert svg.startswith("<svg") and "t &lt;&amp;&gt;" in svg
+    assert "log-odds -0.65" in svg and svg.count("<rect") == 3
+
+
+def test_page_has_notice_summary_and_capped_sections(page):
+    assert page.count(RESEARCH_NOTICE) == 2
+    assert page.count('class="patient"') == 5
+    assert "first 5 of 12 patients" in page
+    assert 'id="cohort-summary"' in page and page.count("<svg") == 10  # 2 charts x 5
+
+
+def test_page_loads_nothing_from_anywhere(page):
+    assert "<script" not in page and "<link" not in page and "@import" not in page
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
+    assert "url(" not in page
+
+
+def test_summaries_add_up_over_chunks(result):
+    table = result.table
+    ids = table["patient_id"].unique()
+    halves = [table[table["patient_id"].isin(ids[:6])], table[table["patient_id"].isin(ids[6:])]]
+    total = add_summaries(summarize(halves[0]), summarize(halves[1]))
+    pd.testing.assert_frame_equal(total.sort_index(), summarize(table).sort_index(),
+                                  check_dtype=False)
+    assert total["first_choice"].sum() == len(ids)
+
+
+@pytest.mark.browser
+def test_report_renders_in_headless_chromium(page, tmp_path):
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed; install it with "
+                    "`apt-get install -y chromium` to run this test")
+    html_file = tmp_path / "report.html"
+    html_file.write_text(page, encoding="utf-8")
+    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+               "--disable-background-networking", "--disable-component-update",
+               "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+               "--dump-dom", html_file.as_uri()]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    dom = done.stdout
+    sections = re.findall(r'<section class="patient" id="patient-\d+" data-patient-id="([^"]+)"',
+                          dom)
+    assert len(sections) == 5
+    assert RESEARCH_NOTICE in dom
+    assert dom.count("<svg") == 10

@@ -1,0 +1,161 @@
+"""The served recommender: logged with models-from-code, registered, loaded without pickle,
+and answered over HTTP by `mlflow models serve`."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import replace
+
+import pytest
+
+from precision_pain.bundle import save_bundle
+from precision_pain.confidence import training_profile
+from precision_pain.predict import OUTPUT_COLUMNS, PredictOptions
+from precision_pain.serve import model_config, options_from_config
+
+OUTCOME_COLUMNS = ["treatment", "pain_followup", "adverse_event"]
+ALIAS = "served"
+
+
+def test_model_config_round_trips():
+    options = PredictOptions(harm_weight=0.7, top_k=2)
+    assert options_from_config(model_config(options)) == options
+    assert options_from_config(None) == PredictOptions()
+
+
+@pytest.fixture(scope="module")
+def registered(small_bundle, small_splits, params, tmp_path_factory):
+    """The small bundle logged in a run and registered in a fresh SQLite store."""
+    import mlflow
+
+    from precision_pain import tracking
+
+    root = tmp_path_factory.mktemp("serve")
+    profile = training_profile(small_splits["train"], small_splits["valid"], small_bundle.models)
+    models = save_bundle(replace(small_bundle, metadata={**small_bundle.metadata, **profile}),
+                         root / "bundle")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    track = params.tracking.model_copy(update={"uri": uri, "alias": ALIAS,
+                                               "artifact_location": root / "artifacts"})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        patch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+        experiment = tracking.start(track)
+        with mlflow.start_run(experiment_id=experiment) as run:
+            run_id = run.info.run_id
+        model_uri = tracking.log_recommender(track, models, run_id,
+                                             model_config(PredictOptions(top_k=2)))
+        yield model_uri, uri, track
+
+
+def _records(small_synthetic, n):
+    frame = small_synthetic.cohort.head(n).drop(columns=OUTCOME_COLUMNS)
+    return json.loads(frame.to_json(orient="records"))
+
+
+@pytest.mark.slow
+def test_registered_recommender_loads_without_pickle(registered, small_synthetic, monkeypatch):
+    import mlflow
+    import pandas as pd
+
+    model_uri, _, track = registered
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+    version = mlflow.MlflowClient().get_model_version_by_alias(
+        f"{track.registered_model_prefix}-recommender", ALIAS)
+    assert version.run_id
+    model = mlflow.pyfunc.load_model(model_uri)
+    out = model.predict(pd.DataFrame(_records(small_synthetic, 4)))
+    assert list(out.columns) == list(OUTPUT_COLUMNS) and len(out) == 12
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _post(url: str, payload: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=json.dumps(payload).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def _wait_until_up(process: subprocess.Popen, url: str, timeout: float, log) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"mlflow models serve exited early:\n"
+                                 f"{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"mlflow models serve did not answer {url} within {timeout} s")
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_ranked_explained_rows(registered, small_synthetic,
+                                                          tmp_path):
+    model_uri, tracking_uri, _ = registered
+    log = tmp_path / "serve.log"
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri,
+           "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri,
+               "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)]
+    with open(log, "wb") as sink:
+        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_until_up(process, f"{base}/ping", timeout=180, log=log)
+        status, body = _post(f"{base}/invocations",
+                             {"dataframe_records": _records(small_synthetic, 3)})
+        assert status == 200, body
+        rows = body["predictions"]
+        assert len(rows) == 9 and set(OUTPUT_COLUMNS) <= set(rows[0])
+        assert [r["rank"] for r in rows[:3]] == [1, 2, 3]
+        first = rows[0]
+        assert "chance of response" in first["explanation"]
+        assert first["adverse_event_explanation"]  # a sentence (or "constant-rate model")
+        assert "minus" in first["contrast"]
+        assert rows[2]["explanation"] == ""  # top_k=2 from the model config
+        bad = _records(small_synthetic, 2)
+        bad[1]["age"] = 12
+        status, body = _post(f"{base}/invocations", {"dataframe_records": bad})
+        assert status == 400 and "age" in json.dumps(body)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_predict_cli_loads_the_registered_recommender(registered, small_synthetic, tmp_path):
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from precision_pain.cli import main
+
+    src = tmp_path / "in.csv"
+    small_synthetic.cohort.head(5).drop(columns=OUTCOME_COLUMNS).to_csv(src, index=False)
+    out = tmp_path / "pred.csv"
+    result = CliRunner().invoke(main, ["predict", str(src), "--out", str(out),
+                                       "--registry-alias", ALIAS])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out)
+    assert len(table) == 15 and table["p_response_low"].notna().all()  # the bundle's profile
