@@ -85,3 +85,20 @@ def test_write_table_by_suffix(tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(write_table(frame, tmp_path / "x.csv")), frame)
     with pytest.raises(ValueError, match=r"\.xlsx"):
         write_table(frame, tmp_path / "x.xlsx")
+
+
+def test_atomic_outputs_get_the_umask_mode_not_mkstemp_0600(tmp_path):
+    import os
+    import stat
+
+    from precision_pain.io import atomic_dir, write_json
+
+    old = os.umask(0o022)
+    try:
+        out = write_json({"a": 1}, tmp_path / "m.json")
+        with atomic_dir(tmp_path / "bundle") as tmp:
+            (tmp / "x.txt").write_text("x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "bundle").stat().st_mode) == 0o755

@@ -328,8 +328,8 @@ def _fail(path: str | Path, message: str, fix: str, column: str | None = None) -
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
-    header = _csv_header(path)
-    _check_header(path, header)
+    header = csv_header(path)
+    check_header(path, header)
     try:
         df = pd.read_csv(path, dtype=str, na_filter=False, encoding="utf-8-sig")
     except UnicodeDecodeError:
@@ -343,7 +343,8 @@ def _read_csv(path: Path) -> pd.DataFrame:
     return df
 
 
-def _csv_header(path: Path) -> list[str]:
+def csv_header(path: Path) -> list[str]:
+    """The first non-blank row of a CSV file, as written (BOM removed)."""
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
             first = next((row for row in csv.reader(handle) if any(c.strip() for c in row)), None)
@@ -354,7 +355,8 @@ def _csv_header(path: Path) -> list[str]:
     return first
 
 
-def _check_header(path: Path, header: list[str]) -> None:
+def check_header(path: Path, header: list[str]) -> None:
+    """Refuse a header that shows the wrong delimiter or repeats a column name."""
     if len(header) == 1:
         counts = {d: header[0].count(d) for d in (";", "\t", "|")}
         delimiter, n = max(counts.items(), key=lambda item: item[1])

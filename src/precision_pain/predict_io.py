@@ -54,9 +54,9 @@ def iter_table(path: str | Path, chunk_size: int) -> Iterator[pd.DataFrame]:
 
 
 def _csv_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
-    from .contract import ContractError, Problem, _check_header, _csv_header
+    from .contract import ContractError, Problem, check_header, csv_header
 
-    _check_header(path, _csv_header(path))  # the contract's header rules, one source of truth
+    check_header(path, csv_header(path))  # the contract's header rules, one source of truth
     try:
         reader = pd.read_csv(path, dtype=str, na_filter=False, encoding="utf-8-sig",
                              chunksize=chunk_size)
