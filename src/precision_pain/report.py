@@ -205,15 +205,17 @@ order and add a note. <em>not checked</em>: a phenotype was indeterminate, so a 
 check could not be made. Low confidence: the patient lies outside what the treatment's models
 saw in training, the response interval is wide, P(response) lies well outside its
 calibration interval, or (with a propensity model) patients like this rarely received the
-treatment. The interval is an inductive Venn-Abers interval from the validation patients who
-received the treatment (docs/predictions.md).</p>
+treatment. The calibrated range is an inductive Venn-Abers interval from the validation
+patients who received the treatment: where the model's P(response) lies outside it, the model
+is miscalibrated for patients like this one, and the range is the better estimate
+(docs/predictions.md).</p>
 </section>
 
 {% for s in sections %}
 <section class="patient" id="patient-{{ loop.index }}" data-patient-id="{{ s.patient_id }}">
 <h2>Patient {{ s.patient_id }}</h2>
 <table>
-<thead><tr><th>rank</th><th>treatment</th><th>P(response) [interval]</th><th>P(adverse event)</th>
+<thead><tr><th>rank</th><th>treatment</th><th>P(response) [calibrated range]</th><th>P(adverse event)</th>
 <th>net benefit</th><th>guideline</th><th>confidence</th></tr></thead>
 <tbody>
 {% for r in s.rows.itertuples() %}
