@@ -18,8 +18,9 @@ from scipy.special import expit, logit
 
 from precision_pain import RESEARCH_NOTICE
 from precision_pain import policy as pol
-from precision_pain.evaluate import (Scores, evaluate, evaluation_report, model_ranks,
-                                     score_test, truth_columns, true_matrices)
+from precision_pain.evaluate import (Scores, evaluate, model_ranks, score_test, truth_columns,
+                                     true_matrices)
+from precision_pain.evaluation_report import evaluation_report
 from precision_pain.metrics import (MIN_CLASS, binary_metrics, binary_metrics_ci,
                                     bootstrap_weights, calibration_intercept, calibration_slope,
                                     percentile_ci, weighted_auc, weighted_brier)

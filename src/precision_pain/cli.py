@@ -342,7 +342,7 @@ def _write_report(result: Any, plots: list[Path], path: Path) -> None:
     """Write the markdown report, linking the plots relative to it."""
     import os
 
-    from .evaluate import evaluation_report
+    from .evaluation_report import evaluation_report
     from .io import atomic_path
 
     links = [Path(os.path.relpath(p, path.parent)).as_posix() for p in plots]

@@ -1,0 +1,164 @@
+"""The evaluation as a markdown report (``reports/evaluation.md``), with the research-use notice.
+
+Pure formatting of an :class:`~precision_pain.evaluate.Evaluation`: no numbers are computed
+here; docs/evaluation.md defines each one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .evaluate import ESTIMATORS, POLICIES, VALUES, WITHIN, Evaluation
+
+
+def evaluation_report(evaluation: Evaluation, notice: str, plots: Sequence[str] = ()) -> str:
+    """The evaluation as a markdown report; ``plots`` are image paths relative to the report."""
+    s, detail = evaluation.summary, evaluation.policy
+    truth = "available (synthetic cohort)" if s["has_ground_truth"] else "not available"
+    parts = [f"# Evaluation report\n\n> {notice}\n",
+             f"Model type **{s['model_type']}**; {s['n_test_patients']} test patients; ground "
+             f"truth {truth}. Intervals are 95 % bootstrap CIs over test patients; "
+             "docs/evaluation.md defines every number.\n",
+             _headline_md(s), _per_treatment_md(evaluation.per_treatment)]
+    if "policy" in detail:
+        parts += [_policy_md(detail), _trials_md(detail["trials"])]
+    if "off_policy" in detail:
+        parts.append(_ope_md(detail))
+    parts.append(_subgroups_md(evaluation.subgroups))
+    parts += ["## Plots\n"] + [f"![{Path(p).stem}]({p})\n" for p in plots]
+    return "\n".join(parts)
+
+
+def _ci(d: dict[str, float] | None, digits: int = 3) -> str:
+    if not d or not np.isfinite(d["estimate"]):
+        return "n/a"
+    if not np.isfinite(d["ci_low"]):
+        return f"{d['estimate']:.{digits}f}"
+    return f"{d['estimate']:.{digits}f} ({d['ci_low']:.{digits}f} to {d['ci_high']:.{digits}f})"
+
+
+def _num(x: float | None, digits: int = 3) -> str:
+    return "n/a" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
+
+
+def _headline_md(s: dict[str, Any]) -> str:
+    slope = s["response_calibration_slope"]
+    lines = ["## Headline\n",
+             f"- Response models: mean AUC {_num(s['mean_response_auc'])}, mean Brier "
+             f"{_num(s['mean_response_brier'])}; calibration slope from {_num(slope['min'], 2)} "
+             f"to {_num(slope['max'], 2)}, {_num(100 * slope['share_within_0.8_1.2'], 0)} % of "
+             "treatments within 0.8-1.2."]
+    if "policy" in s:
+        p = s["policy"]
+        lines += [
+            "- Share of the oracle's gain over one-size-fits-all "
+            f"({p['one_size_fits_all']['treatment']}) captured by the model's first choice: "
+            f"**{_num(100 * p['share_of_oracle_gain_captured'], 1)} %**.",
+            "- Mean true net benefit: " + ", ".join(
+                f"{POLICY_WORDS[k]} {_num(p[k]['mean_true_net_benefit'])}" for k in POLICIES) + ".",
+            f"- Regret per patient (model): mean {_num(p['regret']['mean'])}, median "
+            f"{_num(p['regret']['median'])}, 90th percentile {_num(p['regret']['p90'])}; "
+            f"{_num(100 * p['regret']['share_zero'], 1)} % of patients get their best treatment.",
+            "- Expected trials until a first response: " + ", ".join(
+                f"{k.replace('_', ' ')} {_num(v['expected'], 2)}" for k, v in s["trials"].items())
+            + "."]
+    if "off_policy" in s:
+        o = s["off_policy"]
+        dr = {"estimate": o["model_dr_net_benefit"], "ci_low": o["model_dr_ci_low"],
+              "ci_high": o["model_dr_ci_high"]}
+        truth = (f" (true value {_num(o['model_true_net_benefit'])}, error "
+                 f"{_num(o['model_dr_error'], 4)})" if "model_true_net_benefit" in o else "")
+        lines.append(f"- Doubly robust estimate of the model's net benefit: {_ci(dr)}{truth}.")
+    return "\n".join(lines) + "\n"
+
+
+POLICY_WORDS = {"model": "model", "oracle": "oracle", "one_size_fits_all": "one size fits all",
+                "usual_care": "usual care", "random": "random eligible"}
+
+
+def _per_treatment_md(per_treatment: dict[str, Any]) -> str:
+    rows = []
+    for t, m in per_treatment.items():
+        r, a = m["response"], m["adverse_event"]
+        best = r.get("true_probability", {}).get("auc")
+        rows.append([t, str(r["n"]), _ci(r["auc"]), _ci(r["brier"]), _ci(r["calibration_slope"], 2),
+                     _ci(r["calibration_intercept"], 2), _ci(best), _ci(a["auc"]),
+                     _ci(a["calibration_slope"], 2)])
+    header = ["treatment", "n", "response AUC", "Brier", "calibration slope",
+              "calibration intercept", "AUC of the true probabilities", "adverse-event AUC",
+              "adverse-event slope"]
+    return ("## Models, per treatment\n\nTest patients who received each treatment.\n\n"
+            + _table(header, rows))
+
+
+def _policy_md(detail: dict[str, Any]) -> str:
+    truth = detail["policy"]
+    rows = [[POLICY_WORDS[p], _ci(truth["values"][p]["mean_true_response"]),
+             _ci(truth["values"][p]["mean_true_net_benefit"]),
+             *(_regret_cells(truth["regret"].get(p)))] for p in POLICIES]
+    header = ["policy", "mean true P(response)", "mean true net benefit", "mean regret",
+              "median regret", "p90 regret", "share with zero regret"]
+    return ("## Policy value (ground truth)\n\n" + _table(header, rows) +
+            "\nShare of the oracle's gain captured: "
+            f"{_ci(truth['share_of_oracle_gain_captured'])}; first choice = oracle's for "
+            f"{_ci(truth['first_choice_matches_oracle'])} of patients.\n")
+
+
+def _regret_cells(regret: dict[str, float] | None) -> list[str]:
+    if regret is None:
+        return ["0", "0", "0", "1"]
+    return [_num(regret[k]) for k in ("mean", "median", "p90", "share_zero")]
+
+
+def _trials_md(trials: dict[str, Any]) -> str:
+    rows = [[o.replace("_", " "), _ci(t["expected_trials"], 2),
+             *(_num(t[f"p_response_within_{m}"]) for m in WITHIN)] for o, t in trials.items()]
+    header = ["order", "expected trials", *(f"P(response within {m})" for m in WITHIN)]
+    return "## Trial and error\n\n" + _table(header, rows)
+
+
+def _ope_md(detail: dict[str, Any]) -> str:
+    ope, overlap = detail["off_policy"], detail.get("overlap", {})
+    rows = []
+    for v in VALUES:
+        for name, d in ope[v].items():
+            cells = ([_ci(d.get(e)) for e in ESTIMATORS] if "dr" in d
+                     else ["", "", "", _ci(d["observed_mean"])])
+            rows.append([v.replace("_", " "), POLICY_WORDS[name], *cells,
+                         _num(d.get("true")), _num(d.get("estimate_minus_true"), 4)])
+    header = ["outcome", "policy", "DM", "IPW", "SNIPW", "DR (observed mean for usual care)",
+              "true", "estimate - true"]
+    chosen = detail.get("propensity_model", {})
+    return ("## Off-policy estimates (no ground truth needed)\n\n" + _table(header, rows) +
+            f"\nPropensity model: {chosen.get('chosen', 'n/a')} (validation log-loss "
+            f"{chosen.get('valid_log_loss', {})}); propensities clipped at "
+            f"{overlap.get('clip')}: "
+            f"{_num(100 * overlap.get('share_logged_clipped', np.nan), 2)} % "
+            f"of test rows; smallest propensity of a received treatment "
+            f"{_num(overlap.get('min_logged_propensity'), 4)}; effective sample size of the "
+            f"model policy's weights {_num(ope['effective_sample_size'].get('model'), 0)}.\n")
+
+
+def _subgroups_md(subgroups: dict[str, Any]) -> str:
+    rows = []
+    for column, groups in subgroups.items():
+        for level, g in groups.items():
+            value = g.get("policy", {}).get("values", {})
+            dr = g.get("off_policy", {}).get("net_benefit", {}).get("model", {}).get("dr")
+            rows.append([column, level, str(g["n"]), _ci(g["models_pooled"]["response"]["auc"]),
+                         *(_ci(value.get(p, {}).get("mean_true_net_benefit"))
+                           for p in ("model", "one_size_fits_all", "oracle")),
+                         _ci(g.get("policy", {}).get("share_of_oracle_gain_captured")), _ci(dr)])
+    header = ["by", "group", "n", "response AUC (pooled)", "model net benefit",
+              "one-size-fits-all", "oracle", "share of gain captured", "model DR estimate"]
+    return "## Subgroups\n\n" + _table(header, rows)
+
