@@ -57,6 +57,19 @@ def test_save_load_round_trip_without_pickle(kind, data, tmp_path):
     np.testing.assert_allclose(loaded.contributions(Xv), model.contributions(Xv), atol=1e-5)
 
 
+def test_xgboost_without_early_stopping_keeps_every_tree(data):
+    """early_stopping_rounds: null keeps n_estimators trees (chosen as a shared grid value)."""
+    X, y, Xv, yv = data
+    # a tiny noisy validation set, on which early stopping would stop after a few trees
+    noisy = np.random.default_rng(1).integers(0, 2, size=40)
+    kept = make_model("xgboost", {"n_estimators": 60, "early_stopping_rounds": None},
+                      seed=0).fit(X, y, Xv.iloc[:40], noisy)
+    stopped = make_model("xgboost", {"n_estimators": 60, "early_stopping_rounds": 3},
+                         seed=0).fit(X, y, Xv.iloc[:40], noisy)
+    assert kept.booster_.num_boosted_rounds() == 60 == kept.summary()["n_trees"]
+    assert stopped.booster_.num_boosted_rounds() < 60
+
+
 def test_same_seed_same_model(data):
     X, y, Xv, yv = data
     hyper = {"n_estimators": 50, "subsample": 0.7, "colsample_bytree": 0.7}

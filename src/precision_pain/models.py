@@ -61,29 +61,40 @@ def _artifact_path(stem: Path, kind: str, suffix: str) -> Path:
 
 
 class XGBoostModel:
-    """Gradient-boosted trees (xgboost), early-stopped on the validation split."""
+    """Gradient-boosted trees (xgboost); the number of trees is chosen on the validation split.
+
+    With ``early_stopping_rounds`` set, each model stops early on its own validation rows.
+    With ``None`` it keeps all ``n_estimators`` trees, and a list of ``n_estimators`` in
+    params.yaml makes the number of trees one value shared by all treatments, chosen on the
+    validation split pooled over them (train.choose_shared): a treatment arm's own validation
+    rows (75 for the smallest arm of the default cohort) are too few to stop on, and early
+    stopping on them kept as few as 5 trees.
+    """
 
     kind: ClassVar[str] = "xgboost"
     suffix: ClassVar[str] = ".ubj"
 
-    def __init__(self, seed: int = 0, early_stopping_rounds: int = 40, **hyperparameters: Any):
+    def __init__(self, seed: int = 0, early_stopping_rounds: int | None = 40,
+                 **hyperparameters: Any):
         self.seed = seed
         self.early_stopping_rounds = early_stopping_rounds
         self.hyperparameters = hyperparameters
 
     def fit(self, X: pd.DataFrame, y: np.ndarray, X_val: pd.DataFrame,
             y_val: np.ndarray) -> XGBoostModel:
-        """Fit on (X, y), stopping early on the validation log-loss."""
+        """Fit on (X, y), stopping early on the validation log-loss if asked to."""
         import xgboost as xgb
 
         clf = xgb.XGBClassifier(
             objective="binary:logistic", eval_metric="logloss", tree_method="hist",
             random_state=self.seed, n_jobs=2,
-            early_stopping_rounds=self.early_stopping_rounds, **self.hyperparameters,
+            early_stopping_rounds=self.early_stopping_rounds or None, **self.hyperparameters,
         )
         clf.fit(X, y, eval_set=[(X_val, y_val)], verbose=False)
-        self.best_iteration_ = int(clf.best_iteration)
-        self.booster_ = clf.get_booster()[: self.best_iteration_ + 1]
+        booster = clf.get_booster()
+        self.best_iteration_ = (int(clf.best_iteration) if self.early_stopping_rounds
+                                else booster.num_boosted_rounds() - 1)
+        self.booster_ = booster[: self.best_iteration_ + 1]
         self.feature_names_ = list(X.columns)
         return self
 
