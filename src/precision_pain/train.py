@@ -1,10 +1,11 @@
 """Train stage: one response model and one adverse-event model per treatment.
 
 Each treatment's models are fitted on the patients who received it (the
-observational "T-learner"), with the validation split used for early stopping
-and, when hyperparameters are given as lists (e.g. ``C: [0.003, 0.01, 0.1]``),
-to choose one combination per outcome, shared by all treatments, by the
-validation Brier score pooled over treatments; never the test split.
+observational "T-learner"). The validation split chooses hyperparameters given as
+lists (e.g. ``n_estimators: [50, 100, 200]`` or ``C: [0.003, 0.01, 0.1]``): one
+combination per outcome, shared by all treatments, by the validation Brier score
+pooled over treatments (and, where a model type is set to, it stops early on it);
+never the test split.
 The core returns fitted models and validation metrics; tracking and file
 output happen in the CLI layer.
 """
