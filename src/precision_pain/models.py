@@ -60,6 +60,14 @@ def _artifact_path(stem: Path, kind: str, suffix: str) -> Path:
     return Path(stem).parent / f"{Path(stem).name}.{kind}{suffix}"
 
 
+# xgboost trains on one thread. A treatment arm holds hundreds to a few thousand rows, where
+# OpenMP threads cost about as much in synchronisation as they save (train stage, default
+# cohort: 17 s on 2 threads, 19 s on 1); and two trainings at once on this 2-core machine
+# (`dvc exp run --run-all -j 2`, a test run beside `dvc repro`) with 2 spin-waiting threads
+# each took 253 s instead of 26 s. Loaded models predict on every core (predict, evaluate).
+TRAIN_THREADS = 1
+
+
 class XGBoostModel:
     """Gradient-boosted trees (xgboost); the number of trees is chosen on the validation split.
 
@@ -87,7 +95,7 @@ class XGBoostModel:
 
         clf = xgb.XGBClassifier(
             objective="binary:logistic", eval_metric="logloss", tree_method="hist",
-            random_state=self.seed, n_jobs=2,
+            random_state=self.seed, n_jobs=TRAIN_THREADS,
             early_stopping_rounds=self.early_stopping_rounds or None, **self.hyperparameters,
         )
         clf.fit(X, y, eval_set=[(X_val, y_val)], verbose=False)

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .features import build_features
+from .models import TRAIN_THREADS
 from .registry import TREATMENT_NAMES, TREATMENTS
 
 STEM = "propensity"
@@ -85,7 +86,7 @@ class XGBoostPropensity:
         keep = y_val >= 0
         clf = xgb.XGBClassifier(
             objective="multi:softprob", eval_metric="mlogloss", tree_method="hist",
-            random_state=self.seed, n_jobs=2, early_stopping_rounds=self.early_stopping_rounds,
+            random_state=self.seed, n_jobs=TRAIN_THREADS, early_stopping_rounds=self.early_stopping_rounds,
             **self.hyperparameters)
         clf.fit(X, y, eval_set=[(X_val[keep], y_val[keep])], verbose=False)
         self.booster_ = clf.get_booster()[: int(clf.best_iteration) + 1]
