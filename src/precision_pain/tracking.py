@@ -35,6 +35,10 @@ def disable_telemetry() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "true")
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    from .progress import progress_enabled
+
+    if not progress_enabled():  # MLflow's own artifact bars, like ours, stay out of CI logs
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def resolve_uri(params: TrackingParams, root: str | Path | None = None) -> str:
@@ -370,12 +374,21 @@ def log_recommender(params: TrackingParams, models_dir: Path, run_id: str,
 
     start(params)
     name = recommender_name(params)
-    with mlflow.start_run(run_id=run_id):
-        info = mlflow.pyfunc.log_model(
-            name="recommender", python_model=str(MODEL_CODE),
-            artifacts={ARTIFACT: str(Path(models_dir).resolve())},
-            code_paths=[str(PACKAGE_DIR)], model_config=dict(model_config),
-            pip_requirements=pip_requirements(), registered_model_name=name)
+    # The recommender takes and returns DataFrames that the data contract validates (its own
+    # errors name column, rows and fix); MLflow cannot infer a signature from a DataFrame type
+    # hint and would warn so on every training run.
+    pyfunc_log = logging.getLogger("mlflow.pyfunc")
+    level = pyfunc_log.level
+    pyfunc_log.setLevel(logging.ERROR)
+    try:
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.pyfunc.log_model(
+                name="recommender", python_model=str(MODEL_CODE),
+                artifacts={ARTIFACT: str(Path(models_dir).resolve())},
+                code_paths=[str(PACKAGE_DIR)], model_config=dict(model_config),
+                pip_requirements=pip_requirements(), registered_model_name=name)
+    finally:
+        pyfunc_log.setLevel(level)
     version = str(info.registered_model_version)
     mlflow.MlflowClient().set_registered_model_alias(name, params.alias, version)
     log.info("registered %s version %s (alias %r)", name, version, params.alias)
