@@ -86,7 +86,8 @@ class XGBoostPropensity:
         keep = y_val >= 0
         clf = xgb.XGBClassifier(
             objective="multi:softprob", eval_metric="mlogloss", tree_method="hist",
-            random_state=self.seed, n_jobs=TRAIN_THREADS, early_stopping_rounds=self.early_stopping_rounds,
+            random_state=self.seed, n_jobs=TRAIN_THREADS,
+            early_stopping_rounds=self.early_stopping_rounds,
             **self.hyperparameters)
         clf.fit(X, y, eval_set=[(X_val[keep], y_val[keep])], verbose=False)
         self.booster_ = clf.get_booster()[: int(clf.best_iteration) + 1]

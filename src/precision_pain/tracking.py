@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 
 def disable_telemetry() -> None:
-    """Opt out of MLflow's and DVC's usage telemetry (this process and its children); quiet MLflow."""
+    """Opt out of MLflow's and DVC's telemetry (this process and its children); quiet MLflow."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "true")
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
