@@ -102,3 +102,18 @@ def test_atomic_outputs_get_the_umask_mode_not_mkstemp_0600(tmp_path):
         os.umask(old)
     assert stat.S_IMODE(out.stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "bundle").stat().st_mode) == 0o755
+
+
+def test_mlflow_registry_chatter_is_dropped_and_anything_else_passed_on(capsys):
+    import sys
+
+    from precision_pain.tracking import _without_registry_chatter
+
+    with _without_registry_chatter():
+        print("Successfully registered model 'precision-pain-cbt-response'.", file=sys.stderr)
+        print("Registered model 'precision-pain-cbt-response' already exists. Creating a new "
+              "version of this model...", file=sys.stderr)
+        print("Created version '3' of model 'precision-pain-cbt-response'.", file=sys.stderr)
+        print("WARNING something MLflow wants the user to see", file=sys.stderr)
+    err = capsys.readouterr().err
+    assert err == "WARNING something MLflow wants the user to see\n"

@@ -13,13 +13,15 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr
 from pathlib import Path
 from typing import Any
 
@@ -189,9 +191,32 @@ def log_treatment_run(params: Params, treatment: str, models: Mapping[str, Binar
                            **{f"model_kind.{o}": m.kind for o, m in models.items()}})
         mlflow.log_metrics({**{k: float(v) for k, v in counts.items()},
                             **{k: v for k, v in validation.items() if v == v}})
-        for outcome, model in models.items():
-            _log_model(params.tracking, treatment, outcome, model)
+        versions = {outcome: _log_model(params.tracking, treatment, outcome, model)
+                    for outcome, model in models.items()}
+        log.info("registered %s (alias %r)", ", ".join(
+            f"{registered_name(params.tracking, treatment, o)} v{v}" for o, v in versions.items()),
+            params.tracking.alias)
         return run.info.run_id
+
+
+# What MLflow prints (not logs) to stderr for every registered model version: 2-3 lines per
+# model, 60 per training run.
+_REGISTRY_CHATTER = re.compile(
+    r"^(Successfully registered model '|Registered model '.*' already exists\. |Created version ')")
+
+
+@contextmanager
+def _without_registry_chatter() -> Iterator[None]:
+    """Drop MLflow's per-version registry announcements; pass on anything else it prints."""
+    buffer = io.StringIO()
+    try:
+        with redirect_stderr(buffer):
+            yield
+    finally:
+        kept = [line for line in buffer.getvalue().splitlines()
+                if line.strip() and not _REGISTRY_CHATTER.match(line)]
+        if kept:
+            sys.stderr.write("\n".join(kept) + "\n")
 
 
 def _signature(model: BinaryModel) -> Any:
@@ -202,8 +227,14 @@ def _signature(model: BinaryModel) -> Any:
     return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("double")]))
 
 
-def _log_model(params: TrackingParams, treatment: str, outcome: str, model: BinaryModel) -> None:
-    """Log one model in a safe format and move the registry alias to it."""
+def _log_model(params: TrackingParams, treatment: str, outcome: str, model: BinaryModel) -> str:
+    """Log one model in a safe format and move the registry alias to it; its version."""
+    with _without_registry_chatter():
+        return _log_and_register(params, treatment, outcome, model)
+
+
+def _log_and_register(params: TrackingParams, treatment: str, outcome: str,
+                      model: BinaryModel) -> str:
     import mlflow
 
     name = registered_name(params, treatment, outcome)
@@ -231,8 +262,9 @@ def _log_model(params: TrackingParams, treatment: str, outcome: str, model: Bina
             pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
             registered_model_name=name)
         mlflow.set_tag(f"{outcome}.model", "constant rate (too few events to learn from)")
-    version = info.registered_model_version
-    mlflow.MlflowClient().set_registered_model_alias(name, params.alias, str(version))
+    version = str(info.registered_model_version)
+    mlflow.MlflowClient().set_registered_model_alias(name, params.alias, version)
+    return version
 
 
 def _as_dummy_classifier(rate: float) -> Any:
@@ -381,7 +413,7 @@ def log_recommender(params: TrackingParams, models_dir: Path, run_id: str,
     level = pyfunc_log.level
     pyfunc_log.setLevel(logging.ERROR)
     try:
-        with mlflow.start_run(run_id=run_id):
+        with mlflow.start_run(run_id=run_id), _without_registry_chatter():
             info = mlflow.pyfunc.log_model(
                 name="recommender", python_model=str(MODEL_CODE),
                 artifacts={ARTIFACT: str(Path(models_dir).resolve())},
