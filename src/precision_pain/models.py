@@ -55,7 +55,7 @@ def _check_columns(model: Any, X: pd.DataFrame) -> None:
         raise ValueError(f"feature columns differ from training: missing {missing}, extra {extra}")
 
 
-def _artifact_path(stem: Path, kind: str, suffix: str) -> Path:
+def artifact_path(stem: Path, kind: str, suffix: str) -> Path:
     """``models/tramadol/response`` -> ``models/tramadol/response.xgboost.ubj``."""
     return Path(stem).parent / f"{Path(stem).name}.{kind}{suffix}"
 
@@ -121,7 +121,7 @@ class XGBoostModel:
 
     def save(self, stem: Path) -> Path:
         """Write the booster in xgboost's UBJSON format."""
-        path = _artifact_path(stem, self.kind, self.suffix)
+        path = artifact_path(stem, self.kind, self.suffix)
         self.booster_.save_model(path)
         return path
 
@@ -151,7 +151,7 @@ class _SkopsModel:
         """Write the fitted estimator with skops (no pickle)."""
         import skops.io as sio
 
-        path = _artifact_path(stem, self.kind, self.suffix)
+        path = artifact_path(stem, self.kind, self.suffix)
         sio.dump({"estimator": self.estimator_, "feature_names": self.feature_names_}, path)
         return path
 
@@ -290,7 +290,7 @@ class ConstantModel:
 
     def save(self, stem: Path) -> Path:
         """Write rate and feature names as JSON."""
-        path = _artifact_path(stem, self.kind, self.suffix)
+        path = artifact_path(stem, self.kind, self.suffix)
         path.write_text(json.dumps({"rate": self.rate_, "feature_names": self.feature_names_}))
         return path
 

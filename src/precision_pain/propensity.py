@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .features import build_features
-from .models import TRAIN_THREADS
+from .models import TRAIN_THREADS, artifact_path
 from .registry import TREATMENT_NAMES, TREATMENTS
 
 STEM = "propensity"
@@ -103,7 +103,7 @@ class XGBoostPropensity:
 
     def save(self, stem: Path) -> Path:
         """Write the booster (with its class names) in UBJSON."""
-        path = Path(stem).with_name(f"{Path(stem).name}.{self.kind}{self.suffix}")
+        path = artifact_path(stem, self.kind, self.suffix)
         self.booster_.save_model(path)
         return path
 
@@ -155,7 +155,7 @@ class LogisticPropensity:
         """Write estimator, class and feature names with skops (no pickle)."""
         import skops.io as sio
 
-        path = Path(stem).with_name(f"{Path(stem).name}.{self.kind}{self.suffix}")
+        path = artifact_path(stem, self.kind, self.suffix)
         sio.dump({"estimator": self.estimator_, "classes": self.classes_,
                   "feature_names": self.feature_names_}, path)
         return path
