@@ -10,6 +10,17 @@ Layout under ``model.dir`` (default ``models/``)::
 Formats are non-pickle (xgboost UBJSON, skops, JSON); see :mod:`precision_pain.models`.
 The folder is written to a temporary name and swapped in whole, so a failed
 training run never leaves a mix of old and new models.
+
+Loading verifies before it reads a model: every path in the manifest must stay inside the
+bundle folder, every file must match the SHA-256 the manifest records for it (a truncated,
+swapped or edited file is refused before xgboost or skops sees it), and each file's model
+kind must be the manifest's model type (or the constant-rate fallback). A checksum inside
+the bundle proves integrity, not origin: whoever can write the files can rewrite the
+manifest too. To prove origin, pin the manifest's own hash from outside the bundle
+(:func:`manifest_sha256`; ``precision-pain predict --bundle-sha256``, or the hash the
+registry records with the recommender). Bundles holding hist_gb trees, whose arrays
+scikit-learn does not bounds-check (:mod:`precision_pain.safe_skops`), load only from the
+project's own model folder or with a pinned hash.
 """
 
 from __future__ import annotations
@@ -22,13 +33,19 @@ from typing import Any
 
 from . import __version__
 from .features import FEATURE_NAMES
-from .io import atomic_dir
+from .io import atomic_dir, file_digest
 from .models import BinaryModel, load_model
 from .propensity import STEM as PROPENSITY_STEM
 from .propensity import PropensityModel, load_propensity
 from .train import OUTCOMES, TreatmentModels
 
 MANIFEST = "manifest.json"
+_FALLBACK_KIND = "constant"
+_UNCHECKED_TREES = "hist_gb"
+
+
+class BundleError(ValueError):
+    """A model bundle that is missing, altered or not safe to load; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -63,15 +80,25 @@ def bundle_from_training(fitted: Mapping[str, TreatmentModels], model_type: str,
                        propensity)
 
 
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    return file_digest(path, "sha256")
+
+
+def manifest_sha256(directory: str | Path) -> str:
+    """The hash that pins a bundle: SHA-256 of its manifest (which holds every file's hash)."""
+    return sha256_file(Path(directory) / MANIFEST)
+
+
 def save_bundle(bundle: ModelBundle, directory: str | Path) -> Path:
-    """Write every model and the manifest; the folder is replaced atomically."""
+    """Write every model and the manifest (with each file's SHA-256); replaced atomically."""
     directory = Path(directory)
     with atomic_dir(directory) as tmp:
         files: dict[str, dict[str, str]] = {}
         for treatment, by_outcome in bundle.models.items():
             (tmp / treatment).mkdir()
             files[treatment] = {
-                outcome: str(model.save(tmp / treatment / outcome).relative_to(tmp))
+                outcome: model.save(tmp / treatment / outcome).relative_to(tmp).as_posix()
                 for outcome, model in by_outcome.items()
             }
         manifest = {
@@ -85,26 +112,23 @@ def save_bundle(bundle: ModelBundle, directory: str | Path) -> Path:
         }
         if bundle.propensity is not None:
             saved = bundle.propensity.save(tmp / PROPENSITY_STEM)
-            manifest["propensity"] = str(saved.relative_to(tmp))
+            manifest["propensity"] = saved.relative_to(tmp).as_posix()
+        manifest["sha256"] = {rel: sha256_file(tmp / rel) for rel in _referenced(manifest)}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return directory
 
 
-def load_bundle(directory: str | Path) -> ModelBundle:
-    """Read a bundle written by :func:`save_bundle`, checking it matches this code."""
+def load_bundle(directory: str | Path, *, expected_sha256: str | None = None,
+                own_bundle: bool = False) -> ModelBundle:
+    """Read a bundle written by :func:`save_bundle`, verifying it before any model is read.
+
+    ``expected_sha256`` pins the manifest's hash (from outside the bundle); ``own_bundle``
+    says the folder is this project's own training output (params' ``model.dir``). One of
+    the two is needed for bundles holding hist_gb trees.
+    """
     directory = Path(directory)
-    manifest_path = directory / MANIFEST
-    if not manifest_path.exists():
-        raise FileNotFoundError(
-            f"{manifest_path}: no trained models here; run `dvc repro` (or "
-            "`precision-pain train`) first, or pass --models DIR"
-        )
-    manifest = json.loads(manifest_path.read_text())
-    if tuple(manifest["feature_names"]) != FEATURE_NAMES:
-        raise ValueError(
-            f"{manifest_path}: models were trained with different features than this version "
-            "of precision-pain builds; retrain with `dvc repro`"
-        )
+    manifest = read_manifest(directory, expected_sha256)
+    _check_kinds(directory, manifest, pinned=expected_sha256 is not None or own_bundle)
     models = {
         treatment: {outcome: load_model(directory / rel) for outcome, rel in by_outcome.items()}
         for treatment in manifest["treatments"]
@@ -114,3 +138,98 @@ def load_bundle(directory: str | Path) -> ModelBundle:
                   if manifest.get("propensity") else None)
     return ModelBundle(manifest["model_type"], FEATURE_NAMES, models, manifest["metadata"],
                        propensity)
+
+
+def read_manifest(directory: Path, expected_sha256: str | None = None) -> dict[str, Any]:
+    """The manifest, after checking its hash (if pinned), its paths and every file's hash."""
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise BundleError(
+            f"{path}: no trained models here; run `dvc repro` (or "
+            "`precision-pain train`) first, or pass --models DIR")
+    if expected_sha256 is not None and sha256_file(path) != expected_sha256.strip().lower():
+        raise BundleError(
+            f"{path}: SHA-256 {sha256_file(path)} is not the pinned {expected_sha256}; this "
+            "is not the bundle you pinned (or it was altered): get it again from its source")
+    manifest = _parse_manifest(path)
+    if tuple(manifest["feature_names"]) != FEATURE_NAMES:
+        raise BundleError(
+            f"{path}: models were trained with different features than this version "
+            "of precision-pain builds; retrain with `dvc repro`")
+    _verify_files(directory, manifest)
+    return manifest
+
+
+def _parse_manifest(path: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{path}: not a readable bundle manifest ({exc}); retrain with "
+                          "`dvc repro` or restore the bundle from its source") from None
+    required = ("model_type", "feature_names", "treatments", "files", "metadata", "sha256")
+    missing = [key for key in required if not isinstance(manifest, dict) or key not in manifest]
+    if missing:
+        hint = (" (bundles written before file checksums: retrain with `dvc repro`)"
+                if missing == ["sha256"] else "")
+        raise BundleError(f"{path}: manifest lacks {', '.join(missing)}{hint}")
+    if set(manifest["treatments"]) - set(manifest["files"]):
+        raise BundleError(f"{path}: treatments without files: "
+                          f"{sorted(set(manifest['treatments']) - set(manifest['files']))}")
+    return manifest
+
+
+def _model_files(manifest: Mapping[str, Any]) -> list[str]:
+    """The outcome models' files, as relative POSIX paths."""
+    return [rel for treatment in manifest["treatments"]
+            for rel in manifest["files"][treatment].values()]
+
+
+def _referenced(manifest: Mapping[str, Any]) -> list[str]:
+    """Every file the manifest points at: the outcome models and the propensity model."""
+    return _model_files(manifest) + ([manifest["propensity"]] if manifest.get("propensity")
+                                     else [])
+
+
+def _verify_files(directory: Path, manifest: Mapping[str, Any]) -> None:
+    """Every referenced file inside the bundle, present, and with its recorded SHA-256."""
+    root = directory.resolve()
+    problems = []
+    for rel in _referenced(manifest):
+        target = (directory / str(rel)).resolve()
+        if not isinstance(rel, str) or root not in target.parents:
+            problems.append(f"{rel!r} points outside the bundle folder")
+        elif not target.is_file():
+            problems.append(f"{rel} is missing")
+        elif manifest["sha256"].get(rel) is None:
+            problems.append(f"{rel} has no recorded SHA-256")
+        elif sha256_file(target) != manifest["sha256"][rel]:
+            problems.append(f"{rel} does not match its recorded SHA-256 (truncated, "
+                            "corrupted or replaced)")
+    if problems:
+        raise BundleError(f"{directory / MANIFEST}: refusing to load the bundle: "
+                          + "; ".join(problems)
+                          + ". Retrain with `dvc repro` or restore the bundle from its source")
+
+
+def _check_kinds(directory: Path, manifest: Mapping[str, Any], pinned: bool) -> None:
+    """Each file's kind is the manifest's model type (or constant); hist_gb only if pinned."""
+    model_type = manifest["model_type"]
+    model_files = _model_files(manifest)
+    wrong = [rel for rel in model_files
+             if model_kind(rel) not in {model_type, _FALLBACK_KIND}]
+    if wrong:
+        raise BundleError(f"{directory / MANIFEST}: model type is {model_type!r} but "
+                          f"{', '.join(wrong)} are of another kind")
+    if not pinned and any(model_kind(rel) == _UNCHECKED_TREES for rel in model_files):
+        raise BundleError(
+            f"{directory / MANIFEST}: hist_gb models are loaded only from this project's own "
+            "model folder or with a pinned hash: scikit-learn does not bounds-check their tree "
+            "arrays, so a crafted file could crash or misread memory. Pass --bundle-sha256 "
+            f"with the hash its trainer published (this manifest's is "
+            f"{manifest_sha256(directory)}), or retrain here")
+
+
+def model_kind(relative: str) -> str:
+    """``tramadol/response.xgboost.ubj`` -> ``xgboost``."""
+    parts = Path(relative).name.split(".")
+    return parts[-2] if len(parts) >= 3 else ""

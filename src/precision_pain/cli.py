@@ -302,7 +302,7 @@ def evaluate(params_path: Path, splits_dir: Path | None, truth: Path | None,
 
     params = load_params(params_path)
     settings = params.evaluate
-    bundle = load_bundle(models_dir or params.model.dir)
+    bundle = load_bundle(models_dir or params.model.dir, own_bundle=True)
     test = read_parquet((splits_dir or params.data.splits_dir) / "test.parquet")
     truth_frame = read_parquet(truth or params.data.prepared_truth)
     log.info("evaluating %s models on %d test rows (ground truth: %d rows, %d bootstrap "
@@ -361,12 +361,15 @@ def _write_report(result: Any, plots: list[Path], path: Path) -> None:
 @click.option("--registry-alias", type=str,
               help="Load the registered recommender at this alias from MLflow instead of "
                    "--models.")
+@click.option("--bundle-sha256", "bundle_sha256", type=str,
+              help="Refuse the models unless the bundle's manifest.json has this SHA-256 "
+                   "(pins a bundle from elsewhere; `precision-pain bundle-hash DIR` prints it).")
 @click.option("--top-k", type=int, help="Ranks explained per patient [predict.top_k_explained].")
 @click.option("--report-max-patients", type=int,
               help="Patient sections in the HTML report [predict.report_max_patients].")
 @_friendly_errors
 def predict(params_path: Path, input_path: Path, out: Path, models_dir: Path | None,
-            registry_alias: str | None, top_k: int | None,
+            registry_alias: str | None, bundle_sha256: str | None, top_k: int | None,
             report_max_patients: int | None) -> None:
     """Rank, guideline-check and explain every treatment for each patient of INPUT."""
     from .config import load_params
@@ -376,7 +379,7 @@ def predict(params_path: Path, input_path: Path, out: Path, models_dir: Path | N
 
     params = load_params(params_path)
     table_format(out)
-    bundle = _load_bundle(params, models_dir, registry_alias)
+    bundle = _load_bundle(params, models_dir, registry_alias, bundle_sha256)
     options = options_from_params(params, top_k)
     chunks = iter_table(input_path, params.predict.chunk_size)
     meta = {"source": str(input_path), "models": str(registry_alias or models_dir
@@ -393,16 +396,20 @@ def predict(params_path: Path, input_path: Path, out: Path, models_dir: Path | N
     click.echo(RESEARCH_NOTICE, err=True)
 
 
-def _load_bundle(params: Any, models_dir: Path | None, alias: str | None) -> Any:
+def _load_bundle(params: Any, models_dir: Path | None, alias: str | None,
+                 expected_sha256: str | None = None) -> Any:
     from .bundle import ModelBundle, load_bundle
 
     if alias is None:
-        return load_bundle(models_dir or params.model.dir)
+        own = models_dir is None or Path(models_dir).resolve() == Path(params.model.dir).resolve()
+        return load_bundle(models_dir or params.model.dir, expected_sha256=expected_sha256,
+                           own_bundle=own)
     from .tracking import download_recommender
 
-    bundle_dir = download_recommender(params.tracking, alias)
-    if bundle_dir is not None:
-        return load_bundle(bundle_dir)
+    downloaded = download_recommender(params.tracking, alias)
+    if downloaded is not None:
+        bundle_dir, registered_sha256 = downloaded
+        return load_bundle(bundle_dir, expected_sha256=expected_sha256 or registered_sha256)
     from .features import FEATURE_NAMES
     from .registry import select_treatments
     from .tracking import load_registered_models
@@ -411,6 +418,17 @@ def _load_bundle(params: Any, models_dir: Path | None, alias: str | None) -> Any
     names = tuple(t.name for t in select_treatments(params.model.treatments))
     models = load_registered_models(params.tracking, names, OUTCOMES, alias)
     return ModelBundle("registry", FEATURE_NAMES, models, {"alias": alias})
+
+
+@main.command("bundle-hash")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@_friendly_errors
+def bundle_hash(directory: Path) -> None:
+    """Verify a model bundle's files and print the SHA-256 that pins it (--bundle-sha256)."""
+    from .bundle import manifest_sha256, read_manifest
+
+    read_manifest(directory)
+    click.echo(manifest_sha256(directory))
 
 
 @main.command()

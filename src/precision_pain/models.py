@@ -157,18 +157,15 @@ class _SkopsModel:
 
     @classmethod
     def load(cls, path: Path) -> Any:
-        """Read an estimator saved by :meth:`save`, trusting only sklearn/numpy types."""
-        import skops.io as sio
+        """Read an estimator saved by :meth:`save`, trusting exactly what :meth:`save` writes."""
+        from .safe_skops import check_estimator, check_names, load_skops
 
-        untrusted = sio.get_untrusted_types(file=path)
-        allowed = [t for t in untrusted if t.startswith(("sklearn.", "numpy."))]
-        refused = sorted(set(untrusted) - set(allowed))
-        if refused:
-            raise ValueError(f"{path}: refusing to load unexpected types {refused}")
-        state = sio.load(path, trusted=allowed)
+        state = load_skops(path, cls.kind)
+        if not isinstance(state, dict) or set(state) != {"estimator", "feature_names"}:
+            raise ValueError(f"{path}: not a {cls.kind} model file written by precision-pain")
         model = cls()
-        model.estimator_ = state["estimator"]
-        model.feature_names_ = list(state["feature_names"])
+        model.estimator_ = check_estimator(state["estimator"], cls.kind, path)
+        model.feature_names_ = check_names(state["feature_names"], "feature_names", path)
         return model
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
@@ -297,9 +294,15 @@ class ConstantModel:
     @classmethod
     def load(cls, path: Path) -> ConstantModel:
         """Read a model saved by :meth:`save`."""
-        state = json.loads(Path(path).read_text())
+        from .safe_skops import check_names
+
+        state = json.loads(Path(path).read_text(encoding="utf-8"))
+        rate = state.get("rate") if isinstance(state, dict) else None
+        if not isinstance(rate, float) or not 0.0 < rate < 1.0:
+            raise ValueError(f"{path}: a constant model's rate must be a number in (0, 1)")
         model = cls()
-        model.rate_, model.feature_names_ = float(state["rate"]), list(state["feature_names"])
+        model.rate_ = rate
+        model.feature_names_ = check_names(state.get("feature_names"), "feature_names", path)
         return model
 
     def summary(self) -> dict[str, Any]:
@@ -328,8 +331,12 @@ def make_model(kind: str, hyperparameters: Mapping[str, Any], seed: int) -> Bina
 def load_model(path: Path) -> BinaryModel:
     """Load any saved model, dispatching on the file name ``<name>.<kind><suffix>``."""
     path = Path(path)
-    kind = path.name.split(".")[-2]
-    return get_model_class(kind).load(path)
+    parts = path.name.split(".")
+    kind = parts[-2] if len(parts) >= 3 else ""
+    cls = get_model_class(kind)
+    if path.suffix != cls.suffix:
+        raise ValueError(f"{path}: a {kind} model file must end in {cls.suffix}")
+    return cls.load(path)
 
 
 def fit_binary(kind: str, hyperparameters: Mapping[str, Any], seed: int, X: pd.DataFrame,

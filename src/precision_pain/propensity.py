@@ -162,17 +162,16 @@ class LogisticPropensity:
 
     @classmethod
     def load(cls, path: Path) -> LogisticPropensity:
-        """Read a model written by :meth:`save`, trusting only scikit-learn/numpy types."""
-        import skops.io as sio
+        """Read a model written by :meth:`save`, trusting exactly what :meth:`save` writes."""
+        from .safe_skops import check_estimator, check_names, load_skops
 
-        untrusted = sio.get_untrusted_types(file=path)
-        refused = sorted(t for t in untrusted if not t.startswith(("sklearn.", "numpy.")))
-        if refused:
-            raise ValueError(f"{path}: refusing to load unexpected types {refused}")
-        state = sio.load(path, trusted=untrusted)
+        state = load_skops(path, "logistic_propensity")
+        if not isinstance(state, dict) or set(state) != {"estimator", "classes", "feature_names"}:
+            raise ValueError(f"{path}: not a propensity model file written by precision-pain")
         model = cls()
-        model.estimator_ = state["estimator"]
-        model.classes_, model.feature_names_ = list(state["classes"]), list(state["feature_names"])
+        model.estimator_ = check_estimator(state["estimator"], "logistic_propensity", path)
+        model.classes_ = check_names(state["classes"], "classes", path)
+        model.feature_names_ = check_names(state["feature_names"], "feature_names", path)
         return model
 
 

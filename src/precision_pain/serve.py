@@ -72,7 +72,9 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
         """Load the bundle from the model's artifacts and the settings from its config."""
         from .bundle import load_bundle
 
-        self.bundle_ = load_bundle(context.artifacts[ARTIFACT])
+        config = getattr(context, "model_config", None) or {}
+        self.bundle_ = load_bundle(context.artifacts[ARTIFACT],
+                                   expected_sha256=config.get("bundle_sha256"))
         self.options_ = options_from_config(getattr(context, "model_config", None))
 
     def predict(self, context: Any, model_input: pd.DataFrame,

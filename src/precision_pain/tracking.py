@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import os
@@ -151,11 +150,9 @@ def log_provenance_files(paths: list[Path]) -> None:
 
 def file_md5(path: Path) -> str:
     """MD5 of a file's bytes (the same hash DVC records for it)."""
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    from .io import file_digest
+
+    return file_digest(path, "md5")
 
 
 def _git_commit() -> str:
@@ -369,27 +366,57 @@ def load_registered_models(params: TrackingParams, treatments: tuple[str, ...],
                 model.booster_ = mlflow.xgboost.load_model(uri)
                 model.feature_names_ = list(model.booster_.feature_names or [])
             else:
-                model = _wrap_sklearn(mlflow.sklearn.load_model(uri), uri)
+                model = _load_registered_sklearn(uri)
             log.info("loaded %s version %s", name, version.version)
             loaded[treatment][outcome] = model
     return loaded
 
 
-def _wrap_sklearn(estimator: Any, uri: str) -> BinaryModel:
-    """A registered scikit-learn estimator as the pipeline's model object."""
+def _load_registered_sklearn(uri: str) -> BinaryModel:
+    """A registered scikit-learn model, read with the project's own skops allowlist.
+
+    ``mlflow.sklearn.load_model`` would trust the types listed in the model's own MLmodel
+    file, which whoever wrote the model chose; this reads the skops file itself.
+    """
     import mlflow
 
-    from .models import ConstantModel, HistGBModel, LogisticModel
+    from .models import ConstantModel, LogisticModel
 
     names = [c.name for c in mlflow.models.get_model_info(uri).signature.inputs]
-    if type(estimator).__name__ == "DummyClassifier":
-        model = ConstantModel()
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    path = local / "model.skops"
+    if not path.is_file():
+        raise ValueError(f"{uri}: no skops file in the registered model; only skops-format "
+                         "scikit-learn models are loaded (retrain with `dvc repro`)")
+    estimator, kind = _load_checked(path, uri)
+    if kind == "constant":
+        model: Any = ConstantModel()
         model.rate_ = float(estimator.class_prior_[1])
     else:
-        model = LogisticModel() if hasattr(estimator, "steps") else HistGBModel()
+        model = LogisticModel()
         model.estimator_ = estimator
     model.feature_names_ = names
     return model
+
+
+def _load_checked(path: Path, uri: str) -> tuple[Any, str]:
+    """The estimator of a registered skops file and its kind (logistic or constant).
+
+    hist_gb trees are not loaded this way: their arrays are not bounds-checked, so they are
+    served only inside the registered recommender, whose bundle hash is pinned.
+    """
+    from .safe_skops import UnsafeModelFileError, check_estimator, check_skops_file, load_skops
+
+    errors = []
+    for kind in ("logistic", "constant"):
+        try:
+            check_skops_file(path, kind)
+            return check_estimator(load_skops(path, kind), kind, uri), kind
+        except UnsafeModelFileError as exc:
+            errors.append(str(exc))
+    raise UnsafeModelFileError(
+        f"{uri}: not a logistic or constant-rate model this project saves ({errors[0]}); "
+        "load the registered recommender instead (it pins its bundle's hash)")
 
 
 def recommender_name(params: TrackingParams) -> str:
@@ -397,15 +424,25 @@ def recommender_name(params: TrackingParams) -> str:
     return f"{params.registered_model_prefix}-recommender"
 
 
+BUNDLE_SHA256_TAG = "bundle_manifest_sha256"
+
+
 def log_recommender(params: TrackingParams, models_dir: Path, run_id: str,
                     model_config: Mapping[str, Any]) -> str:
-    """Log the bundle as one pyfunc model (models-from-code) in ``run_id``; register, alias it."""
+    """Log the bundle as one pyfunc model (models-from-code) in ``run_id``; register, alias it.
+
+    The bundle's manifest hash goes into the model's config (the served model refuses a
+    bundle that does not match it) and onto the registered version as the tag
+    ``bundle_manifest_sha256`` (``predict --registry-alias`` pins the download with it).
+    """
     import mlflow
 
+    from .bundle import manifest_sha256
     from .serve import ARTIFACT, MODEL_CODE, PACKAGE_DIR, pip_requirements
 
     start(params)
     name = recommender_name(params)
+    pinned = manifest_sha256(models_dir)
     # The recommender takes and returns DataFrames that the data contract validates (its own
     # errors name column, rows and fix); MLflow cannot infer a signature from a DataFrame type
     # hint and would warn so on every training run.
@@ -417,18 +454,26 @@ def log_recommender(params: TrackingParams, models_dir: Path, run_id: str,
             info = mlflow.pyfunc.log_model(
                 name="recommender", python_model=str(MODEL_CODE),
                 artifacts={ARTIFACT: str(Path(models_dir).resolve())},
-                code_paths=[str(PACKAGE_DIR)], model_config=dict(model_config),
+                code_paths=[str(PACKAGE_DIR)],
+                model_config={**dict(model_config), "bundle_sha256": pinned},
                 pip_requirements=pip_requirements(), registered_model_name=name)
+            mlflow.set_tag(BUNDLE_SHA256_TAG, pinned)
     finally:
         pyfunc_log.setLevel(level)
     version = str(info.registered_model_version)
-    mlflow.MlflowClient().set_registered_model_alias(name, params.alias, version)
-    log.info("registered %s version %s (alias %r)", name, version, params.alias)
+    client = mlflow.MlflowClient()
+    client.set_model_version_tag(name, version, BUNDLE_SHA256_TAG, pinned)
+    client.set_registered_model_alias(name, params.alias, version)
+    log.info("registered %s version %s (alias %r), bundle sha256 %s", name, version,
+             params.alias, pinned)
     return f"models:/{name}@{params.alias}"
 
 
-def download_recommender(params: TrackingParams, alias: str) -> Path | None:
-    """Local copy of the registered recommender's model bundle at ``alias``; None if absent."""
+def download_recommender(params: TrackingParams, alias: str) -> tuple[Path, str | None] | None:
+    """The registered recommender's bundle at ``alias`` and its recorded manifest hash.
+
+    None when no recommender is registered at ``alias``.
+    """
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -437,9 +482,9 @@ def download_recommender(params: TrackingParams, alias: str) -> Path | None:
     start(params)
     name = recommender_name(params)
     try:
-        mlflow.MlflowClient().get_model_version_by_alias(name, alias)
+        version = mlflow.MlflowClient().get_model_version_by_alias(name, alias)
     except MlflowException:
         log.info("no %s@%s in the registry; loading the per-treatment models", name, alias)
         return None
     local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}@{alias}")
-    return Path(local) / "artifacts" / ARTIFACT
+    return Path(local) / "artifacts" / ARTIFACT, (version.tags or {}).get(BUNDLE_SHA256_TAG)
