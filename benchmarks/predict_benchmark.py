@@ -69,8 +69,8 @@ def parse_args() -> argparse.Namespace:
 
 def get_bundle(params, models: Path, work: Path) -> Path:
     """A bundle folder with a training profile: --models if usable, else trained now."""
-    from precision_pain.bundle import load_bundle
-    from precision_pain.confidence import has_profile
+    from precision_pain.models.bundle import load_bundle
+    from precision_pain.predict.confidence import has_profile
 
     for candidate in (models, work / "bundle"):
         try:
@@ -84,13 +84,13 @@ def get_bundle(params, models: Path, work: Path) -> Path:
 
 def train_bundle(params, out: Path) -> Path:
     """Train every treatment with the project's default params on a synthetic cohort."""
-    from precision_pain.bundle import bundle_from_training, save_bundle
-    from precision_pain.confidence import training_profile
-    from precision_pain.prepare import prepare_cohort
+    from precision_pain.models.bundle import bundle_from_training, save_bundle
+    from precision_pain.predict.confidence import training_profile
+    from precision_pain.data.prepare import prepare_cohort
     from precision_pain.registry import select_treatments
-    from precision_pain.simulate import simulate_cohort
-    from precision_pain.split import split_cohort
-    from precision_pain.train import train_all
+    from precision_pain.data.simulate import simulate_cohort
+    from precision_pain.data.split import split_cohort
+    from precision_pain.models.train import train_all
 
     start = time.perf_counter()
     cohort = simulate_cohort(params.simulate, params.prepare.response_threshold).cohort
@@ -113,7 +113,7 @@ def write_cohort(params, n: int, seed: int, path: Path, fmt: str) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from precision_pain.simulate import simulate_cohort
+    from precision_pain.data.simulate import simulate_cohort
 
     block, writer, done = 100_000, None, 0
     with open(path, "w") if fmt == "csv" else _nullcontext() as handle:
@@ -153,8 +153,8 @@ def child_env(work: Path) -> dict[str, str]:
 
 def warm_up(work: Path) -> None:
     """Import the CLI's modules once so the timed runs load cached bytecode."""
-    subprocess.run([sys.executable, "-c", "import precision_pain.cli, precision_pain.predict, "
-                    "precision_pain.predict_io, precision_pain.report, xgboost, pyarrow.parquet, "
+    subprocess.run([sys.executable, "-c", "import precision_pain.cli, precision_pain.predict.recommend, "
+                    "precision_pain.predict.outputs, precision_pain.predict.report_html, xgboost, pyarrow.parquet, "
                     "jinja2, skops.io, sklearn.isotonic"], env=child_env(work), check=True)
 
 
@@ -176,8 +176,8 @@ def run_cli(input_path: Path, out: Path, models: Path, params: Path, work: Path)
 
 def chunks_of(path: Path, chunk_size: int):
     """Prepared chunks of the cohort (validated, PGx-annotated)."""
-    from precision_pain.predict_io import iter_table
-    from precision_pain.prepare import prepare_cohort
+    from precision_pain.predict.outputs import iter_table
+    from precision_pain.data.prepare import prepare_cohort
 
     for raw in iter_table(path, chunk_size):
         yield prepare_cohort(raw, str(path), None, require_outcomes=False)
@@ -185,7 +185,7 @@ def chunks_of(path: Path, chunk_size: int):
 
 def time_core(path: Path, bundle, options, chunk_size: int) -> tuple[float, float]:
     """Wall and CPU seconds in `recommend` over all chunks (no reading, no output)."""
-    from precision_pain.predict import recommend
+    from precision_pain.predict.recommend import recommend
 
     wall = cpu = 0.0
     for prepared in chunks_of(path, chunk_size):
@@ -202,8 +202,8 @@ def time_bare(path: Path, bundle, options, chunk_size: int, every_row: bool
     pred_contribs on the rows predict explains (or on every row, with every_row)."""
     import xgboost as xgb
 
-    from precision_pain.features import build_features
-    from precision_pain.predict import score_patients
+    from precision_pain.data.features import build_features
+    from precision_pain.predict.recommend import score_patients
 
     wall = cpu = 0.0
     width = min(max(options.top_k, 2), len(bundle.treatments))
@@ -230,7 +230,7 @@ def time_tree_explainer(path: Path, bundle, sample: int) -> tuple[float, int]:
     """Seconds of shap.TreeExplainer on every model for `sample` patients, and the sample."""
     import shap
 
-    from precision_pain.features import build_features
+    from precision_pain.data.features import build_features
 
     prepared = next(chunks_of(path, sample))
     values = build_features(prepared).to_numpy(np.float64)
@@ -245,7 +245,7 @@ def time_tree_explainer(path: Path, bundle, sample: int) -> tuple[float, int]:
 
 def main() -> None:
     """Run the benchmark and print its figures."""
-    from precision_pain.bundle import load_bundle
+    from precision_pain.models.bundle import load_bundle
     from precision_pain.config import load_params
 
     args = parse_args()
@@ -278,7 +278,7 @@ def main() -> None:
               f"{runs[sizes[1]].peak_mb / runs[sizes[0]].peak_mb:.2f}x")
     if args.no_bare:
         return
-    from precision_pain.predict import options_from_params
+    from precision_pain.predict.recommend import options_from_params
 
     options = options_from_params(params)
     src = work / f"cohort_{args.n}.{args.format}"

@@ -26,7 +26,7 @@ def params():
 @pytest.fixture(scope="session")
 def small_synthetic(params):
     """A 4,000-patient synthetic cohort with its ground truth."""
-    from precision_pain.simulate import simulate_cohort
+    from precision_pain.data.simulate import simulate_cohort
 
     return simulate_cohort(params.simulate, params.prepare.response_threshold,
                            n_patients=4000, seed=123)
@@ -35,8 +35,8 @@ def small_synthetic(params):
 @pytest.fixture(scope="session")
 def small_splits(small_synthetic, params):
     """The small cohort prepared and split into train/valid/test."""
-    from precision_pain.prepare import prepare_cohort
-    from precision_pain.split import split_cohort
+    from precision_pain.data.prepare import prepare_cohort
+    from precision_pain.data.split import split_cohort
 
     prepared = prepare_cohort(small_synthetic.cohort, "synthetic", 0.3)
     return split_cohort(prepared, 0.15, 0.25, seed=1)
@@ -45,9 +45,9 @@ def small_splits(small_synthetic, params):
 @pytest.fixture(scope="session")
 def small_bundle(small_splits):
     """xgboost models for three treatments, trained on the small cohort (no tracking)."""
-    from precision_pain.bundle import bundle_from_training
+    from precision_pain.models.bundle import bundle_from_training
     from precision_pain.registry import select_treatments
-    from precision_pain.train import train_all
+    from precision_pain.models.train import train_all
 
     fitted = train_all(select_treatments(["tramadol", "duloxetine", "physical_therapy"]),
                        small_splits["train"], small_splits["valid"], "xgboost",

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from precision_pain import contract
-from precision_pain.contract import (
+from precision_pain.data import contract
+from precision_pain.data.contract import (
     SCHEMA,
     ContractError,
     Problem,
@@ -118,7 +118,7 @@ def test_docs_page_is_generated_from_schema() -> None:
     page = REPO / "docs" / "data-contract.md"
     assert page.read_text(encoding="utf-8") == render_contract_markdown(), (
         "docs/data-contract.md is stale; regenerate it with "
-        "`python -m precision_pain.contract > docs/data-contract.md`")
+        "`python -m precision_pain.data.contract > docs/data-contract.md`")
 
 
 _PAGE_KIND = {"string": "id", "int": "int", "float": "float", "bool": "bool",
@@ -219,7 +219,7 @@ def test_prediction_ignores_outcomes(cohort: pd.DataFrame) -> None:
 def test_ages_over_89_are_top_coded(cohort: pd.DataFrame, caplog: pytest.LogCaptureFixture
                                     ) -> None:
     df = cohort.assign(age=[95, 90, 89, 120, 40, 18, 91, 30])
-    with caplog.at_level(logging.INFO, logger="precision_pain.contract"):
+    with caplog.at_level(logging.INFO, logger="precision_pain.data.contract"):
         out = validate_cohort(df, "frame", require_outcomes=True)
     assert out["age"].tolist() == [90, 90, 89, 90, 40, 18, 90, 30]
     assert "top-coded 3 age" in caplog.text
@@ -228,7 +228,7 @@ def test_ages_over_89_are_top_coded(cohort: pd.DataFrame, caplog: pytest.LogCapt
 def test_extra_columns_dropped_with_warning(cohort: pd.DataFrame,
                                             caplog: pytest.LogCaptureFixture) -> None:
     df = cohort.assign(site="A", response=True)
-    with caplog.at_level(logging.WARNING, logger="precision_pain.contract"):
+    with caplog.at_level(logging.WARNING, logger="precision_pain.data.contract"):
         out = validate_cohort(df, "frame", require_outcomes=True)
     assert "site" not in out and "response" not in out
     assert "site, response" in caplog.text

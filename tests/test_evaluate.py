@@ -17,11 +17,11 @@ from hypothesis.extra.numpy import arrays
 from scipy.special import expit, logit
 
 from precision_pain import RESEARCH_NOTICE
-from precision_pain import policy as pol
-from precision_pain.evaluate import (Scores, evaluate, model_ranks, score_test, truth_columns,
+from precision_pain.evaluate import policy as pol
+from precision_pain.evaluate.core import (Scores, evaluate, model_ranks, score_test, truth_columns,
                                      true_matrices)
-from precision_pain.evaluation_report import evaluation_report
-from precision_pain.metrics import (MIN_CLASS, binary_metrics, binary_metrics_ci,
+from precision_pain.evaluate.report_md import evaluation_report
+from precision_pain.evaluate.metrics import (MIN_CLASS, binary_metrics, binary_metrics_ci,
                                     bootstrap_weights, calibration_intercept, calibration_slope,
                                     percentile_ci, weighted_auc, weighted_brier)
 
@@ -270,7 +270,7 @@ def small_propensity_bundle(small_bundle, small_splits):
     """The shared small bundle plus a propensity model fitted on the small train split."""
     from dataclasses import replace
 
-    from precision_pain.propensity import fit_propensity
+    from precision_pain.models.propensity import fit_propensity
 
     model, report = fit_propensity(small_splits["train"], small_splits["valid"],
                                    {"logistic": {"C": 1.0, "max_iter": 2000}}, seed=0)
@@ -329,7 +329,7 @@ def test_evaluate_does_not_mutate_inputs(small_splits, small_bundle, small_synth
 
 
 def test_model_ranks_follow_the_recommender(small_splits, small_bundle):
-    from precision_pain.predict import recommend
+    from precision_pain.predict.recommend import recommend
 
     test = small_splits["test"].head(200)
     ranks = model_ranks(test, score_test(test, small_bundle), harm_weight=0.5)
@@ -341,7 +341,7 @@ def test_model_ranks_follow_the_recommender(small_splits, small_bundle):
 
 # --------------------------------------------------------- validation-based model choice
 def test_hyperparameter_grid_expands_lists_only():
-    from precision_pain.train import hyperparameter_grid
+    from precision_pain.models.train import hyperparameter_grid
 
     grid = hyperparameter_grid({"C": [0.1, 1.0], "max_iter": 100, "tol": [1e-4, 1e-3]})
     assert [(g["C"], g["tol"]) for g in grid] == [(0.1, 1e-4), (0.1, 1e-3), (1.0, 1e-4),
@@ -351,7 +351,7 @@ def test_hyperparameter_grid_expands_lists_only():
 
 
 def test_shared_choice_per_outcome_by_pooled_validation_brier():
-    from precision_pain.train import TreatmentModels, choose_shared
+    from precision_pain.models.train import TreatmentModels, choose_shared
 
     def run(label, brier_resp, brier_ae):  # two treatments, 100 and 300 validation rows
         models = {t: {"response": f"{label}-{t}-r", "adverse_event": f"{label}-{t}-a"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from precision_pain.features import FEATURE_NAMES, build_features, describe
+from precision_pain.data.features import FEATURE_NAMES, build_features, describe
 
 
 def test_features_are_stable_and_complete(small_splits):

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from precision_pain.guidelines import (ACTIONS, REQUIRED_COLUMNS, RULES, check_guidelines,
+from precision_pain.predict.guidelines import (ACTIONS, REQUIRED_COLUMNS, RULES, check_guidelines,
                                        rules_table)
-from precision_pain.predict import decide, rank_treatments
+from precision_pain.predict.recommend import decide, rank_treatments
 from precision_pain.registry import CONDITIONS, TREATMENT_NAMES, TREATMENTS
 
 HEALTHY = {

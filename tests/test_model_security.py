@@ -21,11 +21,11 @@ import pytest
 import skops.io as sio
 from click.testing import CliRunner
 
-from precision_pain.bundle import BundleError, load_bundle, manifest_sha256, save_bundle
+from precision_pain.models.bundle import BundleError, load_bundle, manifest_sha256, save_bundle
 from precision_pain.cli import main
-from precision_pain.models import HistGBModel, LogisticModel, load_model
-from precision_pain.propensity import LogisticPropensity
-from precision_pain.safe_skops import ALLOWED_TYPES, UnsafeModelFileError, untrusted_types
+from precision_pain.models.estimators import HistGBModel, LogisticModel, load_model
+from precision_pain.models.propensity import LogisticPropensity
+from precision_pain.models.safe_skops import ALLOWED_TYPES, UnsafeModelFileError, untrusted_types
 
 PAYLOAD_MODULE = "pp_test_payload"
 OUTCOME_COLUMNS = ["treatment", "pain_followup", "adverse_event"]
@@ -403,9 +403,9 @@ def test_model_of_another_kind_than_the_manifest_says_is_refused(bundle_dir):
 
 @pytest.fixture()
 def hist_gb_bundle(small_splits, tmp_path):
-    from precision_pain.bundle import bundle_from_training
+    from precision_pain.models.bundle import bundle_from_training
     from precision_pain.registry import select_treatments
-    from precision_pain.train import train_all
+    from precision_pain.models.train import train_all
 
     fitted = train_all(select_treatments(["duloxetine"]), small_splits["train"],
                        small_splits["valid"], "hist_gb", {"max_iter": 20}, seed=0)
@@ -423,9 +423,9 @@ def test_hist_gb_bundles_need_a_pin_or_the_projects_own_folder(hist_gb_bundle):
 def test_predict_refuses_a_bundle_with_a_hidden_payload(small_splits, small_synthetic, marker,
                                                        tmp_path):
     """The attack of the issue: a payload inside a real pipeline, manifest rewritten to match."""
-    from precision_pain.bundle import bundle_from_training, sha256_file
+    from precision_pain.models.bundle import bundle_from_training, sha256_file
     from precision_pain.registry import select_treatments
-    from precision_pain.train import train_all
+    from precision_pain.models.train import train_all
 
     # a logistic bundle for one treatment, then its response model swapped for a crafted one
     fitted = train_all(select_treatments(["duloxetine"]), small_splits["train"],

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from precision_pain.models import (
+from precision_pain.models.estimators import (
     MODEL_TYPES, SELECTABLE_MODEL_TYPES, fit_binary, get_model_class, load_model, make_model,
 )
 

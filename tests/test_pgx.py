@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from precision_pain import pgx
+from precision_pain.data import pgx
 
 D6 = sorted(pgx.CYP2D6_ALLELE_ACTIVITY)
 C9 = sorted(pgx.CYP2C9_ALLELE_ACTIVITY)

@@ -35,7 +35,7 @@ def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Complete
 def project(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     """A fresh git+DVC repo with the project's pipeline on 6,000 patients, reproduced once."""
     repo = tmp_path_factory.mktemp("repo")
-    for name in ("dvc.yaml", "pyproject.toml"):
+    for name in ("dvc.yaml", "pyproject.toml", ".dvcignore"):
         shutil.copy(ROOT / name, repo / name)
     shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -61,8 +61,8 @@ def test_models_beat_chance_on_test_split(project):
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
-    from precision_pain.bundle import load_bundle
-    from precision_pain.features import build_features
+    from precision_pain.models.bundle import load_bundle
+    from precision_pain.data.features import build_features
 
     bundle = load_bundle(repo / "models/bundle")
     test = pd.read_parquet(repo / "data/splits/test.parquet")
@@ -164,3 +164,29 @@ def test_no_patient_rows_reach_mlflow(project):
         blob = path.read_bytes()
         leaked = [pid for pid in sample if pid in blob]
         assert not leaked, f"{path} contains patient ids {leaked[:3]}"
+
+
+def test_changing_baked_in_settings_reruns_train_and_the_served_model_follows(project):
+    """Runs last: it changes params.yaml. The harm weight and the predict settings are baked
+    into the registered recommender, so they must make the train stage stale."""
+    repo, env = project
+    import mlflow
+
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["evaluate"]["harm_weight"] = 3.0
+    params["predict"]["top_k_explained"] = 2
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = _run([str(BIN / "dvc"), "status"], repo, env).stdout
+    stale = {line.strip().rstrip(":") for line in status.splitlines()
+             if line and not line.startswith((" ", "\t"))}
+    assert {"train", "evaluate"} <= stale, status
+    _run([str(BIN / "dvc"), "repro"], repo, env)
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    mlflow.set_registry_uri(env["MLFLOW_TRACKING_URI"])
+    served = mlflow.pyfunc.load_model("models:/precision-pain-recommender@newest")
+    patients = pd.read_csv(repo / "new_patients.csv").head(20)
+    ranked = served.predict(patients)
+    expected = ranked["p_response"] - 3.0 * ranked["p_adverse_event"]
+    assert (ranked["net_benefit"] - expected).abs().max() < 1e-9
+    assert ranked.loc[ranked["rank"] == 3, "explanation"].eq("").all()
+    assert ranked.loc[ranked["rank"] == 2, "explanation"].str.len().min() > 20

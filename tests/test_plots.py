@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from precision_pain.evaluate import evaluate
-from precision_pain.plots import (evaluation_figures, regret_figure, reliability_figure,
+from precision_pain.evaluate.core import evaluate
+from precision_pain.evaluate.plots import (evaluation_figures, regret_figure, reliability_figure,
                                   trials_figure)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

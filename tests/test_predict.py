@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from precision_pain import RESEARCH_NOTICE
-from precision_pain.bundle import load_bundle, save_bundle
+from precision_pain.models.bundle import load_bundle, save_bundle
 from precision_pain.cli import main
-from precision_pain.confidence import training_profile
-from precision_pain.predict import (OUTPUT_COLUMNS, PredictOptions, rank_treatments,
+from precision_pain.predict.confidence import training_profile
+from precision_pain.predict.recommend import (OUTPUT_COLUMNS, PredictOptions, rank_treatments,
                                     recommend)
 
 OUTCOME_COLUMNS = ["treatment", "pain_followup", "adverse_event"]
@@ -76,8 +76,8 @@ def test_recommend_ranks_all_and_explains(small_splits, small_bundle):
 
 
 def test_explanation_names_the_strongest_features_in_clinical_words(small_splits):
-    from precision_pain.features import build_features
-    from precision_pain.predict import explain_rows
+    from precision_pain.data.features import build_features
+    from precision_pain.predict.recommend import explain_rows
 
     X = build_features(small_splits["test"].head(2))
     contrib = np.zeros((2, X.shape[1] + 1))
@@ -324,6 +324,7 @@ def test_every_output_column_is_documented():
 
 
 def test_confidence_knows_which_features_are_flags():
-    from precision_pain import confidence, features
+    from precision_pain.data import features
+    from precision_pain.predict import confidence
 
     assert confidence._FLAG_NAMES == {f.name for f in features._FLAGS}

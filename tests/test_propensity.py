@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from precision_pain.propensity import (PROPENSITY_TYPES, eligibility, fit_propensity,
+from precision_pain.models.propensity import (PROPENSITY_TYPES, eligibility, fit_propensity,
                                        load_propensity, multinomial_log_loss,
                                        predict_propensity)
 from precision_pain.registry import TREATMENT_NAMES
@@ -52,7 +52,7 @@ def test_probabilities_sum_to_one_and_respect_eligibility(fitted, small_splits):
 
 
 def test_close_to_the_true_usual_care_probabilities(fitted, small_splits, small_synthetic):
-    from precision_pain.policy import wide
+    from precision_pain.evaluate.policy import wide
 
     model, _ = fitted
     test = small_splits["test"]
@@ -87,7 +87,7 @@ def test_bad_input_is_explained(small_splits):
 
 def test_bundle_saves_and_loads_the_propensity_model(small_bundle, fitted, small_splits,
                                                      tmp_path):
-    from precision_pain.bundle import load_bundle, save_bundle
+    from precision_pain.models.bundle import load_bundle, save_bundle
 
     model, report = fitted
     bundle = replace(small_bundle, propensity=model,

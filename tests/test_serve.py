@@ -15,10 +15,10 @@ from dataclasses import replace
 
 import pytest
 
-from precision_pain.bundle import save_bundle
-from precision_pain.confidence import training_profile
-from precision_pain.predict import OUTPUT_COLUMNS, PredictOptions
-from precision_pain.serve import model_config, options_from_config
+from precision_pain.models.bundle import save_bundle
+from precision_pain.predict.confidence import training_profile
+from precision_pain.predict.recommend import OUTPUT_COLUMNS, PredictOptions
+from precision_pain.predict.serve import model_config, options_from_config
 
 OUTCOME_COLUMNS = ["treatment", "pain_followup", "adverse_event"]
 ALIAS = "served"

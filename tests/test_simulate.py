@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from precision_pain import pgx
+from precision_pain.data import pgx
 from precision_pain.config import SimulateParams
 from precision_pain.registry import CONDITIONS, TREATMENT_NAMES, TREATMENTS
-from precision_pain.simulate import (
+from precision_pain.data.simulate import (
     ANCESTRIES,
     COHORT_COLUMNS,
     TRUTH_COLUMNS,
@@ -113,7 +113,7 @@ def test_contract_columns_and_ranges(sim: SyntheticCohort) -> None:
 
 
 def test_contract_validator_accepts_cohort(sim: SyntheticCohort) -> None:
-    contract = pytest.importorskip("precision_pain.contract")
+    contract = pytest.importorskip("precision_pain.data.contract")
     validated = contract.validate_cohort(sim.cohort, "synthetic", require_outcomes=True)
     assert len(validated) == len(sim.cohort)
 

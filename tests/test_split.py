@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from precision_pain.split import assign_splits
+from precision_pain.data.split import assign_splits
 
 
 def _ids(n_patients: int, episodes: int = 2) -> pd.Series:

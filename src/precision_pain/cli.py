@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from . import RESEARCH_NOTICE, __version__
+from precision_pain import RESEARCH_NOTICE, __version__
 
 log = logging.getLogger("precision_pain")
 
@@ -29,7 +29,7 @@ def _friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     """Turn input and configuration errors into one clear message and exit code 1."""
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from .config import ParamsError
+        from precision_pain.config import ParamsError
 
         try:
             return func(*args, **kwargs)
@@ -51,7 +51,7 @@ def main(verbose: bool, quiet: bool) -> None:
 
     Research software, not a medical device: outputs are not clinical advice.
     """
-    from .tracking import disable_telemetry
+    from precision_pain.tracking import disable_telemetry
 
     disable_telemetry()
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
@@ -75,10 +75,10 @@ def main(verbose: bool, quiet: bool) -> None:
 def simulate(params_path: Path, n_patients: int | None, seed: int | None, out: Path,
              truth_out: Path | None) -> None:
     """Write a synthetic cohort and, separately, its ground truth."""
-    from .config import load_params
-    from .io import table_format, write_table
-    from .progress import progress_bar
-    from .simulate import simulate_cohort
+    from precision_pain.config import load_params
+    from precision_pain.io import table_format, write_table
+    from precision_pain.progress import progress_bar
+    from precision_pain.data.simulate import simulate_cohort
 
     params = load_params(params_path)
     table_format(out)
@@ -114,10 +114,10 @@ def prepare(params_path: Path, cohort: Path | None, ground_truth: str | None, ou
     """Validate a cohort against the data contract, add PGx phenotypes and the outcome."""
     import pandas as pd
 
-    from .config import load_params
-    from .contract import read_table
-    from .io import write_table
-    from .prepare import align_truth, prepare_cohort
+    from precision_pain.config import load_params
+    from precision_pain.data.contract import read_table
+    from precision_pain.io import write_table
+    from precision_pain.data.prepare import align_truth, prepare_cohort
 
     params = load_params(params_path)
     cohort = cohort or params.data.cohort
@@ -143,7 +143,7 @@ def read_table_any(path: Path) -> Any:
     """Read a CSV or Parquet table the pipeline or generator wrote."""
     import pandas as pd
 
-    from .io import table_format
+    from precision_pain.io import table_format
 
     return pd.read_csv(path) if table_format(path) == "csv" else pd.read_parquet(path)
 
@@ -163,9 +163,9 @@ def _optional_path(cli_value: str | None, default: Path | None) -> Path | None:
 @_friendly_errors
 def split(params_path: Path, prepared: Path | None, out_dir: Path | None) -> None:
     """Split the prepared cohort into train / validation / test, grouped by patient."""
-    from .config import load_params
-    from .io import read_parquet, write_table
-    from .split import split_cohort
+    from precision_pain.config import load_params
+    from precision_pain.io import read_parquet, write_table
+    from precision_pain.data.split import split_cohort
 
     params = load_params(params_path)
     frame = read_parquet(prepared or params.data.prepared)
@@ -192,12 +192,12 @@ def split(params_path: Path, prepared: Path | None, out_dir: Path | None) -> Non
 def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
           tracking: bool) -> None:
     """Fit one response and one adverse-event model per treatment; track them in MLflow."""
-    from .bundle import bundle_from_training, save_bundle
-    from .config import load_params
-    from .io import read_parquet
-    from .models import get_model_class
-    from .progress import progress_bar
-    from .registry import select_treatments
+    from precision_pain.models.bundle import bundle_from_training, save_bundle
+    from precision_pain.config import load_params
+    from precision_pain.io import read_parquet
+    from precision_pain.models.estimators import get_model_class
+    from precision_pain.progress import progress_bar
+    from precision_pain.registry import select_treatments
 
     params = load_params(params_path)
     get_model_class(params.model.type)
@@ -218,11 +218,11 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
                                              splits_dir, bar, params_path)
             metadata["mlflow_run_ids"] = run_ids
         else:
-            from .train import train_all
+            from precision_pain.models.train import train_all
 
             fitted = train_all(treatments, train_df, valid_df, params.model.type, hyper,
                                params.model.seed, on_done=lambda _: bar.update())
-    from .confidence import training_profile
+    from precision_pain.predict.confidence import training_profile
 
     metadata = {**metadata, **training_profile(
         train_df, valid_df, {name: result.models for name, result in fitted.items()})}
@@ -232,9 +232,9 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
                       models_dir or params.model.dir)
     log.info("wrote %d treatments' models to %s", len(fitted), out)
     if tracking:
-        from .predict import options_from_params
-        from .serve import model_config
-        from .tracking import log_recommender
+        from precision_pain.predict.recommend import options_from_params
+        from precision_pain.predict.serve import model_config
+        from precision_pain.tracking import log_recommender
 
         log_recommender(params.tracking, out, metadata["mlflow_run_ids"]["parent"],
                         model_config(options_from_params(params)))
@@ -242,7 +242,7 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
 
 def _fit_propensity(params: Any, train_df: Any, valid_df: Any) -> tuple[Any, dict[str, Any]]:
     """Fit P(treatment | features) for off-policy evaluation; (None, {}) if no candidates."""
-    from .propensity import fit_propensity
+    from precision_pain.models.propensity import fit_propensity
 
     candidates = params.model.hyperparameters.get("propensity")
     if not candidates:
@@ -257,8 +257,8 @@ def _fit_propensity(params: Any, train_df: Any, valid_df: Any) -> tuple[Any, dic
 def _train_tracked(params: Any, treatments: Any, train_df: Any, valid_df: Any, hyper: Any,
                    splits_dir: Path, bar: Any, params_path: Path
                    ) -> tuple[Any, dict[str, str]]:
-    from . import tracking
-    from .train import train_all
+    from precision_pain import tracking
+    from precision_pain.models.train import train_all
 
     run_ids: dict[str, str] = {}
     tags = tracking.provenance_tags([splits_dir / "train.parquet", splits_dir / "valid.parquet"],
@@ -295,10 +295,10 @@ def evaluate(params_path: Path, splits_dir: Path | None, truth: Path | None,
     Writes the metrics files, the plots and the markdown report named in params.yaml
     (``evaluate:``); docs/evaluation.md explains every number.
     """
-    from .bundle import load_bundle
-    from .config import load_params
-    from .evaluate import evaluate as run_evaluation
-    from .io import read_parquet, write_json
+    from precision_pain.models.bundle import load_bundle
+    from precision_pain.config import load_params
+    from precision_pain.evaluate.core import evaluate as run_evaluation
+    from precision_pain.io import read_parquet, write_json
 
     params = load_params(params_path)
     settings = params.evaluate
@@ -318,7 +318,7 @@ def evaluate(params_path: Path, splits_dir: Path | None, truth: Path | None,
              settings.plots_dir, settings.report)
     run_ids = bundle.metadata.get("mlflow_run_ids")
     if tracking and run_ids:
-        from .tracking import log_evaluation
+        from precision_pain.tracking import log_evaluation
 
         log_evaluation(run_ids, result.summary, result.per_treatment,
                        [*files, settings.report], params.tracking, plots=plots,
@@ -327,8 +327,8 @@ def evaluate(params_path: Path, splits_dir: Path | None, truth: Path | None,
 
 def _write_plots(result: Any, directory: Path) -> list[Path]:
     """Save every evaluation figure as PNG; the folder is replaced whole."""
-    from .io import atomic_dir
-    from .plots import evaluation_figures
+    from precision_pain.io import atomic_dir
+    from precision_pain.evaluate.plots import evaluation_figures
 
     figures = evaluation_figures(result)
     with atomic_dir(directory) as tmp:
@@ -342,8 +342,8 @@ def _write_report(result: Any, plots: list[Path], path: Path) -> None:
     """Write the markdown report, linking the plots relative to it."""
     import os
 
-    from .evaluation_report import evaluation_report
-    from .io import atomic_path
+    from precision_pain.evaluate.report_md import evaluation_report
+    from precision_pain.io import atomic_path
 
     links = [Path(os.path.relpath(p, path.parent)).as_posix() for p in plots]
     with atomic_path(path) as tmp:
@@ -372,10 +372,10 @@ def predict(params_path: Path, input_path: Path, out: Path, models_dir: Path | N
             registry_alias: str | None, bundle_sha256: str | None, top_k: int | None,
             report_max_patients: int | None) -> None:
     """Rank, guideline-check and explain every treatment for each patient of INPUT."""
-    from .config import load_params
-    from .io import table_format
-    from .predict import options_from_params, predict_chunks
-    from .predict_io import iter_table, write_predictions
+    from precision_pain.config import load_params
+    from precision_pain.io import table_format
+    from precision_pain.predict.recommend import options_from_params, predict_chunks
+    from precision_pain.predict.outputs import iter_table, write_predictions
 
     params = load_params(params_path)
     table_format(out)
@@ -398,22 +398,22 @@ def predict(params_path: Path, input_path: Path, out: Path, models_dir: Path | N
 
 def _load_bundle(params: Any, models_dir: Path | None, alias: str | None,
                  expected_sha256: str | None = None) -> Any:
-    from .bundle import ModelBundle, load_bundle
+    from precision_pain.models.bundle import ModelBundle, load_bundle
 
     if alias is None:
         own = models_dir is None or Path(models_dir).resolve() == Path(params.model.dir).resolve()
         return load_bundle(models_dir or params.model.dir, expected_sha256=expected_sha256,
                            own_bundle=own)
-    from .tracking import download_recommender
+    from precision_pain.tracking import download_recommender
 
     downloaded = download_recommender(params.tracking, alias)
     if downloaded is not None:
         bundle_dir, registered_sha256 = downloaded
         return load_bundle(bundle_dir, expected_sha256=expected_sha256 or registered_sha256)
-    from .features import FEATURE_NAMES
-    from .registry import select_treatments
-    from .tracking import load_registered_models
-    from .train import OUTCOMES
+    from precision_pain.data.features import FEATURE_NAMES
+    from precision_pain.registry import select_treatments
+    from precision_pain.tracking import load_registered_models
+    from precision_pain.models.train import OUTCOMES
 
     names = tuple(t.name for t in select_treatments(params.model.treatments))
     models = load_registered_models(params.tracking, names, OUTCOMES, alias)
@@ -425,7 +425,7 @@ def _load_bundle(params: Any, models_dir: Path | None, alias: str | None,
 @_friendly_errors
 def bundle_hash(directory: Path) -> None:
     """Verify a model bundle's files and print the SHA-256 that pins it (--bundle-sha256)."""
-    from .bundle import manifest_sha256, read_manifest
+    from precision_pain.models.bundle import manifest_sha256, read_manifest
 
     read_manifest(directory)
     click.echo(manifest_sha256(directory))
@@ -445,8 +445,8 @@ def ui(params_path: Path, port: int) -> None:
     import os
     import subprocess
 
-    from .config import load_params
-    from .tracking import resolve_uri
+    from precision_pain.config import load_params
+    from precision_pain.tracking import resolve_uri
 
     params = load_params(params_path)
     uri = resolve_uri(params.tracking)

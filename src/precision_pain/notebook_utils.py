@@ -7,7 +7,7 @@ project folder, or its params.yaml) when set, else the nearest folder at or abov
 directory that holds params.yaml.
 
 Only the pipeline's stable surfaces are read: the files named in params.yaml, the MLflow store,
-:func:`precision_pain.bundle.load_bundle` and :func:`precision_pain.predict.recommend`.
+:func:`precision_pain.models.bundle.load_bundle` and :func:`precision_pain.predict.recommend.recommend`.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .config import Params, load_params
+from precision_pain.config import Params, load_params
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from .bundle import ModelBundle
+    from precision_pain.models.bundle import ModelBundle
 
 PROJECT_ENV = "PRECISION_PAIN_PROJECT"
 PHENOTYPE_COLUMNS = {"CYP2D6": "cyp2d6_phenotype", "CYP2C19": "cyp2c19_phenotype",
@@ -93,7 +93,7 @@ def load_split(project: Project, name: str = "test") -> pd.DataFrame:
 
 def load_models(project: Project) -> ModelBundle:
     """The trained model bundle (model.dir)."""
-    from .bundle import load_bundle
+    from precision_pain.models.bundle import load_bundle
 
     return load_bundle(project.path(project.params.model.dir))
 
@@ -173,7 +173,7 @@ def tracking_runs(project: Project) -> pd.DataFrame:
     """
     import warnings
 
-    from .tracking import disable_telemetry, resolve_uri
+    from precision_pain.tracking import disable_telemetry, resolve_uri
 
     with warnings.catch_warnings():  # mlflow imports tqdm.auto, which warns without ipywidgets
         warnings.filterwarnings("ignore", message="IProgress not found")
@@ -292,7 +292,7 @@ def pick_patient(cohort: pd.DataFrame, patient_id: str | None = None) -> pd.Data
 
 def recommend_patient(project: Project, patient: pd.DataFrame, bundle: ModelBundle) -> Any:
     """The pipeline's ranked, explained recommendations for ``patient`` (``predict.recommend``)."""
-    from .predict import recommend
+    from precision_pain.predict.recommend import recommend
 
     return recommend(patient, bundle, project.params.evaluate.harm_weight,
                      project.params.predict.n_explanation_features)
@@ -307,7 +307,7 @@ def ranked_list(recommendations: Any) -> pd.DataFrame:
 def shap_by_treatment(bundle: ModelBundle, patient: pd.DataFrame, treatments: Sequence[str],
                       outcome: str = "response") -> pd.DataFrame:
     """Exact SHAP values (log-odds) of ``outcome`` for one patient: treatments x features + bias."""
-    from .features import build_features
+    from precision_pain.data.features import build_features
 
     X = build_features(patient.head(1))
     rows = {t: bundle.model(t, outcome).contributions(X)[0] for t in treatments}
@@ -317,7 +317,7 @@ def shap_by_treatment(bundle: ModelBundle, patient: pd.DataFrame, treatments: Se
 def top_contributions(shap: pd.DataFrame, patient: pd.DataFrame, treatment: str,
                       n: int = 8) -> pd.Series:
     """The ``n`` largest SHAP values of one treatment, labelled with the patient's values."""
-    from .features import build_features, describe
+    from precision_pain.data.features import build_features, describe
 
     X = build_features(patient.head(1)).iloc[0]
     values = shap.loc[treatment].drop("bias")

@@ -5,7 +5,7 @@ Eligibility by condition reflects usual indications (e.g. NSAIDs are not used
 for neuropathic pain or fibromyalgia; epidural steroids target radicular pain;
 spinal cord stimulation is indicated after failed back surgery, for refractory
 radicular/neuropathic pain and painful diabetic neuropathy). Guideline actions
-(CPIC) live in :mod:`precision_pain.guidelines`, keyed by ``Treatment.name``.
+(CPIC) live in :mod:`precision_pain.predict.guidelines`, keyed by ``Treatment.name``.
 """
 
 from __future__ import annotations

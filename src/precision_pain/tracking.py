@@ -24,8 +24,8 @@ from contextlib import contextmanager, redirect_stderr
 from pathlib import Path
 from typing import Any
 
-from .config import Params, TrackingParams
-from .models import BinaryModel
+from precision_pain.config import Params, TrackingParams
+from precision_pain.models.estimators import BinaryModel
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def disable_telemetry() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "true")
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    from .progress import progress_enabled
+    from precision_pain.progress import progress_enabled
 
     if not progress_enabled():  # MLflow's own artifact bars, like ours, stay out of CI logs
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -150,7 +150,7 @@ def log_provenance_files(paths: list[Path]) -> None:
 
 def file_md5(path: Path) -> str:
     """MD5 of a file's bytes (the same hash DVC records for it)."""
-    from .io import file_digest
+    from precision_pain.io import file_digest
 
     return file_digest(path, "md5")
 
@@ -342,7 +342,7 @@ def load_registered_models(params: TrackingParams, treatments: tuple[str, ...],
     """Load each treatment's registered models at ``alias`` as pipeline model objects."""
     import mlflow
 
-    from .models import XGBoostModel
+    from precision_pain.models.estimators import XGBoostModel
 
     start(params)
     client = mlflow.MlflowClient()
@@ -380,7 +380,7 @@ def _load_registered_sklearn(uri: str) -> BinaryModel:
     """
     import mlflow
 
-    from .models import ConstantModel, LogisticModel
+    from precision_pain.models.estimators import ConstantModel, LogisticModel
 
     names = [c.name for c in mlflow.models.get_model_info(uri).signature.inputs]
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
@@ -405,7 +405,7 @@ def _load_checked(path: Path, uri: str) -> tuple[Any, str]:
     hist_gb trees are not loaded this way: their arrays are not bounds-checked, so they are
     served only inside the registered recommender, whose bundle hash is pinned.
     """
-    from .safe_skops import UnsafeModelFileError, check_estimator, check_skops_file, load_skops
+    from precision_pain.models.safe_skops import UnsafeModelFileError, check_estimator, check_skops_file, load_skops
 
     errors = []
     for kind in ("logistic", "constant"):
@@ -437,8 +437,8 @@ def log_recommender(params: TrackingParams, models_dir: Path, run_id: str,
     """
     import mlflow
 
-    from .bundle import manifest_sha256
-    from .serve import ARTIFACT, MODEL_CODE, PACKAGE_DIR, pip_requirements
+    from precision_pain.models.bundle import manifest_sha256
+    from precision_pain.predict.serve import ARTIFACT, MODEL_CODE, PACKAGE_DIR, pip_requirements
 
     start(params)
     name = recommender_name(params)
@@ -477,7 +477,7 @@ def download_recommender(params: TrackingParams, alias: str) -> tuple[Path, str 
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from .serve import ARTIFACT
+    from precision_pain.predict.serve import ARTIFACT
 
     start(params)
     name = recommender_name(params)

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .features import FEATURES, build_features, describe
+from precision_pain.data.features import FEATURES, build_features, describe
 
 PROFILE_VERSION = 1
 GRID = 1e-3  # Venn-Abers score grid (probability units)

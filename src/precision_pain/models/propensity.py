@@ -1,6 +1,6 @@
 """Propensity model: P(treatment | features) under the care that produced the cohort.
 
-Off-policy estimates of a recommender's value (:mod:`precision_pain.policy`)
+Off-policy estimates of a recommender's value (:mod:`precision_pain.evaluate.policy`)
 reweight the patients whose observed treatment agrees with the recommendation by
 ``1 / P(that treatment | features)``. This module fits that multinomial model on
 the train split, chooses between candidate model types by multinomial log-loss
@@ -26,9 +26,9 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 import pandas as pd
 
-from .features import build_features
-from .models import TRAIN_THREADS, artifact_path
-from .registry import TREATMENT_NAMES, TREATMENTS
+from precision_pain.data.features import build_features
+from precision_pain.models.estimators import TRAIN_THREADS, artifact_path
+from precision_pain.registry import TREATMENT_NAMES, TREATMENTS
 
 STEM = "propensity"
 PROBABILITY_FLOOR = 1e-15  # for the log-loss only
@@ -163,7 +163,7 @@ class LogisticPropensity:
     @classmethod
     def load(cls, path: Path) -> LogisticPropensity:
         """Read a model written by :meth:`save`, trusting exactly what :meth:`save` writes."""
-        from .safe_skops import check_estimator, check_names, load_skops
+        from precision_pain.models.safe_skops import check_estimator, check_names, load_skops
 
         state = load_skops(path, "logistic_propensity")
         if not isinstance(state, dict) or set(state) != {"estimator", "classes", "feature_names"}:

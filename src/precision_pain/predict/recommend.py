@@ -6,7 +6,7 @@ p_adverse_event``. Ranking, per patient:
 
 1. treatments that are a usual option for the patient's condition (eligible)
    before every other one;
-2. among those, treatments a guideline says to avoid (:mod:`precision_pain.guidelines`)
+2. among those, treatments a guideline says to avoid (:mod:`precision_pain.predict.guidelines`)
    after every allowed one: the model never overrides a guideline;
 3. then by net benefit (ties: treatment name).
 
@@ -33,12 +33,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .bundle import ModelBundle
-from .confidence import (ConfidenceSettings, confidence_flags, propensity_matrix,
+from precision_pain.models.bundle import ModelBundle
+from precision_pain.predict.confidence import (ConfidenceSettings, confidence_flags, propensity_matrix,
                          range_codes, range_patterns, response_interval)
-from .features import FEATURE_NAMES, FEATURES_BY_NAME, build_features, describe
-from .guidelines import check_guidelines
-from .registry import TREATMENTS
+from precision_pain.data.features import FEATURE_NAMES, FEATURES_BY_NAME, build_features, describe
+from precision_pain.predict.guidelines import check_guidelines
+from precision_pain.registry import TREATMENTS
 
 OUTPUT_COLUMNS: tuple[str, ...] = (
     "patient_id", "rank", "treatment", "eligible", "p_response", "p_response_low",
@@ -133,8 +133,8 @@ def recommend(prepared: pd.DataFrame, bundle: ModelBundle, harm_weight: float,
 def predict_chunks(chunks: Iterable[pd.DataFrame], bundle: ModelBundle, source: str,
                    options: PredictOptions) -> Iterator[Recommendations]:
     """Validate, prepare and recommend chunk by chunk (row numbers count from the file start)."""
-    from .contract import ContractError
-    from .prepare import prepare_cohort
+    from precision_pain.data.contract import ContractError
+    from precision_pain.data.prepare import prepare_cohort
 
     seen: set[str] = set()
     offset = 0

@@ -11,7 +11,7 @@ are inline and charts are SVG markup. Every page carries the research-use-only
 notice.
 
 The pure functions here turn tables into summaries and markup; writing the
-file is :mod:`precision_pain.predict_io`'s job.
+file is :mod:`precision_pain.predict.outputs`'s job.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import RESEARCH_NOTICE
-from .features import FEATURE_NAMES
-from .predict import feature_words
-from .guidelines import ACTIONS
-from .registry import TREATMENTS
+from precision_pain import RESEARCH_NOTICE
+from precision_pain.data.features import FEATURE_NAMES
+from precision_pain.predict.recommend import feature_words
+from precision_pain.predict.guidelines import ACTIONS
+from precision_pain.registry import TREATMENTS
 
 FLAG_ACTIONS = tuple(a for a in ACTIONS if a != "none")
 _BAR_COLORS = {"up": "#b03a2e", "down": "#1f618d"}

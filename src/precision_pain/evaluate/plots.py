@@ -1,6 +1,6 @@
 """Evaluation plots as matplotlib Figures (no pyplot, no display, no files).
 
-Each function takes part of an :class:`~precision_pain.evaluate.Evaluation` and
+Each function takes part of an :class:`~precision_pain.evaluate.core.Evaluation` and
 returns a :class:`matplotlib.figure.Figure`; :func:`evaluation_figures` builds
 all that the evaluation's contents allow. Figures are made with the object API,
 so nothing here selects a backend or opens a window; the CLI saves them as PNG

@@ -7,7 +7,7 @@ Layout under ``model.dir`` (default ``models/``)::
     <treatment>/adverse_event.<kind>.<ext>
     propensity.<kind>.<ext>             optional: P(treatment | features), for off-policy evaluation
 
-Formats are non-pickle (xgboost UBJSON, skops, JSON); see :mod:`precision_pain.models`.
+Formats are non-pickle (xgboost UBJSON, skops, JSON); see :mod:`precision_pain.models.estimators`.
 The folder is written to a temporary name and swapped in whole, so a failed
 training run never leaves a mix of old and new models.
 
@@ -19,7 +19,7 @@ the bundle proves integrity, not origin: whoever can write the files can rewrite
 manifest too. To prove origin, pin the manifest's own hash from outside the bundle
 (:func:`manifest_sha256`; ``precision-pain predict --bundle-sha256``, or the hash the
 registry records with the recommender). Bundles holding hist_gb trees, whose arrays
-scikit-learn does not bounds-check (:mod:`precision_pain.safe_skops`), load only from the
+scikit-learn does not bounds-check (:mod:`precision_pain.models.safe_skops`), load only from the
 project's own model folder or with a pinned hash.
 """
 
@@ -31,13 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .features import FEATURE_NAMES
-from .io import atomic_dir, file_digest
-from .models import BinaryModel, load_model
-from .propensity import STEM as PROPENSITY_STEM
-from .propensity import PropensityModel, load_propensity
-from .train import OUTCOMES, TreatmentModels
+from precision_pain import __version__
+from precision_pain.data.features import FEATURE_NAMES
+from precision_pain.io import atomic_dir, file_digest
+from precision_pain.models.estimators import BinaryModel, load_model
+from precision_pain.models.propensity import STEM as PROPENSITY_STEM
+from precision_pain.models.propensity import PropensityModel, load_propensity
+from precision_pain.models.train import OUTCOMES, TreatmentModels
 
 MANIFEST = "manifest.json"
 _FALLBACK_KIND = "constant"

@@ -24,7 +24,7 @@ What this does not cover: scikit-learn's ``TreePredictor`` (hist_gb) stores raw 
 feature indices that scikit-learn indexes without bounds checks, so a crafted tree can crash
 the process or read out of bounds the first time it predicts (skops says so of tree types).
 Bundles holding hist_gb models are therefore loaded only from the project's own model
-folder or with a pinned manifest hash (:mod:`precision_pain.bundle`).
+folder or with a pinned manifest hash (:mod:`precision_pain.models.bundle`).
 """
 
 from __future__ import annotations

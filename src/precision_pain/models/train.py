@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .features import build_features
-from .metrics import binary_metrics
-from .models import BinaryModel, fit_binary
-from .registry import Treatment
+from precision_pain.data.features import build_features
+from precision_pain.evaluate.metrics import binary_metrics
+from precision_pain.models.estimators import BinaryModel, fit_binary
+from precision_pain.registry import Treatment
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ Rules that share a ``check`` (e.g. tramadol's "CYP2D6") form one decision table:
 the first matching rule of a check applies, like a row of a CPIC table. Across
 checks the most severe action wins (:data:`ACTIONS`, most severe first).
 
-Only ``avoid`` changes a ranking: :mod:`precision_pain.predict` moves an avoided
+Only ``avoid`` changes a ranking: :mod:`precision_pain.predict.recommend` moves an avoided
 treatment below every allowed one. Every other action keeps the model's place
 and adds its note. The model never overrides a guideline.
 
@@ -48,9 +48,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .features import PHENOTYPE_WORDS
-from .pgx import CPIC_TABLE_VERSION
-from .registry import TREATMENTS
+from precision_pain.data.features import PHENOTYPE_WORDS
+from precision_pain.data.pgx import CPIC_TABLE_VERSION
+from precision_pain.registry import TREATMENTS
 
 # Most severe first. ``not_checked``: no action fired, but a check could not be made.
 ACTIONS: tuple[str, ...] = ("avoid", "consider_alternative", "adjust_dose", "caution",

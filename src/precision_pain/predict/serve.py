@@ -5,7 +5,7 @@ confidence flags and the explanations are served together, so a client gets the
 same ranked, checked and explained table as ``precision-pain predict``. The
 model is logged with MLflow's models-from-code (``serve_model_code.py`` is the
 file MLflow runs; nothing is pickled): the model bundle folder is its artifact
-(xgboost UBJSON / skops / JSON files, loaded by :func:`precision_pain.bundle.load_bundle`),
+(xgboost UBJSON / skops / JSON files, loaded by :func:`precision_pain.models.bundle.load_bundle`),
 the package source travels in ``code_paths``, and the prediction settings in
 ``model_config``. It therefore loads with ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false``.
 
@@ -27,7 +27,7 @@ import mlflow.pyfunc
 import pandas as pd
 
 MODEL_CODE = Path(__file__).with_name("serve_model_code.py")
-PACKAGE_DIR = Path(__file__).parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the whole package travels with the model
 ARTIFACT = "bundle"
 _REQUIREMENTS = ("numpy", "pandas", "pyarrow", "scipy", "scikit-learn", "xgboost", "skops",
                  "mlflow")
@@ -51,8 +51,8 @@ def model_config(options: Any) -> dict[str, Any]:
 
 def options_from_config(config: Mapping[str, Any] | None) -> Any:
     """PredictOptions from a served model's ``model_config`` (defaults where absent)."""
-    from .confidence import ConfidenceSettings
-    from .predict import PredictOptions
+    from precision_pain.predict.confidence import ConfidenceSettings
+    from precision_pain.predict.recommend import PredictOptions
 
     config = dict(config or {})
     defaults = PredictOptions()
@@ -70,7 +70,7 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context: Any) -> None:
         """Load the bundle from the model's artifacts and the settings from its config."""
-        from .bundle import load_bundle
+        from precision_pain.models.bundle import load_bundle
 
         config = getattr(context, "model_config", None) or {}
         self.bundle_ = load_bundle(context.artifacts[ARTIFACT],
@@ -83,8 +83,8 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
         from mlflow.exceptions import MlflowException
         from mlflow.protos.databricks_pb2 import BAD_REQUEST
 
-        from .predict import recommend
-        from .prepare import prepare_cohort
+        from precision_pain.predict.recommend import recommend
+        from precision_pain.data.prepare import prepare_cohort
 
         try:
             prepared = prepare_cohort(pd.DataFrame(model_input), "request", None,

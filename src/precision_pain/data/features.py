@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .registry import CONDITIONS
+from precision_pain.registry import CONDITIONS
 
 PHENOTYPES_CYP2D6 = ("PM", "IM", "NM", "UM", "indeterminate")
 PHENOTYPES_CYP2C9 = ("PM", "IM", "NM", "indeterminate")

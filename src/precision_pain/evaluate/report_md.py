@@ -1,6 +1,6 @@
 """The evaluation as a markdown report (``reports/evaluation.md``), with the research-use notice.
 
-Pure formatting of an :class:`~precision_pain.evaluate.Evaluation`: no numbers are computed
+Pure formatting of an :class:`~precision_pain.evaluate.core.Evaluation`: no numbers are computed
 here; docs/evaluation.md defines each one.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .evaluate import ESTIMATORS, POLICIES, VALUES, WITHIN, Evaluation
+from precision_pain.evaluate.core import ESTIMATORS, POLICIES, VALUES, WITHIN, Evaluation
 
 
 def evaluation_report(evaluation: Evaluation, notice: str, plots: Sequence[str] = ()) -> str:

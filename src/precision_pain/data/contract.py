@@ -9,7 +9,7 @@ every problem with its column, data rows (1-based, header excluded) and fix.
 Error messages show only the offending cells of the offending column, and never
 the values of a column that looks like a direct identifier.
 
-Regenerate the page with ``python -m precision_pain.contract > docs/data-contract.md``.
+Regenerate the page with ``python -m precision_pain.data.contract > docs/data-contract.md``.
 """
 
 from __future__ import annotations
@@ -671,8 +671,8 @@ _TYPE_LABEL = {"id": "string"}
 def render_contract_markdown() -> str:
     """The user-facing contract page (docs/data-contract.md), generated from ``SCHEMA``."""
     parts = [
-        "<!-- Generated from precision_pain.contract.SCHEMA; do not edit. Regenerate with:\n"
-        "     python -m precision_pain.contract > docs/data-contract.md -->",
+        "<!-- Generated from precision_pain.data.contract.SCHEMA; do not edit. Regenerate with:\n"
+        "     python -m precision_pain.data.contract > docs/data-contract.md -->",
         f"# Cohort data contract, version {CONTRACT_VERSION}",
         "The one table a researcher brings, and the one the synthetic generator writes. One "
         "row = one treatment episode of one patient. Extensions are additive (new optional "

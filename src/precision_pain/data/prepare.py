@@ -1,7 +1,7 @@
 """Prepare stage: a validated cohort plus PGx phenotypes and the derived outcome.
 
 The core is pure: a raw cohort frame in, a prepared frame out. Validation
-(:mod:`precision_pain.contract`) and CPIC translation (:mod:`precision_pain.pgx`)
+(:mod:`precision_pain.data.contract`) and CPIC translation (:mod:`precision_pain.data.pgx`)
 live in their own modules; this one wires them together for the pipeline and
 for prediction alike.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .contract import derive_response, validate_cohort
-from .pgx import annotate_pgx
+from precision_pain.data.contract import derive_response, validate_cohort
+from precision_pain.data.pgx import annotate_pgx
 
 
 def prepare_cohort(raw: pd.DataFrame, source: str, response_threshold: float | None,

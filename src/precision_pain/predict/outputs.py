@@ -7,7 +7,7 @@ validated later by the contract), so memory does not grow with the cohort.
 - ``OUT``: the ranked table (columns in docs/predictions.md);
 - ``<stem>.shap.<ext>``: SHAP values of the explained rows;
 - ``<stem>.json``: the same rows as JSON records, for programs, plus a summary;
-- ``<stem>.html``: the report (:mod:`precision_pain.report`).
+- ``<stem>.html``: the report (:mod:`precision_pain.predict.report_html`).
 
 Each file is written to a temporary name and renamed into place only when every
 chunk has succeeded, so bad input (found in any chunk) leaves no output at all.
@@ -25,10 +25,10 @@ from typing import Any, TextIO
 
 import pandas as pd
 
-from . import RESEARCH_NOTICE
-from .io import atomic_path, table_format
-from .predict import OUTPUT_COLUMNS, Recommendations
-from .report import add_summaries, patient_sections, render_report, summarize
+from precision_pain import RESEARCH_NOTICE
+from precision_pain.io import atomic_path, table_format
+from precision_pain.predict.recommend import OUTPUT_COLUMNS, Recommendations
+from precision_pain.predict.report_html import add_summaries, patient_sections, render_report, summarize
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 def iter_table(path: str | Path, chunk_size: int) -> Iterator[pd.DataFrame]:
     """Raw cohort rows in chunks (CSV cells as text); file errors name the file and the fix."""
-    from .contract import ContractError, Problem, read_table
+    from precision_pain.data.contract import ContractError, Problem, read_table
 
     path = Path(path)
     suffix = path.suffix.lower()
@@ -54,7 +54,7 @@ def iter_table(path: str | Path, chunk_size: int) -> Iterator[pd.DataFrame]:
 
 
 def _csv_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
-    from .contract import ContractError, Problem, check_header, csv_header
+    from precision_pain.data.contract import ContractError, Problem, check_header, csv_header
 
     check_header(path, csv_header(path))  # the contract's header rules, one source of truth
     try:
@@ -76,7 +76,7 @@ def _parquet_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from .contract import ContractError, Problem
+    from precision_pain.data.contract import ContractError, Problem
 
     try:
         handle = pq.ParquetFile(path)

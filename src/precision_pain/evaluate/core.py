@@ -8,7 +8,7 @@ All on the held-out test split (docs/evaluation.md explains every number):
 2. With a ground truth (the synthetic cohort): the true mean response and net
    benefit when test patients get the model's first choice (ranked exactly as
    the shipped recommender ranks, guideline checks included:
-   :func:`precision_pain.predict.decide`), the oracle's, the best single
+   :func:`precision_pain.predict.recommend.decide`), the oracle's, the best single
    treatment for everyone, simulated usual care and a random eligible treatment;
    the share of the oracle's gain the model captures; regret per patient; and
    the expected number of trials until a first response in the model's order,
@@ -34,14 +34,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import policy as pol
-from .bundle import ModelBundle
-from .config import EvaluateParams
-from .features import build_features
-from .metrics import METRICS, binary_metrics_ci, bootstrap_weights, estimate_with_ci
-from .predict import decide
-from .propensity import eligibility, predict_propensity
-from .train import OUTCOMES
+from precision_pain.evaluate import policy as pol
+from precision_pain.models.bundle import ModelBundle
+from precision_pain.config import EvaluateParams
+from precision_pain.data.features import build_features
+from precision_pain.evaluate.metrics import METRICS, binary_metrics_ci, bootstrap_weights, estimate_with_ci
+from precision_pain.predict.recommend import decide
+from precision_pain.models.propensity import eligibility, predict_propensity
+from precision_pain.models.train import OUTCOMES
 
 SUBGROUP_COLUMNS: tuple[str, ...] = ("ancestry", "sex")
 POLICIES: tuple[str, ...] = ("model", "oracle", "one_size_fits_all", "usual_care", "random")

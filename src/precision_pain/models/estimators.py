@@ -158,7 +158,7 @@ class _SkopsModel:
     @classmethod
     def load(cls, path: Path) -> Any:
         """Read an estimator saved by :meth:`save`, trusting exactly what :meth:`save` writes."""
-        from .safe_skops import check_estimator, check_names, load_skops
+        from precision_pain.models.safe_skops import check_estimator, check_names, load_skops
 
         state = load_skops(path, cls.kind)
         if not isinstance(state, dict) or set(state) != {"estimator", "feature_names"}:
@@ -294,7 +294,7 @@ class ConstantModel:
     @classmethod
     def load(cls, path: Path) -> ConstantModel:
         """Read a model saved by :meth:`save`."""
-        from .safe_skops import check_names
+        from precision_pain.models.safe_skops import check_names
 
         state = json.loads(Path(path).read_text(encoding="utf-8"))
         rate = state.get("rate") if isinstance(state, dict) else None

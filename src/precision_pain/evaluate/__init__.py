@@ -1,0 +1,1 @@
+"""Evaluate: model metrics, policy values (true and off-policy), plots and the report."""

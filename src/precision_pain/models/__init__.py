@@ -1,0 +1,1 @@
+"""Models: the model types (fit, save, load), the propensity model, training and the bundle."""

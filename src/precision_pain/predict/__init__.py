@@ -1,0 +1,1 @@
+"""Predict: ranking, guideline checks, confidence flags, explanations, outputs and serving."""
