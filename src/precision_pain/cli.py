@@ -8,6 +8,7 @@ params.yaml. Heavy libraries are imported inside the commands so that
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -33,10 +34,14 @@ def _friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
         try:
             return func(*args, **kwargs)
-        except (ParamsError, FileNotFoundError, ValueError, KeyError) as exc:
+        except (ParamsError, OSError, ValueError, KeyError) as exc:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
             raise click.ClickException(str(message)) from None
     return wrapper
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -54,6 +59,9 @@ def main(verbose: bool, quiet: bool) -> None:
     from precision_pain.tracking import disable_telemetry
 
     disable_telemetry()
+    # SIGTERM (a job scheduler's stop, `kill`) unwinds like Ctrl-C: every temporary file of
+    # an unfinished output is removed on the way out (precision_pain.io).
+    signal.signal(signal.SIGTERM, _terminate)
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -76,23 +84,22 @@ def simulate(params_path: Path, n_patients: int | None, seed: int | None, out: P
              truth_out: Path | None) -> None:
     """Write a synthetic cohort and, separately, its ground truth."""
     from precision_pain.config import load_params
-    from precision_pain.io import table_format, write_table
+    from precision_pain.io import check_writable, table_format, write_tables
     from precision_pain.progress import progress_bar
     from precision_pain.data.simulate import simulate_cohort
 
     params = load_params(params_path)
     table_format(out)
     truth_out = truth_out or out.with_name(f"{out.stem}_ground_truth{out.suffix}")
+    check_writable([out, truth_out])
     log.info("simulating %d patients (seed %d) with %s",
              params.simulate.n_patients if n_patients is None else n_patients,
              params.simulate.seed if seed is None else seed, params_path)
-    with progress_bar(total=3, desc="simulate", unit="step") as bar:
+    with progress_bar(total=2, desc="simulate", unit="step") as bar:
         result = simulate_cohort(params.simulate, params.prepare.response_threshold,
                                  n_patients=n_patients, seed=seed)
         bar.update()
-        write_table(result.truth, truth_out)
-        bar.update()
-        write_table(result.cohort, out)
+        write_tables({out: result.cohort, truth_out: result.truth})  # published together
         bar.update()
     log.info("wrote cohort %s (%d rows x %d columns) and ground truth %s (%d rows)",
              out, *result.cohort.shape, truth_out, len(result.truth))
@@ -116,12 +123,14 @@ def prepare(params_path: Path, cohort: Path | None, ground_truth: str | None, ou
 
     from precision_pain.config import load_params
     from precision_pain.data.contract import read_table
-    from precision_pain.io import write_table
     from precision_pain.data.prepare import align_truth, prepare_cohort
+    from precision_pain.io import check_writable, write_tables
 
     params = load_params(params_path)
     cohort = cohort or params.data.cohort
     truth_path = _optional_path(ground_truth, params.data.ground_truth)
+    out, truth_out = out or params.data.prepared, truth_out or params.data.prepared_truth
+    check_writable([out, truth_out])
     raw = read_table(cohort)
     log.info("read cohort %s: %d rows x %d columns", cohort, *raw.shape)
     prepared = prepare_cohort(raw, str(cohort), params.prepare.response_threshold)
@@ -131,12 +140,10 @@ def prepare(params_path: Path, cohort: Path | None, ground_truth: str | None, ou
         log.info("no ground truth: evaluation will report observed-data metrics only")
         truth = pd.DataFrame(columns=["patient_id", "treatment", "eligible", "p_response",
                                       "p_adverse_event"])
-    write_table(truth, truth_out or params.data.prepared_truth)
-    log.info("wrote ground truth %s (%d rows)", truth_out or params.data.prepared_truth,
-             len(truth))
-    write_table(prepared, out or params.data.prepared)
+    write_tables({out: prepared, truth_out: truth})  # published together
+    log.info("wrote ground truth %s (%d rows)", truth_out, len(truth))
     log.info("wrote prepared cohort %s (%d rows); responders %.1f %%",
-             out or params.data.prepared, len(prepared), 100 * prepared["response"].mean())
+             out, len(prepared), 100 * prepared["response"].mean())
 
 
 def read_table_any(path: Path) -> Any:
@@ -373,12 +380,13 @@ def predict(params_path: Path, input_path: Path, out: Path, models_dir: Path | N
             report_max_patients: int | None) -> None:
     """Rank, guideline-check and explain every treatment for each patient of INPUT."""
     from precision_pain.config import load_params
-    from precision_pain.io import table_format
+    from precision_pain.io import check_writable, table_format
     from precision_pain.predict.recommend import options_from_params, predict_chunks
-    from precision_pain.predict.outputs import iter_table, write_predictions
+    from precision_pain.predict.outputs import iter_table, output_paths, write_predictions
 
     params = load_params(params_path)
     table_format(out)
+    check_writable(list(output_paths(out).values()))
     bundle = _load_bundle(params, models_dir, registry_alias, bundle_sha256)
     options = options_from_params(params, top_k)
     chunks = iter_table(input_path, params.predict.chunk_size)

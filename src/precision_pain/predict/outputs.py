@@ -9,8 +9,9 @@ validated later by the contract), so memory does not grow with the cohort.
 - ``<stem>.json``: the same rows as JSON records, for programs, plus a summary;
 - ``<stem>.html``: the report (:mod:`precision_pain.predict.report_html`).
 
-Each file is written to a temporary name and renamed into place only when every
-chunk has succeeded, so bad input (found in any chunk) leaves no output at all.
+The four files are written under temporary names and published together
+(:func:`precision_pain.io.file_set`) only when every chunk has succeeded: bad input (found
+in any chunk) leaves no output at all, and no reader ever sees files of two runs side by side.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any, TextIO
 import pandas as pd
 
 from precision_pain import RESEARCH_NOTICE
-from precision_pain.io import atomic_path, table_format
+from precision_pain.io import failpoint, file_set, table_format
 from precision_pain.predict.recommend import OUTPUT_COLUMNS, Recommendations
 from precision_pain.predict.report_html import add_summaries, patient_sections, render_report, summarize
 
@@ -207,6 +208,7 @@ class _Outputs:
         self.n_patients += len(result.features)
         self.n_rows += len(result.table)
         log.info("predicted %d patients so far", self.n_patients)
+        failpoint("write.chunk")
 
     def finish(self) -> None:
         """Close the tables, end the JSON with the summary, write the HTML report."""
@@ -230,7 +232,7 @@ def write_predictions(results: Iterable[Recommendations], out: str | Path,
     results = iter(results)
     result = next(results)  # the first chunk is validated before any file or folder exists
     with ExitStack() as stack:
-        tmp = {key: stack.enter_context(atomic_path(path)) for key, path in paths.items()}
+        tmp = dict(zip(paths, stack.enter_context(file_set(list(paths.values())))))
         outputs = _Outputs(tmp, fmt, meta, max_patients)
         stack.callback(outputs.close)
         while result is not None:
