@@ -244,7 +244,8 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
         from precision_pain.tracking import log_recommender
 
         log_recommender(params.tracking, out, metadata["mlflow_run_ids"]["parent"],
-                        model_config(options_from_params(params)))
+                        model_config(options_from_params(params),
+                                     params.predict.max_request_rows))
 
 
 def _fit_propensity(params: Any, train_df: Any, valid_df: Any) -> tuple[Any, dict[str, Any]]:
