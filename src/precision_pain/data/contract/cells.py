@@ -10,6 +10,7 @@ from itertools import islice
 import numpy as np
 import pandas as pd
 
+from precision_pain.data.contract.deid import _PSEUDONYM_FIX, identifier_kind, pseudonym_kind
 from precision_pain.data.contract.errors import _KEEP_ROWS, _SHOW, Problem
 from precision_pain.data.contract.schema import _DOC, ColumnSpec, _range_text
 
@@ -61,19 +62,40 @@ _Checked = tuple[np.ndarray, list[Problem]]
 def _problem(spec: ColumnSpec, bad: np.ndarray, raw: pd.Series, message: str, fix: str,
              allowed: str = "", show_values: bool = True) -> Problem:
     positions = np.flatnonzero(bad)
-    values = _first_distinct(raw.iloc[positions[:1000]]) if show_values else []
+    values = (_first_distinct(raw.iloc[positions[:1000]], spec)
+              if show_values and spec.kind != "id" else [])
     return Problem(spec.name, message, fix, (positions[:_KEEP_ROWS] + 1).tolist(),
                    int(len(positions)), values, allowed)
 
 
-def _first_distinct(cells: pd.Series) -> list[str]:
-    shown = dict.fromkeys(_show(v) for v in cells)
+def _first_distinct(cells: pd.Series, spec: ColumnSpec) -> list[str]:
+    shown = dict.fromkeys(_show(v, spec) for v in cells)
     return list(islice(shown, _SHOW))
 
 
-def _show(value: object) -> str:
-    text = "" if pd.isna(value) else str(value)
-    return "(empty)" if not text.strip() else repr(text if len(text) <= 40 else text[:37] + "...")
+# Longest cell echoed per kind: a plausible value of the column is never longer.
+_SHOW_LENGTH = {"int": 12, "float": 16, "bool": 12, "category": 40, "diplotype": 24,
+                "genotype": 12}
+_PERSON_NAME = re.compile(r"[A-Z][a-z'-]+,?(\s+[A-Z]\.?)*\s+[A-Z][a-z'-]+")
+
+
+def _show(value: object, spec: ColumnSpec) -> str:
+    """A cell as echoed in an error: only when it is a plausible value of the column.
+
+    Cells that look like direct identifiers (e-mail, URL, phone, SSN, date, long digit
+    string, a person's name) or are longer than any value of the column are not shown.
+    """
+    text = "" if pd.isna(value) else str(value).strip()
+    if not text:
+        return "(empty)"
+    kind = identifier_kind(text)
+    if kind is None and _PERSON_NAME.fullmatch(text):
+        kind = "a person's name"
+    if kind is not None:
+        return f"(not shown: looks like {kind})"
+    if len(text) > _SHOW_LENGTH.get(spec.kind, 0):
+        return "(not shown: longer than any valid value)"
+    return repr(text)
 
 
 def _missing_problem(spec: ColumnSpec, missing: np.ndarray, raw: pd.Series) -> list[Problem]:
@@ -87,7 +109,15 @@ def _missing_problem(spec: ColumnSpec, missing: np.ndarray, raw: pd.Series) -> l
 def _check_id(spec: ColumnSpec, s: pd.Series) -> _Checked:
     cells = _cells(s)
     missing = cells.take([t.lower() in _MISSING for t in cells.texts], True, bool)
-    return cells.take(cells.texts, ""), _missing_problem(spec, missing, s)
+    kinds = [None if t.lower() in _MISSING else pseudonym_kind(t) for t in cells.texts]
+    problems = _missing_problem(spec, missing, s)
+    found = sorted({k for k in kinds if k is not None})
+    if found:
+        problems.append(_problem(
+            spec, cells.take([k is not None for k in kinds], False, bool), s,
+            f"look like direct identifiers, not pseudonyms ({'; '.join(found)}; values not "
+            "shown)", _PSEUDONYM_FIX, show_values=False))
+    return cells.take(cells.texts, ""), problems
 
 
 def _check_number(spec: ColumnSpec, s: pd.Series) -> _Checked:
@@ -95,7 +125,7 @@ def _check_number(spec: ColumnSpec, s: pd.Series) -> _Checked:
     text |= ~missing & ~text & ~np.isfinite(values)
     problems = _missing_problem(spec, missing, s)
     if text.any():
-        comma = any("," in v for v in _first_distinct(s[text]))
+        comma = any("," in str(v) for v in s[text].iloc[:1000])
         fix = "use '.' as the decimal separator" if comma else "write a plain number"
         problems.append(_problem(spec, text, s, "not a number", fix, _range_text(spec)))
     ok = ~missing & ~text

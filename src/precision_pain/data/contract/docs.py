@@ -46,15 +46,27 @@ _FILE_RULES = """## Files
   (`f` = `F`) and are written back in the spelling below.
 - Columns not listed here are dropped with a warning that names them.
 - Errors list every problem at once, each with its column, the data rows concerned
-  (counted from 1, header excluded), the offending cells of that column only, and the fix."""
+  (counted from 1, header excluded), the offending cells of that column only (see
+  De-identification for the cells never shown), and the fix."""
 
 _DEID_RULES = """- Columns that look like direct identifiers are refused with an error naming the
   column (never its values); the fix is to remove the column and keep only the
-  pseudonymous `patient_id`. By name: names, MRN, SSN, street address, city, county,
-  phone, fax, e-mail, date of birth and any other date column, ZIP/postal code (any
-  case, any separator). By value, for columns not in this contract: most cells look
-  like e-mail addresses, US Social Security numbers, US phone numbers, exact dates or
-  5-digit ZIP codes.
+  pseudonymous `patient_id`. By name (any case, any separator, camelCase too): names
+  (`name`, `first_name`, `name_first`, `fname`, `lname`, `surname`, ...), MRN, SSN,
+  street address, city, county, phone, fax, e-mail (`email`, `mail`, `telno`, ...),
+  date of birth and any other date column (`dob`, `birth_dt`, `visit_date`, ...),
+  ZIP/postal code, insurance, health-plan, member, account, licence and passport
+  numbers, URLs and IP addresses. By value, for columns not in this contract: most
+  cells look like e-mail addresses, US Social Security numbers, US phone numbers,
+  exact dates, 5-digit ZIP codes or long digit strings (7 digits or more).
+- `patient_id` values that look like direct identifiers (e-mail addresses, URLs, phone
+  or Social Security numbers, dates, numbers of 7 or more digits, values starting with
+  `MRN`) are refused with the rows concerned and never shown; the fix is a study
+  pseudonym such as `P000123`.
+- An error shows a cell only when it is a plausible value of its column: never a
+  `patient_id`, and never a cell that looks like an e-mail address, URL, phone or
+  Social Security number, date, long digit string or a person's name, nor one longer
+  than any valid value (those read `(not shown: ...)`).
 - Ages above 89 are top-coded to 90 (HIPAA Safe Harbor) and counted in the log; ages
   above 120 and below 18 are errors."""
 
