@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from test_contract import _as_text, valid_cohort_frame
 
 from precision_pain.data.contract import ContractError, find_identifier_columns, validate_cohort
 from precision_pain.data.contract.deid import identifier_kind, pseudonym_kind
-from test_contract import _as_text, valid_cohort_frame
 
 PLANTED = {
     "sex": "sex.planted@example.com",

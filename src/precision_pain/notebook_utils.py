@@ -23,6 +23,7 @@ import pandas as pd
 
 from precision_pain.config import Params, load_params
 from precision_pain.data.contract import read_pipeline_table
+from precision_pain.data.pgx import PHENOTYPE_COLUMNS, PHENOTYPE_ORDER
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -30,9 +31,6 @@ if TYPE_CHECKING:
     from precision_pain.models.bundle import ModelBundle
 
 PROJECT_ENV = "PRECISION_PAIN_PROJECT"
-PHENOTYPE_COLUMNS = {"CYP2D6": "cyp2d6_phenotype", "CYP2C19": "cyp2c19_phenotype",
-                     "CYP2C9": "cyp2c9_phenotype"}
-PHENOTYPE_ORDER = ("PM", "IM", "NM", "RM", "UM", "indeterminate")
 # Headline test metrics compared across runs, when the evaluation logged them.
 HEADLINE_METRICS = ("test.mean_response_auc", "test.mean_adverse_event_auc",
                     "test.mean_response_brier", "test.policy.model.mean_true_net_benefit",
