@@ -1,6 +1,6 @@
 """CPIC translation of pharmacogene diplotypes into activity scores and phenotypes.
 
-Sources (see ../shared/domain.md, section 2):
+Sources (numbers and full references: docs/domain.md, section 2):
 
 * Allele function / activity values: the CPIC allele functionality tables as
   distributed in PharmCAT's ``base_data/phenotype/cpic/{CYP2D6,CYP2C9,CYP2C19}.json``
