@@ -8,7 +8,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_contract import _as_text, valid_cohort_frame
 
-from precision_pain.data.contract import ContractError, find_identifier_columns, validate_cohort
+from precision_pain.data.contract import (
+    ContractError,
+    find_identifier_columns,
+    read_table,
+    validate_cohort,
+)
 from precision_pain.data.contract.deid import identifier_kind, pseudonym_kind
 
 PLANTED = {
@@ -121,3 +126,26 @@ def test_every_us_phone_number_is_recognised(phone: str) -> None:
 @given(st.floats(0, 1000, allow_nan=False))
 def test_ordinary_numbers_are_not_identifiers(value: float) -> None:
     assert identifier_kind(repr(value)) is None
+
+
+def test_a_missing_header_row_does_not_echo_the_first_row(tmp_path, caplog) -> None:
+    df = _as_text(valid_cohort_frame(3)).assign(contact=["jane@example.org", "", ""],
+                                                 seen=["2024-01-02", "", ""])
+    path = tmp_path / "no_header.csv"
+    path.write_text(df.to_csv(index=False, header=False) * 2)  # the first row repeats too
+    with caplog.at_level("WARNING"), pytest.raises(ContractError) as info:
+        validate_cohort(read_table(path), str(path), require_outcomes=True)
+    text = str(info.value) + caplog.text
+    assert "jane@example.org" not in text and "2024-01-02" not in text
+
+
+def test_identifier_like_column_names_are_hidden_and_explained(caplog) -> None:
+    df = pd.DataFrame({"P0000001": ["P0000002"], "jane@example.org": ["x@y.org"],
+                       "2024-01-02": ["2024-02-03"], "617-555-0100": ["a"]})
+    with caplog.at_level("WARNING"), pytest.raises(ContractError) as info:
+        validate_cohort(df, "c.csv", require_outcomes=False)
+    text = str(info.value) + caplog.text
+    assert "is the header row missing?" in str(info.value)
+    assert "(a column name that looks like an e-mail address, not shown)" in text
+    for value in ("jane@example.org", "x@y.org", "2024-01-02", "617-555-0100"):
+        assert value not in text, value

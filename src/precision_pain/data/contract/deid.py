@@ -128,9 +128,19 @@ def _identifier_problems(columns: Sequence[str], df: pd.DataFrame) -> list[Probl
     for name, reason in _identifier_reasons(columns, df).items():
         why = ("its name marks a direct identifier" if reason == "name"
                else f"most of its cells look like {reason}")
-        problems.append(Problem(name, f"looks like a direct identifier ({why}; values not shown)",
+        problems.append(Problem(shown_name(name),
+                                f"looks like a direct identifier ({why}; values not shown)",
                                 _ID_FIX))
     return problems
+
+
+def shown_name(name: str) -> str:
+    """A column name as messages and logs show it: hidden when it looks like an identifier.
+
+    A file without a header row makes its first data row the column names.
+    """
+    kind = identifier_kind(str(name))
+    return str(name) if kind is None else f"(a column name that looks like {kind}, not shown)"
 
 
 def identifier_kind(text: str, long_digits: bool = True) -> str | None:

@@ -23,6 +23,7 @@ from typing import NoReturn
 import pandas as pd
 import pyarrow as pa
 
+from precision_pain.data.contract.deid import shown_name
 from precision_pain.data.contract.errors import ContractError, Problem
 from precision_pain.data.contract.schema import _DOC
 from precision_pain.io import TABLE_SUFFIXES
@@ -178,7 +179,7 @@ def check_header(path: Path, header: list[str]) -> None:
                   "save it comma-separated (or as Parquet)")
     names = [name.strip() for name in header]
     problems = [
-        Problem(name, f"appears {names.count(name)} times in the header (columns "
+        Problem(shown_name(name), f"appears {names.count(name)} times in the header (columns "
                       f"{', '.join(str(i + 1) for i, n in enumerate(names) if n == name)})",
                 "keep one column of that name; rename or delete the others")
         for name in dict.fromkeys(n for n in names if names.count(n) > 1)
@@ -199,7 +200,7 @@ def _parquet_chunks(path: Path, chunk_size: int | None) -> Iterator[pd.DataFrame
     names = handle.schema_arrow.names
     duplicated = list(dict.fromkeys(n for n in names if names.count(n) > 1))
     if duplicated:
-        raise ContractError(path, [Problem(str(n), "appears more than once in the columns",
+        raise ContractError(path, [Problem(shown_name(n), "appears more than once in the columns",
                                            "keep one column of that name") for n in duplicated])
     try:
         if chunk_size is None:

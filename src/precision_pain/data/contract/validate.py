@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from precision_pain.data.contract.cells import _CHECKERS, _category_key, _problem
-from precision_pain.data.contract.deid import _identifier_problems
+from precision_pain.data.contract.deid import _identifier_problems, shown_name
 from precision_pain.data.contract.errors import ContractError, Problem
 from precision_pain.data.contract.schema import (
     _BY_NAME,
@@ -49,7 +49,7 @@ def validate_cohort(df: pd.DataFrame, source: str, require_outcomes: bool) -> pd
 
 def _table_problems(df: pd.DataFrame, columns: list[str], specs: Sequence[ColumnSpec]
                     ) -> list[Problem]:
-    problems = [Problem(name, f"appears {columns.count(name)} times in the columns",
+    problems = [Problem(shown_name(name), f"appears {columns.count(name)} times in the columns",
                         "keep one column of that name; rename or delete the others")
                 for name in dict.fromkeys(c for c in columns if columns.count(c) > 1)]
     if len(df) == 0:
@@ -66,6 +66,8 @@ def _missing_columns_fix(missing: list[str], columns: list[str]) -> str:
     renames = [f"rename {by_key[k]!r} to {m!r}" for m in missing
                if (k := m.lower().replace("_", "")) in by_key]
     hint = f" ({'; '.join(renames)})" if renames else ""
+    if any(shown_name(c) != c for c in columns):
+        hint += " (some column names look like data: is the header row missing?)"
     return (f"add these columns{hint}; genotype cells may be left empty, every other cell "
             f"needs a value ({_DOC})")
 
@@ -96,7 +98,7 @@ def _top_code(converted: dict[str, np.ndarray], source: str) -> None:
 def _log_dropped(columns: list[str], specs: Sequence[ColumnSpec], source: str) -> None:
     wanted = {s.name for s in specs}
     ignored = [c for c in columns if c in _BY_NAME and c not in wanted]
-    extra = [c for c in columns if c not in _BY_NAME]
+    extra = [shown_name(c) for c in columns if c not in _BY_NAME]
     if ignored:
         logger.info("%s: outcome columns ignored (outcomes not required): %s",
                     source, ", ".join(ignored))
