@@ -107,6 +107,16 @@ def test_unreadable_files_get_a_message_with_the_file_and_fix(tmp_path: Path, ma
             assert word in str(info.value)
 
 
+@pytest.mark.parametrize("name, words", [
+    ("x" * 300 + ".csv", ["cannot be read (File name too long)"]),
+    ("a\0b.csv", ["contains a NUL character"]),
+])
+def test_impossible_paths_get_a_message(tmp_path: Path, name: str, words: list[str]) -> None:
+    with pytest.raises(ContractError) as info:
+        read_table(tmp_path / name)
+    assert all(w in str(info.value) for w in words)
+
+
 def test_error_in_a_later_chunk_names_the_file_line(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     lines = FRAME.to_csv(index=False).splitlines()

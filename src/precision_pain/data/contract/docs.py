@@ -44,7 +44,12 @@ _FILE_RULES = """## Files
 - Every cell needs a value except genotype cells. Booleans may be written `true`/`false`,
   `1`/`0`, `yes`/`no` or `t`/`f`, in any case. Category values are matched ignoring case
   (`f` = `F`) and are written back in the spelling below.
-- Columns not listed here are dropped with a warning that names them.
+- Columns not listed here are dropped with a warning that names them (unless they look
+  like direct identifiers: see De-identification).
+- A path that is not a readable regular file (missing, a directory, a symbolic-link loop,
+  a pipe or device) and a CSV whose header holds a cell longer than the csv module's
+  limit (131,072 characters; usually a quote left open) are refused with the file and
+  the fix.
 - Errors list every problem at once, each with its column, the data rows concerned
   (counted from 1, header excluded), the offending cells of that column only (see
   De-identification for the cells never shown), and the fix."""

@@ -94,6 +94,9 @@ def _table_file(path: Path, missing_fix: str | None) -> str:
             f"check the path (the current directory is {Path.cwd()})"))]) from None
     except OSError as exc:
         _fail(path, *_os_problem(exc))
+    except ValueError:  # e.g. an embedded NUL character
+        _fail(path, "is not a usable file path (it contains a NUL character)",
+              "check how the path was built or typed")
     if stat.S_ISDIR(mode):
         _fail(path, "is a directory", "give the path of the CSV or Parquet file inside it")
     if not stat.S_ISREG(mode):
