@@ -115,8 +115,8 @@ def _check_id(spec: ColumnSpec, s: pd.Series) -> _Checked:
     if found:
         problems.append(_problem(
             spec, cells.take([k is not None for k in kinds], False, bool), s,
-            f"look like direct identifiers, not pseudonyms ({'; '.join(found)}; values not "
-            "shown)", _PSEUDONYM_FIX, show_values=False))
+            f"with values that look like direct identifiers, not pseudonyms "
+            f"({'; '.join(found)}; values not shown)", _PSEUDONYM_FIX, show_values=False))
     return cells.take(cells.texts, ""), problems
 
 
