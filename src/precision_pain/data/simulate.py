@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit, logit, ndtr
 
-from precision_pain.data import pgx
 from precision_pain.config import SimulateParams
+from precision_pain.data import pgx
 from precision_pain.registry import CONDITIONS, TREATMENT_NAMES, TREATMENTS
 
 ANCESTRIES: tuple[str, ...] = (

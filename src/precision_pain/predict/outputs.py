@@ -28,7 +28,12 @@ import pandas as pd
 from precision_pain import RESEARCH_NOTICE
 from precision_pain.io import atomic_path, table_format
 from precision_pain.predict.recommend import OUTPUT_COLUMNS, Recommendations
-from precision_pain.predict.report_html import add_summaries, patient_sections, render_report, summarize
+from precision_pain.predict.report_html import (
+    add_summaries,
+    patient_sections,
+    render_report,
+    summarize,
+)
 
 log = logging.getLogger(__name__)
 
