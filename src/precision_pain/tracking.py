@@ -116,11 +116,12 @@ _VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
 
 
 def _training_view() -> dict[str, Any]:
-    columns = ["attributes.`Dataset`", "params.`model.type`",
-               *(f"metrics.`{name}`" for name in HEADLINE_METRICS)]
+    metrics = [f"metrics.`{name}`" for name in HEADLINE_METRICS]
+    columns = ["params.`model.type`", "attributes.`Dataset`", *metrics]
     return {"searchFilter": "attributes.run_name LIKE 'train-%'",
-            "orderByKey": "metrics.`headline/share_of_oracle_gain`", "orderByAsc": False,
-            "selectedColumns": columns, "columnWidths": {"attributes.`Dataset`": 220}}
+            "orderByKey": metrics[0], "orderByAsc": False, "selectedColumns": columns,
+            "columnOrder": ["attributes.`Run Name`", *columns],
+            "columnWidths": {"attributes.`Dataset`": 200, **dict.fromkeys(metrics, 240)}}
 
 
 def workspace_tags() -> dict[str, str]:
