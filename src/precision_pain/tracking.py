@@ -94,8 +94,9 @@ def start(params: TrackingParams) -> str:
     return experiment_id
 
 
-# MLflow's UI opens an experiment tagged so as a model-training workspace (runs table, model
-# metrics charts) rather than a GenAI one (traces), and does not ask which kind it is.
+# The experiment's kind as MLflow reads it: its UI lists the experiment among model-training
+# ones and stops asking which kind it is. (MLflow 3.17's UI still takes its GenAI or
+# model-training view from the address: workspace_url.)
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 # The parent run's headline evaluation metrics: stable name -> key of the flattened summary
 # (metrics/evaluation.json). Values a cohort lacks (no ground truth, no propensity model)
