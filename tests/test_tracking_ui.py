@@ -27,7 +27,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run
 # Two trainings on two cohorts, with made-up evaluation numbers (the table is under test).
 RUNS = {"train-xgboost": ("cohort", 0.40, 0.565), "train-logistic": ("extract", -0.51, 0.558)}
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # about 90 s: an MLflow server starts
 
 
 @pytest.fixture()
