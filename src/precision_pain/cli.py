@@ -259,13 +259,15 @@ def _train_tracked(params: Any, treatments: Any, train_df: Any, valid_df: Any, h
     run_ids: dict[str, str] = {}
     tags = tracking.provenance_tags([splits_dir / "train.parquet", splits_dir / "valid.parquet"],
                                     params_path)
+    inputs = [tracking.split_input(name, splits_dir / f"{name}.parquet", frame, params.data.cohort)
+              for name, frame in (("train", train_df), ("valid", valid_df))]
 
     def on_done(result: Any) -> None:
         run_ids[result.treatment] = tracking.log_treatment_run(
-            params, result.treatment, result.models, result.counts, result.validation)
+            params, result.treatment, result.models, result.counts, result.validation, inputs)
         bar.update()
 
-    with tracking.parent_run(params, f"train-{params.model.type}", tags) as parent_id:
+    with tracking.parent_run(params, f"train-{params.model.type}", tags, inputs) as parent_id:
         run_ids["parent"] = parent_id
         tracking.log_provenance_files([params_path, Path("dvc.lock")])
         fitted = train_all(treatments, train_df, valid_df, params.model.type, hyper,
@@ -300,7 +302,8 @@ def evaluate(params_path: Path, splits_dir: Path | None, truth: Path | None,
     params = load_params(params_path)
     settings = params.evaluate
     bundle = load_bundle(models_dir or params.model.dir, own_bundle=True)
-    test = read_pipeline_table((splits_dir or params.data.splits_dir) / "test.parquet")
+    test_path = (splits_dir or params.data.splits_dir) / "test.parquet"
+    test = read_pipeline_table(test_path)
     truth_frame = read_pipeline_table(truth or params.data.prepared_truth)
     log.info("evaluating %s models on %d test rows (ground truth: %d rows, %d bootstrap "
              "replicates)", bundle.model_type, len(test), len(truth_frame), settings.n_bootstrap)
@@ -315,11 +318,12 @@ def evaluate(params_path: Path, splits_dir: Path | None, truth: Path | None,
              settings.plots_dir, settings.report)
     run_ids = bundle.metadata.get("mlflow_run_ids")
     if tracking and run_ids:
-        from precision_pain.tracking import log_evaluation
+        from precision_pain.tracking import log_evaluation, split_input
 
         log_evaluation(run_ids, result.summary, result.per_treatment,
                        [*files, settings.report], params.tracking, plots=plots,
-                       detail={"detail": result.policy, "subgroups": result.subgroups})
+                       detail={"detail": result.policy, "subgroups": result.subgroups},
+                       inputs=[split_input("test", test_path, test, params.data.cohort)])
 
 
 def _write_plots(result: Any, directory: Path) -> list[Path]:
@@ -434,24 +438,27 @@ def bundle_hash(directory: Path) -> None:
 @PARAMS_OPTION
 @click.option("--port", type=int, default=5000, show_default=True,
               help="Port of the UI on 127.0.0.1.")
-def ui(params_path: Path, port: int) -> None:
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="Server processes (one is enough for one person).")
+def ui(params_path: Path, port: int, workers: int) -> None:
     """Open the MLflow UI on the project's tracking store (127.0.0.1 only).
 
-    The store is MLFLOW_TRACKING_URI, else tracking.uri in params.yaml. Select runs of the
-    experiment and press Compare to see params and metrics side by side
-    (docs/experiments.md).
+    The store is MLFLOW_TRACKING_URI, else tracking.uri in params.yaml. The address printed
+    opens the training runs with the headline metrics as columns; select runs and press
+    Compare to see params and metrics side by side (docs/experiments.md).
     """
     import os
     import subprocess
 
     from precision_pain.config import load_params
-    from precision_pain.tracking import resolve_uri
+    from precision_pain.tracking import experiment_id_of, resolve_uri, workspace_url
 
     params = load_params(params_path)
     uri = resolve_uri(params.tracking)
-    click.echo(f"MLflow UI for {uri} at http://127.0.0.1:{port} (Ctrl-C to stop)")
+    url = workspace_url(f"http://127.0.0.1:{port}", experiment_id_of(params.tracking))
+    click.echo(f"MLflow UI for {uri}: open {url} (Ctrl-C to stop)")
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-           "--host", "127.0.0.1", "--port", str(port)]
+           "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     raise SystemExit(subprocess.call(cmd, env=os.environ.copy()))
 
 
