@@ -195,7 +195,7 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
     from precision_pain.models.bundle import bundle_from_training, save_bundle
     from precision_pain.config import load_params
     from precision_pain.io import read_parquet
-    from precision_pain.models.estimators import get_model_class
+    from precision_pain.models.estimators import get_model_class, training_threads
     from precision_pain.progress import progress_bar
     from precision_pain.registry import select_treatments
 
@@ -212,7 +212,8 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
              params.model.type, len(treatments), len(train_df), len(valid_df))
     metadata: dict[str, Any] = {"response_threshold": params.prepare.response_threshold,
                                 "hyperparameters": hyper}
-    with progress_bar(total=len(treatments), desc="train", unit="treatment") as bar:
+    with progress_bar(total=len(treatments), desc="train", unit="treatment") as bar, \
+            training_threads():
         if tracking:
             fitted, run_ids = _train_tracked(params, treatments, train_df, valid_df, hyper,
                                              splits_dir, bar, params_path)
@@ -226,7 +227,8 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
 
     metadata = {**metadata, **training_profile(
         train_df, valid_df, {name: result.models for name, result in fitted.items()})}
-    propensity, report = _fit_propensity(params, train_df, valid_df)
+    with training_threads():
+        propensity, report = _fit_propensity(params, train_df, valid_df)
     metadata = {**metadata, "propensity": report} if report else metadata
     out = save_bundle(bundle_from_training(fitted, params.model.type, metadata, propensity),
                       models_dir or params.model.dir)

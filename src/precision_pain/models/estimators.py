@@ -4,7 +4,11 @@ Every model type follows one small contract, in the spirit of scikit-learn's:
 ``__init__`` stores hyperparameters; ``fit(X, y, X_val, y_val)`` learns and
 returns self; ``predict_proba(X)`` gives P(y = 1); ``contributions(X)`` gives
 exact SHAP values in log-odds, one column per feature plus the bias last (so a
-row sums to the logit); ``save(stem)``/``load(path)`` use non-pickle formats:
+row sums to the logit); ``save(stem)``/``load(path)`` use non-pickle formats. A type may name one
+*sliceable* hyperparameter (``sliceable(hyperparameters)``): a model fitted at
+the largest value, cut with ``sliced(value)``, predicts exactly as a model
+fitted at that value, so a grid over it is fitted once (:mod:`precision_pain.models.train`):
+
 
 - ``xgboost``: xgboost's own UBJSON format; SHAP = xgboost's exact TreeSHAP
   (``pred_contribs``).
@@ -22,7 +26,8 @@ Early stopping always uses the validation split, never the test split.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -46,6 +51,22 @@ class BinaryModel(Protocol):
     def summary(self) -> dict[str, Any]: ...
 
 
+def sliceable(kind: str, hyperparameters: Mapping[str, Any]) -> str | None:
+    """The hyperparameter of ``kind`` whose grid is scored by slicing one fit, if any."""
+    return getattr(get_model_class(kind), "sliceable", lambda _: None)(hyperparameters)
+
+
+def sliced(model: BinaryModel, value: Any) -> BinaryModel:
+    """``model`` as if fitted with its sliceable hyperparameter at ``value``; a constant-rate fallback stays as it is.
+
+    fit_binary falls back to a constant-rate model from the data alone, whatever the
+    hyperparameters, so that fallback is the same model at every grid point.
+    """
+    if model.kind == ConstantModel.kind:
+        return model
+    return model.sliced(value)  # type: ignore[attr-defined]
+
+
 def _check_columns(model: Any, X: pd.DataFrame) -> None:
     if not hasattr(model, "feature_names_"):
         raise RuntimeError(f"{type(model).__name__} is not fitted yet; call fit first")
@@ -60,12 +81,49 @@ def artifact_path(stem: Path, kind: str, suffix: str) -> Path:
     return Path(stem).parent / f"{Path(stem).name}.{kind}{suffix}"
 
 
-# xgboost trains on one thread. A treatment arm holds hundreds to a few thousand rows, where
-# OpenMP threads cost about as much in synchronisation as they save (train stage, default
-# cohort: 17 s on 2 threads, 19 s on 1); and two trainings at once on this 2-core machine
-# (`dvc exp run --run-all -j 2`, a test run beside `dvc repro`) with 2 spin-waiting threads
-# each took 253 s instead of 26 s. Loaded models predict on every core (predict, evaluate).
+# Training runs on one thread: xgboost's, and the BLAS under scikit-learn's solvers. A treatment
+# arm holds hundreds to a few thousand rows, where OpenMP threads cost about as much in
+# synchronisation as they save (train stage, default cohort: 17 s on 2 threads, 19 s on 1); two
+# trainings at once on this 2-core machine (`dvc exp run --run-all -j 2`, a test run beside
+# `dvc repro`) with 2 spin-waiting threads each took 253 s instead of 26 s; and OpenBLAS's two
+# threads made the logistic propensity fit 25 s instead of 0.5 s on a busy machine (same
+# coefficients: its 12,000 x 43 products are too small to split). Loaded models predict on
+# every core (predict, evaluate).
 TRAIN_THREADS = 1
+
+
+@contextmanager
+def training_threads() -> Iterator[None]:
+    """Limit BLAS/OpenMP pools to TRAIN_THREADS while fitting (xgboost takes n_jobs itself)."""
+    from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
+
+    with threadpool_limits(TRAIN_THREADS):
+        yield
+
+
+def fit_booster(objective: str, eval_metric: str, seed: int, early_stopping_rounds: int | None,
+                hyperparameters: Mapping[str, Any], X: pd.DataFrame, y: np.ndarray,
+                X_val: pd.DataFrame, y_val: np.ndarray) -> Any:
+    """An xgboost booster cut at its best round (early-stopped on validation if asked to).
+
+    The fit sees bare arrays and the feature names are attached afterwards: with names,
+    xgboost reads them back from its C library on every boosting round (the larger part of
+    a small fit's time); the trees are the same either way. Without early stopping there is
+    no validation set to evaluate each round on.
+    """
+    import xgboost as xgb
+
+    clf = xgb.XGBClassifier(
+        objective=objective, eval_metric=eval_metric, tree_method="hist", random_state=seed,
+        n_jobs=TRAIN_THREADS, early_stopping_rounds=early_stopping_rounds or None,
+        **hyperparameters)
+    evals = ({"eval_set": [(X_val.to_numpy(), y_val)]} if early_stopping_rounds else {})
+    clf.fit(X.to_numpy(), y, verbose=False, **evals)
+    booster = clf.get_booster()
+    booster.feature_names = list(X.columns)
+    booster.feature_types = ["float"] * X.shape[1]
+    rounds = int(clf.best_iteration) + 1 if early_stopping_rounds else booster.num_boosted_rounds()
+    return booster[:rounds]
 
 
 class XGBoostModel:
@@ -81,8 +139,9 @@ class XGBoostModel:
 
     kind: ClassVar[str] = "xgboost"
     suffix: ClassVar[str] = ".ubj"
+    EARLY_STOPPING_ROUNDS: ClassVar[int] = 40
 
-    def __init__(self, seed: int = 0, early_stopping_rounds: int | None = 40,
+    def __init__(self, seed: int = 0, early_stopping_rounds: int | None = EARLY_STOPPING_ROUNDS,
                  **hyperparameters: Any):
         self.seed = seed
         self.early_stopping_rounds = early_stopping_rounds
@@ -91,20 +150,35 @@ class XGBoostModel:
     def fit(self, X: pd.DataFrame, y: np.ndarray, X_val: pd.DataFrame,
             y_val: np.ndarray) -> XGBoostModel:
         """Fit on (X, y), stopping early on the validation log-loss if asked to."""
-        import xgboost as xgb
-
-        clf = xgb.XGBClassifier(
-            objective="binary:logistic", eval_metric="logloss", tree_method="hist",
-            random_state=self.seed, n_jobs=TRAIN_THREADS,
-            early_stopping_rounds=self.early_stopping_rounds or None, **self.hyperparameters,
-        )
-        clf.fit(X, y, eval_set=[(X_val, y_val)], verbose=False)
-        booster = clf.get_booster()
-        self.best_iteration_ = (int(clf.best_iteration) if self.early_stopping_rounds
-                                else booster.num_boosted_rounds() - 1)
-        self.booster_ = booster[: self.best_iteration_ + 1]
+        self.booster_ = fit_booster("binary:logistic", "logloss", self.seed,
+                                    self.early_stopping_rounds, self.hyperparameters,
+                                    X, y, X_val, y_val)
+        self.best_iteration_ = self.booster_.num_boosted_rounds() - 1
         self.feature_names_ = list(X.columns)
         return self
+
+    @classmethod
+    def sliceable(cls, hyperparameters: Mapping[str, Any]) -> str | None:
+        """``n_estimators``, unless early stopping makes the tree count depend on the fit.
+
+        Boosting adds trees one at a time from the same seeded draws, so the first k trees
+        of a 400-tree fit are the trees of a k-tree fit (subsample and colsample included):
+        the same bytes, the same predictions and SHAP values.
+        """
+        stops = hyperparameters.get("early_stopping_rounds", cls.EARLY_STOPPING_ROUNDS)
+        return None if stops else "n_estimators"
+
+    def sliced(self, n_estimators: int) -> XGBoostModel:
+        """A copy holding the first ``n_estimators`` trees: the model a fit with that many makes."""
+        n_trees = self.booster_.num_boosted_rounds()
+        if not 1 <= n_estimators <= n_trees:
+            raise ValueError(f"cannot cut {n_estimators} trees from a model of {n_trees}")
+        model = XGBoostModel(self.seed, self.early_stopping_rounds,
+                             **{**self.hyperparameters, "n_estimators": n_estimators})
+        model.booster_ = self.booster_[:n_estimators]
+        model.best_iteration_ = n_estimators - 1
+        model.feature_names_ = list(self.feature_names_)
+        return model
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """P(y = 1) for each row."""

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from precision_pain.data.features import build_features
-from precision_pain.models.estimators import TRAIN_THREADS, artifact_path
+from precision_pain.models.estimators import artifact_path, fit_booster
 from precision_pain.registry import TREATMENT_NAMES, TREATMENTS
 
 STEM = "propensity"
@@ -79,18 +79,12 @@ class XGBoostPropensity:
     def fit(self, X: pd.DataFrame, treatment: np.ndarray, X_val: pd.DataFrame,
             treatment_val: np.ndarray) -> XGBoostPropensity:
         """Fit on the train rows, stopping early on the validation multinomial log-loss."""
-        import xgboost as xgb
-
         classes = _classes(treatment)
         y, y_val = _codes(classes, treatment), _codes(classes, treatment_val)
         keep = y_val >= 0
-        clf = xgb.XGBClassifier(
-            objective="multi:softprob", eval_metric="mlogloss", tree_method="hist",
-            random_state=self.seed, n_jobs=TRAIN_THREADS,
-            early_stopping_rounds=self.early_stopping_rounds,
-            **self.hyperparameters)
-        clf.fit(X, y, eval_set=[(X_val[keep], y_val[keep])], verbose=False)
-        self.booster_ = clf.get_booster()[: int(clf.best_iteration) + 1]
+        self.booster_ = fit_booster("multi:softprob", "mlogloss", self.seed,
+                                    self.early_stopping_rounds, self.hyperparameters,
+                                    X, y, X_val[keep], y_val[keep])
         self.booster_.set_attr(classes=json.dumps(classes))
         self.classes_, self.feature_names_ = classes, list(X.columns)
         return self
