@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -35,6 +36,17 @@ import numpy as np
 import pandas as pd
 
 MIN_EVENTS = 5  # fewer events (or non-events) than this: fall back to a constant-rate model
+
+
+@dataclass(frozen=True)
+class MlflowArtifact:
+    """How a model type is logged to MLflow: the flavor, the object it logs, the options of
+    ``mlflow.<flavor>.log_model`` (formats are never pickle) and an optional run tag."""
+
+    flavor: str
+    obj: Any
+    options: Mapping[str, Any]
+    note: str | None = None
 
 
 class BinaryModel(Protocol):
@@ -49,6 +61,7 @@ class BinaryModel(Protocol):
     def contributions(self, X: pd.DataFrame) -> np.ndarray: ...
     def save(self, stem: Path) -> Path: ...
     def summary(self) -> dict[str, Any]: ...
+    def mlflow_artifact(self) -> MlflowArtifact: ...
 
 
 def sliceable(kind: str, hyperparameters: Mapping[str, Any]) -> str | None:
@@ -195,24 +208,77 @@ class XGBoostModel:
 
     def save(self, stem: Path) -> Path:
         """Write the booster in xgboost's UBJSON format."""
-        path = artifact_path(stem, self.kind, self.suffix)
-        self.booster_.save_model(path)
-        return path
+        return save_booster(self.booster_, artifact_path(stem, self.kind, self.suffix))
 
     @classmethod
     def load(cls, path: Path) -> XGBoostModel:
         """Read a booster saved by :meth:`save`."""
-        import xgboost as xgb
-
-        model = cls()
-        model.booster_ = xgb.Booster(model_file=str(path))
-        model.feature_names_ = list(model.booster_.feature_names or [])
-        model.best_iteration_ = model.booster_.num_boosted_rounds() - 1
-        return model
+        return cls.from_mlflow(load_booster(path), [])
 
     def summary(self) -> dict[str, Any]:
         """Facts worth logging about the fitted model."""
         return {"n_trees": self.best_iteration_ + 1}
+
+    def mlflow_artifact(self) -> MlflowArtifact:
+        """The booster, in xgboost's UBJSON format."""
+        import xgboost as xgb
+
+        return MlflowArtifact("xgboost", self.booster_, {
+            "model_format": "ubj", "pip_requirements": [f"xgboost=={xgb.__version__}"]})
+
+    @classmethod
+    def from_mlflow(cls, booster: Any, feature_names: list[str]) -> XGBoostModel:
+        """The model around a booster MLflow loaded."""
+        model = cls()
+        model.booster_ = booster
+        model.feature_names_ = list(booster.feature_names or feature_names)
+        model.best_iteration_ = booster.num_boosted_rounds() - 1
+        return model
+
+
+def save_skops(path: Path, state: Mapping[str, Any]) -> Path:
+    """Write a fitted estimator and its name lists with skops (no pickle)."""
+    import skops.io as sio
+
+    sio.dump(dict(state), path)
+    return path
+
+
+def load_skops_state(path: Path, trust: str, names: tuple[str, ...]) -> dict[str, Any]:
+    """Read a :func:`save_skops` file, trusting exactly the types ``trust`` saves: the checked
+    estimator under ``estimator`` and each of ``names`` as a list of strings."""
+    from precision_pain.models.safe_skops import check_estimator, check_names, load_skops
+
+    state = load_skops(path, trust)
+    if not isinstance(state, dict) or set(state) != {"estimator", *names}:
+        raise ValueError(f"{path}: not a {trust} model file written by precision-pain")
+    return {"estimator": check_estimator(state["estimator"], trust, path),
+            **{name: check_names(state[name], name, path) for name in names}}
+
+
+def logistic_pipeline(seed: int, hyperparameters: Mapping[str, Any]) -> Any:
+    """Median imputation (with missing indicators) + scaling + logistic regression, unfitted."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(
+        SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+        StandardScaler(), LogisticRegression(random_state=seed, **hyperparameters))
+
+
+def save_booster(booster: Any, path: Path) -> Path:
+    """Write an xgboost booster in its own UBJSON format."""
+    booster.save_model(path)
+    return path
+
+
+def load_booster(path: Path) -> Any:
+    """Read a booster written by :func:`save_booster`."""
+    import xgboost as xgb
+
+    return xgb.Booster(model_file=str(path))
 
 
 class _SkopsModel:
@@ -223,29 +289,49 @@ class _SkopsModel:
 
     def save(self, stem: Path) -> Path:
         """Write the fitted estimator with skops (no pickle)."""
-        import skops.io as sio
-
-        path = artifact_path(stem, self.kind, self.suffix)
-        sio.dump({"estimator": self.estimator_, "feature_names": self.feature_names_}, path)
-        return path
+        return save_skops(artifact_path(stem, self.kind, self.suffix),
+                          {"estimator": self.estimator_, "feature_names": self.feature_names_})
 
     @classmethod
     def load(cls, path: Path) -> Any:
         """Read an estimator saved by :meth:`save`, trusting exactly what :meth:`save` writes."""
-        from precision_pain.models.safe_skops import check_estimator, check_names, load_skops
-
-        state = load_skops(path, cls.kind)
-        if not isinstance(state, dict) or set(state) != {"estimator", "feature_names"}:
-            raise ValueError(f"{path}: not a {cls.kind} model file written by precision-pain")
+        state = load_skops_state(path, cls.kind, ("feature_names",))
         model = cls()
-        model.estimator_ = check_estimator(state["estimator"], cls.kind, path)
-        model.feature_names_ = check_names(state["feature_names"], "feature_names", path)
+        model.estimator_, model.feature_names_ = state["estimator"], state["feature_names"]
         return model
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """P(y = 1) for each row."""
         _check_columns(self, X)
         return self.estimator_.predict_proba(X.to_numpy(np.float64))[:, 1]
+
+    def mlflow_artifact(self) -> MlflowArtifact:
+        """The estimator, in skops format, trusting exactly the types it holds."""
+        return _skops_artifact(self.estimator_)
+
+    @classmethod
+    def from_mlflow(cls, estimator: Any, feature_names: list[str]) -> Any:
+        """The model around an estimator read (and allowlist-checked) from MLflow."""
+        model = cls()
+        model.estimator_ = estimator
+        model.feature_names_ = list(feature_names)
+        return model
+
+
+def _skops_artifact(estimator: Any, note: str | None = None) -> MlflowArtifact:
+    """An MLflow sklearn-flavor artifact in skops format, trusting the types ``estimator`` holds."""
+    import tempfile
+
+    import sklearn
+    import skops.io as sio
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.skops"
+        sio.dump(estimator, path)
+        trusted = sio.get_untrusted_types(file=path)
+    return MlflowArtifact("sklearn", estimator, {
+        "serialization_format": "skops", "skops_trusted_types": trusted,
+        "pip_requirements": [f"scikit-learn=={sklearn.__version__}"]}, note)
 
 
 class LogisticModel(_SkopsModel):
@@ -260,16 +346,8 @@ class LogisticModel(_SkopsModel):
     def fit(self, X: pd.DataFrame, y: np.ndarray, X_val: pd.DataFrame,
             y_val: np.ndarray) -> LogisticModel:
         """Fit the pipeline; the validation split is not needed (no early stopping)."""
-        from sklearn.impute import SimpleImputer
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
-        self.estimator_ = make_pipeline(
-            SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
-            StandardScaler(),
-            LogisticRegression(random_state=self.seed, **self.hyperparameters),
-        ).fit(X.to_numpy(np.float64), y)
+        self.estimator_ = logistic_pipeline(self.seed, self.hyperparameters).fit(
+            X.to_numpy(np.float64), y)
         self.feature_names_ = list(X.columns)
         return self
 
@@ -382,6 +460,23 @@ class ConstantModel:
     def summary(self) -> dict[str, Any]:
         """Facts worth logging about the fitted model."""
         return {"rate": self.rate_}
+
+    def mlflow_artifact(self) -> MlflowArtifact:
+        """A prior-only scikit-learn DummyClassifier predicting the rate (skops)."""
+        from sklearn.dummy import DummyClassifier
+
+        dummy = DummyClassifier(strategy="prior").fit(
+            np.zeros((2, 1)), np.array([0, 1]), sample_weight=np.array([1.0 - self.rate_,
+                                                                        self.rate_]))
+        return _skops_artifact(dummy, "constant rate (too few events to learn from)")
+
+    @classmethod
+    def from_mlflow(cls, dummy: Any, feature_names: list[str]) -> ConstantModel:
+        """The model from the DummyClassifier :meth:`mlflow_artifact` logs."""
+        model = cls()
+        model.rate_ = float(dummy.class_prior_[1])
+        model.feature_names_ = list(feature_names)
+        return model
 
 
 MODEL_TYPES: Mapping[str, type] = {

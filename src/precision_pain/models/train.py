@@ -6,8 +6,10 @@ lists (e.g. ``n_estimators: [50, 100, 200]`` or ``C: [0.003, 0.01, 0.1]``): one
 combination per outcome, shared by all treatments, by the validation Brier score
 pooled over treatments (and, where a model type is set to, it stops early on it);
 never the test split.
-The core returns fitted models and validation metrics; tracking and file
-output happen in the CLI layer.
+:func:`train_bundle` is the whole stage's core: every treatment's models, the training
+profile (:mod:`precision_pain.models.profile`) and the propensity model, as one
+:class:`~precision_pain.models.bundle.ModelBundle`. It returns results and reports each
+treatment through a callback; tracking and file output happen in the CLI layer.
 """
 
 from __future__ import annotations
@@ -21,15 +23,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from precision_pain.config import ModelParams
 from precision_pain.data.features import build_features
 from precision_pain.evaluate.metrics import binary_metrics
-from precision_pain.models.estimators import BinaryModel, fit_binary, sliceable, sliced
-from precision_pain.registry import Treatment
+from precision_pain.models.bundle import ModelBundle, bundle_from_training
+from precision_pain.models.estimators import (BinaryModel, fit_binary, sliceable, sliced,
+                                              training_threads)
+from precision_pain.models.profile import training_profile
+from precision_pain.models.propensity import fit_propensity
+from precision_pain.registry import OUTCOMES, Treatment
 
 log = logging.getLogger(__name__)
-
-OUTCOMES: tuple[str, ...] = ("response", "adverse_event")
-
 
 @dataclass(frozen=True)
 class TreatmentModels:
@@ -39,6 +43,37 @@ class TreatmentModels:
     models: Mapping[str, BinaryModel]
     counts: Mapping[str, int]
     validation: Mapping[str, float] = field(default_factory=dict)
+
+
+def train_bundle(train: pd.DataFrame, valid: pd.DataFrame, treatments: Iterable[Treatment],
+                 model: ModelParams, response_threshold: float,
+                 on_done: Callable[[TreatmentModels], None] | None = None) -> ModelBundle:
+    """Every treatment's models, the training profile and the propensity model, as a bundle.
+
+    ``on_done`` gets each treatment's final result (the CLI logs it to MLflow). Without
+    ``model.hyperparameters.propensity`` the bundle has no propensity model.
+    """
+    hyper = model.hyperparameters.get(model.type, {})
+    with training_threads():
+        fitted = train_all(treatments, train, valid, model.type, hyper, model.seed, on_done)
+        profile = training_profile(train, valid, {n: r.models for n, r in fitted.items()})
+        propensity, report = _propensity(train, valid, model)
+    metadata = {"response_threshold": response_threshold, "hyperparameters": hyper, **profile,
+                **({"propensity": report} if report else {})}
+    return bundle_from_training(fitted, model.type, metadata, propensity)
+
+
+def _propensity(train: pd.DataFrame, valid: pd.DataFrame, model: ModelParams
+                ) -> tuple[Any, dict[str, Any]]:
+    """P(treatment | features) for off-policy evaluation; (None, {}) without candidates."""
+    candidates = model.hyperparameters.get("propensity")
+    if not candidates:
+        log.info("no model.hyperparameters.propensity: skipping the propensity model")
+        return None, {}
+    fitted, report = fit_propensity(train, valid, candidates, model.seed)
+    log.info("propensity model: %s (validation log-loss %s)", report["chosen"],
+             ", ".join(f"{k} {v:.4f}" for k, v in report["valid_log_loss"].items()))
+    return fitted, report
 
 
 def treatment_seed(seed: int, treatment_index: int, outcome_index: int) -> int:

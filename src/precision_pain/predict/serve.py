@@ -49,20 +49,22 @@ def model_config(options: Any) -> dict[str, Any]:
             "calibration_tolerance": options.confidence.calibration_tolerance}
 
 
-def options_from_config(config: Mapping[str, Any] | None) -> Any:
-    """PredictOptions from a served model's ``model_config`` (defaults where absent)."""
+def options_from_config(config: Mapping[str, Any]) -> Any:
+    """PredictOptions from a served model's ``model_config`` (written by :func:`model_config`)."""
     from precision_pain.predict.confidence import ConfidenceSettings
     from precision_pain.predict.recommend import PredictOptions
 
-    config = dict(config or {})
-    defaults = PredictOptions()
-    confidence = ConfidenceSettings(**{
-        key: float(config.get(key, getattr(defaults.confidence, key)))
-        for key in ("min_propensity", "max_interval_width", "calibration_tolerance")})
-    return PredictOptions(float(config.get("harm_weight", defaults.harm_weight)),
-                          int(config.get("n_features", defaults.n_features)),
-                          int(config.get("top_k", defaults.top_k)),
-                          str(config.get("shap_rows", defaults.shap_rows)), confidence)
+    keys = ("harm_weight", "n_features", "top_k", "shap_rows", *_CONFIDENCE_KEYS)
+    missing = [key for key in keys if key not in config]
+    if missing:
+        raise ValueError(f"the served model's config lacks {', '.join(missing)}; register it "
+                         "again with `dvc repro` (train logs every prediction setting)")
+    confidence = ConfidenceSettings(**{key: float(config[key]) for key in _CONFIDENCE_KEYS})
+    return PredictOptions(float(config["harm_weight"]), int(config["n_features"]),
+                          int(config["top_k"]), str(config["shap_rows"]), confidence)
+
+
+_CONFIDENCE_KEYS = ("min_propensity", "max_interval_width", "calibration_tolerance")
 
 
 class RecommenderModel(mlflow.pyfunc.PythonModel):
@@ -75,7 +77,7 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
         config = getattr(context, "model_config", None) or {}
         self.bundle_ = load_bundle(context.artifacts[ARTIFACT],
                                    expected_sha256=config.get("bundle_sha256"))
-        self.options_ = options_from_config(getattr(context, "model_config", None))
+        self.options_ = options_from_config(config)
 
     def predict(self, context: Any, model_input: pd.DataFrame,
                 params: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -91,6 +93,4 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
                                       require_outcomes=False)
         except ValueError as exc:
             raise MlflowException(str(exc), error_code=BAD_REQUEST) from None
-        options = self.options_
-        return recommend(prepared, self.bundle_, options.harm_weight, options.n_features,
-                         options).table
+        return recommend(prepared, self.bundle_, self.options_).table
