@@ -269,7 +269,6 @@ def test_overlap_summary_by_hand():
 @pytest.fixture(scope="module")
 def small_propensity_bundle(small_bundle, small_splits):
     """The shared small bundle plus a propensity model fitted on the small train split."""
-
     from precision_pain.models.propensity import fit_propensity
 
     model, report = fit_propensity(small_splits["train"], small_splits["valid"],

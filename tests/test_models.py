@@ -145,3 +145,15 @@ def test_grid_scored_by_slicing_matches_one_fit_per_point(small_splits):
         for name in ("tramadol", "cbt"):
             got = grid[name].models[outcome].predict_proba(X)
             assert np.max(np.abs(got - single[name].models[outcome].predict_proba(X))) == 0.0
+
+
+def test_train_bundle_holds_models_profile_and_propensity(small_bundle):
+    from precision_pain.models.profile import has_profile
+    from precision_pain.registry import OUTCOMES
+
+    assert small_bundle.treatments == ("tramadol", "duloxetine", "physical_therapy")
+    assert all(set(small_bundle.models[t]) == set(OUTCOMES) for t in small_bundle.treatments)
+    assert has_profile(small_bundle.metadata)
+    assert small_bundle.propensity is not None
+    assert small_bundle.metadata["propensity"]["chosen"] == small_bundle.propensity.kind
+    assert small_bundle.metadata["counts"]["tramadol"]["n_train"] > 0

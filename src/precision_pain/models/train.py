@@ -35,6 +35,7 @@ from precision_pain.registry import OUTCOMES, Treatment
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class TreatmentModels:
     """The fitted models of one treatment and what was learned about them."""

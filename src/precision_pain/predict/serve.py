@@ -49,6 +49,9 @@ def model_config(options: Any) -> dict[str, Any]:
             "calibration_tolerance": options.confidence.calibration_tolerance}
 
 
+_CONFIDENCE_KEYS = ("min_propensity", "max_interval_width", "calibration_tolerance")
+
+
 def options_from_config(config: Mapping[str, Any]) -> Any:
     """PredictOptions from a served model's ``model_config`` (written by :func:`model_config`)."""
     from precision_pain.predict.confidence import ConfidenceSettings
@@ -62,9 +65,6 @@ def options_from_config(config: Mapping[str, Any]) -> Any:
     confidence = ConfidenceSettings(**{key: float(config[key]) for key in _CONFIDENCE_KEYS})
     return PredictOptions(float(config["harm_weight"]), int(config["n_features"]),
                           int(config["top_k"]), str(config["shap_rows"]), confidence)
-
-
-_CONFIDENCE_KEYS = ("min_propensity", "max_interval_width", "calibration_tolerance")
 
 
 class RecommenderModel(mlflow.pyfunc.PythonModel):
