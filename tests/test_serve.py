@@ -25,7 +25,7 @@ ALIAS = "served"
 
 def test_model_config_round_trips(options):
     options = replace(options, harm_weight=0.7, top_k=2)
-    assert options_from_config(model_config(options)) == options
+    assert options_from_config(model_config(options, 1000)) == options
     with pytest.raises(ValueError, match="lacks harm_weight"):
         options_from_config({})
 
@@ -49,7 +49,7 @@ def registered(small_bundle, small_splits, params, tmp_path_factory, options):
         with mlflow.start_run(experiment_id=experiment) as run:
             run_id = run.info.run_id
         model_uri = tracking.log_recommender(track, models, run_id,
-                                             model_config(replace(options, top_k=2)))
+                                             model_config(replace(options, top_k=2), 50))
         yield model_uri, uri, track
 
 
@@ -133,6 +133,7 @@ def test_mlflow_models_serve_answers_ranked_explained_rows(registered, small_syn
         bad[1]["age"] = 12
         status, body = _post(f"{base}/invocations", {"dataframe_records": bad})
         assert status == 400 and "age" in json.dumps(body)
+        _assert_refusals_like_the_cli(base, small_synthetic)
     finally:
         process.terminate()
         try:
@@ -140,6 +141,28 @@ def test_mlflow_models_serve_answers_ranked_explained_rows(registered, small_syn
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+def _assert_refusals_like_the_cli(base: str, small_synthetic) -> None:
+    """Refused requests: HTTP 400, the contract's message, no stack trace, no echo of rows."""
+    url = f"{base}/invocations"
+    records = _records(small_synthetic, 3)
+    duplicated = [records[0], {**records[1], "patient_id": records[0]["patient_id"]}]
+    status, body = _post(url, {"dataframe_records": duplicated})
+    assert status == 400 and "repeat a patient" in body["message"], body
+    listed = [{**records[0], "age": [1, 2]}]
+    status, body = _post(url, {"dataframe_records": listed})
+    assert status == 400 and "single value" in body["message"], body
+    planted = "planted.person@example.com"
+    mrn = [{**records[0], "sex": planted, "patient_id": "MRN0012345678"}]
+    status, body = _post(url, {"dataframe_records": mrn})
+    text = json.dumps(body)
+    assert status == 400 and planted not in text and "MRN0012345678" not in text, body
+    too_many = [{**records[0], "patient_id": f"S{i}"} for i in range(51)]  # limit 50
+    status, body = _post(url, {"dataframe_records": too_many})
+    assert status == 400 and "at most 50" in body["message"], body
+    for answer in (body,):
+        assert "stack_trace" not in answer and "Traceback" not in json.dumps(answer)
 
 
 @pytest.mark.slow

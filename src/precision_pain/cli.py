@@ -8,6 +8,7 @@ params.yaml. Heavy libraries are imported inside the commands so that
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -33,10 +34,14 @@ def _friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
         try:
             return func(*args, **kwargs)
-        except (ParamsError, FileNotFoundError, ValueError, KeyError) as exc:
+        except (ParamsError, OSError, ValueError, KeyError) as exc:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
             raise click.ClickException(str(message)) from None
     return wrapper
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -54,6 +59,9 @@ def main(verbose: bool, quiet: bool) -> None:
     from precision_pain.tracking import disable_telemetry
 
     disable_telemetry()
+    # SIGTERM (a job scheduler's stop, `kill`) unwinds like Ctrl-C: every temporary file of
+    # an unfinished output is removed on the way out (precision_pain.io).
+    signal.signal(signal.SIGTERM, _terminate)
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -76,23 +84,22 @@ def simulate(params_path: Path, n_patients: int | None, seed: int | None, out: P
              truth_out: Path | None) -> None:
     """Write a synthetic cohort and, separately, its ground truth."""
     from precision_pain.config import load_params
-    from precision_pain.io import table_format, write_table
+    from precision_pain.io import check_writable, table_format, write_tables
     from precision_pain.progress import progress_bar
     from precision_pain.data.simulate import simulate_cohort
 
     params = load_params(params_path)
     table_format(out)
     truth_out = truth_out or out.with_name(f"{out.stem}_ground_truth{out.suffix}")
+    check_writable([out, truth_out])
     log.info("simulating %d patients (seed %d) with %s",
              params.simulate.n_patients if n_patients is None else n_patients,
              params.simulate.seed if seed is None else seed, params_path)
-    with progress_bar(total=3, desc="simulate", unit="step") as bar:
+    with progress_bar(total=2, desc="simulate", unit="step") as bar:
         result = simulate_cohort(params.simulate, params.prepare.response_threshold,
                                  n_patients=n_patients, seed=seed)
         bar.update()
-        write_table(result.truth, truth_out)
-        bar.update()
-        write_table(result.cohort, out)
+        write_tables({out: result.cohort, truth_out: result.truth})  # published together
         bar.update()
     log.info("wrote cohort %s (%d rows x %d columns) and ground truth %s (%d rows)",
              out, *result.cohort.shape, truth_out, len(result.truth))
@@ -116,36 +123,25 @@ def prepare(params_path: Path, cohort: Path | None, ground_truth: str | None, ou
 
     from precision_pain.config import load_params
     from precision_pain.data.contract import read_table
-    from precision_pain.io import write_table
     from precision_pain.data.prepare import align_truth, prepare_cohort
+    from precision_pain.io import check_writable, write_tables
 
     params = load_params(params_path)
     cohort = cohort or params.data.cohort
     truth_path = _optional_path(ground_truth, params.data.ground_truth)
-    raw = read_table(cohort)
-    log.info("read cohort %s: %d rows x %d columns", cohort, *raw.shape)
-    prepared = prepare_cohort(raw, str(cohort), params.prepare.response_threshold)
+    out, truth_out = out or params.data.prepared, truth_out or params.data.prepared_truth
+    check_writable([out, truth_out])
+    prepared = prepare_cohort(read_table(cohort), str(cohort), params.prepare.response_threshold)
     if truth_path is not None:
-        truth = align_truth(read_table_any(truth_path), prepared, str(truth_path))
+        truth = align_truth(read_table(truth_path, typed=True), prepared, str(truth_path))
     else:
         log.info("no ground truth: evaluation will report observed-data metrics only")
         truth = pd.DataFrame(columns=["patient_id", "treatment", "eligible", "p_response",
                                       "p_adverse_event"])
-    write_table(truth, truth_out or params.data.prepared_truth)
-    log.info("wrote ground truth %s (%d rows)", truth_out or params.data.prepared_truth,
-             len(truth))
-    write_table(prepared, out or params.data.prepared)
+    write_tables({out: prepared, truth_out: truth})  # published together
+    log.info("wrote ground truth %s (%d rows)", truth_out, len(truth))
     log.info("wrote prepared cohort %s (%d rows); responders %.1f %%",
-             out or params.data.prepared, len(prepared), 100 * prepared["response"].mean())
-
-
-def read_table_any(path: Path) -> Any:
-    """Read a CSV or Parquet table the pipeline or generator wrote."""
-    import pandas as pd
-
-    from precision_pain.io import table_format
-
-    return pd.read_csv(path) if table_format(path) == "csv" else pd.read_parquet(path)
+             out, len(prepared), 100 * prepared["response"].mean())
 
 
 def _optional_path(cli_value: str | None, default: Path | None) -> Path | None:
@@ -164,13 +160,12 @@ def _optional_path(cli_value: str | None, default: Path | None) -> Path | None:
 def split(params_path: Path, prepared: Path | None, out_dir: Path | None) -> None:
     """Split the prepared cohort into train / validation / test, grouped by patient."""
     from precision_pain.config import load_params
-    from precision_pain.io import read_parquet, write_table
+    from precision_pain.data.contract import read_pipeline_table
     from precision_pain.data.split import split_cohort
+    from precision_pain.io import write_table
 
     params = load_params(params_path)
-    frame = read_parquet(prepared or params.data.prepared)
-    log.info("read prepared cohort %s: %d rows x %d columns", prepared or params.data.prepared,
-             *frame.shape)
+    frame = read_pipeline_table(prepared or params.data.prepared)
     parts = split_cohort(frame, params.split.valid_fraction, params.split.test_fraction,
                          params.split.seed)
     out_dir = out_dir or params.data.splits_dir
@@ -193,7 +188,7 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
           tracking: bool) -> None:
     """Fit one response and one adverse-event model per treatment; track them in MLflow."""
     from precision_pain.config import load_params
-    from precision_pain.io import read_parquet
+    from precision_pain.data.contract import read_pipeline_table
     from precision_pain.models.bundle import save_bundle
     from precision_pain.models.estimators import get_model_class
     from precision_pain.progress import progress_bar
@@ -202,8 +197,8 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
     params = load_params(params_path)
     get_model_class(params.model.type)
     splits_dir = splits_dir or params.data.splits_dir
-    train_df = read_parquet(splits_dir / "train.parquet")
-    valid_df = read_parquet(splits_dir / "valid.parquet")
+    train_df = read_pipeline_table(splits_dir / "train.parquet")
+    valid_df = read_pipeline_table(splits_dir / "valid.parquet")
     treatments = select_treatments(params.model.treatments)
     log.info("read %s (%d rows) and %s (%d rows)", splits_dir / "train.parquet", len(train_df),
              splits_dir / "valid.parquet", len(valid_df))
@@ -227,7 +222,8 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
         from precision_pain.tracking import log_recommender
 
         log_recommender(params.tracking, out, bundle.metadata["mlflow_run_ids"]["parent"],
-                        model_config(options_from_params(params)))
+                        model_config(options_from_params(params),
+                                     params.predict.max_request_rows))
 
 
 def _train_tracked(params: Any, treatments: Any, train_df: Any, valid_df: Any,
@@ -276,13 +272,14 @@ def evaluate(params_path: Path, splits_dir: Path | None, truth: Path | None,
     from precision_pain.models.bundle import load_bundle
     from precision_pain.config import load_params
     from precision_pain.evaluate.core import evaluate as run_evaluation
-    from precision_pain.io import read_parquet, write_json
+    from precision_pain.data.contract import read_pipeline_table
+    from precision_pain.io import write_json
 
     params = load_params(params_path)
     settings = params.evaluate
     bundle = load_bundle(models_dir or params.model.dir, own_bundle=True)
-    test = read_parquet((splits_dir or params.data.splits_dir) / "test.parquet")
-    truth_frame = read_parquet(truth or params.data.prepared_truth)
+    test = read_pipeline_table((splits_dir or params.data.splits_dir) / "test.parquet")
+    truth_frame = read_pipeline_table(truth or params.data.prepared_truth)
     log.info("evaluating %s models on %d test rows (ground truth: %d rows, %d bootstrap "
              "replicates)", bundle.model_type, len(test), len(truth_frame), settings.n_bootstrap)
     result = run_evaluation(test, bundle, truth_frame if len(truth_frame) else None, settings)
@@ -351,12 +348,14 @@ def predict(params_path: Path, input_path: Path, out: Path, models_dir: Path | N
             report_max_patients: int | None) -> None:
     """Rank, guideline-check and explain every treatment for each patient of INPUT."""
     from precision_pain.config import load_params
-    from precision_pain.io import table_format
+    from precision_pain.io import check_writable, table_format
     from precision_pain.predict.recommend import options_from_params, predict_chunks
-    from precision_pain.predict.outputs import iter_table, write_predictions
+    from precision_pain.data.contract import iter_table
+    from precision_pain.predict.outputs import output_paths, write_predictions
 
     params = load_params(params_path)
     table_format(out)
+    check_writable(list(output_paths(out).values()))
     bundle = _load_bundle(params, models_dir, registry_alias, bundle_sha256)
     options = options_from_params(params, top_k)
     chunks = iter_table(input_path, params.predict.chunk_size)

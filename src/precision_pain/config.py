@@ -119,6 +119,8 @@ class PredictParams(_Section):
     max_interval_width: float = Field(gt=0, le=1)
     # ... or P(response) lies further than this outside that interval (miscalibrated there).
     calibration_tolerance: float = Field(ge=0, le=1)
+    # The served model refuses requests with more patients than this (HTTP 400).
+    max_request_rows: int = Field(ge=1)
 
 
 class Params(_Section):

@@ -1,23 +1,24 @@
-"""Prediction input and output, streamed: read a cohort in chunks, write four files.
+"""Prediction output, streamed: four files written chunk by chunk.
 
-``iter_table`` reads CSV or Parquet in chunks of ``chunk_size`` rows (raw cells,
-validated later by the contract), so memory does not grow with the cohort.
-``write_predictions`` writes, beside ``OUT`` (CSV or Parquet by suffix):
+The input is read in chunks by the contract's one reader
+(:func:`precision_pain.data.contract.iter_table`), so memory does not grow with the
+cohort. ``write_predictions`` writes, beside ``OUT`` (CSV or Parquet by suffix):
 
 - ``OUT``: the ranked table (columns in docs/predictions.md);
 - ``<stem>.shap.<ext>``: SHAP values of the explained rows;
 - ``<stem>.json``: the same rows as JSON records, for programs, plus a summary;
 - ``<stem>.html``: the report (:mod:`precision_pain.predict.report_html`).
 
-Each file is written to a temporary name and renamed into place only when every
-chunk has succeeded, so bad input (found in any chunk) leaves no output at all.
+The four files are written under temporary names and published together
+(:func:`precision_pain.io.file_set`) only when every chunk has succeeded: bad input (found
+in any chunk) leaves no output at all, and no reader ever sees files of two runs side by side.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,72 +27,16 @@ from typing import Any, TextIO
 import pandas as pd
 
 from precision_pain import RESEARCH_NOTICE
-from precision_pain.io import atomic_path, table_format
+from precision_pain.io import failpoint, file_set, table_format
 from precision_pain.predict.recommend import OUTPUT_COLUMNS, Recommendations
-from precision_pain.predict.report_html import add_summaries, patient_sections, render_report, summarize
+from precision_pain.predict.report_html import (
+    add_summaries,
+    patient_sections,
+    render_report,
+    summarize,
+)
 
 log = logging.getLogger(__name__)
-
-
-# --------------------------------------------------------------------------- input
-
-def iter_table(path: str | Path, chunk_size: int) -> Iterator[pd.DataFrame]:
-    """Raw cohort rows in chunks (CSV cells as text); file errors name the file and the fix."""
-    from precision_pain.data.contract import ContractError, Problem, read_table
-
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if not path.is_file() or suffix not in (".csv", ".parquet", ".pq"):
-        yield read_table(path)  # raises the contract's message for this file
-        return
-    rows = 0
-    for chunk in (_csv_chunks if suffix == ".csv" else _parquet_chunks)(path, chunk_size):
-        rows += len(chunk)
-        yield chunk
-    if rows == 0:
-        raise ContractError(path, [Problem(None, "the file has a header but no data rows",
-                                           "add the cohort rows")])
-
-
-def _csv_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
-    from precision_pain.data.contract import ContractError, Problem, check_header, csv_header
-
-    check_header(path, csv_header(path))  # the contract's header rules, one source of truth
-    try:
-        reader = pd.read_csv(path, dtype=str, na_filter=False, encoding="utf-8-sig",
-                             chunksize=chunk_size)
-        for chunk in reader:
-            chunk.columns = [str(name).strip() for name in chunk.columns]
-            yield chunk
-    except UnicodeDecodeError:
-        raise ContractError(path, [Problem(None, "the file is not UTF-8 text",
-                                           "save it as 'CSV UTF-8'")]) from None
-    except pd.errors.ParserError as exc:
-        raise ContractError(path, [Problem(None, f"cannot parse the CSV ({exc})",
-                                           "quote cells that contain commas, or remove the "
-                                           "extra fields")]) from None
-
-
-def _parquet_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from precision_pain.data.contract import ContractError, Problem
-
-    try:
-        handle = pq.ParquetFile(path)
-    except (OSError, ValueError, pa.ArrowException) as exc:
-        raise ContractError(path, [Problem(None, f"not a readable Parquet file "
-                                                 f"({type(exc).__name__})",
-                                           "write it again with pandas/pyarrow, or save it as "
-                                           "CSV")]) from None
-    names = handle.schema_arrow.names
-    duplicated = sorted({n for n in names if names.count(n) > 1})
-    if duplicated:
-        raise ContractError(path, [Problem(n, "appears more than once in the columns",
-                                           "keep one column of that name") for n in duplicated])
-    for batch in handle.iter_batches(batch_size=chunk_size):
-        yield batch.to_pandas()
 
 
 # --------------------------------------------------------------------------- output
@@ -207,6 +152,7 @@ class _Outputs:
         self.n_patients += len(result.features)
         self.n_rows += len(result.table)
         log.info("predicted %d patients so far", self.n_patients)
+        failpoint("write.chunk")
 
     def finish(self) -> None:
         """Close the tables, end the JSON with the summary, write the HTML report."""
@@ -230,7 +176,7 @@ def write_predictions(results: Iterable[Recommendations], out: str | Path,
     results = iter(results)
     result = next(results)  # the first chunk is validated before any file or folder exists
     with ExitStack() as stack:
-        tmp = {key: stack.enter_context(atomic_path(path)) for key, path in paths.items()}
+        tmp = dict(zip(paths, stack.enter_context(file_set(list(paths.values())))))
         outputs = _Outputs(tmp, fmt, meta, max_patients)
         stack.callback(outputs.close)
         while result is not None:

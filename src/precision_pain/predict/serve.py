@@ -10,21 +10,31 @@ the package source travels in ``code_paths``, and the prediction settings in
 ``model_config``. It therefore loads with ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false``.
 
 Request: rows of the data contract (docs/data-contract.md) without outcome
-columns, e.g. ``{"dataframe_records": [{"patient_id": "P1", "age": 54, ...}]}``.
-Response: the ranked rows (columns in docs/predictions.md). Input that breaks the
-contract is answered with HTTP 400 and the contract's message.
+columns, e.g. ``{"dataframe_records": [{"patient_id": "P1", "age": 54, ...}]}``, at most
+``predict.max_request_rows`` patients. Response: the ranked rows (columns in
+docs/predictions.md). A request goes through exactly the code path of
+``precision-pain predict`` (:func:`precision_pain.predict.recommend.predict_chunks`: the
+contract, the one-row-per-patient rule, ranking, checks, explanations). Anything refused is
+answered with HTTP 400 and the contract's message only: no stack trace, and none of the
+request's rows (MLflow's scoring server would prefix a printout of them, identifiers
+included; :class:`RequestRefused` keeps its message as written).
 
 Logging and registration live in :func:`precision_pain.tracking.log_recommender`.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import BAD_REQUEST
+
+log = logging.getLogger(__name__)
 
 MODEL_CODE = Path(__file__).with_name("serve_model_code.py")
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the whole package travels with the model
@@ -40,9 +50,27 @@ def pip_requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in _REQUIREMENTS]
 
 
-def model_config(options: Any) -> dict[str, Any]:
+class RequestRefused(MlflowException):
+    """HTTP 400 with exactly this message: MLflow cannot prepend the request's rows to it."""
+
+    def __init__(self, message: str):
+        self._text = message
+        super().__init__(message, error_code=BAD_REQUEST)
+
+    @property  # type: ignore[override]
+    def message(self) -> str:
+        """The message as written."""
+        return self._text
+
+    @message.setter
+    def message(self, value: str) -> None:
+        """MLflow's scoring server rewrites the message with a printout of the rows: ignored."""
+
+
+def model_config(options: Any, max_request_rows: int) -> dict[str, Any]:
     """The prediction settings stored with the served model."""
-    return {"harm_weight": options.harm_weight, "n_features": options.n_features,
+    return {"max_request_rows": int(max_request_rows),
+            "harm_weight": options.harm_weight, "n_features": options.n_features,
             "top_k": options.top_k, "shap_rows": options.shap_rows,
             "min_propensity": options.confidence.min_propensity,
             "max_interval_width": options.confidence.max_interval_width,
@@ -74,23 +102,31 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
         """Load the bundle from the model's artifacts and the settings from its config."""
         from precision_pain.models.bundle import load_bundle
 
-        config = getattr(context, "model_config", None) or {}
+        self.config_ = dict(getattr(context, "model_config", None) or {})
         self.bundle_ = load_bundle(context.artifacts[ARTIFACT],
-                                   expected_sha256=config.get("bundle_sha256"))
-        self.options_ = options_from_config(config)
+                                   expected_sha256=self.config_.get("bundle_sha256"))
+        self.options_ = options_from_config(self.config_)
 
     def predict(self, context: Any, model_input: pd.DataFrame,
                 params: dict[str, Any] | None = None) -> pd.DataFrame:
-        """Validate the rows against the contract, then rank, check and explain."""
-        from mlflow.exceptions import MlflowException
-        from mlflow.protos.databricks_pb2 import BAD_REQUEST
+        """Validate the rows exactly as the CLI does, then rank, check and explain."""
+        from precision_pain.predict.recommend import predict_chunks
 
-        from precision_pain.predict.recommend import recommend
-        from precision_pain.data.prepare import prepare_cohort
-
+        frame = pd.DataFrame(model_input)
+        limit = int(self.config_.get("max_request_rows", 1000))
+        if len(frame) > limit:
+            raise RequestRefused(
+                f"request: {len(frame)} patients; the served model takes at most {limit} per "
+                "request (predict.max_request_rows). Fix: send smaller batches, or score a "
+                "file with `precision-pain predict`")
         try:
-            prepared = prepare_cohort(pd.DataFrame(model_input), "request", None,
-                                      require_outcomes=False)
-        except ValueError as exc:
-            raise MlflowException(str(exc), error_code=BAD_REQUEST) from None
-        return recommend(prepared, self.bundle_, self.options_).table
+            results = list(predict_chunks([frame], self.bundle_, "request", self.options_))
+        except ValueError as exc:  # the contract's errors (ContractError is a ValueError)
+            raise RequestRefused(str(exc)) from None
+        except Exception as exc:  # cells that are not single values, and anything else
+            log.warning("refused a request that could not be read (%s)", type(exc).__name__)
+            raise RequestRefused(
+                "request: could not be read as rows of the data contract (every cell must be "
+                "a single value: a number, a text or empty). Fix: send one flat record per "
+                "patient with the contract's columns (docs/data-contract.md)") from None
+        return pd.concat([r.table for r in results], ignore_index=True)
