@@ -70,7 +70,7 @@ def parse_args() -> argparse.Namespace:
 def get_bundle(params, models: Path, work: Path) -> Path:
     """A bundle folder with a training profile: --models if usable, else trained now."""
     from precision_pain.models.bundle import load_bundle
-    from precision_pain.predict.confidence import has_profile
+    from precision_pain.models.profile import has_profile
 
     for candidate in (models, work / "bundle"):
         try:
@@ -84,26 +84,23 @@ def get_bundle(params, models: Path, work: Path) -> Path:
 
 def train_bundle(params, out: Path) -> Path:
     """Train every treatment with the project's default params on a synthetic cohort."""
-    from precision_pain.models.bundle import bundle_from_training, save_bundle
-    from precision_pain.predict.confidence import training_profile
     from precision_pain.data.prepare import prepare_cohort
-    from precision_pain.registry import select_treatments
     from precision_pain.data.simulate import simulate_cohort
     from precision_pain.data.split import split_cohort
-    from precision_pain.models.train import train_all
+    from precision_pain.models import train
+    from precision_pain.models.bundle import save_bundle
+    from precision_pain.registry import select_treatments
 
     start = time.perf_counter()
     cohort = simulate_cohort(params.simulate, params.prepare.response_threshold).cohort
     prepared = prepare_cohort(cohort, "synthetic", params.prepare.response_threshold)
     parts = split_cohort(prepared, params.split.valid_fraction, params.split.test_fraction,
                          params.split.seed)
-    hyper = params.model.hyperparameters[params.model.type]
-    fitted = train_all(select_treatments(params.model.treatments), parts["train"],
-                       parts["valid"], params.model.type, hyper, params.model.seed)
-    profile = training_profile(parts["train"], parts["valid"],
-                               {name: r.models for name, r in fitted.items()})
-    save_bundle(bundle_from_training(fitted, params.model.type, profile), out)
-    print(f"[bundle] trained {len(fitted)} treatments with default params on "
+    bundle = train.train_bundle(parts["train"], parts["valid"],
+                                select_treatments(params.model.treatments), params.model,
+                                params.prepare.response_threshold)
+    save_bundle(bundle, out)
+    print(f"[bundle] trained {len(bundle.treatments)} treatments with default params on "
           f"{len(cohort):,} synthetic patients in {time.perf_counter() - start:.0f} s -> {out}")
     return out
 
@@ -190,7 +187,7 @@ def time_core(path: Path, bundle, options, chunk_size: int) -> tuple[float, floa
     wall = cpu = 0.0
     for prepared in chunks_of(path, chunk_size):
         t0, c0 = time.perf_counter(), time.process_time()
-        recommend(prepared, bundle, options.harm_weight, options.n_features, options)
+        recommend(prepared, bundle, options)
         wall += time.perf_counter() - t0
         cpu += time.process_time() - c0
     return wall, cpu

@@ -43,13 +43,23 @@ def small_splits(small_synthetic, params):
 
 
 @pytest.fixture(scope="session")
-def small_bundle(small_splits):
-    """xgboost models for three treatments, trained on the small cohort (no tracking)."""
-    from precision_pain.models.bundle import bundle_from_training
+def small_bundle(small_splits, params):
+    """The train stage's core on the small cohort for three treatments (no tracking):
+    xgboost models, the training profile and a logistic propensity model."""
+    from precision_pain.models.train import train_bundle
     from precision_pain.registry import select_treatments
-    from precision_pain.models.train import train_all
 
-    fitted = train_all(select_treatments(["tramadol", "duloxetine", "physical_therapy"]),
-                       small_splits["train"], small_splits["valid"], "xgboost",
-                       {"n_estimators": 150, "max_depth": 3, "learning_rate": 0.1}, seed=0)
-    return bundle_from_training(fitted, "xgboost", {"response_threshold": 0.3})
+    model = params.model.model_copy(update={"seed": 0, "hyperparameters": {
+        "xgboost": {"n_estimators": 150, "max_depth": 3, "learning_rate": 0.1},
+        "propensity": {"logistic": {"C": 1.0, "max_iter": 2000}}}})
+    return train_bundle(small_splits["train"], small_splits["valid"],
+                        select_treatments(["tramadol", "duloxetine", "physical_therapy"]),
+                        model, response_threshold=0.3)
+
+
+@pytest.fixture(scope="session")
+def options(params):
+    """Prediction settings from the project's params.yaml."""
+    from precision_pain.predict.recommend import options_from_params
+
+    return options_from_params(params)

@@ -7,6 +7,7 @@ come naturally; the last tests run the stage on the shared small cohort.
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,7 @@ from scipy.special import expit, logit
 
 from precision_pain import RESEARCH_NOTICE
 from precision_pain.evaluate import policy as pol
-from precision_pain.evaluate.core import (Scores, evaluate, model_ranks, score_test, truth_columns,
+from precision_pain.evaluate.core import (EpisodeScores, evaluate, model_ranks, score_test, truth_columns,
                                      true_matrices)
 from precision_pain.evaluate.report_md import evaluation_report
 from precision_pain.evaluate.metrics import (MIN_CLASS, binary_metrics, binary_metrics_ci,
@@ -136,7 +137,7 @@ def test_regret_summary_by_hand():
 
 def _toy_scores():
     """Two patients, three treatments; 'c' is not eligible for patient 2."""
-    return Scores(np.array(["1", "2"]), ("a", "b", "c"),
+    return EpisodeScores(np.array(["1", "2"]), ("a", "b", "c"),
                   np.array([[True, True, True], [True, True, False]]),
                   p_response=np.array([[0.1, 0.1, 0.9], [0.1, 0.9, 0.1]]),
                   p_adverse_event=np.zeros((2, 3)), treated=np.array([0, 1]))
@@ -268,8 +269,6 @@ def test_overlap_summary_by_hand():
 @pytest.fixture(scope="module")
 def small_propensity_bundle(small_bundle, small_splits):
     """The shared small bundle plus a propensity model fitted on the small train split."""
-    from dataclasses import replace
-
     from precision_pain.models.propensity import fit_propensity
 
     model, report = fit_propensity(small_splits["train"], small_splits["valid"],
@@ -328,12 +327,12 @@ def test_evaluate_does_not_mutate_inputs(small_splits, small_bundle, small_synth
     pd.testing.assert_frame_equal(truth, small_synthetic.truth)
 
 
-def test_model_ranks_follow_the_recommender(small_splits, small_bundle):
+def test_model_ranks_follow_the_recommender(small_splits, small_bundle, options):
     from precision_pain.predict.recommend import recommend
 
     test = small_splits["test"].head(200)
     ranks = model_ranks(test, score_test(test, small_bundle), harm_weight=0.5)
-    shipped = recommend(test, small_bundle, harm_weight=0.5).table
+    shipped = recommend(test, small_bundle, replace(options, harm_weight=0.5)).table
     first = shipped[shipped["rank"] == 1].set_index("patient_id")["treatment"]
     ours = np.array(small_bundle.treatments)[np.argmin(ranks, axis=1)]
     assert (first.loc[test["patient_id"].astype(str)].to_numpy() == ours).all()

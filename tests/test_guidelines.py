@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from precision_pain.predict.guidelines import (ACTIONS, REQUIRED_COLUMNS, RULES, check_guidelines,
                                        rules_table)
-from precision_pain.predict.recommend import decide, rank_treatments
+from precision_pain.predict.recommend import decide
 from precision_pain.registry import CONDITIONS, TREATMENT_NAMES, TREATMENTS
 
 HEALTHY = {
@@ -176,22 +176,3 @@ def test_avoid_never_ranks_above_allowed_and_ineligible_never_above_eligible(coh
     avoid = scores.action == "avoid"
     assert _violations(scores.rank, scores.eligible, avoid) == 0
     assert (np.sort(scores.rank, axis=1) == np.arange(1, len(TREATMENT_NAMES) + 1)).all()
-
-
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(cohorts())
-def test_rank_treatments_applies_the_same_order_to_a_long_table(cohort):
-    frame, p_resp, p_ae, harm_weight = cohort
-    scores = decide(frame, TREATMENT_NAMES, p_resp, p_ae, harm_weight)
-    n, t = p_resp.shape
-    long = pd.DataFrame({
-        "patient_id": np.repeat(frame["patient_id"].to_numpy(), t),
-        "treatment": np.tile(np.array(TREATMENT_NAMES, dtype=object), n),
-        "eligible": scores.eligible.ravel(), "avoid": (scores.action == "avoid").ravel(),
-        "p_response": p_resp.ravel(), "p_adverse_event": p_ae.ravel(),
-        "net_benefit": scores.net_benefit.ravel(), "explanation": "",
-    })
-    ranked = rank_treatments(long)
-    wide = ranked.pivot(index="patient_id", columns="treatment", values="rank")
-    wide = wide.loc[frame["patient_id"], list(TREATMENT_NAMES)].to_numpy()
-    np.testing.assert_array_equal(wide, scores.rank)

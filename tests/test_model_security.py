@@ -337,6 +337,7 @@ def _write_manifest(directory: Path, manifest: dict) -> None:
 def test_manifest_records_a_sha256_per_file(bundle_dir):
     manifest = _manifest(bundle_dir)
     files = [rel for t in manifest["treatments"] for rel in manifest["files"][t].values()]
+    files += [manifest["propensity"]] if manifest.get("propensity") else []
     assert sorted(manifest["sha256"]) == sorted(files)
     assert all(len(h) == 64 for h in manifest["sha256"].values())
 

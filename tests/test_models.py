@@ -100,3 +100,60 @@ def test_unknown_model_type_lists_valid_ones():
     with pytest.raises(ValueError, match="xgboost, logistic, hist_gb"):
         get_model_class("random_forest")
     assert set(SELECTABLE_MODEL_TYPES) <= set(MODEL_TYPES)
+
+
+def test_sliced_xgboost_is_the_smaller_fit(data, tmp_path):
+    X, y, Xv, yv = data
+    hyper = {"max_depth": 2, "subsample": 0.8, "colsample_bytree": 0.8,
+             "early_stopping_rounds": None}
+    big = make_model("xgboost", {**hyper, "n_estimators": 60}, seed=3).fit(X, y, Xv, yv)
+    small = make_model("xgboost", {**hyper, "n_estimators": 25}, seed=3).fit(X, y, Xv, yv)
+    cut = big.sliced(25)
+    assert np.max(np.abs(cut.predict_proba(Xv) - small.predict_proba(Xv))) == 0.0
+    assert np.max(np.abs(cut.contributions(Xv) - small.contributions(Xv))) == 0.0
+    assert cut.save(tmp_path / "a").read_bytes() == small.save(tmp_path / "b").read_bytes()
+    assert cut.summary() == {"n_trees": 25}
+
+
+@pytest.mark.parametrize(("kind", "hyper", "key"), [
+    ("xgboost", {"n_estimators": 10, "early_stopping_rounds": None}, "n_estimators"),
+    ("xgboost", {"n_estimators": 10, "early_stopping_rounds": 5}, None),
+    ("xgboost", {"n_estimators": 10}, None),  # early stopping by default
+    ("logistic", {"C": 1.0}, None), ("hist_gb", {"max_depth": 2}, None)])
+def test_only_a_tree_count_without_early_stopping_is_sliceable(kind, hyper, key):
+    from precision_pain.models.estimators import sliceable
+
+    assert sliceable(kind, hyper) == key
+
+
+def test_grid_scored_by_slicing_matches_one_fit_per_point(small_splits):
+    from precision_pain.data.features import build_features
+    from precision_pain.models.train import train_all
+    from precision_pain.registry import select_treatments
+
+    treatments = select_treatments(["tramadol", "cbt"])
+    X = build_features(small_splits["valid"])
+    base = {"max_depth": 2, "subsample": 0.8, "early_stopping_rounds": None}
+    grid = train_all(treatments, small_splits["train"], small_splits["valid"], "xgboost",
+                     {**base, "n_estimators": [10, 30], "learning_rate": [0.05, 0.1]}, seed=1)
+    chosen = grid["tramadol"].validation
+    for outcome in ("response", "adverse_event"):
+        point = {**base, "n_estimators": int(chosen[f"valid_{outcome}_chosen_n_estimators"]),
+                 "learning_rate": chosen[f"valid_{outcome}_chosen_learning_rate"]}
+        single = train_all(treatments, small_splits["train"], small_splits["valid"],
+                           "xgboost", point, seed=1)
+        for name in ("tramadol", "cbt"):
+            got = grid[name].models[outcome].predict_proba(X)
+            assert np.max(np.abs(got - single[name].models[outcome].predict_proba(X))) == 0.0
+
+
+def test_train_bundle_holds_models_profile_and_propensity(small_bundle):
+    from precision_pain.models.profile import has_profile
+    from precision_pain.registry import OUTCOMES
+
+    assert small_bundle.treatments == ("tramadol", "duloxetine", "physical_therapy")
+    assert all(set(small_bundle.models[t]) == set(OUTCOMES) for t in small_bundle.treatments)
+    assert has_profile(small_bundle.metadata)
+    assert small_bundle.propensity is not None
+    assert small_bundle.metadata["propensity"]["chosen"] == small_bundle.propensity.kind
+    assert small_bundle.metadata["counts"]["tramadol"]["n_train"] > 0

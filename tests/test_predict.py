@@ -14,49 +14,29 @@ from click.testing import CliRunner
 from precision_pain import RESEARCH_NOTICE
 from precision_pain.models.bundle import load_bundle, save_bundle
 from precision_pain.cli import main
-from precision_pain.predict.confidence import training_profile
-from precision_pain.predict.recommend import (OUTPUT_COLUMNS, PredictOptions, rank_treatments,
+from precision_pain.models.profile import training_profile
+from precision_pain.predict.recommend import (OUTPUT_COLUMNS, rank_order,
                                     recommend)
 
 OUTCOME_COLUMNS = ["treatment", "pain_followup", "adverse_event"]
 
 
-def _scored(**columns):
-    base = {"patient_id": ["a"] * 3, "treatment": ["x", "y", "z"],
-            "eligible": [True, False, True], "p_response": [0.2, 0.9, 0.5],
-            "p_adverse_event": [0.0, 0.0, 0.1], "net_benefit": [0.2, 0.9, 0.45],
-            "explanation": ["", "", ""]}
-    return pd.DataFrame({**base, **columns})
+def _order(avoid=(False, False, False)):
+    return rank_order(np.array([[True, False, True]]), np.array([avoid]),
+                      np.array([[0.2, 0.9, 0.45]]), ["x", "y", "z"])[0].tolist()
 
 
 def test_rank_puts_eligible_first_then_net_benefit():
-    ranked = rank_treatments(_scored())
-    assert ranked["treatment"].tolist() == ["z", "x", "y"]
-    assert ranked["rank"].tolist() == [1, 2, 3]
+    assert _order() == [2, 0, 1]  # z, x, then the ineligible y
 
 
 def test_rank_puts_avoided_below_allowed_but_above_ineligible():
-    ranked = rank_treatments(_scored(avoid=[False, False, True]))
-    assert ranked["treatment"].tolist() == ["x", "z", "y"]
+    assert _order(avoid=(False, False, True)) == [0, 2, 1]  # x, z, y
 
 
-def test_rank_does_not_mutate_its_argument():
-    scored = _scored()
-    before = scored.copy()
-    rank_treatments(scored)
-    pd.testing.assert_frame_equal(scored, before)
-
-
-@pytest.fixture(scope="module")
-def profiled_bundle(small_bundle, small_splits):
-    """The small bundle plus the training profile (ranges, Venn-Abers) cli.train adds."""
-    profile = training_profile(small_splits["train"], small_splits["valid"], small_bundle.models)
-    return replace(small_bundle, metadata={**small_bundle.metadata, **profile})
-
-
-def test_recommend_ranks_all_and_explains(small_splits, small_bundle):
+def test_recommend_ranks_all_and_explains(small_splits, small_bundle, options):
     test = small_splits["test"].head(200)
-    result = recommend(test, small_bundle, harm_weight=0.5, n_features=3)
+    result = recommend(test, small_bundle, options)
     table, shap = result.table, result.shap
     assert list(table.columns) == list(OUTPUT_COLUMNS)
     assert len(table) == len(test) * len(small_bundle.treatments)
@@ -77,7 +57,7 @@ def test_recommend_ranks_all_and_explains(small_splits, small_bundle):
 
 def test_explanation_names_the_strongest_features_in_clinical_words(small_splits):
     from precision_pain.data.features import build_features
-    from precision_pain.predict.recommend import explain_rows
+    from precision_pain.predict.recommend import explain_matrix
 
     X = build_features(small_splits["test"].head(2))
     contrib = np.zeros((2, X.shape[1] + 1))
@@ -85,7 +65,8 @@ def test_explanation_names_the_strongest_features_in_clinical_words(small_splits
     contrib[:, pm] = -1.2
     contrib[:, list(X.columns).index("pain_baseline")] = 0.3
     X.iloc[:, pm] = 1.0
-    sentences = explain_rows("tramadol", X, contrib, n_features=2)
+    sentences = explain_matrix(contrib, X.to_numpy(np.float32), np.full(2, "tramadol"), 2,
+                               "response")
     assert sentences[0].startswith(
         "tramadol: CYP2D6 poor metabolizer lowers the chance of response (odds x0.30); "
         "baseline pain")
@@ -93,9 +74,9 @@ def test_explanation_names_the_strongest_features_in_clinical_words(small_splits
 
 
 def test_only_top_k_rows_are_explained_and_rank_one_gets_the_contrast(small_splits,
-                                                                       small_bundle):
+                                                                       small_bundle, options):
     test = small_splits["test"].head(50)
-    table = recommend(test, small_bundle, 0.5, 3, PredictOptions(top_k=1)).table
+    table = recommend(test, small_bundle, replace(options, top_k=1)).table
     first, rest = table[table["rank"] == 1], table[table["rank"] > 1]
     assert first["explanation"].str.len().gt(0).all()
     assert (rest["explanation"] == "").all() and (rest["contrast"] == "").all()
@@ -103,8 +84,8 @@ def test_only_top_k_rows_are_explained_and_rank_one_gets_the_contrast(small_spli
 
 
 def test_contrast_is_the_difference_of_the_two_response_explanations(small_splits,
-                                                                     small_bundle):
-    result = recommend(small_splits["test"].head(20), small_bundle, 0.5, 3)
+                                                                     small_bundle, options):
+    result = recommend(small_splits["test"].head(20), small_bundle, options)
     shap = result.shap[result.shap["outcome"] == "response"]
     features = [c for c in shap.columns if c not in {"patient_id", "treatment", "outcome",
                                                       "rank"}]
@@ -114,11 +95,11 @@ def test_contrast_is_the_difference_of_the_two_response_explanations(small_split
     assert f"{difference:+.2f}" in row["contrast"]
 
 
-def test_guideline_avoid_outranks_the_model(small_splits, small_bundle):
+def test_guideline_avoid_outranks_the_model(small_splits, small_bundle, options):
     """A CYP2D6 ultrarapid metabolizer never gets tramadol above an allowed treatment."""
     um = small_splits["test"].head(30).assign(cyp2d6_effective_phenotype="UM",
                                               cyp2d6_phenotype="UM")
-    table = recommend(um, small_bundle, 0.5, 3).table
+    table = recommend(um, small_bundle, options).table
     tramadol = table[table["treatment"] == "tramadol"]
     assert (tramadol["guideline_action"] == "avoid").all()
     assert tramadol["guideline_note"].str.contains(
@@ -128,33 +109,34 @@ def test_guideline_avoid_outranks_the_model(small_splits, small_bundle):
     assert (tramadol.set_index("patient_id")["rank"] > worst_allowed).all()
 
 
-def test_intervals_and_confidence_from_the_training_profile(small_splits, profiled_bundle):
+def test_intervals_and_confidence_from_the_training_profile(small_splits, small_bundle, options):
     test = small_splits["test"].head(100)
-    table = recommend(test, profiled_bundle, 0.5, 3).table
+    table = recommend(test, small_bundle, options).table
     assert table[["p_response_low", "p_response_high"]].notna().all().all()
     assert (table["p_response_low"] <= table["p_response_high"]).all()
     assert table["p_response_low"].between(0, 1).all()
     odd = test.head(1).assign(baseline_mme=5000.0)
-    flagged = recommend(odd, profiled_bundle, 0.5, 3).table
+    flagged = recommend(odd, small_bundle, options).table
     assert flagged["low_confidence"].all()
     assert flagged["confidence_reason"].str.contains(
         "current opioid dose above the training range").all()
 
 
-def test_bundle_without_profile_gives_nan_interval_and_no_flag(small_splits, small_bundle):
-    table = recommend(small_splits["test"].head(5), small_bundle, 0.5, 3).table
+def test_bundle_without_profile_gives_nan_interval_and_no_flag(small_splits, small_bundle, options):
+    bare = replace(small_bundle, metadata={})
+    table = recommend(small_splits["test"].head(5), bare, options).table
     assert table["p_response_low"].isna().all()
 
 
-def test_low_propensity_flags_eligible_rows(small_splits, profiled_bundle):
+def test_low_propensity_flags_eligible_rows(small_splits, small_bundle, options):
     class Propensity:
-        treatments_ = ["duloxetine", "physical_therapy", "tramadol"]
+        classes_ = ["duloxetine", "physical_therapy", "tramadol"]
 
         def predict_proba(self, X):
             return np.tile([0.001, 0.5, 0.499], (len(X), 1))
 
-    bundle = replace(profiled_bundle, propensity=Propensity())
-    table = recommend(small_splits["test"].head(10), bundle, 0.5, 3).table
+    bundle = replace(small_bundle, propensity=Propensity())
+    table = recommend(small_splits["test"].head(10), bundle, options).table
     duloxetine = table[table["treatment"] == "duloxetine"]
     assert duloxetine["low_confidence"].all()
     assert duloxetine["confidence_reason"].str.contains("propensity below 0.02").all()
@@ -163,8 +145,8 @@ def test_low_propensity_flags_eligible_rows(small_splits, profiled_bundle):
 # --------------------------------------------------------------------------- the CLI
 
 @pytest.fixture(scope="module")
-def saved_models(profiled_bundle, tmp_path_factory):
-    return save_bundle(profiled_bundle, tmp_path_factory.mktemp("m") / "bundle")
+def saved_models(small_bundle, tmp_path_factory):
+    return save_bundle(small_bundle, tmp_path_factory.mktemp("m") / "bundle")
 
 
 @pytest.fixture()

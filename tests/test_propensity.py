@@ -8,10 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from precision_pain.models.propensity import (PROPENSITY_TYPES, eligibility, fit_propensity,
-                                       load_propensity, multinomial_log_loss,
-                                       predict_propensity)
-from precision_pain.registry import TREATMENT_NAMES
+from precision_pain.models.propensity import (PROPENSITY_TYPES, fit_propensity,
+                                              load_propensity, multinomial_log_loss,
+                                              predict_propensity)
+from precision_pain.registry import TREATMENT_NAMES, UnknownTreatmentError
+from precision_pain.registry import eligibility as registry_eligibility
+
+
+def eligibility(frame: pd.DataFrame, treatments: list[str]) -> np.ndarray:
+    return registry_eligibility(frame["condition"], treatments)
 
 SMALL_XGB = {"n_estimators": 60, "learning_rate": 0.2, "max_depth": 2,
              "early_stopping_rounds": 10}
@@ -30,6 +35,14 @@ def test_eligibility_by_hand():
     got = eligibility(frame, ["nsaid", "pregabalin", "cbt", "oxycodone"])
     # NSAIDs not for fibromyalgia; pregabalin not for knee OA; oxycodone not for fibromyalgia
     assert got.tolist() == [[False, True, True, False], [True, False, True, True]]
+
+
+def test_unknown_treatment_is_an_error_naming_the_valid_ones(small_splits):
+    with pytest.raises(UnknownTreatmentError, match="valid treatments: nsaid"):
+        eligibility(pd.DataFrame({"condition": ["fibromyalgia"]}), ["nsaid", "acupuncture"])
+    train = small_splits["train"].head(200).assign(treatment="acupuncture")
+    with pytest.raises(UnknownTreatmentError, match="acupuncture"):
+        fit_propensity(train, small_splits["valid"], {"logistic": LOGISTIC}, seed=0)
 
 
 def test_chooses_the_lower_validation_log_loss(fitted, small_splits):
@@ -98,5 +111,6 @@ def test_bundle_saves_and_loads_the_propensity_model(small_bundle, fitted, small
     test = small_splits["test"]
     np.testing.assert_allclose(predict_propensity(loaded.propensity, test, ["cbt"]),
                                predict_propensity(model, test, ["cbt"]), rtol=1e-6)
-    without = load_bundle(save_bundle(small_bundle, tmp_path / "plain"))
+    plain = replace(small_bundle, propensity=None)
+    without = load_bundle(save_bundle(plain, tmp_path / "plain"))
     assert without.propensity is None

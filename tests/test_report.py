@@ -22,8 +22,8 @@ META = {"source": "cohort.csv", "models": "models/bundle", "model_type": "xgboos
 
 
 @pytest.fixture(scope="module")
-def result(small_splits, small_bundle):
-    return recommend(small_splits["test"].head(12), small_bundle, 0.5, 3)
+def result(small_splits, small_bundle, options):
+    return recommend(small_splits["test"].head(12), small_bundle, options)
 
 
 @pytest.fixture(scope="module")

@@ -16,31 +16,29 @@ from dataclasses import replace
 import pytest
 
 from precision_pain.models.bundle import save_bundle
-from precision_pain.predict.confidence import training_profile
-from precision_pain.predict.recommend import OUTPUT_COLUMNS, PredictOptions
+from precision_pain.predict.recommend import OUTPUT_COLUMNS
 from precision_pain.predict.serve import model_config, options_from_config
 
 OUTCOME_COLUMNS = ["treatment", "pain_followup", "adverse_event"]
 ALIAS = "served"
 
 
-def test_model_config_round_trips():
-    options = PredictOptions(harm_weight=0.7, top_k=2)
+def test_model_config_round_trips(options):
+    options = replace(options, harm_weight=0.7, top_k=2)
     assert options_from_config(model_config(options, 1000)) == options
-    assert options_from_config(None) == PredictOptions()
+    with pytest.raises(ValueError, match="lacks harm_weight"):
+        options_from_config({})
 
 
 @pytest.fixture(scope="module")
-def registered(small_bundle, small_splits, params, tmp_path_factory):
+def registered(small_bundle, small_splits, params, tmp_path_factory, options):
     """The small bundle logged in a run and registered in a fresh SQLite store."""
     import mlflow
 
     from precision_pain import tracking
 
     root = tmp_path_factory.mktemp("serve")
-    profile = training_profile(small_splits["train"], small_splits["valid"], small_bundle.models)
-    models = save_bundle(replace(small_bundle, metadata={**small_bundle.metadata, **profile}),
-                         root / "bundle")
+    models = save_bundle(small_bundle, root / "bundle")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     track = params.tracking.model_copy(update={"uri": uri, "alias": ALIAS,
                                                "artifact_location": root / "artifacts"})
@@ -51,7 +49,7 @@ def registered(small_bundle, small_splits, params, tmp_path_factory):
         with mlflow.start_run(experiment_id=experiment) as run:
             run_id = run.info.run_id
         model_uri = tracking.log_recommender(track, models, run_id,
-                                             model_config(PredictOptions(top_k=2), 50))
+                                             model_config(replace(options, top_k=2), 50))
         yield model_uri, uri, track
 
 

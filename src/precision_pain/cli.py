@@ -187,16 +187,15 @@ def split(params_path: Path, prepared: Path | None, out_dir: Path | None) -> Non
 def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
           tracking: bool) -> None:
     """Fit one response and one adverse-event model per treatment; track them in MLflow."""
-    from precision_pain.models.bundle import bundle_from_training, save_bundle
     from precision_pain.config import load_params
     from precision_pain.data.contract import read_pipeline_table
+    from precision_pain.models.bundle import save_bundle
     from precision_pain.models.estimators import get_model_class
     from precision_pain.progress import progress_bar
     from precision_pain.registry import select_treatments
 
     params = load_params(params_path)
     get_model_class(params.model.type)
-    hyper = params.model.hyperparameters.get(params.model.type, {})
     splits_dir = splits_dir or params.data.splits_dir
     train_df = read_pipeline_table(splits_dir / "train.parquet")
     valid_df = read_pipeline_table(splits_dir / "valid.parquet")
@@ -205,56 +204,35 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
              splits_dir / "valid.parquet", len(valid_df))
     log.info("training %s models for %d treatments on %d rows (validation %d rows)",
              params.model.type, len(treatments), len(train_df), len(valid_df))
-    metadata: dict[str, Any] = {"response_threshold": params.prepare.response_threshold,
-                                "hyperparameters": hyper}
     with progress_bar(total=len(treatments), desc="train", unit="treatment") as bar:
         if tracking:
-            fitted, run_ids = _train_tracked(params, treatments, train_df, valid_df, hyper,
-                                             splits_dir, bar, params_path)
-            metadata["mlflow_run_ids"] = run_ids
+            bundle = _train_tracked(params, treatments, train_df, valid_df, splits_dir, bar,
+                                    params_path)
         else:
-            from precision_pain.models.train import train_all
+            from precision_pain.models.train import train_bundle
 
-            fitted = train_all(treatments, train_df, valid_df, params.model.type, hyper,
-                               params.model.seed, on_done=lambda _: bar.update())
-    from precision_pain.predict.confidence import training_profile
-
-    metadata = {**metadata, **training_profile(
-        train_df, valid_df, {name: result.models for name, result in fitted.items()})}
-    propensity, report = _fit_propensity(params, train_df, valid_df)
-    metadata = {**metadata, "propensity": report} if report else metadata
-    out = save_bundle(bundle_from_training(fitted, params.model.type, metadata, propensity),
-                      models_dir or params.model.dir)
-    log.info("wrote %d treatments' models to %s", len(fitted), out)
+            bundle = train_bundle(train_df, valid_df, treatments, params.model,
+                                  params.prepare.response_threshold,
+                                  on_done=lambda _: bar.update())
+    out = save_bundle(bundle, models_dir or params.model.dir)
+    log.info("wrote %d treatments' models to %s", len(bundle.treatments), out)
     if tracking:
         from precision_pain.predict.recommend import options_from_params
         from precision_pain.predict.serve import model_config
         from precision_pain.tracking import log_recommender
 
-        log_recommender(params.tracking, out, metadata["mlflow_run_ids"]["parent"],
+        log_recommender(params.tracking, out, bundle.metadata["mlflow_run_ids"]["parent"],
                         model_config(options_from_params(params),
                                      params.predict.max_request_rows))
 
 
-def _fit_propensity(params: Any, train_df: Any, valid_df: Any) -> tuple[Any, dict[str, Any]]:
-    """Fit P(treatment | features) for off-policy evaluation; (None, {}) if no candidates."""
-    from precision_pain.models.propensity import fit_propensity
+def _train_tracked(params: Any, treatments: Any, train_df: Any, valid_df: Any,
+                   splits_dir: Path, bar: Any, params_path: Path) -> Any:
+    """train_bundle inside an MLflow parent run, one nested run per treatment as it is done."""
+    from dataclasses import replace
 
-    candidates = params.model.hyperparameters.get("propensity")
-    if not candidates:
-        log.info("no model.hyperparameters.propensity: skipping the propensity model")
-        return None, {}
-    model, report = fit_propensity(train_df, valid_df, candidates, params.model.seed)
-    log.info("propensity model: %s (validation log-loss %s)", report["chosen"],
-             ", ".join(f"{k} {v:.4f}" for k, v in report["valid_log_loss"].items()))
-    return model, report
-
-
-def _train_tracked(params: Any, treatments: Any, train_df: Any, valid_df: Any, hyper: Any,
-                   splits_dir: Path, bar: Any, params_path: Path
-                   ) -> tuple[Any, dict[str, str]]:
     from precision_pain import tracking
-    from precision_pain.models.train import train_all
+    from precision_pain.models.train import train_bundle
 
     run_ids: dict[str, str] = {}
     tags = tracking.provenance_tags([splits_dir / "train.parquet", splits_dir / "valid.parquet"],
@@ -270,9 +248,9 @@ def _train_tracked(params: Any, treatments: Any, train_df: Any, valid_df: Any, h
     with tracking.parent_run(params, f"train-{params.model.type}", tags, inputs) as parent_id:
         run_ids["parent"] = parent_id
         tracking.log_provenance_files([params_path, Path("dvc.lock")])
-        fitted = train_all(treatments, train_df, valid_df, params.model.type, hyper,
-                           params.model.seed, on_done=on_done)
-    return fitted, run_ids
+        bundle = train_bundle(train_df, valid_df, treatments, params.model,
+                              params.prepare.response_threshold, on_done=on_done)
+    return replace(bundle, metadata={**bundle.metadata, "mlflow_run_ids": run_ids})
 
 
 @main.command()
@@ -415,8 +393,8 @@ def _load_bundle(params: Any, models_dir: Path | None, alias: str | None,
         return load_bundle(bundle_dir, expected_sha256=expected_sha256 or registered_sha256)
     from precision_pain.data.features import FEATURE_NAMES
     from precision_pain.registry import select_treatments
+    from precision_pain.registry import OUTCOMES
     from precision_pain.tracking import load_registered_models
-    from precision_pain.models.train import OUTCOMES
 
     names = tuple(t.name for t in select_treatments(params.model.treatments))
     models = load_registered_models(params.tracking, names, OUTCOMES, alias)

@@ -114,11 +114,11 @@ class PredictParams(_Section):
     # "explained": SHAP values for the top_k_explained ranks; "all": for every row.
     shap_rows: Literal["explained", "all"] = "explained"
     # low_confidence when an eligible treatment's propensity is below this ...
-    min_propensity: float = Field(default=0.02, ge=0, le=1)
+    min_propensity: float = Field(ge=0, le=1)
     # ... or the Venn-Abers interval of P(response) is wider than this.
-    max_interval_width: float = Field(default=0.30, gt=0, le=1)
+    max_interval_width: float = Field(gt=0, le=1)
     # ... or P(response) lies further than this outside that interval (miscalibrated there).
-    calibration_tolerance: float = Field(default=0.10, ge=0, le=1)
+    calibration_tolerance: float = Field(ge=0, le=1)
     # The served model refuses requests with more patients than this (HTTP 400).
     max_request_rows: int = Field(ge=1)
 

@@ -285,10 +285,9 @@ def pick_patient(cohort: pd.DataFrame, patient_id: str | None = None) -> pd.Data
 
 def recommend_patient(project: Project, patient: pd.DataFrame, bundle: ModelBundle) -> Any:
     """The pipeline's ranked, explained recommendations for ``patient`` (``predict.recommend``)."""
-    from precision_pain.predict.recommend import recommend
+    from precision_pain.predict.recommend import options_from_params, recommend
 
-    return recommend(patient, bundle, project.params.evaluate.harm_weight,
-                     project.params.predict.n_explanation_features)
+    return recommend(patient, bundle, options_from_params(project.params))
 
 
 def ranked_list(recommendations: Any) -> pd.DataFrame:

@@ -10,9 +10,11 @@ radicular/neuropathic pain and painful diabetic neuropathy). Guideline actions
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
+
+import numpy as np
 
 CONDITIONS: tuple[str, ...] = (
     "chronic_low_back_pain",
@@ -23,7 +25,8 @@ CONDITIONS: tuple[str, ...] = (
     "knee_osteoarthritis",
 )
 
-ALL_CONDITIONS = CONDITIONS
+# What the models predict for each treatment: one binary model per outcome.
+OUTCOMES: tuple[str, ...] = ("response", "adverse_event")
 _BACK = ("chronic_low_back_pain", "lumbar_radiculopathy", "failed_back_surgery")
 
 
@@ -49,20 +52,20 @@ _TREATMENTS: tuple[Treatment, ...] = (
     Treatment("nsaid", "NSAID (e.g. ibuprofen, celecoxib)", "nsaid", "drug",
               ("CYP2C9",), _BACK + ("knee_osteoarthritis",), nsaid=True),
     Treatment("tramadol", "tramadol", "weak_opioid", "drug",
-              ("CYP2D6", "OPRM1_rs1799971", "COMT_rs4680"), ALL_CONDITIONS, opioid=True),
+              ("CYP2D6", "OPRM1_rs1799971", "COMT_rs4680"), CONDITIONS, opioid=True),
     Treatment("oxycodone", "oxycodone", "strong_opioid", "drug",
               ("OPRM1_rs1799971", "COMT_rs4680"),
-              tuple(c for c in ALL_CONDITIONS if c != "fibromyalgia"), opioid=True),
-    Treatment("duloxetine", "duloxetine", "snri", "drug", (), ALL_CONDITIONS),
+              tuple(c for c in CONDITIONS if c != "fibromyalgia"), opioid=True),
+    Treatment("duloxetine", "duloxetine", "snri", "drug", (), CONDITIONS),
     Treatment("amitriptyline", "amitriptyline", "tca", "drug", ("CYP2D6", "CYP2C19"),
-              tuple(c for c in ALL_CONDITIONS if c != "knee_osteoarthritis")),
+              tuple(c for c in CONDITIONS if c != "knee_osteoarthritis")),
     Treatment("pregabalin", "pregabalin", "gabapentinoid", "drug", (),
               ("lumbar_radiculopathy", "failed_back_surgery", "fibromyalgia",
                "diabetic_neuropathy")),
     Treatment("physical_therapy", "physical therapy / exercise", "exercise", "behavioural",
-              (), ALL_CONDITIONS),
+              (), CONDITIONS),
     Treatment("cbt", "cognitive behavioural therapy", "psychological", "behavioural",
-              (), ALL_CONDITIONS),
+              (), CONDITIONS),
     Treatment("spinal_cord_stimulation", "spinal cord stimulation", "neuromodulation",
               "procedure", (), _BACK + ("diabetic_neuropathy",)),
     Treatment("epidural_steroid", "epidural steroid injection", "interventional", "procedure",
@@ -93,3 +96,16 @@ def select_treatments(names: Iterable[str] | None) -> tuple[Treatment, ...]:
         return tuple(TREATMENTS.values())
     wanted = [get_treatment(n).name for n in names]
     return tuple(t for t in TREATMENTS.values() if t.name in wanted)
+
+
+def eligibility(conditions: Iterable[str], treatments: Sequence[str]) -> np.ndarray:
+    """(n, T) bool: each treatment is a usual option for each row's condition.
+
+    Unknown treatment names are an error listing the valid ones; a condition outside
+    :data:`CONDITIONS` makes no treatment eligible.
+    """
+    chosen = [get_treatment(str(t)) for t in treatments]
+    uniques, codes = np.unique(np.asarray(list(conditions), dtype=str), return_inverse=True)
+    table = np.array([[t.eligible(c) for t in chosen] for c in uniques],
+                     dtype=bool).reshape(len(uniques), len(chosen))
+    return table[codes.reshape(-1)]

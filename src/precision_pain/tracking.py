@@ -392,53 +392,15 @@ def _log_and_register(params: TrackingParams, treatment: str, outcome: str,
     import mlflow
 
     name = registered_name(params, treatment, outcome)
-    if model.kind == "xgboost":
-        import xgboost
-
-        info = mlflow.xgboost.log_model(
-            model.booster_, name=outcome, signature=_signature(model), model_format="ubj",
-            pip_requirements=[f"xgboost=={xgboost.__version__}"], registered_model_name=name)
-    elif model.kind in {"logistic", "hist_gb"}:
-        import sklearn
-
-        info = mlflow.sklearn.log_model(
-            model.estimator_, name=outcome, signature=_signature(model),
-            serialization_format="skops", skops_trusted_types=_skops_types(model),
-            pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
-            registered_model_name=name)
-    else:  # constant-rate model: registered as a prior-only DummyClassifier (skops)
-        import sklearn
-
-        info = mlflow.sklearn.log_model(
-            _as_dummy_classifier(model.rate_), name=outcome, signature=_signature(model),
-            serialization_format="skops",
-            skops_trusted_types=["sklearn.dummy.DummyClassifier"],
-            pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
-            registered_model_name=name)
-        mlflow.set_tag(f"{outcome}.model", "constant rate (too few events to learn from)")
+    artifact = model.mlflow_artifact()
+    info = getattr(mlflow, artifact.flavor).log_model(
+        artifact.obj, name=outcome, signature=_signature(model), registered_model_name=name,
+        **artifact.options)
+    if artifact.note:
+        mlflow.set_tag(f"{outcome}.model", artifact.note)
     version = str(info.registered_model_version)
     mlflow.MlflowClient().set_registered_model_alias(name, params.alias, version)
     return version
-
-
-def _as_dummy_classifier(rate: float) -> Any:
-    """A scikit-learn classifier whose predict_proba is ``rate`` for every row."""
-    import numpy as np
-    from sklearn.dummy import DummyClassifier
-
-    return DummyClassifier(strategy="prior").fit(
-        np.zeros((2, 1)), np.array([0, 1]), sample_weight=np.array([1.0 - rate, rate]))
-
-
-def _skops_types(model: BinaryModel) -> list[str]:
-    import tempfile
-
-    import skops.io as sio
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "m.skops"
-        sio.dump(model.estimator_, path)
-        return sio.get_untrusted_types(file=path)
 
 
 def log_evaluation(run_ids: Mapping[str, str], summary: Mapping[str, Any],
@@ -504,7 +466,7 @@ def load_registered_models(params: TrackingParams, treatments: tuple[str, ...],
     """Load each treatment's registered models at ``alias`` as pipeline model objects."""
     import mlflow
 
-    from precision_pain.models.estimators import XGBoostModel
+    from precision_pain.models.estimators import get_model_class
 
     start(params)
     client = mlflow.MlflowClient()
@@ -522,19 +484,19 @@ def load_registered_models(params: TrackingParams, treatments: tuple[str, ...],
                     "or predict from files with --models"
                 ) from None
             uri = f"models:/{name}@{alias}"
-            flavors = mlflow.models.get_model_info(uri).flavors
-            if "xgboost" in flavors:
-                model = XGBoostModel()
-                model.booster_ = mlflow.xgboost.load_model(uri)
-                model.feature_names_ = list(model.booster_.feature_names or [])
+            info = mlflow.models.get_model_info(uri)
+            names = [c.name for c in info.signature.inputs]
+            if "xgboost" in info.flavors:
+                model = get_model_class("xgboost").from_mlflow(mlflow.xgboost.load_model(uri),
+                                                               names)
             else:
-                model = _load_registered_sklearn(uri)
+                model = _load_registered_sklearn(uri, names)
             log.info("loaded %s version %s", name, version.version)
             loaded[treatment][outcome] = model
     return loaded
 
 
-def _load_registered_sklearn(uri: str) -> BinaryModel:
+def _load_registered_sklearn(uri: str, names: list[str]) -> BinaryModel:
     """A registered scikit-learn model, read with the project's own skops allowlist.
 
     ``mlflow.sklearn.load_model`` would trust the types listed in the model's own MLmodel
@@ -542,23 +504,15 @@ def _load_registered_sklearn(uri: str) -> BinaryModel:
     """
     import mlflow
 
-    from precision_pain.models.estimators import ConstantModel, LogisticModel
+    from precision_pain.models.estimators import get_model_class
 
-    names = [c.name for c in mlflow.models.get_model_info(uri).signature.inputs]
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
     path = local / "model.skops"
     if not path.is_file():
         raise ValueError(f"{uri}: no skops file in the registered model; only skops-format "
                          "scikit-learn models are loaded (retrain with `dvc repro`)")
     estimator, kind = _load_checked(path, uri)
-    if kind == "constant":
-        model: Any = ConstantModel()
-        model.rate_ = float(estimator.class_prior_[1])
-    else:
-        model = LogisticModel()
-        model.estimator_ = estimator
-    model.feature_names_ = names
-    return model
+    return get_model_class(kind).from_mlflow(estimator, names)
 
 
 def _load_checked(path: Path, uri: str) -> tuple[Any, str]:

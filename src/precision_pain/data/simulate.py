@@ -26,7 +26,7 @@ from scipy.special import expit, logit, ndtr
 
 from precision_pain.config import SimulateParams
 from precision_pain.data import pgx
-from precision_pain.registry import CONDITIONS, TREATMENT_NAMES, TREATMENTS
+from precision_pain.registry import CONDITIONS, TREATMENT_NAMES, eligibility
 
 ANCESTRIES: tuple[str, ...] = (
     "european", "african_american", "east_asian", "latino", "south_asian", "other",
@@ -481,12 +481,6 @@ def _by_condition(table: Mapping[str, tuple[float, ...]], cond: np.ndarray) -> n
     return np.column_stack([np.asarray(table[t])[cond] for t in TREATMENT_NAMES])
 
 
-def _eligibility(cond: np.ndarray) -> np.ndarray:
-    """(patient x treatment) registry eligibility for condition codes."""
-    table = np.array([[TREATMENTS[t].eligible(c) for t in TREATMENT_NAMES] for c in CONDITIONS])
-    return table[cond]
-
-
 def _mean_reduction(z: pd.DataFrame, cond: np.ndarray) -> np.ndarray:
     """True mean relative NRS reduction per patient and treatment."""
     prognosis = PLACEBO_MEAN + z[list(PROGNOSTIC)].to_numpy() @ np.array(list(PROGNOSTIC.values()))
@@ -536,7 +530,7 @@ class _Truth:
 def _true_model(patients: pd.DataFrame, params: SimulateParams, threshold: float) -> _Truth:
     z = _modifiers(patients)
     cond = pd.Categorical(patients["condition"], categories=CONDITIONS).codes
-    eligible = _eligibility(cond)
+    eligible = eligibility(patients["condition"], TREATMENT_NAMES)
     mu = _mean_reduction(z, cond)
     return _Truth(eligible=eligible, mean_reduction=mu,
                   p_response=ndtr((mu - threshold) / params.response_sd),

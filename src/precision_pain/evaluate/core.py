@@ -40,8 +40,9 @@ from precision_pain.config import EvaluateParams
 from precision_pain.data.features import build_features
 from precision_pain.evaluate.metrics import METRICS, binary_metrics_ci, bootstrap_weights, estimate_with_ci
 from precision_pain.predict.recommend import decide
-from precision_pain.models.propensity import eligibility, predict_propensity
-from precision_pain.models.train import OUTCOMES
+from precision_pain.models.propensity import predict_propensity
+from precision_pain.progress import track
+from precision_pain.registry import OUTCOMES, eligibility
 
 SUBGROUP_COLUMNS: tuple[str, ...] = ("ancestry", "sex")
 POLICIES: tuple[str, ...] = ("model", "oracle", "one_size_fits_all", "usual_care", "random")
@@ -65,7 +66,7 @@ class Evaluation:
 
 
 @dataclass(frozen=True)
-class Scores:
+class EpisodeScores:
     """Predictions of every treatment's models for every test episode, as (n, k) matrices."""
 
     patient_ids: np.ndarray
@@ -81,7 +82,7 @@ class Scores:
 
 
 # ------------------------------------------------------------------------------ scoring
-def score_test(test: pd.DataFrame, bundle: ModelBundle) -> Scores:
+def score_test(test: pd.DataFrame, bundle: ModelBundle) -> EpisodeScores:
     """Every bundle model's prediction for every test episode."""
     X = build_features(test)
     treatments = tuple(bundle.treatments)
@@ -89,12 +90,12 @@ def score_test(test: pd.DataFrame, bundle: ModelBundle) -> Scores:
                for o in OUTCOMES}
     lookup = {t: j for j, t in enumerate(treatments)}
     treated = np.array([lookup.get(str(t), -1) for t in test["treatment"]], dtype=np.int64)
-    return Scores(test["patient_id"].astype(str).to_numpy(), treatments,
-                  eligibility(test, list(treatments)), predict["response"].astype(float),
+    return EpisodeScores(test["patient_id"].astype(str).to_numpy(), treatments,
+                  eligibility(test["condition"], treatments), predict["response"].astype(float),
                   predict["adverse_event"].astype(float), treated)
 
 
-def model_ranks(test: pd.DataFrame, scores: Scores, harm_weight: float) -> np.ndarray:
+def model_ranks(test: pd.DataFrame, scores: EpisodeScores, harm_weight: float) -> np.ndarray:
     """(n, k) rank of each treatment (1 = first choice) exactly as the shipped recommender ranks."""
     decided = decide(test, scores.treatments, scores.p_response, scores.p_adverse_event,
                      harm_weight)
@@ -109,7 +110,7 @@ def patient_weights(patient_ids: np.ndarray, n_boot: int, seed: int) -> np.ndarr
 
 
 # ---------------------------------------------------------------------- model metrics
-def model_metrics(test: pd.DataFrame, scores: Scores, weights: np.ndarray,
+def model_metrics(test: pd.DataFrame, scores: EpisodeScores, weights: np.ndarray,
                   true: dict[str, np.ndarray] | None = None) -> dict[str, dict[str, Any]]:
     """Per treatment and outcome: metrics with bootstrap CIs on the treated test rows.
 
@@ -117,7 +118,8 @@ def model_metrics(test: pd.DataFrame, scores: Scores, weights: np.ndarray,
     probabilities on the same rows: the best any model could score there.
     """
     result: dict[str, dict[str, Any]] = {}
-    for j, treatment in enumerate(scores.treatments):
+    for j, treatment in track(list(enumerate(scores.treatments)), "bootstrap metrics",
+                              unit="treatment"):
         rows = scores.treated == j
         if rows.any():
             result[treatment] = {o: _outcome_metrics(test[o].to_numpy(float)[rows],
@@ -137,11 +139,11 @@ def _outcome_metrics(y: np.ndarray, p: np.ndarray, weights: np.ndarray,
     return {**metrics, "true_probability": {m: ceiling[m] for m in METRICS}}
 
 
-def _predictions(scores: Scores, outcome: str) -> np.ndarray:
+def _predictions(scores: EpisodeScores, outcome: str) -> np.ndarray:
     return scores.p_response if outcome == "response" else scores.p_adverse_event
 
 
-def reliability_table(test: pd.DataFrame, scores: Scores, n_bins: int = N_RELIABILITY_BINS
+def reliability_table(test: pd.DataFrame, scores: EpisodeScores, n_bins: int = N_RELIABILITY_BINS
                       ) -> pd.DataFrame:
     """Mean prediction vs observed rate in quantile bins, per treatment and outcome."""
     frames = []
@@ -165,7 +167,7 @@ def _bins(p: np.ndarray, y: np.ndarray, n_bins: int) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------- per-episode columns
-def true_matrices(scores: Scores, truth: pd.DataFrame, harm_weight: float
+def true_matrices(scores: EpisodeScores, truth: pd.DataFrame, harm_weight: float
                   ) -> dict[str, np.ndarray]:
     """(n, k) true P(response), P(adverse event) and net benefit of every test episode."""
     ids, names = scores.patient_ids, scores.treatments
@@ -178,7 +180,7 @@ def true_matrices(scores: Scores, truth: pd.DataFrame, harm_weight: float
             "net_benefit": p_resp - harm_weight * p_ae}
 
 
-def truth_columns(scores: Scores, truth: pd.DataFrame, true: dict[str, np.ndarray],
+def truth_columns(scores: EpisodeScores, truth: pd.DataFrame, true: dict[str, np.ndarray],
                   ranks: np.ndarray, stepped_care: Sequence[str]
                   ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """True value under every policy, regret and trials, per test episode; and the choices."""
@@ -193,7 +195,7 @@ def truth_columns(scores: Scores, truth: pd.DataFrame, true: dict[str, np.ndarra
     return columns, {"one_size_fits_all": names[single] if single >= 0 else None}
 
 
-def _truth_policies(scores: Scores, truth: pd.DataFrame, true_net: np.ndarray,
+def _truth_policies(scores: EpisodeScores, truth: pd.DataFrame, true_net: np.ndarray,
                     ranks: np.ndarray) -> tuple[dict[str, np.ndarray], int]:
     k = len(scores.treatments)
     usual = np.nan_to_num(pol.wide(truth, "p_usual_care", scores.patient_ids, scores.treatments)
@@ -216,7 +218,7 @@ def _first_choice(ranks: np.ndarray) -> np.ndarray:
     return pol.one_hot(first, ranks.shape[1])
 
 
-def _trial_columns(scores: Scores, true_response: np.ndarray, ranks: np.ndarray,
+def _trial_columns(scores: EpisodeScores, true_response: np.ndarray, ranks: np.ndarray,
                    stepped_care: Sequence[str]) -> dict[str, np.ndarray]:
     n = len(true_response)
     orders = {"model": ranks,
@@ -232,7 +234,7 @@ def _trial_columns(scores: Scores, true_response: np.ndarray, ranks: np.ndarray,
     return columns
 
 
-def ope_columns(test: pd.DataFrame, scores: Scores, ranks: np.ndarray, propensity: np.ndarray,
+def ope_columns(test: pd.DataFrame, scores: EpisodeScores, ranks: np.ndarray, propensity: np.ndarray,
                 settings: EvaluateParams, true: dict[str, np.ndarray] | None
                 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Per-episode DM/IPW/DR terms for each policy and outcome (and the truth, if known)."""
@@ -260,7 +262,7 @@ def ope_columns(test: pd.DataFrame, scores: Scores, ranks: np.ndarray, propensit
                      "overlap": diagnostics}
 
 
-def _best_single_by_dr(scores: Scores, logged: pol.Logged, clip: float) -> int:
+def _best_single_by_dr(scores: EpisodeScores, logged: pol.Logged, clip: float) -> int:
     """The universally eligible treatment with the highest DR net-benefit estimate."""
     k = len(scores.treatments)
     universal = np.flatnonzero(scores.eligible.all(axis=0))
@@ -271,7 +273,7 @@ def _best_single_by_dr(scores: Scores, logged: pol.Logged, clip: float) -> int:
     return int(universal[int(np.argmax(value))])
 
 
-def fit_columns(test: pd.DataFrame, scores: Scores) -> dict[str, np.ndarray]:
+def fit_columns(test: pd.DataFrame, scores: EpisodeScores) -> dict[str, np.ndarray]:
     """Observed outcome and the received treatment's prediction, per episode (NaN if unmodelled)."""
     rows = np.arange(len(scores.treated))
     got = np.clip(scores.treated, 0, None)
@@ -487,7 +489,7 @@ def _scalars(tree: dict[str, Any]) -> dict[str, Any]:
             if not isinstance(v, (list, tuple))}
 
 
-def _curves(test: pd.DataFrame, scores: Scores, table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def _curves(test: pd.DataFrame, scores: EpisodeScores, table: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Plot data: reliability bins, per-patient regret, trials-to-response curves."""
     curves = {"reliability": reliability_table(test, scores)}
     regret = [c for c in table.columns if c.startswith("regret.") and c != "regret.oracle"]
@@ -496,7 +498,7 @@ def _curves(test: pd.DataFrame, scores: Scores, table: pd.DataFrame) -> dict[str
     return curves
 
 
-def trials_curve(scores: Scores, true_response: np.ndarray, ranks: np.ndarray,
+def trials_curve(scores: EpisodeScores, true_response: np.ndarray, ranks: np.ndarray,
                  stepped_care: Sequence[str]) -> pd.DataFrame:
     """Mean P(response within m trials) for m = 0..k, per order (model, stepped care, oracle)."""
     orders = {"model": ranks,

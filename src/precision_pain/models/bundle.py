@@ -29,7 +29,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from precision_pain import __version__
 from precision_pain.data.features import FEATURE_NAMES
@@ -37,7 +37,10 @@ from precision_pain.io import atomic_dir, file_digest
 from precision_pain.models.estimators import BinaryModel, load_model
 from precision_pain.models.propensity import STEM as PROPENSITY_STEM
 from precision_pain.models.propensity import PropensityModel, load_propensity
-from precision_pain.models.train import OUTCOMES, TreatmentModels
+from precision_pain.registry import OUTCOMES
+
+if TYPE_CHECKING:
+    from precision_pain.models.train import TreatmentModels
 
 MANIFEST = "manifest.json"
 _FALLBACK_KIND = "constant"

@@ -4,7 +4,11 @@ Every model type follows one small contract, in the spirit of scikit-learn's:
 ``__init__`` stores hyperparameters; ``fit(X, y, X_val, y_val)`` learns and
 returns self; ``predict_proba(X)`` gives P(y = 1); ``contributions(X)`` gives
 exact SHAP values in log-odds, one column per feature plus the bias last (so a
-row sums to the logit); ``save(stem)``/``load(path)`` use non-pickle formats:
+row sums to the logit); ``save(stem)``/``load(path)`` use non-pickle formats. A type may name one
+*sliceable* hyperparameter (``sliceable(hyperparameters)``): a model fitted at
+the largest value, cut with ``sliced(value)``, predicts exactly as a model
+fitted at that value, so a grid over it is fitted once (:mod:`precision_pain.models.train`):
+
 
 - ``xgboost``: xgboost's own UBJSON format; SHAP = xgboost's exact TreeSHAP
   (``pred_contribs``).
@@ -22,7 +26,9 @@ Early stopping always uses the validation split, never the test split.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -30,6 +36,17 @@ import numpy as np
 import pandas as pd
 
 MIN_EVENTS = 5  # fewer events (or non-events) than this: fall back to a constant-rate model
+
+
+@dataclass(frozen=True)
+class MlflowArtifact:
+    """How a model type is logged to MLflow: the flavor, the object it logs, the options of
+    ``mlflow.<flavor>.log_model`` (formats are never pickle) and an optional run tag."""
+
+    flavor: str
+    obj: Any
+    options: Mapping[str, Any]
+    note: str | None = None
 
 
 class BinaryModel(Protocol):
@@ -44,6 +61,23 @@ class BinaryModel(Protocol):
     def contributions(self, X: pd.DataFrame) -> np.ndarray: ...
     def save(self, stem: Path) -> Path: ...
     def summary(self) -> dict[str, Any]: ...
+    def mlflow_artifact(self) -> MlflowArtifact: ...
+
+
+def sliceable(kind: str, hyperparameters: Mapping[str, Any]) -> str | None:
+    """The hyperparameter of ``kind`` whose grid is scored by slicing one fit, if any."""
+    return getattr(get_model_class(kind), "sliceable", lambda _: None)(hyperparameters)
+
+
+def sliced(model: BinaryModel, value: Any) -> BinaryModel:
+    """``model`` as if fitted with its sliceable hyperparameter at ``value``; a constant-rate fallback stays as it is.
+
+    fit_binary falls back to a constant-rate model from the data alone, whatever the
+    hyperparameters, so that fallback is the same model at every grid point.
+    """
+    if model.kind == ConstantModel.kind:
+        return model
+    return model.sliced(value)  # type: ignore[attr-defined]
 
 
 def _check_columns(model: Any, X: pd.DataFrame) -> None:
@@ -60,12 +94,49 @@ def artifact_path(stem: Path, kind: str, suffix: str) -> Path:
     return Path(stem).parent / f"{Path(stem).name}.{kind}{suffix}"
 
 
-# xgboost trains on one thread. A treatment arm holds hundreds to a few thousand rows, where
-# OpenMP threads cost about as much in synchronisation as they save (train stage, default
-# cohort: 17 s on 2 threads, 19 s on 1); and two trainings at once on this 2-core machine
-# (`dvc exp run --run-all -j 2`, a test run beside `dvc repro`) with 2 spin-waiting threads
-# each took 253 s instead of 26 s. Loaded models predict on every core (predict, evaluate).
+# Training runs on one thread: xgboost's, and the BLAS under scikit-learn's solvers. A treatment
+# arm holds hundreds to a few thousand rows, where OpenMP threads cost about as much in
+# synchronisation as they save (train stage, default cohort: 17 s on 2 threads, 19 s on 1); two
+# trainings at once on this 2-core machine (`dvc exp run --run-all -j 2`, a test run beside
+# `dvc repro`) with 2 spin-waiting threads each took 253 s instead of 26 s; and OpenBLAS's two
+# threads made the logistic propensity fit 25 s instead of 0.5 s on a busy machine (same
+# coefficients: its 12,000 x 43 products are too small to split). Loaded models predict on
+# every core (predict, evaluate).
 TRAIN_THREADS = 1
+
+
+@contextmanager
+def training_threads() -> Iterator[None]:
+    """Limit BLAS/OpenMP pools to TRAIN_THREADS while fitting (xgboost takes n_jobs itself)."""
+    from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
+
+    with threadpool_limits(TRAIN_THREADS):
+        yield
+
+
+def fit_booster(objective: str, eval_metric: str, seed: int, early_stopping_rounds: int | None,
+                hyperparameters: Mapping[str, Any], X: pd.DataFrame, y: np.ndarray,
+                X_val: pd.DataFrame, y_val: np.ndarray) -> Any:
+    """An xgboost booster cut at its best round (early-stopped on validation if asked to).
+
+    The fit sees bare arrays and the feature names are attached afterwards: with names,
+    xgboost reads them back from its C library on every boosting round (the larger part of
+    a small fit's time); the trees are the same either way. Without early stopping there is
+    no validation set to evaluate each round on.
+    """
+    import xgboost as xgb
+
+    clf = xgb.XGBClassifier(
+        objective=objective, eval_metric=eval_metric, tree_method="hist", random_state=seed,
+        n_jobs=TRAIN_THREADS, early_stopping_rounds=early_stopping_rounds or None,
+        **hyperparameters)
+    evals = ({"eval_set": [(X_val.to_numpy(), y_val)]} if early_stopping_rounds else {})
+    clf.fit(X.to_numpy(), y, verbose=False, **evals)
+    booster = clf.get_booster()
+    booster.feature_names = list(X.columns)
+    booster.feature_types = ["float"] * X.shape[1]
+    rounds = int(clf.best_iteration) + 1 if early_stopping_rounds else booster.num_boosted_rounds()
+    return booster[:rounds]
 
 
 class XGBoostModel:
@@ -81,8 +152,9 @@ class XGBoostModel:
 
     kind: ClassVar[str] = "xgboost"
     suffix: ClassVar[str] = ".ubj"
+    EARLY_STOPPING_ROUNDS: ClassVar[int] = 40
 
-    def __init__(self, seed: int = 0, early_stopping_rounds: int | None = 40,
+    def __init__(self, seed: int = 0, early_stopping_rounds: int | None = EARLY_STOPPING_ROUNDS,
                  **hyperparameters: Any):
         self.seed = seed
         self.early_stopping_rounds = early_stopping_rounds
@@ -91,20 +163,35 @@ class XGBoostModel:
     def fit(self, X: pd.DataFrame, y: np.ndarray, X_val: pd.DataFrame,
             y_val: np.ndarray) -> XGBoostModel:
         """Fit on (X, y), stopping early on the validation log-loss if asked to."""
-        import xgboost as xgb
-
-        clf = xgb.XGBClassifier(
-            objective="binary:logistic", eval_metric="logloss", tree_method="hist",
-            random_state=self.seed, n_jobs=TRAIN_THREADS,
-            early_stopping_rounds=self.early_stopping_rounds or None, **self.hyperparameters,
-        )
-        clf.fit(X, y, eval_set=[(X_val, y_val)], verbose=False)
-        booster = clf.get_booster()
-        self.best_iteration_ = (int(clf.best_iteration) if self.early_stopping_rounds
-                                else booster.num_boosted_rounds() - 1)
-        self.booster_ = booster[: self.best_iteration_ + 1]
+        self.booster_ = fit_booster("binary:logistic", "logloss", self.seed,
+                                    self.early_stopping_rounds, self.hyperparameters,
+                                    X, y, X_val, y_val)
+        self.best_iteration_ = self.booster_.num_boosted_rounds() - 1
         self.feature_names_ = list(X.columns)
         return self
+
+    @classmethod
+    def sliceable(cls, hyperparameters: Mapping[str, Any]) -> str | None:
+        """``n_estimators``, unless early stopping makes the tree count depend on the fit.
+
+        Boosting adds trees one at a time from the same seeded draws, so the first k trees
+        of a 400-tree fit are the trees of a k-tree fit (subsample and colsample included):
+        the same bytes, the same predictions and SHAP values.
+        """
+        stops = hyperparameters.get("early_stopping_rounds", cls.EARLY_STOPPING_ROUNDS)
+        return None if stops else "n_estimators"
+
+    def sliced(self, n_estimators: int) -> XGBoostModel:
+        """A copy holding the first ``n_estimators`` trees: the model a fit with that many makes."""
+        n_trees = self.booster_.num_boosted_rounds()
+        if not 1 <= n_estimators <= n_trees:
+            raise ValueError(f"cannot cut {n_estimators} trees from a model of {n_trees}")
+        model = XGBoostModel(self.seed, self.early_stopping_rounds,
+                             **{**self.hyperparameters, "n_estimators": n_estimators})
+        model.booster_ = self.booster_[:n_estimators]
+        model.best_iteration_ = n_estimators - 1
+        model.feature_names_ = list(self.feature_names_)
+        return model
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """P(y = 1) for each row."""
@@ -121,24 +208,77 @@ class XGBoostModel:
 
     def save(self, stem: Path) -> Path:
         """Write the booster in xgboost's UBJSON format."""
-        path = artifact_path(stem, self.kind, self.suffix)
-        self.booster_.save_model(path)
-        return path
+        return save_booster(self.booster_, artifact_path(stem, self.kind, self.suffix))
 
     @classmethod
     def load(cls, path: Path) -> XGBoostModel:
         """Read a booster saved by :meth:`save`."""
-        import xgboost as xgb
-
-        model = cls()
-        model.booster_ = xgb.Booster(model_file=str(path))
-        model.feature_names_ = list(model.booster_.feature_names or [])
-        model.best_iteration_ = model.booster_.num_boosted_rounds() - 1
-        return model
+        return cls.from_mlflow(load_booster(path), [])
 
     def summary(self) -> dict[str, Any]:
         """Facts worth logging about the fitted model."""
         return {"n_trees": self.best_iteration_ + 1}
+
+    def mlflow_artifact(self) -> MlflowArtifact:
+        """The booster, in xgboost's UBJSON format."""
+        import xgboost as xgb
+
+        return MlflowArtifact("xgboost", self.booster_, {
+            "model_format": "ubj", "pip_requirements": [f"xgboost=={xgb.__version__}"]})
+
+    @classmethod
+    def from_mlflow(cls, booster: Any, feature_names: list[str]) -> XGBoostModel:
+        """The model around a booster MLflow loaded."""
+        model = cls()
+        model.booster_ = booster
+        model.feature_names_ = list(booster.feature_names or feature_names)
+        model.best_iteration_ = booster.num_boosted_rounds() - 1
+        return model
+
+
+def save_skops(path: Path, state: Mapping[str, Any]) -> Path:
+    """Write a fitted estimator and its name lists with skops (no pickle)."""
+    import skops.io as sio
+
+    sio.dump(dict(state), path)
+    return path
+
+
+def load_skops_state(path: Path, trust: str, names: tuple[str, ...]) -> dict[str, Any]:
+    """Read a :func:`save_skops` file, trusting exactly the types ``trust`` saves: the checked
+    estimator under ``estimator`` and each of ``names`` as a list of strings."""
+    from precision_pain.models.safe_skops import check_estimator, check_names, load_skops
+
+    state = load_skops(path, trust)
+    if not isinstance(state, dict) or set(state) != {"estimator", *names}:
+        raise ValueError(f"{path}: not a {trust} model file written by precision-pain")
+    return {"estimator": check_estimator(state["estimator"], trust, path),
+            **{name: check_names(state[name], name, path) for name in names}}
+
+
+def logistic_pipeline(seed: int, hyperparameters: Mapping[str, Any]) -> Any:
+    """Median imputation (with missing indicators) + scaling + logistic regression, unfitted."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(
+        SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+        StandardScaler(), LogisticRegression(random_state=seed, **hyperparameters))
+
+
+def save_booster(booster: Any, path: Path) -> Path:
+    """Write an xgboost booster in its own UBJSON format."""
+    booster.save_model(path)
+    return path
+
+
+def load_booster(path: Path) -> Any:
+    """Read a booster written by :func:`save_booster`."""
+    import xgboost as xgb
+
+    return xgb.Booster(model_file=str(path))
 
 
 class _SkopsModel:
@@ -149,29 +289,49 @@ class _SkopsModel:
 
     def save(self, stem: Path) -> Path:
         """Write the fitted estimator with skops (no pickle)."""
-        import skops.io as sio
-
-        path = artifact_path(stem, self.kind, self.suffix)
-        sio.dump({"estimator": self.estimator_, "feature_names": self.feature_names_}, path)
-        return path
+        return save_skops(artifact_path(stem, self.kind, self.suffix),
+                          {"estimator": self.estimator_, "feature_names": self.feature_names_})
 
     @classmethod
     def load(cls, path: Path) -> Any:
         """Read an estimator saved by :meth:`save`, trusting exactly what :meth:`save` writes."""
-        from precision_pain.models.safe_skops import check_estimator, check_names, load_skops
-
-        state = load_skops(path, cls.kind)
-        if not isinstance(state, dict) or set(state) != {"estimator", "feature_names"}:
-            raise ValueError(f"{path}: not a {cls.kind} model file written by precision-pain")
+        state = load_skops_state(path, cls.kind, ("feature_names",))
         model = cls()
-        model.estimator_ = check_estimator(state["estimator"], cls.kind, path)
-        model.feature_names_ = check_names(state["feature_names"], "feature_names", path)
+        model.estimator_, model.feature_names_ = state["estimator"], state["feature_names"]
         return model
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """P(y = 1) for each row."""
         _check_columns(self, X)
         return self.estimator_.predict_proba(X.to_numpy(np.float64))[:, 1]
+
+    def mlflow_artifact(self) -> MlflowArtifact:
+        """The estimator, in skops format, trusting exactly the types it holds."""
+        return _skops_artifact(self.estimator_)
+
+    @classmethod
+    def from_mlflow(cls, estimator: Any, feature_names: list[str]) -> Any:
+        """The model around an estimator read (and allowlist-checked) from MLflow."""
+        model = cls()
+        model.estimator_ = estimator
+        model.feature_names_ = list(feature_names)
+        return model
+
+
+def _skops_artifact(estimator: Any, note: str | None = None) -> MlflowArtifact:
+    """An MLflow sklearn-flavor artifact in skops format, trusting the types ``estimator`` holds."""
+    import tempfile
+
+    import sklearn
+    import skops.io as sio
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.skops"
+        sio.dump(estimator, path)
+        trusted = sio.get_untrusted_types(file=path)
+    return MlflowArtifact("sklearn", estimator, {
+        "serialization_format": "skops", "skops_trusted_types": trusted,
+        "pip_requirements": [f"scikit-learn=={sklearn.__version__}"]}, note)
 
 
 class LogisticModel(_SkopsModel):
@@ -186,16 +346,8 @@ class LogisticModel(_SkopsModel):
     def fit(self, X: pd.DataFrame, y: np.ndarray, X_val: pd.DataFrame,
             y_val: np.ndarray) -> LogisticModel:
         """Fit the pipeline; the validation split is not needed (no early stopping)."""
-        from sklearn.impute import SimpleImputer
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
-        self.estimator_ = make_pipeline(
-            SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
-            StandardScaler(),
-            LogisticRegression(random_state=self.seed, **self.hyperparameters),
-        ).fit(X.to_numpy(np.float64), y)
+        self.estimator_ = logistic_pipeline(self.seed, self.hyperparameters).fit(
+            X.to_numpy(np.float64), y)
         self.feature_names_ = list(X.columns)
         return self
 
@@ -308,6 +460,23 @@ class ConstantModel:
     def summary(self) -> dict[str, Any]:
         """Facts worth logging about the fitted model."""
         return {"rate": self.rate_}
+
+    def mlflow_artifact(self) -> MlflowArtifact:
+        """A prior-only scikit-learn DummyClassifier predicting the rate (skops)."""
+        from sklearn.dummy import DummyClassifier
+
+        dummy = DummyClassifier(strategy="prior").fit(
+            np.zeros((2, 1)), np.array([0, 1]), sample_weight=np.array([1.0 - self.rate_,
+                                                                        self.rate_]))
+        return _skops_artifact(dummy, "constant rate (too few events to learn from)")
+
+    @classmethod
+    def from_mlflow(cls, dummy: Any, feature_names: list[str]) -> ConstantModel:
+        """The model from the DummyClassifier :meth:`mlflow_artifact` logs."""
+        model = cls()
+        model.rate_ = float(dummy.class_prior_[1])
+        model.feature_names_ = list(feature_names)
+        return model
 
 
 MODEL_TYPES: Mapping[str, type] = {

@@ -27,8 +27,10 @@ import numpy as np
 import pandas as pd
 
 from precision_pain.data.features import build_features
-from precision_pain.models.estimators import TRAIN_THREADS, artifact_path
-from precision_pain.registry import TREATMENT_NAMES, TREATMENTS
+from precision_pain.models.estimators import (artifact_path, fit_booster, load_booster,
+                                              load_skops_state, logistic_pipeline,
+                                              save_booster, save_skops)
+from precision_pain.registry import TREATMENT_NAMES, eligibility, get_treatment
 
 STEM = "propensity"
 PROBABILITY_FLOOR = 1e-15  # for the log-loss only
@@ -60,9 +62,11 @@ def _check(model: Any, X: pd.DataFrame) -> None:
 
 
 def _classes(treatment: np.ndarray) -> list[str]:
-    """Observed treatments in registry order (unknown names after, sorted)."""
+    """Observed treatments in registry order; an unknown name is an error listing the valid ones."""
     seen = {str(t) for t in treatment}
-    return [t for t in TREATMENT_NAMES if t in seen] + sorted(seen - set(TREATMENT_NAMES))
+    for name in sorted(seen - set(TREATMENT_NAMES)):
+        get_treatment(name)
+    return [t for t in TREATMENT_NAMES if t in seen]
 
 
 class XGBoostPropensity:
@@ -79,18 +83,12 @@ class XGBoostPropensity:
     def fit(self, X: pd.DataFrame, treatment: np.ndarray, X_val: pd.DataFrame,
             treatment_val: np.ndarray) -> XGBoostPropensity:
         """Fit on the train rows, stopping early on the validation multinomial log-loss."""
-        import xgboost as xgb
-
         classes = _classes(treatment)
         y, y_val = _codes(classes, treatment), _codes(classes, treatment_val)
         keep = y_val >= 0
-        clf = xgb.XGBClassifier(
-            objective="multi:softprob", eval_metric="mlogloss", tree_method="hist",
-            random_state=self.seed, n_jobs=TRAIN_THREADS,
-            early_stopping_rounds=self.early_stopping_rounds,
-            **self.hyperparameters)
-        clf.fit(X, y, eval_set=[(X_val[keep], y_val[keep])], verbose=False)
-        self.booster_ = clf.get_booster()[: int(clf.best_iteration) + 1]
+        self.booster_ = fit_booster("multi:softprob", "mlogloss", self.seed,
+                                    self.early_stopping_rounds, self.hyperparameters,
+                                    X, y, X_val[keep], y_val[keep])
         self.booster_.set_attr(classes=json.dumps(classes))
         self.classes_, self.feature_names_ = classes, list(X.columns)
         return self
@@ -103,17 +101,13 @@ class XGBoostPropensity:
 
     def save(self, stem: Path) -> Path:
         """Write the booster (with its class names) in UBJSON."""
-        path = artifact_path(stem, self.kind, self.suffix)
-        self.booster_.save_model(path)
-        return path
+        return save_booster(self.booster_, artifact_path(stem, self.kind, self.suffix))
 
     @classmethod
     def load(cls, path: Path) -> XGBoostPropensity:
         """Read a model written by :meth:`save`."""
-        import xgboost as xgb
-
         model = cls()
-        model.booster_ = xgb.Booster(model_file=str(path))
+        model.booster_ = load_booster(path)
         model.classes_ = json.loads(model.booster_.attr("classes") or "[]")
         model.feature_names_ = list(model.booster_.feature_names or [])
         return model
@@ -132,17 +126,9 @@ class LogisticPropensity:
     def fit(self, X: pd.DataFrame, treatment: np.ndarray, X_val: pd.DataFrame | None = None,
             treatment_val: np.ndarray | None = None) -> LogisticPropensity:
         """Fit on the train rows (the validation split is used only to choose the model type)."""
-        from sklearn.impute import SimpleImputer
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
         classes = _classes(treatment)
-        self.estimator_ = make_pipeline(
-            SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
-            StandardScaler(),
-            LogisticRegression(random_state=self.seed, **self.hyperparameters),
-        ).fit(X.to_numpy(np.float64), _codes(classes, treatment))
+        self.estimator_ = logistic_pipeline(self.seed, self.hyperparameters).fit(
+            X.to_numpy(np.float64), _codes(classes, treatment))
         self.classes_, self.feature_names_ = classes, list(X.columns)
         return self
 
@@ -153,25 +139,17 @@ class LogisticPropensity:
 
     def save(self, stem: Path) -> Path:
         """Write estimator, class and feature names with skops (no pickle)."""
-        import skops.io as sio
-
-        path = artifact_path(stem, self.kind, self.suffix)
-        sio.dump({"estimator": self.estimator_, "classes": self.classes_,
-                  "feature_names": self.feature_names_}, path)
-        return path
+        return save_skops(artifact_path(stem, self.kind, self.suffix),
+                          {"estimator": self.estimator_, "classes": self.classes_,
+                           "feature_names": self.feature_names_})
 
     @classmethod
     def load(cls, path: Path) -> LogisticPropensity:
         """Read a model written by :meth:`save`, trusting exactly what :meth:`save` writes."""
-        from precision_pain.models.safe_skops import check_estimator, check_names, load_skops
-
-        state = load_skops(path, "logistic_propensity")
-        if not isinstance(state, dict) or set(state) != {"estimator", "classes", "feature_names"}:
-            raise ValueError(f"{path}: not a propensity model file written by precision-pain")
+        state = load_skops_state(path, "logistic_propensity", ("classes", "feature_names"))
         model = cls()
-        model.estimator_ = check_estimator(state["estimator"], "logistic_propensity", path)
-        model.classes_ = check_names(state["classes"], "classes", path)
-        model.feature_names_ = check_names(state["feature_names"], "feature_names", path)
+        model.estimator_ = state["estimator"]
+        model.classes_, model.feature_names_ = state["classes"], state["feature_names"]
         return model
 
 
@@ -218,20 +196,11 @@ def load_propensity(path: Path) -> PropensityModel:
     return _propensity_class(kind).load(Path(path))
 
 
-def eligibility(prepared: pd.DataFrame, treatments: list[str]) -> np.ndarray:
-    """(n, k) registry eligibility of each treatment for each row's condition."""
-    conditions = prepared["condition"].astype(str).to_numpy()
-    table = {c: [TREATMENTS[t].eligible(c) if t in TREATMENTS else True for t in treatments]
-             for c in np.unique(conditions)}
-    return np.array([table[c] for c in conditions], dtype=bool).reshape(len(conditions),
-                                                                       len(treatments))
-
-
 def predict_propensity(model: PropensityModel, prepared: pd.DataFrame,
                        treatments: list[str]) -> np.ndarray:
     """(n, len(treatments)) P(treatment | features), zero where ineligible, rows renormalized."""
     raw = model.predict_proba(build_features(prepared))
-    masked = raw * eligibility(prepared, model.classes_)
+    masked = raw * eligibility(prepared["condition"], model.classes_)
     total = masked.sum(axis=1, keepdims=True)
     normalized = np.divide(masked, total, out=np.zeros_like(masked), where=total > 0)
     frame = pd.DataFrame(normalized, columns=model.classes_)

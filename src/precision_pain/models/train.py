@@ -6,29 +6,34 @@ lists (e.g. ``n_estimators: [50, 100, 200]`` or ``C: [0.003, 0.01, 0.1]``): one
 combination per outcome, shared by all treatments, by the validation Brier score
 pooled over treatments (and, where a model type is set to, it stops early on it);
 never the test split.
-The core returns fitted models and validation metrics; tracking and file
-output happen in the CLI layer.
+:func:`train_bundle` is the whole stage's core: every treatment's models, the training
+profile (:mod:`precision_pain.models.profile`) and the propensity model, as one
+:class:`~precision_pain.models.bundle.ModelBundle`. It returns results and reports each
+treatment through a callback; tracking and file output happen in the CLI layer.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from precision_pain.config import ModelParams
 from precision_pain.data.features import build_features
 from precision_pain.evaluate.metrics import binary_metrics
-from precision_pain.models.estimators import BinaryModel, fit_binary
-from precision_pain.registry import Treatment
+from precision_pain.models.bundle import ModelBundle, bundle_from_training
+from precision_pain.models.estimators import (BinaryModel, fit_binary, sliceable, sliced,
+                                              training_threads)
+from precision_pain.models.profile import training_profile
+from precision_pain.models.propensity import fit_propensity
+from precision_pain.registry import OUTCOMES, Treatment
 
 log = logging.getLogger(__name__)
-
-OUTCOMES: tuple[str, ...] = ("response", "adverse_event")
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,37 @@ class TreatmentModels:
     validation: Mapping[str, float] = field(default_factory=dict)
 
 
+def train_bundle(train: pd.DataFrame, valid: pd.DataFrame, treatments: Iterable[Treatment],
+                 model: ModelParams, response_threshold: float,
+                 on_done: Callable[[TreatmentModels], None] | None = None) -> ModelBundle:
+    """Every treatment's models, the training profile and the propensity model, as a bundle.
+
+    ``on_done`` gets each treatment's final result (the CLI logs it to MLflow). Without
+    ``model.hyperparameters.propensity`` the bundle has no propensity model.
+    """
+    hyper = model.hyperparameters.get(model.type, {})
+    with training_threads():
+        fitted = train_all(treatments, train, valid, model.type, hyper, model.seed, on_done)
+        profile = training_profile(train, valid, {n: r.models for n, r in fitted.items()})
+        propensity, report = _propensity(train, valid, model)
+    metadata = {"response_threshold": response_threshold, "hyperparameters": hyper, **profile,
+                **({"propensity": report} if report else {})}
+    return bundle_from_training(fitted, model.type, metadata, propensity)
+
+
+def _propensity(train: pd.DataFrame, valid: pd.DataFrame, model: ModelParams
+                ) -> tuple[Any, dict[str, Any]]:
+    """P(treatment | features) for off-policy evaluation; (None, {}) without candidates."""
+    candidates = model.hyperparameters.get("propensity")
+    if not candidates:
+        log.info("no model.hyperparameters.propensity: skipping the propensity model")
+        return None, {}
+    fitted, report = fit_propensity(train, valid, candidates, model.seed)
+    log.info("propensity model: %s (validation log-loss %s)", report["chosen"],
+             ", ".join(f"{k} {v:.4f}" for k, v in report["valid_log_loss"].items()))
+    return fitted, report
+
+
 def treatment_seed(seed: int, treatment_index: int, outcome_index: int) -> int:
     """A distinct, reproducible seed for each treatment and outcome."""
     return int(np.random.SeedSequence([seed, treatment_index, outcome_index]).generate_state(1)[0])
@@ -50,6 +86,14 @@ def train_treatment(treatment: Treatment, index: int, train: pd.DataFrame, valid
                     model_type: str, hyperparameters: Mapping[str, Any], seed: int
                     ) -> TreatmentModels:
     """Fit both outcome models of one treatment on the rows that received it."""
+    return train_treatment_grid(treatment, index, train, valid, model_type,
+                                [dict(hyperparameters)], seed)[0]
+
+
+def train_treatment_grid(treatment: Treatment, index: int, train: pd.DataFrame,
+                         valid: pd.DataFrame, model_type: str, grid: Sequence[Mapping[str, Any]],
+                         seed: int) -> list[TreatmentModels]:
+    """One treatment's models at every grid point (a sliceable hyperparameter fitted once)."""
     tr = train[train["treatment"] == treatment.name]
     va = valid[valid["treatment"] == treatment.name]
     if len(tr) == 0 or len(va) == 0:
@@ -58,19 +102,51 @@ def train_treatment(treatment: Treatment, index: int, train: pd.DataFrame, valid
             f"{treatment.name!r}; drop it from model.treatments or provide more data"
         )
     X_tr, X_va = build_features(tr), build_features(va)
-    models: dict[str, BinaryModel] = {}
-    validation: dict[str, float] = {}
+    models: list[dict[str, BinaryModel]] = [{} for _ in grid]
+    validation: list[dict[str, float]] = [{} for _ in grid]
     for k, outcome in enumerate(OUTCOMES):
         y_tr, y_va = tr[outcome].to_numpy(), va[outcome].to_numpy()
-        model = fit_binary(model_type, hyperparameters, treatment_seed(seed, index, k),
-                           X_tr, y_tr, X_va, y_va)
-        models[outcome] = model
-        for name, value in binary_metrics(y_va, model.predict_proba(X_va)).items():
-            validation[f"valid_{outcome}_{name}"] = value
+        fits = _fit_grid(model_type, grid, treatment_seed(seed, index, k), X_tr, y_tr, X_va, y_va)
+        for i, model in enumerate(fits):
+            models[i][outcome] = model
+            for name, value in binary_metrics(y_va, model.predict_proba(X_va)).items():
+                validation[i][f"valid_{outcome}_{name}"] = value
     counts = {"n_train": len(tr), "n_valid": len(va),
               "n_train_responders": int(tr["response"].sum()),
               "n_train_adverse_events": int(tr["adverse_event"].sum())}
-    return TreatmentModels(treatment.name, models, counts, validation)
+    return [TreatmentModels(treatment.name, m, counts, v) for m, v in zip(models, validation)]
+
+
+def _fit_grid(model_type: str, grid: Sequence[Mapping[str, Any]], seed: int, X: pd.DataFrame,
+              y: np.ndarray, X_val: pd.DataFrame, y_val: np.ndarray) -> list[BinaryModel]:
+    """A model per grid point: one fit per group of points that differ only in the sliceable
+    hyperparameter (at its largest value), cut to each point's value."""
+    fits: list[BinaryModel | None] = [None] * len(grid)
+    for largest, members in slice_groups(model_type, grid):
+        model = fit_binary(model_type, largest, seed, X, y, X_val, y_val)
+        key = sliceable(model_type, largest)
+        for i in members:
+            fits[i] = model if key is None else sliced(model, grid[i][key])
+    return [m for m in fits if m is not None]
+
+
+def slice_groups(model_type: str, grid: Sequence[Mapping[str, Any]]
+                 ) -> list[tuple[dict[str, Any], list[int]]]:
+    """Grid points grouped by everything but the sliceable hyperparameter: per group, the
+    point to fit (that hyperparameter at its largest value) and the indices it serves."""
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, point in enumerate(grid):
+        key = sliceable(model_type, point)
+        rest = tuple(repr(v) for k, v in point.items() if k != key) if key else (i,)
+        groups.setdefault(rest, []).append(i)
+    out = []
+    for members in groups.values():
+        point = dict(grid[members[0]])
+        key = sliceable(model_type, point)
+        if key is not None:
+            point[key] = max(grid[i][key] for i in members)
+        out.append((point, members))
+    return out
 
 
 def hyperparameter_grid(hyperparameters: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -84,27 +160,20 @@ def train_all(treatments: Iterable[Treatment], train: pd.DataFrame, valid: pd.Da
               on_done: Callable[[TreatmentModels], None] | None = None
               ) -> dict[str, TreatmentModels]:
     """Fit every treatment (at each grid point, if any); ``on_done`` gets each final result."""
-    treatments = tuple(treatments)
     grid = hyperparameter_grid(hyperparameters)
+    per_treatment = {}
+    for index, treatment in enumerate(treatments):
+        per_treatment[treatment.name] = train_treatment_grid(treatment, index, train, valid,
+                                                             model_type, grid, seed)
+        if len(grid) == 1:
+            _done(per_treatment[treatment.name][0], on_done)
     if len(grid) == 1:
-        return _train_each(treatments, train, valid, model_type, grid[0], seed, on_done)
-    runs = [_train_each(treatments, train, valid, model_type, point, seed) for point in grid]
+        return {name: results[0] for name, results in per_treatment.items()}
+    runs = [{name: results[i] for name, results in per_treatment.items()}
+            for i in range(len(grid))]
     fitted = choose_shared(runs, grid, hyperparameters)
     for result in fitted.values():
         _done(result, on_done)
-    return fitted
-
-
-def _train_each(treatments: tuple[Treatment, ...], train: pd.DataFrame, valid: pd.DataFrame,
-                model_type: str, hyperparameters: Mapping[str, Any], seed: int,
-                on_done: Callable[[TreatmentModels], None] | None = None
-                ) -> dict[str, TreatmentModels]:
-    fitted = {}
-    for index, treatment in enumerate(treatments):
-        result = train_treatment(treatment, index, train, valid, model_type, hyperparameters, seed)
-        fitted[treatment.name] = result
-        if on_done is not None:
-            _done(result, on_done)
     return fitted
 
 

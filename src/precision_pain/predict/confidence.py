@@ -1,7 +1,7 @@
 """How far to trust each P(response): a calibration interval and an out-of-range flag.
 
-Two things are learned at train time (:func:`training_profile`, stored in the
-bundle manifest's metadata) and used at predict time:
+Two things are learned at train time (:func:`precision_pain.models.profile.training_profile`,
+stored in the bundle manifest's metadata) and used at predict time:
 
 1. **Interval for P(response): inductive Venn-Abers** (Vovk & Petej 2014, "Venn-Abers
    predictors", UAI; Vovk et al. 2015, "Large-scale probabilistic predictors with
@@ -30,89 +30,29 @@ the model learned little about them under that treatment.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from precision_pain.data.features import FEATURES, build_features, describe
+from precision_pain.data.features import FEATURES, describe
 
-PROFILE_VERSION = 1
-GRID = 1e-3  # Venn-Abers score grid (probability units)
+if TYPE_CHECKING:
+    from precision_pain.models.bundle import ModelBundle
+
 _FLAG_NAMES = frozenset({"female", "smoker", "prior_spine_surgery", "prior_gi_ulcer",
                          "anticoagulant", "cyp2d6_inhibitor"})
 
 
 @dataclass(frozen=True)
 class ConfidenceSettings:
-    """Thresholds for the ``low_confidence`` flag."""
+    """Thresholds for the ``low_confidence`` flag (values: params.yaml ``predict.*``)."""
 
-    min_propensity: float = 0.02
-    max_interval_width: float = 0.30
-    calibration_tolerance: float = 0.10
-
-
-# --------------------------------------------------------------------------- train time
-
-def training_profile(train: pd.DataFrame, valid: pd.DataFrame,
-                     models: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """Metadata for the bundle: feature ranges and Venn-Abers tables, per treatment.
-
-    ``models`` maps treatment -> outcome -> fitted model (``ModelBundle.models``).
-    """
-    ranges, calibration = {}, {}
-    for name, by_outcome in models.items():
-        tr = train[train["treatment"] == name]
-        va = valid[valid["treatment"] == name]
-        ranges[name] = feature_ranges(build_features(tr))
-        scores = by_outcome["response"].predict_proba(build_features(va))
-        calibration[name] = venn_abers_table(scores, va["response"].to_numpy())
-    return {"confidence_profile_version": PROFILE_VERSION, "feature_ranges": ranges,
-            "response_calibration": calibration}
-
-
-def feature_ranges(X: pd.DataFrame) -> dict[str, list[Any]]:
-    """Per feature: min, max (None if never observed) and whether it was ever missing."""
-    values = X.to_numpy(np.float64)
-    seen = ~np.isnan(values)
-    has = seen.any(axis=0)
-    low = np.where(has, np.nanmin(np.where(seen, values, np.inf), axis=0), np.nan)
-    high = np.where(has, np.nanmax(np.where(seen, values, -np.inf), axis=0), np.nan)
-    return {"min": _none_for_nan(low), "max": _none_for_nan(high),
-            "missing": (~seen).any(axis=0).tolist()}
-
-
-def _none_for_nan(values: np.ndarray) -> list[float | None]:
-    return [None if np.isnan(v) else float(v) for v in values]
-
-
-def venn_abers_table(scores: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-    """Inductive Venn-Abers bounds for every position a new score can take."""
-    from sklearn.isotonic import isotonic_regression
-
-    grid = np.rint(np.asarray(scores, dtype=float) / GRID).astype(np.int64)
-    y = np.asarray(labels, dtype=float)
-    cells, inverse = np.unique(grid, return_inverse=True)
-    weight = np.bincount(inverse).astype(float)
-    total = np.bincount(inverse, weights=y)
-
-    def fit_at(mean: np.ndarray, w: np.ndarray, at: int) -> float:
-        return float(isotonic_regression(mean, sample_weight=w, y_min=0.0, y_max=1.0)[at])
-
-    tie = {label: [] for label in (0, 1)}
-    gap = {label: [] for label in (0, 1)}
-    for label in (0, 1):
-        for j in range(len(cells)):  # the new score equals calibration cell j
-            w = weight.copy()
-            w[j] += 1
-            tie[label].append(fit_at(np.r_[total[:j], total[j] + label, total[j + 1:]] / w, w, j))
-        for g in range(len(cells) + 1):  # the new score falls before cell g
-            mean = np.insert(total / weight, g, label)
-            gap[label].append(fit_at(mean, np.insert(weight, g, 1.0), g))
-    return {"grid": GRID, "cells": cells.tolist(), "n": int(len(y)),
-            "tie_low": tie[0], "tie_high": tie[1], "gap_low": gap[0], "gap_high": gap[1]}
+    min_propensity: float
+    max_interval_width: float
+    calibration_tolerance: float
 
 
 # --------------------------------------------------------------------------- predict time
@@ -190,8 +130,7 @@ def propensity_matrix(propensity: Any, X: pd.DataFrame, treatments: tuple[str, .
     """(n, T) propensity of each treatment, or None when the bundle has no propensity model."""
     if propensity is None:
         return None
-    columns = list(getattr(propensity, "treatments_", None)
-                   or getattr(propensity, "classes_", None) or [])
+    columns = list(propensity.classes_)
     proba = np.asarray(propensity.predict_proba(X), dtype=float)
     out = np.zeros((len(X), len(treatments)))
     for k, name in enumerate(treatments):
@@ -220,6 +159,45 @@ def confidence_flags(pattern_ids: np.ndarray, pattern_texts: list[str],
     return key != 0, reason
 
 
-def has_profile(metadata: Mapping[str, Any]) -> bool:
-    """Whether a bundle carries the training profile this module needs."""
-    return "feature_ranges" in metadata and "response_calibration" in metadata
+# --------------------------------------------------------------------------- per bundle
+
+def response_intervals(bundle: ModelBundle, treatments: Sequence[str], p_response: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """(n, T) Venn-Abers interval of every P(response) (NaN when the bundle has no calibration)."""
+    tables = bundle.metadata.get("response_calibration", {})
+    pairs = [response_interval(tables.get(t), p_response[:, k]) for k, t in enumerate(treatments)]
+    return np.column_stack([p[0] for p in pairs]), np.column_stack([p[1] for p in pairs])
+
+
+def low_confidence(X: pd.DataFrame, bundle: ModelBundle, treatments: Sequence[str],
+                   p_response: np.ndarray, eligible: np.ndarray,
+                   interval: tuple[np.ndarray, np.ndarray], settings: ConfidenceSettings
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(n, T) low_confidence flags and reasons: training ranges, interval, propensity."""
+    values = X.to_numpy(np.float32)
+    ranges = bundle.metadata.get("feature_ranges", {})
+    propensity = propensity_matrix(bundle.propensity, X, tuple(treatments))
+    low, high = interval
+    pairs = []
+    for k, treatment in enumerate(treatments):
+        ids, texts = (range_patterns(range_codes(values, ranges[treatment]), ranges[treatment],
+                                     treatment) if treatment in ranges
+                      else (np.full(len(values), -1, dtype=np.int64), []))
+        conditions = interval_conditions(p_response[:, k], low[:, k], high[:, k], settings)
+        if propensity is not None:
+            conditions.append((eligible[:, k] & (propensity[:, k] < settings.min_propensity),
+                               f"rarely given to patients like this in training (propensity "
+                               f"below {settings.min_propensity:g})"))
+        pairs.append(confidence_flags(ids, texts, conditions))
+    return np.column_stack([f for f, _ in pairs]), np.column_stack([r for _, r in pairs])
+
+
+def interval_conditions(p: np.ndarray, low: np.ndarray, high: np.ndarray,
+                        settings: ConfidenceSettings) -> list[tuple[np.ndarray, str]]:
+    """(mask, reason) pairs from the Venn-Abers interval: too wide, or far from p_response."""
+    tol = settings.calibration_tolerance
+    return [(high - low > settings.max_interval_width,
+             "wide response interval (little validation data near this prediction)"),
+            ((p < low - tol) | (p > high + tol),
+             f"P(response) more than {tol:g} outside its calibration interval (the model is "
+             "miscalibrated here on validation data)")]

@@ -27,18 +27,18 @@ and rows only join them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from precision_pain.models.bundle import ModelBundle
-from precision_pain.predict.confidence import (ConfidenceSettings, confidence_flags, propensity_matrix,
-                         range_codes, range_patterns, response_interval)
+from precision_pain.predict.confidence import (ConfidenceSettings, low_confidence,
+                                               response_intervals)
 from precision_pain.data.features import FEATURE_NAMES, build_features, describe_cells
 from precision_pain.predict.guidelines import check_guidelines
-from precision_pain.registry import TREATMENTS
+from precision_pain.registry import OUTCOMES, TREATMENTS, eligibility
 
 OUTPUT_COLUMNS: tuple[str, ...] = (
     "patient_id", "rank", "treatment", "eligible", "p_response", "p_response_low",
@@ -46,7 +46,6 @@ OUTPUT_COLUMNS: tuple[str, ...] = (
     "low_confidence", "confidence_reason", "explanation", "adverse_event_explanation",
     "contrast",
 )
-OUTCOMES = ("response", "adverse_event")
 SHAP_ROWS = ("explained", "all")
 _PHRASE = {"response": " the chance of response (odds x",
            "adverse_event": " the risk of a serious adverse event (odds x"}
@@ -54,13 +53,14 @@ _PHRASE = {"response": " the chance of response (odds x",
 
 @dataclass(frozen=True)
 class PredictOptions:
-    """How to rank, explain and flag; built from params.yaml by the CLI."""
+    """How to rank, explain and flag: :func:`options_from_params` builds it from params.yaml,
+    the one place its values are set (``evaluate.harm_weight`` and ``predict.*``)."""
 
-    harm_weight: float = 0.5
-    n_features: int = 3
-    top_k: int = 3
-    shap_rows: str = "explained"
-    confidence: ConfidenceSettings = field(default_factory=ConfidenceSettings)
+    harm_weight: float
+    n_features: int
+    top_k: int
+    shap_rows: str
+    confidence: ConfidenceSettings
 
     def __post_init__(self) -> None:
         """Reject settings that cannot work."""
@@ -95,7 +95,7 @@ class Recommendations:
 
 
 @dataclass(frozen=True)
-class Scores:
+class RankedScores:
     """Everything known per patient (rows) and treatment (columns) before explaining:
     model probabilities, eligibility, guideline action and note, net benefit and rank."""
 
@@ -112,11 +112,9 @@ class Scores:
 
 # --------------------------------------------------------------------------- entry points
 
-def recommend(prepared: pd.DataFrame, bundle: ModelBundle, harm_weight: float,
-              n_features: int = 3, options: PredictOptions | None = None) -> Recommendations:
+def recommend(prepared: pd.DataFrame, bundle: ModelBundle, options: PredictOptions
+              ) -> Recommendations:
     """Rank every treatment for every patient, check guidelines, explain and flag."""
-    options = replace(options or PredictOptions(), harm_weight=harm_weight,
-                      n_features=n_features)
     X = build_features(prepared)
     scores = score_patients(prepared, X, bundle, options.harm_weight)
     width = len(scores.treatments) if options.shap_rows == "all" else max(options.top_k, 2)
@@ -135,10 +133,11 @@ def predict_chunks(chunks: Iterable[pd.DataFrame], bundle: ModelBundle, source: 
     """Validate, prepare and recommend chunk by chunk (row numbers count from the file start)."""
     from precision_pain.data.contract import ContractError
     from precision_pain.data.prepare import prepare_cohort
+    from precision_pain.progress import track
 
     seen: set[str] = set()
     offset = 0
-    for raw in chunks:
+    for raw in track(chunks, "predict", unit="chunk"):
         try:
             prepared = prepare_cohort(raw, source, None, require_outcomes=False)
         except ContractError as exc:
@@ -146,7 +145,7 @@ def predict_chunks(chunks: Iterable[pd.DataFrame], bundle: ModelBundle, source: 
         ids = prepared["patient_id"].astype(str).tolist()
         _check_unique_patients(ids, seen, offset, source)
         seen.update(ids)
-        yield recommend(prepared, bundle, options.harm_weight, options.n_features, options)
+        yield recommend(prepared, bundle, options)
         offset += len(raw)
 
 
@@ -172,7 +171,7 @@ def _check_unique_patients(ids: list[str], seen: set[str], offset: int, source: 
 # --------------------------------------------------------------------------- scoring and ranking
 
 def score_patients(prepared: pd.DataFrame, X: pd.DataFrame, bundle: ModelBundle,
-                   harm_weight: float) -> Scores:
+                   harm_weight: float) -> RankedScores:
     """Probabilities, eligibility, guideline actions, net benefit and rank for every pair."""
     treatments = bundle.treatments
     p_resp = np.column_stack([bundle.model(t, "response").predict_proba(X) for t in treatments])
@@ -182,7 +181,7 @@ def score_patients(prepared: pd.DataFrame, X: pd.DataFrame, bundle: ModelBundle,
 
 
 def decide(prepared: pd.DataFrame, treatments: Sequence[str], p_response: np.ndarray,
-           p_adverse_event: np.ndarray, harm_weight: float) -> Scores:
+           p_adverse_event: np.ndarray, harm_weight: float) -> RankedScores:
     """Guideline checks and ranking for given model scores (any scores: the model's or a test's)."""
     treatments = tuple(treatments)
     eligible = eligibility(prepared["condition"], treatments)
@@ -191,16 +190,8 @@ def decide(prepared: pd.DataFrame, treatments: Sequence[str], p_response: np.nda
     order = rank_order(eligible, guide.avoid, net, treatments)
     rank = np.empty_like(order)
     np.put_along_axis(rank, order, np.arange(1, len(treatments) + 1)[None, :], axis=1)
-    return Scores(treatments, p_response, p_adverse_event, eligible, guide.action, guide.note,
+    return RankedScores(treatments, p_response, p_adverse_event, eligible, guide.action, guide.note,
                   net, rank, order)
-
-
-def eligibility(conditions: pd.Series, treatments: Sequence[str]) -> np.ndarray:
-    """(n, T) bool: the treatment is a usual option for the patient's condition."""
-    codes, uniques = pd.factorize(conditions.astype(str))
-    table = np.array([[TREATMENTS[t].eligible(c) for t in treatments] for c in uniques],
-                     dtype=bool).reshape(len(uniques), len(treatments))
-    return table[codes]
 
 
 def rank_order(eligible: np.ndarray, avoid: np.ndarray, net: np.ndarray,
@@ -211,26 +202,9 @@ def rank_order(eligible: np.ndarray, avoid: np.ndarray, net: np.ndarray,
     return np.lexsort((names, -net, avoid, ~eligible), axis=1)
 
 
-def rank_treatments(scored: pd.DataFrame) -> pd.DataFrame:
-    """Add ``rank`` (1 = best) per patient: eligible first, then allowed before ``avoid``
-    (when that column is present), then by net benefit; rows sorted by patient and rank."""
-    patients = pd.factorize(scored["patient_id"], sort=True)[0]
-    names = pd.factorize(scored["treatment"], sort=True)[0]
-    avoid = (scored["avoid"].to_numpy(dtype=bool) if "avoid" in scored
-             else np.zeros(len(scored), dtype=bool))
-    eligible = scored["eligible"].to_numpy(dtype=bool)
-    order = np.lexsort((names, -scored["net_benefit"].to_numpy(dtype=float), avoid, ~eligible,
-                        patients))
-    ranked = scored.iloc[order].reset_index(drop=True)
-    first = np.r_[True, patients[order][1:] != patients[order][:-1]]
-    starts = np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))
-    ranked.insert(1, "rank", np.arange(len(order)) - starts + 1)
-    return ranked
-
-
 # --------------------------------------------------------------------------- SHAP values
 
-def _ranked_contributions(bundle: ModelBundle, outcome: str, X: pd.DataFrame, scores: Scores,
+def _ranked_contributions(bundle: ModelBundle, outcome: str, X: pd.DataFrame, scores: RankedScores,
                           width: int) -> np.ndarray:
     """(n, width, F + 1) SHAP values of the treatments at ranks 1..width, bias last."""
     n, n_feat = X.shape
@@ -243,7 +217,7 @@ def _ranked_contributions(bundle: ModelBundle, outcome: str, X: pd.DataFrame, sc
     return out
 
 
-def _shap_frame(ids: np.ndarray, scores: Scores, contrib: Mapping[str, np.ndarray],
+def _shap_frame(ids: np.ndarray, scores: RankedScores, contrib: Mapping[str, np.ndarray],
                 depth: int) -> pd.DataFrame:
     """Long SHAP table: patient_id, treatment, outcome, rank, one column per feature, bias."""
     n = len(ids)
@@ -263,13 +237,14 @@ def _shap_frame(ids: np.ndarray, scores: Scores, contrib: Mapping[str, np.ndarra
 
 # --------------------------------------------------------------------------- the table
 
-def _assemble(ids: np.ndarray, X: pd.DataFrame, bundle: ModelBundle, scores: Scores,
+def _assemble(ids: np.ndarray, X: pd.DataFrame, bundle: ModelBundle, scores: RankedScores,
               contrib: Mapping[str, np.ndarray], options: PredictOptions) -> pd.DataFrame:
     """One row per patient and treatment, in patient then rank order."""
     n, n_t = scores.rank.shape
     rows, cols = np.repeat(np.arange(n), n_t), scores.order.reshape(-1)
-    low, high = _intervals(bundle, scores)
-    flag, reason = _confidence(X, bundle, scores, low, high, options.confidence)
+    low, high = response_intervals(bundle, scores.treatments, scores.p_response)
+    flag, reason = low_confidence(X, bundle, scores.treatments, scores.p_response,
+                                  scores.eligible, (low, high), options.confidence)
     values = X.to_numpy(np.float32)
     k = min(options.top_k, n_t)
     explanation = _by_rank(n, n_t, [_sentences(contrib["response"][:, r], values, scores, r,
@@ -305,56 +280,7 @@ def _by_rank(n: int, n_t: int, columns: list[np.ndarray]) -> np.ndarray:
     return out.reshape(-1)
 
 
-def _intervals(bundle: ModelBundle, scores: Scores) -> tuple[np.ndarray, np.ndarray]:
-    """Venn-Abers interval of every P(response) (NaN when the bundle has no calibration)."""
-    tables = bundle.metadata.get("response_calibration", {})
-    pairs = [response_interval(tables.get(t), scores.p_response[:, k])
-             for k, t in enumerate(scores.treatments)]
-    return np.column_stack([p[0] for p in pairs]), np.column_stack([p[1] for p in pairs])
-
-
-def _confidence(X: pd.DataFrame, bundle: ModelBundle, scores: Scores, low: np.ndarray,
-                high: np.ndarray, settings: ConfidenceSettings) -> tuple[np.ndarray, np.ndarray]:
-    """(n, T) low_confidence flags and reasons."""
-    values = X.to_numpy(np.float32)
-    ranges = bundle.metadata.get("feature_ranges", {})
-    propensity = propensity_matrix(getattr(bundle, "propensity", None), X, scores.treatments)
-    pairs = []
-    for k, treatment in enumerate(scores.treatments):
-        ids, texts = (range_patterns(range_codes(values, ranges[treatment]), ranges[treatment],
-                                     treatment) if treatment in ranges
-                      else (np.full(len(values), -1, dtype=np.int64), []))
-        conditions = _confidence_conditions(scores.p_response[:, k], low[:, k], high[:, k],
-                                            settings)
-        if propensity is not None:
-            conditions.append((scores.eligible[:, k]
-                               & (propensity[:, k] < settings.min_propensity),
-                               f"rarely given to patients like this in training (propensity "
-                               f"below {settings.min_propensity:g})"))
-        pairs.append(confidence_flags(ids, texts, conditions))
-    return np.column_stack([f for f, _ in pairs]), np.column_stack([r for _, r in pairs])
-
-
-def _confidence_conditions(p: np.ndarray, low: np.ndarray, high: np.ndarray,
-                           settings: ConfidenceSettings) -> list[tuple[np.ndarray, str]]:
-    """(mask, reason) pairs from the Venn-Abers interval: too wide, or far from p_response."""
-    tol = settings.calibration_tolerance
-    return [(high - low > settings.max_interval_width,
-             "wide response interval (little validation data near this prediction)"),
-            ((p < low - tol) | (p > high + tol),
-             f"P(response) more than {tol:g} outside its calibration interval (the model is "
-             "miscalibrated here on validation data)")]
-
-
 # --------------------------------------------------------------------------- sentences
-
-def explain_rows(treatment: str, X: pd.DataFrame, contributions: np.ndarray,
-                 n_features: int) -> list[str]:
-    """One sentence per row naming the features that moved P(response) most."""
-    labels = np.full(len(X), TREATMENTS[treatment].label, dtype=object)
-    return list(explain_matrix(contributions, X.to_numpy(np.float32), labels, n_features,
-                               "response"))
-
 
 def explain_matrix(contributions: np.ndarray, values: np.ndarray, labels: np.ndarray,
                    n_features: int, outcome: str) -> np.ndarray:
@@ -391,14 +317,14 @@ def top_features(phi: np.ndarray, k: int) -> np.ndarray:
     return top
 
 
-def _sentences(contrib: np.ndarray, values: np.ndarray, scores: Scores, r: int,
+def _sentences(contrib: np.ndarray, values: np.ndarray, scores: RankedScores, r: int,
                n_features: int, outcome: str) -> np.ndarray:
     """Explanations of the treatment at rank r + 1 of every patient."""
     labels = _labels(scores.treatments)[scores.order[:, r]]
     return explain_matrix(contrib, values, labels, n_features, outcome)
 
 
-def contrast_sentences(contrib: np.ndarray, values: np.ndarray, scores: Scores,
+def contrast_sentences(contrib: np.ndarray, values: np.ndarray, scores: RankedScores,
                        n_features: int) -> np.ndarray:
     """Why rank 1 outranks rank 2, with the SHAP values of their response log-odds difference."""
     n = len(values)
@@ -425,7 +351,7 @@ def contrast_sentences(contrib: np.ndarray, values: np.ndarray, scores: Scores,
                                                 bias, *parts, *sizes)))], dtype=object)
 
 
-def _contrast_reason(scores: Scores, rows: np.ndarray, first: np.ndarray,
+def _contrast_reason(scores: RankedScores, rows: np.ndarray, first: np.ndarray,
                      second: np.ndarray, label2: np.ndarray) -> np.ndarray:
     """': <why>' for each patient: a guideline, eligibility, or the higher net benefit."""
     avoided = scores.action[rows, second] == "avoid"

@@ -95,20 +95,22 @@ def model_config(options: Any, max_request_rows: int) -> dict[str, Any]:
             "calibration_tolerance": options.confidence.calibration_tolerance}
 
 
-def options_from_config(config: Mapping[str, Any] | None) -> Any:
-    """PredictOptions from a served model's ``model_config`` (defaults where absent)."""
+_CONFIDENCE_KEYS = ("min_propensity", "max_interval_width", "calibration_tolerance")
+
+
+def options_from_config(config: Mapping[str, Any]) -> Any:
+    """PredictOptions from a served model's ``model_config`` (written by :func:`model_config`)."""
     from precision_pain.predict.confidence import ConfidenceSettings
     from precision_pain.predict.recommend import PredictOptions
 
-    config = dict(config or {})
-    defaults = PredictOptions()
-    confidence = ConfidenceSettings(**{
-        key: float(config.get(key, getattr(defaults.confidence, key)))
-        for key in ("min_propensity", "max_interval_width", "calibration_tolerance")})
-    return PredictOptions(float(config.get("harm_weight", defaults.harm_weight)),
-                          int(config.get("n_features", defaults.n_features)),
-                          int(config.get("top_k", defaults.top_k)),
-                          str(config.get("shap_rows", defaults.shap_rows)), confidence)
+    keys = ("harm_weight", "n_features", "top_k", "shap_rows", *_CONFIDENCE_KEYS)
+    missing = [key for key in keys if key not in config]
+    if missing:
+        raise ValueError(f"the served model's config lacks {', '.join(missing)}; register it "
+                         "again with `dvc repro` (train logs every prediction setting)")
+    confidence = ConfidenceSettings(**{key: float(config[key]) for key in _CONFIDENCE_KEYS})
+    return PredictOptions(float(config["harm_weight"]), int(config["n_features"]),
+                          int(config["top_k"]), str(config["shap_rows"]), confidence)
 
 
 class RecommenderModel(mlflow.pyfunc.PythonModel):

@@ -1,0 +1,91 @@
+"""The training profile: what predict needs to say how far to trust each P(response).
+
+Learned at train time and stored in the bundle manifest's metadata; read at predict time
+by :mod:`precision_pain.predict.confidence`, whose docstring teaches the method:
+
+- per treatment, an inductive Venn-Abers table over the response model's validation
+  scores (every position a new score can take, on a 0.001 grid);
+- per treatment, the range of every model feature over its training patients and
+  whether the feature was ever missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from precision_pain.data.features import build_features
+
+PROFILE_VERSION = 1
+GRID = 1e-3  # Venn-Abers score grid (probability units)
+
+
+def training_profile(train: pd.DataFrame, valid: pd.DataFrame,
+                     models: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Metadata for the bundle: feature ranges and Venn-Abers tables, per treatment.
+
+    ``models`` maps treatment -> outcome -> fitted model (``ModelBundle.models``).
+    """
+    ranges, calibration = {}, {}
+    for name, by_outcome in models.items():
+        tr = train[train["treatment"] == name]
+        va = valid[valid["treatment"] == name]
+        ranges[name] = feature_ranges(build_features(tr))
+        scores = by_outcome["response"].predict_proba(build_features(va))
+        calibration[name] = venn_abers_table(scores, va["response"].to_numpy())
+    return {"confidence_profile_version": PROFILE_VERSION, "feature_ranges": ranges,
+            "response_calibration": calibration}
+
+
+def feature_ranges(X: pd.DataFrame) -> dict[str, list[Any]]:
+    """Per feature: min, max (None if never observed) and whether it was ever missing."""
+    values = X.to_numpy(np.float64)
+    seen = ~np.isnan(values)
+    has = seen.any(axis=0)
+    low = np.where(has, np.nanmin(np.where(seen, values, np.inf), axis=0), np.nan)
+    high = np.where(has, np.nanmax(np.where(seen, values, -np.inf), axis=0), np.nan)
+    return {"min": _none_for_nan(low), "max": _none_for_nan(high),
+            "missing": (~seen).any(axis=0).tolist()}
+
+
+def _none_for_nan(values: np.ndarray) -> list[float | None]:
+    return [None if np.isnan(v) else float(v) for v in values]
+
+
+def venn_abers_table(scores: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """Inductive Venn-Abers bounds for every position a new score can take."""
+    from scipy.optimize import isotonic_regression
+
+    grid = np.rint(np.asarray(scores, dtype=float) / GRID).astype(np.int64)
+    y = np.asarray(labels, dtype=float)
+    cells, inverse = np.unique(grid, return_inverse=True)
+    weight = np.bincount(inverse).astype(float)
+    total = np.bincount(inverse, weights=y)
+
+    def fit_at(mean: np.ndarray, w: np.ndarray, at: int) -> float:
+        # scipy's solver, clipped to [0, 1]: what sklearn.isotonic.isotonic_regression(y_min=0,
+        # y_max=1) computes, without its input checks (most of the train stage's profile time)
+        fitted = isotonic_regression(mean, weights=w, increasing=True).x
+        return float(np.clip(fitted[at], 0.0, 1.0))
+
+    tie = {label: [] for label in (0, 1)}
+    gap = {label: [] for label in (0, 1)}
+    for label in (0, 1):
+        for j in range(len(cells)):  # the new score equals calibration cell j
+            w = weight.copy()
+            w[j] += 1
+            tie[label].append(fit_at(np.r_[total[:j], total[j] + label, total[j + 1:]] / w, w, j))
+        for g in range(len(cells) + 1):  # the new score falls before cell g
+            mean = np.insert(total / weight, g, label)
+            gap[label].append(fit_at(mean, np.insert(weight, g, 1.0), g))
+    return {"grid": GRID, "cells": cells.tolist(), "n": int(len(y)),
+            "tie_low": tie[0], "tie_high": tie[1], "gap_low": gap[0], "gap_high": gap[1]}
+
+
+
+def has_profile(metadata: Mapping[str, Any]) -> bool:
+    """Whether a bundle carries the training profile this module needs."""
+    return "feature_ranges" in metadata and "response_calibration" in metadata
