@@ -6,7 +6,8 @@ import tomllib
 from importlib.metadata import version
 from pathlib import Path
 
-from precision_pain.predict.serve import pinned_requirement, pip_requirements
+from precision_pain.models.estimators import pinned_requirement
+from precision_pain.predict.serve import pip_requirements
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -38,6 +38,28 @@ import pandas as pd
 MIN_EVENTS = 5  # fewer events (or non-events) than this: fall back to a constant-rate model
 
 
+# Distributions that provide `import xgboost`: the CPU-only build (the default install, no
+# CUDA libraries) and the full build (README's GPU route). A logged model asks for the one
+# installed, so serving it does not pull CUDA into a CPU install.
+_XGBOOST_BUILDS = ("xgboost-cpu", "xgboost")
+
+
+def pinned_requirement(name: str) -> str:
+    """``<distribution>==<installed version>``; ``xgboost`` names whichever build is installed.
+
+    >>> pinned_requirement("xgboost")  # doctest: +SKIP
+    'xgboost-cpu==3.2.0'
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    for candidate in _XGBOOST_BUILDS if name == "xgboost" else (name,):
+        try:
+            return f"{candidate}=={version(candidate)}"
+        except PackageNotFoundError:
+            continue
+    raise PackageNotFoundError(name)
+
+
 @dataclass(frozen=True)
 class MlflowArtifact:
     """How a model type is logged to MLflow: the flavor, the object it logs, the options of
@@ -224,7 +246,7 @@ class XGBoostModel:
         import xgboost as xgb
 
         return MlflowArtifact("xgboost", self.booster_, {
-            "model_format": "ubj", "pip_requirements": [f"xgboost=={xgb.__version__}"]})
+            "model_format": "ubj", "pip_requirements": [pinned_requirement("xgboost")]})
 
     @classmethod
     def from_mlflow(cls, booster: Any, feature_names: list[str]) -> XGBoostModel:
@@ -331,7 +353,7 @@ def _skops_artifact(estimator: Any, note: str | None = None) -> MlflowArtifact:
         trusted = sio.get_untrusted_types(file=path)
     return MlflowArtifact("sklearn", estimator, {
         "serialization_format": "skops", "skops_trusted_types": trusted,
-        "pip_requirements": [f"scikit-learn=={sklearn.__version__}"]}, note)
+        "pip_requirements": [pinned_requirement("scikit-learn")]}, note)
 
 
 class LogisticModel(_SkopsModel):
