@@ -98,7 +98,9 @@ def train_bundle(params, out: Path) -> Path:
                          params.split.seed)
     bundle = train.train_bundle(parts["train"], parts["valid"],
                                 select_treatments(params.model.treatments), params.model,
-                                params.prepare.response_threshold)
+                                params.prepare.response_threshold,
+                                harm_weight=params.evaluate.harm_weight,
+                                propensity_clip=params.evaluate.propensity_clip)
     save_bundle(bundle, out)
     print(f"[bundle] trained {len(bundle.treatments)} treatments with default params on "
           f"{len(cohort):,} synthetic patients in {time.perf_counter() - start:.0f} s -> {out}")

@@ -49,12 +49,12 @@ def small_bundle(small_splits, params):
     from precision_pain.models.train import train_bundle
     from precision_pain.registry import select_treatments
 
-    model = params.model.model_copy(update={"seed": 0, "hyperparameters": {
+    model = params.model.model_copy(update={"type": "xgboost", "seed": 0, "hyperparameters": {
         "xgboost": {"n_estimators": 150, "max_depth": 3, "learning_rate": 0.1},
         "propensity": {"logistic": {"C": 1.0, "max_iter": 2000}}}})
     return train_bundle(small_splits["train"], small_splits["valid"],
                         select_treatments(["tramadol", "duloxetine", "physical_therapy"]),
-                        model, response_threshold=0.3)
+                        model, response_threshold=0.3, harm_weight=0.5, propensity_clip=0.01)
 
 
 @pytest.fixture(scope="session")

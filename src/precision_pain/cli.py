@@ -213,6 +213,8 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
 
             bundle = train_bundle(train_df, valid_df, treatments, params.model,
                                   params.prepare.response_threshold,
+                                  harm_weight=params.evaluate.harm_weight,
+                                  propensity_clip=params.evaluate.propensity_clip,
                                   on_done=lambda _: bar.update())
     out = save_bundle(bundle, models_dir or params.model.dir)
     log.info("wrote %d treatments' models to %s", len(bundle.treatments), out)
@@ -249,7 +251,9 @@ def _train_tracked(params: Any, treatments: Any, train_df: Any, valid_df: Any,
         run_ids["parent"] = parent_id
         tracking.log_provenance_files([params_path, Path("dvc.lock")])
         bundle = train_bundle(train_df, valid_df, treatments, params.model,
-                              params.prepare.response_threshold, on_done=on_done)
+                              params.prepare.response_threshold,
+                              harm_weight=params.evaluate.harm_weight,
+                              propensity_clip=params.evaluate.propensity_clip, on_done=on_done)
     return replace(bundle, metadata={**bundle.metadata, "mlflow_run_ids": run_ids})
 
 

@@ -345,11 +345,16 @@ def log_treatment_run(params: Params, treatment: str, models: Mapping[str, Binar
                            **{f"model_kind.{o}": m.kind for o, m in models.items()}})
         mlflow.log_metrics({**{k: float(v) for k, v in counts.items()},
                             **{k: v for k, v in validation.items() if v == v}})
+        own = {o: m for o, m in models.items() if m.mlflow_artifact() is not None}
+        if len(own) < len(models):  # the pooled learner: one model for every treatment
+            mlflow.set_tag("models", "shared by every treatment; registered inside the "
+                                     "recommender (precision-pain predict --registry-alias)")
         versions = {outcome: _log_model(params.tracking, treatment, outcome, model)
-                    for outcome, model in models.items()}
-        log.info("registered %s (alias %r)", ", ".join(
-            f"{registered_name(params.tracking, treatment, o)} v{v}" for o, v in versions.items()),
-            params.tracking.alias)
+                    for outcome, model in own.items()}
+        if versions:
+            log.info("registered %s (alias %r)", ", ".join(
+                f"{registered_name(params.tracking, treatment, o)} v{v}"
+                for o, v in versions.items()), params.tracking.alias)
         return run.info.run_id
 
 

@@ -5,6 +5,8 @@ Layout under ``model.dir`` (default ``models/``)::
     manifest.json                      model type, feature names, treatments, files, versions
     <treatment>/response.<kind>.<ext>   e.g. tramadol/response.xgboost.ubj
     <treatment>/adverse_event.<kind>.<ext>
+    pooled/response.pooled_xgboost.ubj  instead, for the pooled learner: one model per outcome
+    pooled/adverse_event.pooled_xgboost.ubj  that every treatment's manifest entry points at
     propensity.<kind>.<ext>             optional: P(treatment | features), for off-policy evaluation
 
 Formats are non-pickle (xgboost UBJSON, skops, JSON); see :mod:`precision_pain.models.estimators`.
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
     from precision_pain.models.train import TreatmentModels
 
 MANIFEST = "manifest.json"
+SHARED_FOLDER = "pooled"  # models every treatment shares (the pooled learner), saved once
 _FALLBACK_KIND = "constant"
 _UNCHECKED_TREES = "hist_gb"
 
@@ -93,17 +96,35 @@ def manifest_sha256(directory: str | Path) -> str:
     return sha256_file(Path(directory) / MANIFEST)
 
 
+def _save_models(models: Mapping[str, Mapping[str, BinaryModel]], folder: Path
+                 ) -> dict[str, dict[str, str]]:
+    """Each model's file, relative to ``folder``: ``<treatment>/<outcome>.<kind>.<ext>``, or
+    ``pooled/<outcome>.<kind>.<ext>`` written once for a model every treatment shares."""
+    files: dict[str, dict[str, str]] = {}
+    shared_files: dict[int, str] = {}
+    for treatment, by_outcome in models.items():
+        files[treatment] = {}
+        for outcome, model in by_outcome.items():
+            shared = getattr(model, "shared", None)
+            if shared is None:
+                (folder / treatment).mkdir(exist_ok=True)
+                path = model.save(folder / treatment / outcome)
+            elif id(shared) not in shared_files:
+                (folder / SHARED_FOLDER).mkdir(exist_ok=True)
+                path = shared.save(folder / SHARED_FOLDER / outcome)
+            else:
+                path = folder / shared_files[id(shared)]
+            files[treatment][outcome] = path.relative_to(folder).as_posix()
+            if shared is not None:
+                shared_files[id(shared)] = files[treatment][outcome]
+    return files
+
+
 def save_bundle(bundle: ModelBundle, directory: str | Path) -> Path:
     """Write every model and the manifest (with each file's SHA-256); replaced atomically."""
     directory = Path(directory)
     with atomic_dir(directory) as tmp:
-        files: dict[str, dict[str, str]] = {}
-        for treatment, by_outcome in bundle.models.items():
-            (tmp / treatment).mkdir()
-            files[treatment] = {
-                outcome: model.save(tmp / treatment / outcome).relative_to(tmp).as_posix()
-                for outcome, model in by_outcome.items()
-            }
+        files = _save_models(bundle.models, tmp)
         manifest = {
             "package_version": __version__,
             "model_type": bundle.model_type,
@@ -132,15 +153,26 @@ def load_bundle(directory: str | Path, *, expected_sha256: str | None = None,
     directory = Path(directory)
     manifest = read_manifest(directory, expected_sha256)
     _check_kinds(directory, manifest, pinned=expected_sha256 is not None or own_bundle)
+    loaded: dict[str, Any] = {}  # a file shared by every treatment is read once
     models = {
-        treatment: {outcome: load_model(directory / rel) for outcome, rel in by_outcome.items()}
+        treatment: {outcome: _model(directory, rel, treatment, loaded)
+                    for outcome, rel in manifest["files"][treatment].items()}
         for treatment in manifest["treatments"]
-        for by_outcome in [manifest["files"][treatment]]
     }
     propensity = (load_propensity(directory / manifest["propensity"])
                   if manifest.get("propensity") else None)
     return ModelBundle(manifest["model_type"], FEATURE_NAMES, models, manifest["metadata"],
                        propensity)
+
+
+def _model(directory: Path, relative: str, treatment: str, loaded: dict[str, Any]
+           ) -> BinaryModel:
+    """The model of ``treatment`` in a file: the file's model, or its view for ``treatment``
+    when every treatment shares it (the pooled learner)."""
+    if relative not in loaded:
+        loaded[relative] = load_model(directory / relative)
+    model = loaded[relative]
+    return model.view(treatment) if hasattr(model, "view") else model
 
 
 def read_manifest(directory: Path, expected_sha256: str | None = None) -> dict[str, Any]:
@@ -197,7 +229,7 @@ def _verify_files(directory: Path, manifest: Mapping[str, Any]) -> None:
     """Every referenced file inside the bundle, present, and with its recorded SHA-256."""
     root = directory.resolve()
     problems = []
-    for rel in _referenced(manifest):
+    for rel in dict.fromkeys(_referenced(manifest)):
         target = (directory / str(rel)).resolve()
         if not isinstance(rel, str) or root not in target.parents:
             problems.append(f"{rel!r} points outside the bundle folder")

@@ -505,12 +505,20 @@ MODEL_TYPES: Mapping[str, type] = {
     cls.kind: cls for cls in (XGBoostModel, LogisticModel, HistGBModel, ConstantModel)
 }
 SELECTABLE_MODEL_TYPES = ("xgboost", "logistic", "hist_gb")
+# Learners with one model per outcome shared by every treatment (models/pooled.py), chosen
+# with model.type like the per-treatment types above.
+POOLED_MODEL_TYPES = ("pooled_xgboost",)
 
 
 def get_model_class(kind: str) -> type:
     """The class for a model type; unknown names list the valid ones."""
+    if kind in POOLED_MODEL_TYPES:
+        from precision_pain.models.pooled import PooledModel
+
+        return PooledModel
     if kind not in MODEL_TYPES:
-        raise ValueError(f"unknown model type {kind!r}; valid: {', '.join(SELECTABLE_MODEL_TYPES)}")
+        valid = ", ".join((*SELECTABLE_MODEL_TYPES, *POOLED_MODEL_TYPES))
+        raise ValueError(f"unknown model type {kind!r}; valid: {valid}")
     return MODEL_TYPES[kind]
 
 

@@ -27,8 +27,9 @@ from precision_pain.config import ModelParams
 from precision_pain.data.features import build_features
 from precision_pain.evaluate.metrics import binary_metrics
 from precision_pain.models.bundle import ModelBundle, bundle_from_training
-from precision_pain.models.estimators import (BinaryModel, fit_binary, sliceable, sliced,
-                                              training_threads)
+from precision_pain.models.estimators import (POOLED_MODEL_TYPES, BinaryModel, fit_binary,
+                                              sliceable, sliced, training_threads)
+from precision_pain.models.pooled import fit_pooled
 from precision_pain.models.profile import training_profile
 from precision_pain.models.propensity import fit_propensity
 from precision_pain.registry import OUTCOMES, Treatment
@@ -47,21 +48,59 @@ class TreatmentModels:
 
 
 def train_bundle(train: pd.DataFrame, valid: pd.DataFrame, treatments: Iterable[Treatment],
-                 model: ModelParams, response_threshold: float,
+                 model: ModelParams, response_threshold: float, *, harm_weight: float,
+                 propensity_clip: float,
                  on_done: Callable[[TreatmentModels], None] | None = None) -> ModelBundle:
     """Every treatment's models, the training profile and the propensity model, as a bundle.
 
     ``on_done`` gets each treatment's final result (the CLI logs it to MLflow). Without
-    ``model.hyperparameters.propensity`` the bundle has no propensity model.
+    ``model.hyperparameters.propensity`` the bundle has no propensity model. The pooled
+    learner chooses its hyperparameters by the doubly robust value of its recommendations
+    at ``harm_weight`` (importance weights capped at ``1 / propensity_clip``).
     """
     hyper = model.hyperparameters.get(model.type, {})
+    treatments = tuple(treatments)
     with training_threads():
-        fitted = train_all(treatments, train, valid, model.type, hyper, model.seed, on_done)
-        profile = training_profile(train, valid, {n: r.models for n, r in fitted.items()})
         propensity, report = _propensity(train, valid, model)
+        if model.type in POOLED_MODEL_TYPES:
+            fitted = train_pooled(treatments, train, valid, hyper, propensity, harm_weight,
+                                  propensity_clip, model.seed, on_done)
+        else:
+            fitted = train_all(treatments, train, valid, model.type, hyper, model.seed, on_done)
+        profile = training_profile(train, valid, {n: r.models for n, r in fitted.items()})
     metadata = {"response_threshold": response_threshold, "hyperparameters": hyper, **profile,
                 **({"propensity": report} if report else {})}
     return bundle_from_training(fitted, model.type, metadata, propensity)
+
+
+def train_pooled(treatments: Sequence[Treatment], train: pd.DataFrame, valid: pd.DataFrame,
+                 settings: Mapping[str, Any], propensity: Any, harm_weight: float,
+                 propensity_clip: float, seed: int,
+                 on_done: Callable[[TreatmentModels], None] | None = None
+                 ) -> dict[str, TreatmentModels]:
+    """The pooled learner (models/pooled.py), reported per treatment like the others."""
+    names = [t.name for t in treatments]
+    fit = fit_pooled(train, valid, names, settings, propensity, harm_weight, propensity_clip,
+                     seed)
+    fitted = {}
+    for name, views in fit.views().items():
+        tr, va = train[train["treatment"] == name], valid[valid["treatment"] == name]
+        X_va = build_features(va)
+        validation = dict(fit.chosen)
+        for outcome, view in views.items():
+            for metric, value in binary_metrics(va[outcome].to_numpy(),
+                                                view.predict_proba(X_va)).items():
+                validation[f"valid_{outcome}_{metric}"] = value
+        fitted[name] = TreatmentModels(name, views, arm_counts(tr, va), validation)
+        _done(fitted[name], on_done)
+    return fitted
+
+
+def arm_counts(tr: pd.DataFrame, va: pd.DataFrame) -> dict[str, int]:
+    """Patients and events of one treatment arm in the train and validation splits."""
+    return {"n_train": len(tr), "n_valid": len(va),
+            "n_train_responders": int(tr["response"].sum()),
+            "n_train_adverse_events": int(tr["adverse_event"].sum())}
 
 
 def _propensity(train: pd.DataFrame, valid: pd.DataFrame, model: ModelParams
@@ -111,9 +150,7 @@ def train_treatment_grid(treatment: Treatment, index: int, train: pd.DataFrame,
             models[i][outcome] = model
             for name, value in binary_metrics(y_va, model.predict_proba(X_va)).items():
                 validation[i][f"valid_{outcome}_{name}"] = value
-    counts = {"n_train": len(tr), "n_valid": len(va),
-              "n_train_responders": int(tr["response"].sum()),
-              "n_train_adverse_events": int(tr["adverse_event"].sum())}
+    counts = arm_counts(tr, va)
     return [TreatmentModels(treatment.name, m, counts, v) for m, v in zip(models, validation)]
 
 

@@ -1,0 +1,411 @@
+"""Pooled learner: one xgboost model per outcome over every treatment (model type ``pooled_xgboost``).
+
+Per-treatment models (a T-learner) fit each arm on its own 300-2,000 patients and relearn
+the patient effects common to every treatment ten times over. The pooled learner (an
+S-learner with explicit treatment interactions) fits one binary classifier per outcome on
+*all* training episodes, over the design
+
+    [patient features (data.features)]
+    + [one-hot of the treatment received:                 ``treatment=<t>``]
+    + [one indicator per eligible (condition, treatment): ``pair=<condition>:<t>``]
+
+Patient effects shared by every treatment are learned once from every row; treatment
+effects and their modification by patient features are splits on the treatment and pair
+indicators. The pair indicator lets one split say "this treatment for this condition"
+(e.g. epidural steroid for radiculopathy), where a treatment one-hot and a condition
+one-hot would need two splits in sequence, which shallow trees rarely find.
+
+Each treatment sees the pooled model through a :class:`PooledTreatmentView` with the
+project's model contract (``predict_proba(X)``, ``contributions(X)`` on the patients'
+feature matrix; the view sets the treatment and pair columns itself).
+
+Reading SHAP of a pooled model
+------------------------------
+xgboost's exact TreeSHAP over the whole design, in log-odds, relative to one mean logit
+over the training mix of treatments. For one patient under treatment t:
+
+- the *treatment part* is the sum over every ``treatment=*`` and ``pair=*`` column: "this
+  treatment, for this patient's condition", against the mix of treatments the model was
+  trained on (the all-zero indicators of the other treatments belong to it too);
+- a patient feature's SHAP is how that feature moves P(outcome | t) for this patient,
+  including its share of the feature-by-treatment interaction (Shapley values split an
+  interaction equally between the feature and the treatment columns: PHQ-9's SHAP under
+  duloxetine carries half of "duloxetine works better in depressed patients").
+
+``contributions(X)`` keeps the project's shape (a column per patient feature, bias last)
+and folds the treatment part into the bias, which so reads "this treatment's baseline
+log-odds" exactly as for a per-treatment model; rows still sum to the logit, and the
+explanations name patient features. :meth:`PooledTreatmentView.contributions_split`
+returns the parts separately.
+
+Choosing hyperparameters (never on the test split)
+--------------------------------------------------
+The adverse-event model is shallow, its number of trees chosen by validation log-loss.
+For the response model, one booster per ``max_depth`` in the grid is fitted with the
+largest tree count; ``booster[:k]`` predicts exactly like a k-tree fit, so each tree count
+costs nothing more. Each candidate is valued by what it is for: the doubly robust estimate
+(:func:`precision_pain.evaluate.policy.ope_terms`, propensity model fitted on the train
+split) of the net benefit of the shipped recommender's first choice (guideline checks
+included) on the validation split. This needs no ground truth, so it works on a real
+extract. The ``default`` candidate is kept unless another beats it by more than
+``replace_z`` standard errors of the paired per-patient difference: on a few thousand
+validation patients DR differences between reasonable candidates are mostly noise, and a
+plain argmax chose worse models (measured on two independent generators). The validation
+Brier score of every candidate is logged as a check, not used to choose: it prefers few
+trees, which learn the main effects but not the treatment interactions a policy needs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from precision_pain.data.features import FEATURE_NAMES, build_features
+from precision_pain.evaluate import policy as pol
+from precision_pain.models.estimators import TRAIN_THREADS, MlflowArtifact, artifact_path
+from precision_pain.registry import CONDITIONS, TREATMENTS
+
+log = logging.getLogger(__name__)
+
+KIND = "pooled_xgboost"
+
+
+# ------------------------------------------------------------------------------ design
+
+def treatment_columns(treatments: Sequence[str]) -> list[str]:
+    """One-hot column names of the treatments."""
+    return [f"treatment={t}" for t in treatments]
+
+
+def pair_columns(treatments: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(column name, condition, treatment) for every registry-eligible pair."""
+    return [(f"pair={c}:{t}", c, t) for t in treatments for c in CONDITIONS
+            if TREATMENTS[t].eligible(c)]
+
+
+def design(X: pd.DataFrame, treatment: str | np.ndarray, treatments: Sequence[str]
+           ) -> np.ndarray:
+    """(n, F + T + P) float32 design: patient features, treatment one-hot, pair indicators.
+
+    ``treatment`` is one name (every row gets it) or one name per row.
+    """
+    given = (np.full(len(X), treatment, dtype=object) if isinstance(treatment, str)
+             else np.asarray(treatment, dtype=object))
+    onehot = np.column_stack([given == t for t in treatments]).astype(np.float32)
+    condition = {c: X[f"condition={c}"].to_numpy(np.float32) for c in CONDITIONS}
+    pairs = pair_columns(treatments)
+    pair = (np.column_stack([condition[c] * (given == t) for _, c, t in pairs])
+            if pairs else np.zeros((len(X), 0))).astype(np.float32)
+    return np.hstack([X.to_numpy(np.float32), onehot, pair])
+
+
+def design_names(treatments: Sequence[str]) -> list[str]:
+    """Column names of :func:`design`."""
+    return [*FEATURE_NAMES, *treatment_columns(treatments),
+            *(name for name, _, _ in pair_columns(treatments))]
+
+
+# ------------------------------------------------------------------------------ models
+
+class PooledModel:
+    """One xgboost booster over the pooled design, for one outcome."""
+
+    kind: ClassVar[str] = KIND
+    suffix: ClassVar[str] = ".ubj"
+
+    def __init__(self, booster: Any, treatments: Sequence[str], outcome: str):
+        self.booster_ = booster
+        self.treatments = tuple(treatments)
+        self.outcome = outcome
+
+    @classmethod
+    def fit(cls, X: pd.DataFrame, treatment: np.ndarray, y: np.ndarray, outcome: str,
+            n_estimators: int, seed: int, treatments: Sequence[str],
+            **hyperparameters: Any) -> PooledModel:
+        """Fit on every row: X = patient features, ``treatment`` = the treatment received."""
+        import xgboost as xgb
+
+        matrix = xgb.DMatrix(design(X, treatment, treatments), label=np.asarray(y, float),
+                             feature_names=design_names(treatments))
+        params = {"objective": "binary:logistic", "eval_metric": "logloss",
+                  "tree_method": "hist", "seed": seed, "nthread": TRAIN_THREADS,
+                  **hyperparameters}
+        booster = xgb.train(params, matrix, num_boost_round=int(n_estimators))
+        return cls(booster, treatments, outcome)
+
+    @property
+    def n_trees(self) -> int:
+        """Number of boosting rounds."""
+        return int(self.booster_.num_boosted_rounds())
+
+    def sliced(self, k: int) -> PooledModel:
+        """The first k trees (predicts exactly like a k-tree fit with the same seed)."""
+        return PooledModel(self.booster_[: int(k)], self.treatments, self.outcome)
+
+    def predict_proba(self, X: pd.DataFrame, treatment: str) -> np.ndarray:
+        """P(outcome = 1) of every patient in X under ``treatment``."""
+        return self.booster_.inplace_predict(design(X, treatment, self.treatments),
+                                             validate_features=False)
+
+    def predict_matrix(self, X: pd.DataFrame) -> np.ndarray:
+        """(n, T) P(outcome) of every patient under every treatment."""
+        return np.column_stack([self.predict_proba(X, t) for t in self.treatments])
+
+    def contributions_full(self, X: pd.DataFrame, treatment: str) -> np.ndarray:
+        """Exact TreeSHAP over the whole design (log-odds), bias last."""
+        import xgboost as xgb
+
+        matrix = xgb.DMatrix(design(X, treatment, self.treatments),
+                             feature_names=design_names(self.treatments))
+        return self.booster_.predict(matrix, pred_contribs=True)
+
+    def view(self, treatment: str) -> PooledTreatmentView:
+        """This model as ``treatment``'s model (the project's model contract)."""
+        if treatment not in self.treatments:
+            raise KeyError(f"the pooled model was not trained on {treatment!r}; it knows "
+                           f"{', '.join(self.treatments)}")
+        return PooledTreatmentView(self, treatment)
+
+    def save(self, stem: Path) -> Path:
+        """Write the booster once, treatments and outcome as attributes (UBJSON, no pickle)."""
+        path = artifact_path(stem, self.kind, self.suffix)
+        booster = self.booster_.copy()
+        booster.set_attr(pooled_treatments=json.dumps(list(self.treatments)),
+                         pooled_outcome=self.outcome)
+        booster.save_model(str(path))
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> PooledModel:
+        """Read a booster written by :meth:`save`; its design must be this version's."""
+        import xgboost as xgb
+
+        booster = xgb.Booster(model_file=str(path))
+        treatments = json.loads(booster.attr("pooled_treatments") or "[]")
+        unknown = [t for t in treatments if t not in TREATMENTS]
+        if not treatments or unknown or booster.feature_names != design_names(treatments):
+            raise ValueError(f"{path}: not a pooled model of this version of precision-pain "
+                             f"(unknown treatments {unknown} or another design); retrain with "
+                             "`dvc repro`")
+        return cls(booster, treatments, booster.attr("pooled_outcome") or "")
+
+
+class PooledTreatmentView:
+    """A pooled model seen as one treatment's model."""
+
+    kind: ClassVar[str] = KIND
+
+    def __init__(self, pooled: PooledModel, treatment: str):
+        self.pooled = pooled
+        self.treatment = treatment
+        self.feature_names_ = list(FEATURE_NAMES)
+
+    @property
+    def shared(self) -> PooledModel:
+        """The model every treatment's view shares (the bundle saves it once)."""
+        return self.pooled
+
+    def _check(self, X: pd.DataFrame) -> None:
+        if list(X.columns) != self.feature_names_:
+            raise ValueError("feature columns differ from data.features.FEATURE_NAMES")
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """P(y = 1) of each patient under this view's treatment."""
+        self._check(X)
+        return self.pooled.predict_proba(X, self.treatment)
+
+    def contributions_split(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
+        """SHAP parts: ``features`` (n, F), ``treatment`` and ``pair`` (n,), ``bias`` (n,)."""
+        self._check(X)
+        phi = self.pooled.contributions_full(X, self.treatment)
+        f, t = len(FEATURE_NAMES), len(self.pooled.treatments)
+        return {"features": phi[:, :f], "treatment": phi[:, f:f + t].sum(axis=1),
+                "pair": phi[:, f + t:-1].sum(axis=1), "bias": phi[:, -1]}
+
+    def contributions(self, X: pd.DataFrame) -> np.ndarray:
+        """(n, F + 1) exact TreeSHAP (log-odds); the treatment part is folded into the bias."""
+        parts = self.contributions_split(X)
+        bias = parts["bias"] + parts["treatment"] + parts["pair"]
+        return np.hstack([parts["features"], bias[:, None]]).astype(np.float32)
+
+    def mlflow_artifact(self) -> MlflowArtifact | None:
+        """None: a pooled model has no model of its own per treatment to register; the
+        registered recommender carries the shared boosters."""
+        return None
+
+    def summary(self) -> dict[str, Any]:
+        """Facts worth logging about the fitted model."""
+        return {"n_trees": self.pooled.n_trees, "pooled_treatments": len(self.pooled.treatments)}
+
+
+# --------------------------------------------------------------------------- selection
+
+@dataclass(frozen=True)
+class ValidationData:
+    """What valuing a policy on the validation split needs, computed once."""
+
+    prepared: pd.DataFrame
+    X: pd.DataFrame
+    treatments: tuple[str, ...]
+    treated: np.ndarray
+    response: np.ndarray
+    adverse_event: np.ndarray
+    propensity: np.ndarray
+    clip: float
+
+    @classmethod
+    def build(cls, valid: pd.DataFrame, propensity_model: Any, treatments: Sequence[str],
+              clip: float) -> ValidationData:
+        """From the validation split and a propensity model fitted on the train split."""
+        from precision_pain.models.propensity import predict_propensity
+
+        treatments = tuple(treatments)
+        lookup = {t: j for j, t in enumerate(treatments)}
+        treated = np.array([lookup.get(str(t), -1) for t in valid["treatment"]])
+        return cls(valid, build_features(valid), treatments, treated,
+                   valid["response"].to_numpy(float), valid["adverse_event"].to_numpy(float),
+                   predict_propensity(propensity_model, valid, list(treatments)), clip)
+
+    def dr_terms(self, p_response: np.ndarray, p_adverse_event: np.ndarray,
+                 harm_weight: float) -> np.ndarray:
+        """Per-patient DR terms of the shipped recommender's first choice (net benefit)."""
+        from precision_pain.predict.recommend import decide
+
+        decided = decide(self.prepared, self.treatments, p_response, p_adverse_event,
+                         harm_weight)
+        first = np.where(decided.eligible.any(axis=1), decided.order[:, 0], -1)
+        observed = self.response - harm_weight * self.adverse_event
+        logged = pol.Logged(self.treated, observed, p_response - harm_weight * p_adverse_event,
+                            self.propensity)
+        return pol.ope_terms(pol.one_hot(first, len(self.treatments)), logged, self.clip)["dr"]
+
+    def received(self, p: np.ndarray, outcome: str) -> tuple[np.ndarray, np.ndarray]:
+        """Predictions for the treatment each validation patient received, and the outcome."""
+        rows = np.flatnonzero(self.treated >= 0)
+        y = self.response if outcome == "response" else self.adverse_event
+        return p[rows, self.treated[rows]], y[rows]
+
+
+@dataclass(frozen=True)
+class PooledFit:
+    """The chosen pooled models and the validation table behind the choice."""
+
+    response: PooledModel
+    adverse_event: PooledModel
+    chosen: Mapping[str, float]
+    table: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def views(self) -> dict[str, dict[str, PooledTreatmentView]]:
+        """``{treatment: {outcome: view}}``, the shape of ModelBundle.models."""
+        return {t: {"response": self.response.view(t),
+                    "adverse_event": self.adverse_event.view(t)}
+                for t in self.response.treatments}
+
+
+def _grid(values: Any) -> list[Any]:
+    return list(values) if isinstance(values, list) else [values]
+
+
+def _fixed(settings: Mapping[str, Any], searched: tuple[str, ...]) -> dict[str, Any]:
+    """The xgboost parameters of an outcome's settings that are not searched."""
+    return {k: v for k, v in settings.items() if k not in {*searched, "default"}}
+
+
+def _observed(frame: pd.DataFrame, treatments: Sequence[str]) -> pd.DataFrame:
+    return frame[frame["treatment"].astype(str).isin(treatments)]
+
+
+def fit_adverse_event(train: pd.DataFrame, valid: ValidationData, settings: Mapping[str, Any],
+                      seed: int) -> tuple[PooledModel, pd.DataFrame]:
+    """Pooled adverse-event model; its number of trees by validation log-loss."""
+    tr = _observed(train, valid.treatments)
+    trees = _grid(settings["n_estimators"])
+    big = PooledModel.fit(build_features(tr), tr["treatment"].astype(str).to_numpy(),
+                          tr["adverse_event"].to_numpy(float), "adverse_event", max(trees),
+                          seed, valid.treatments, **_fixed(settings, ("n_estimators",)))
+    rows = []
+    for k in trees:
+        got, y = valid.received(big.sliced(k).predict_matrix(valid.X), "adverse_event")
+        got = np.clip(got, 1e-7, 1 - 1e-7)
+        rows.append({"n_trees": k, "log_loss": -float(np.mean(y * np.log(got)
+                                                              + (1 - y) * np.log(1 - got)))})
+    table = pd.DataFrame(rows)
+    best = int(table.loc[table["log_loss"].idxmin(), "n_trees"])
+    log.info("pooled adverse-event model: %d trees (validation log-loss %s)", best,
+             " / ".join(f"{v:.4f}" for v in table["log_loss"]))
+    return big.sliced(best), table
+
+
+def select_pooled(train: pd.DataFrame, valid: ValidationData, settings: Mapping[str, Any],
+                  harm_weight: float, seed: int) -> PooledFit:
+    """Both pooled models; the response model's depth and trees by validation DR value."""
+    adverse_event, _ = fit_adverse_event(train, valid, settings["adverse_event"], seed + 1)
+    p_ae = adverse_event.predict_matrix(valid.X)
+    response = settings["response"]
+    tr = _observed(train, valid.treatments)
+    X_tr, t_tr = build_features(tr), tr["treatment"].astype(str).to_numpy()
+    trees = _grid(response["n_estimators"])
+    rows, terms, boosters = [], [], {}
+    for depth in _grid(response["max_depth"]):
+        boosters[depth] = PooledModel.fit(X_tr, t_tr, tr["response"].to_numpy(float),
+                                          "response", max(trees), seed, valid.treatments,
+                                          max_depth=depth,
+                                          **_fixed(response, ("n_estimators", "max_depth")))
+        for k in trees:
+            p = boosters[depth].sliced(k).predict_matrix(valid.X)
+            dr = valid.dr_terms(p, p_ae, harm_weight)
+            got, y = valid.received(p, "response")
+            terms.append(dr)
+            rows.append({"max_depth": depth, "n_trees": k, "valid_dr": float(dr.mean()),
+                         "valid_brier": float(np.mean((got - y) ** 2))})
+    table = pd.DataFrame(rows)
+    default = response.get("default", {})
+    anchor = table.index[(table["max_depth"] == default.get("max_depth"))
+                         & (table["n_trees"] == default.get("n_estimators"))]
+    best = choose(np.vstack(terms), int(anchor[0]) if len(anchor) else None,
+                  float(settings.get("replace_z", 2.0)))
+    row = table.loc[best]
+    log.info("pooled response model: depth %d, %d trees (validation DR net benefit %.4f; "
+             "grid %s)", row["max_depth"], row["n_trees"], row["valid_dr"],
+             ", ".join(f"d{r.max_depth}/{r.n_trees}: {r.valid_dr:.4f}"
+                       for r in table.itertuples()))
+    chosen = {"valid_response_chosen_max_depth": float(row["max_depth"]),
+              "valid_response_chosen_n_estimators": float(row["n_trees"]),
+              "valid_adverse_event_chosen_n_estimators": float(adverse_event.n_trees),
+              "valid_dr_net_benefit": float(row["valid_dr"]),
+              "valid_response_brier": float(row["valid_brier"])}
+    chosen_model = boosters[int(row["max_depth"])].sliced(int(row["n_trees"]))
+    return PooledFit(chosen_model, adverse_event, chosen, table)
+
+
+def choose(terms: np.ndarray, default: int | None, z: float) -> int:
+    """The candidate (row of per-patient DR terms) to use: ``default`` unless another beats
+    it by more than ``z`` standard errors of the paired difference; without a default, the
+    largest mean."""
+    means = terms.mean(axis=1)
+    if default is None:
+        return int(np.argmax(means))
+    diff = terms - terms[default][None, :]
+    se = diff.std(axis=1, ddof=1) / np.sqrt(terms.shape[1])
+    clearly = np.flatnonzero(diff.mean(axis=1) > z * np.maximum(se, 1e-12))
+    return int(clearly[np.argmax(means[clearly])]) if clearly.size else int(default)
+
+
+def fit_pooled(train: pd.DataFrame, valid: pd.DataFrame, treatments: Sequence[str],
+               settings: Mapping[str, Any], propensity: Any, harm_weight: float, clip: float,
+               seed: int) -> PooledFit:
+    """The pooled learner for ``treatments``: selection on the validation split by DR value."""
+    if propensity is None:
+        raise ValueError("the pooled learner chooses its hyperparameters by a doubly robust "
+                         "value on the validation split, which needs a propensity model: "
+                         "set model.hyperparameters.propensity in params.yaml")
+    data = ValidationData.build(valid, propensity, treatments, clip)
+    return select_pooled(train, data, settings, harm_weight, seed)
+
