@@ -32,7 +32,8 @@ import numpy as np
 import pandas as pd
 
 from precision_pain.data.omop.database import Database
-from precision_pain.data.omop.study import Concept, MmeConcept, Study
+from precision_pain.data.omop.study import MmeConcept, Study
+from precision_pain.data.pharmcat.calls import combine, parse_measurement_calls
 from precision_pain.data.simulate import COHORT_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -369,9 +370,21 @@ def extract_cohort(db: Database, study: Study, genotypes: pd.DataFrame | None = 
     attrition = _attrition(db, rules)
     where = " AND ".join(f"({c})" for _, c in rules)
     rows = db.query(f"SELECT * FROM pp_features WHERE {where} ORDER BY person_id")
+    if study.genotype_measurements:
+        genotypes = combine(genotypes, _measured_genotypes(db))
     cohort, key = _contract_frame(rows, study, genotypes)
     log.info("extract: %d persons entered, %d kept", attrition["persons"].iloc[0], len(cohort))
     return Extract(cohort=cohort, attrition=attrition, key=key)
+
+
+def _measured_genotypes(db: Database) -> pd.DataFrame:
+    """Genotype calls stored in MEASUREMENT for the entered persons (latest per gene)."""
+    rows = db.query(f"""
+        SELECT m.person_id, m.value_source_value FROM pp_entry e
+        JOIN {db.table('measurement')} m ON m.person_id = e.person_id
+        JOIN pp_set s ON s.concept_id = m.measurement_concept_id AND s.kind = 'genotype'
+        ORDER BY m.person_id, m.measurement_date, m.measurement_id""")
+    return parse_measurement_calls(rows)
 
 
 def _contract_frame(rows: pd.DataFrame, study: Study, genotypes: pd.DataFrame | None

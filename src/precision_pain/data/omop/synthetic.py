@@ -24,6 +24,8 @@ import pandas as pd
 
 from precision_pain.data.omop.extract import MILLIGRAM, MONTH_DAYS, concept_definitions
 from precision_pain.data.omop.study import Study
+from precision_pain.data.pgx import GENOTYPE_COLUMNS
+from precision_pain.data.pharmcat.synthetic import in_measurement, pharmcat_files
 from precision_pain.registry import TREATMENTS
 
 LOCAL_CONCEPT_BASE = 2_000_000_000  # OMOP: concept ids above 2 billion are local
@@ -105,6 +107,8 @@ def omop_tables(cohort: pd.DataFrame, study: Study, seed: int = 0, decoys: int |
     b.baseline(cohort)
     b.flags(cohort)
     b.outcomes(cohort)
+    if study.genotype_measurements:
+        b.genotypes(cohort, np.array([in_measurement(k) for k in range(n)], dtype=bool))
     b.decoys(rng, max(3, n // 50) if decoys is None else decoys)
     return b.tables() | {"concept": vocab.concept, "concept_ancestor": vocab.concept_ancestor,
                          "drug_strength": vocab.drug_strength}
@@ -233,6 +237,15 @@ class _Builder:
                                                                  "adverse_event"),
                   _days(self.index[ae], 30))
 
+    def genotypes(self, c: pd.DataFrame, mask: np.ndarray) -> None:
+        """Genotype calls as MEASUREMENT rows ("<gene> <call>") for the masked patients."""
+        rows = genotype_measurements(self.pid[mask], c.loc[mask, list(GENOTYPE_COLUMNS)],
+                                     self._id("genotype", "genotype"))
+        index = pd.Series(self.index, index=self.pid).loc[rows["person_id"]].to_numpy()
+        self._add("measurement", rows["person_id"].to_numpy(),
+                  rows["measurement_concept_id"].to_numpy(), _days(index, -30),
+                  value_as_number=np.nan, value_source_value=rows["value_source_value"])
+
     def decoys(self, rng: np.random.Generator, k: int) -> None:
         """Persons that break one rule each: no condition, two treatments, short observation."""
         pid = self.pid.max(initial=0) + 1 + np.arange(k, dtype="int64")
@@ -271,8 +284,8 @@ def genotype_measurements(person_id: np.ndarray, genotypes: pd.DataFrame, concep
     """MEASUREMENT rows holding genotype calls ("<gene> <call>" in value_source_value)."""
     rows = []
     for column in genotypes.columns:
-        values = genotypes[column].astype(str).to_numpy()
-        keep = (values != "") & (values != "unknown") & (values != "nan")
+        values = genotypes[column].astype(str).replace({"unknown": "*1/*2 OR *2/*2"}).to_numpy()
+        keep = (values != "") & (values != "nan")  # unknown: an ambiguous call
         rows.append(pd.DataFrame({"person_id": person_id[keep],
                                   "measurement_concept_id": concept_id,
                                   "value_source_value": np.char.add(f"{column} ",
@@ -295,3 +308,24 @@ def save_duckdb(tables: dict[str, pd.DataFrame], path: str) -> None:
             con.unregister("_frame")
     finally:
         con.close()
+
+
+@dataclass(frozen=True)
+class World:
+    """A synthetic OMOP world: CDM tables, PharmCAT files and the ground truth by person."""
+
+    tables: dict[str, pd.DataFrame]
+    pharmcat: dict[str, str]
+    truth: pd.DataFrame
+
+
+def synthetic_world(cohort: pd.DataFrame, truth: pd.DataFrame, study: Study, seed: int = 0
+                    ) -> World:
+    """The simulator's patients as an OMOP CDM, PharmCAT outputs and person-keyed truth."""
+    person_id = np.arange(1, len(cohort) + 1, dtype="int64")
+    by_patient = dict(zip(cohort["patient_id"], person_id))
+    truth_by_person = truth.assign(person_id=truth["patient_id"].map(by_patient)).drop(
+        columns="patient_id")
+    return World(tables=omop_tables(cohort, study, seed),
+                 pharmcat=pharmcat_files(cohort, person_id),
+                 truth=truth_by_person[["person_id", *truth.columns.drop("patient_id")]])
