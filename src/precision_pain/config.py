@@ -123,6 +123,53 @@ class PredictParams(_Section):
     max_request_rows: int = Field(ge=1)
 
 
+class ExtractSource(_Section):
+    """One OMOP CDM database (and its PharmCAT outputs) to extract a cohort from."""
+
+    # duckdb: `database` is a .duckdb file or a folder of CDM tables (Parquet/CSV).
+    # postgresql: `dsn_env` names the environment variable holding the connection string;
+    # credentials come from the environment (PGPASSWORD, ~/.pgpass), never from this file.
+    engine: Literal["duckdb", "postgresql"] = "duckdb"
+    database: Path | None = None
+    dsn_env: str | None = None
+    cdm_schema: str | None = None
+    vocabulary_schema: str | None = None
+    # Folder of PharmCAT outputs with sample_map.csv (docs/real-data.md); null = none.
+    pharmcat_dir: Path | None = None
+    # Synthetic worlds only: ground truth keyed by person_id, relabelled to study ids.
+    truth: Path | None = None
+    # What DVC watches for changes (the DuckDB file/folder and the PharmCAT folder).
+    inputs: list[Path]
+
+    @field_validator("inputs")
+    @classmethod
+    def _some_inputs(cls, v: list[Path]) -> list[Path]:
+        if not v:
+            raise ValueError("list at least one file or folder for DVC to watch")
+        return v
+
+
+class SyntheticWorld(_Section):
+    """A synthetic OMOP world written by `precision-pain simulate-omop`."""
+
+    out: Path
+    n_patients: int = Field(gt=0)
+    seed: int
+
+
+class ExtractParams(_Section):
+    """OMOP CDM + PharmCAT route: study definition, sources and outputs."""
+
+    study: Path
+    # One folder per source: <out_dir>/<source>/cohort.parquet, attrition.csv (and
+    # ground_truth.parquet for synthetic worlds).
+    out_dir: Path
+    # Empty by default: `dvc repro` then runs the synthetic pipeline only.
+    sources: dict[str, ExtractSource] = {}
+    # Synthetic OMOP worlds (name -> folder, size and seed); empty by default.
+    synthetic_worlds: dict[str, SyntheticWorld] = {}
+
+
 class Params(_Section):
     """All of params.yaml."""
 
@@ -134,6 +181,7 @@ class Params(_Section):
     evaluate: EvaluateParams
     tracking: TrackingParams
     predict: PredictParams
+    extract: ExtractParams
 
 
 class ParamsError(ValueError):

@@ -435,3 +435,9 @@ def _genotype_columns(person_ids: pd.Series, genotypes: pd.DataFrame | None) -> 
     table = genotypes.set_index("person_id").reindex(columns=columns)
     out = table.reindex(person_ids.astype("int64").to_numpy()).reset_index(drop=True)
     return out.fillna("").astype(object)
+
+
+def link_truth(truth_by_person: pd.DataFrame, key: pd.DataFrame) -> pd.DataFrame:
+    """Ground truth keyed by person_id (synthetic worlds) relabelled to the cohort's study ids."""
+    linked = truth_by_person.merge(key, on="person_id", how="inner")
+    return linked[["patient_id", *truth_by_person.columns.drop("person_id")]]

@@ -18,6 +18,7 @@ no synthetic id can pass for a standard one. Dates are drawn; nothing here is re
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -329,3 +330,19 @@ def synthetic_world(cohort: pd.DataFrame, truth: pd.DataFrame, study: Study, see
     return World(tables=omop_tables(cohort, study, seed),
                  pharmcat=pharmcat_files(cohort, person_id),
                  truth=truth_by_person[["person_id", *truth.columns.drop("patient_id")]])
+
+
+def save_world(world: World, direct_cohort: pd.DataFrame, out: str | Path) -> None:
+    """Write a world as one folder, swapped in whole: cdm.duckdb, pharmcat/, truth, cohort.
+
+    ``cohort_direct.parquet`` is the cohort the simulator wrote directly, for the round trip.
+    """
+    from precision_pain.io import atomic_dir
+
+    with atomic_dir(out) as tmp:
+        save_duckdb(world.tables, str(tmp / "cdm.duckdb"))
+        (tmp / "pharmcat").mkdir()
+        for name, text in world.pharmcat.items():
+            (tmp / "pharmcat" / name).write_text(text, encoding="utf-8")
+        world.truth.to_parquet(tmp / "ground_truth_by_person.parquet", index=False)
+        direct_cohort.to_parquet(tmp / "cohort_direct.parquet", index=False)
