@@ -138,15 +138,9 @@ class ExtractSource(_Section):
     pharmcat_dir: Path | None = None
     # Synthetic worlds only: ground truth keyed by person_id, relabelled to study ids.
     truth: Path | None = None
-    # What DVC watches for changes (the DuckDB file/folder and the PharmCAT folder).
-    inputs: list[Path]
-
-    @field_validator("inputs")
-    @classmethod
-    def _some_inputs(cls, v: list[Path]) -> list[Path]:
-        if not v:
-            raise ValueError("list at least one file or folder for DVC to watch")
-        return v
+    # The one file or folder DVC watches for changes: keep the DuckDB file (or CDM folder)
+    # and the PharmCAT folder under it (for PostgreSQL: the PharmCAT folder).
+    inputs: Path
 
 
 class SyntheticWorld(_Section):
