@@ -71,8 +71,15 @@ class DuckDatabase:
         for path in sorted(self.source.iterdir()):
             reader = readers.get(path.suffix.lower())
             if reader:
-                self._con.execute(f'CREATE VIEW "{path.stem.lower()}" AS SELECT * FROM '
-                                  f"{reader}('{_quote(str(path))}')")
+                source = f"{reader}('{_quote(str(path))}')"
+                names = [d[0] for d in self._con.execute(
+                    f"SELECT * FROM {source} LIMIT 0").description]
+                # CDM *_date columns are DATE (a CSV or pandas Parquet may hold timestamps)
+                dates = [f'CAST("{n}" AS DATE) AS "{n}"' for n in names
+                         if n.lower().endswith("_date")]
+                replace = f" REPLACE ({', '.join(dates)})" if dates else ""
+                self._con.execute(f'CREATE VIEW "{path.stem.lower()}" AS '
+                                  f"SELECT *{replace} FROM {source}")
 
     def query(self, sql: str) -> pd.DataFrame:
         """Run a query and return its rows."""
