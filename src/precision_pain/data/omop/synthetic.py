@@ -90,9 +90,13 @@ def _days(base: np.ndarray, offset: np.ndarray | int) -> np.ndarray:
     return (base + np.asarray(offset).astype("timedelta64[D]")).astype("datetime64[D]")
 
 
-def omop_tables(cohort: pd.DataFrame, study: Study, seed: int = 0, decoys: int | None = None
-                ) -> dict[str, pd.DataFrame]:
-    """CDM tables (PERSON ... MEASUREMENT) and the vocabulary subset for a simulated cohort."""
+def omop_tables(cohort: pd.DataFrame, study: Study, seed: int = 0, decoys: int | None = None,
+                history: int = 0) -> dict[str, pd.DataFrame]:
+    """CDM tables (PERSON ... MEASUREMENT) and the vocabulary subset for a simulated cohort.
+
+    ``history`` adds that many older pain scores per person, monthly before the look-back
+    window (a realistic record length for benchmarks; the extract must skip them).
+    """
     vocab = build_vocabulary(study)
     rng = np.random.default_rng(seed)
     n = len(cohort)
@@ -108,6 +112,9 @@ def omop_tables(cohort: pd.DataFrame, study: Study, seed: int = 0, decoys: int |
     b.baseline(cohort)
     b.flags(cohort)
     b.outcomes(cohort)
+    for j in range(history):
+        b.measure("pain_nrs", cohort["pain_baseline"].to_numpy(),
+                  -(w.lookback_days + 30 * (j + 1)))
     if study.genotype_measurements:
         b.genotypes(cohort, np.array([in_measurement(k) for k in range(n)], dtype=bool))
     b.decoys(rng, max(3, n // 50) if decoys is None else decoys)
@@ -196,7 +203,7 @@ class _Builder:
                 self._add("procedure_occurrence", pid[mask], self._id("treatment", name),
                           index[mask])
 
-    def _measure(self, item: str, values: np.ndarray, offset: int,
+    def measure(self, item: str, values: np.ndarray, offset: int,
                  mask: np.ndarray | None = None) -> None:
         mask = np.ones(len(self.pid), bool) if mask is None else mask
         self._add("measurement", self.pid[mask], self._id("measurement", item),
@@ -204,12 +211,12 @@ class _Builder:
                   value_source_value=None)
 
     def baseline(self, c: pd.DataFrame) -> None:
-        self._measure("pain_nrs", c["pain_baseline"].to_numpy(), -7)
+        self.measure("pain_nrs", c["pain_baseline"].to_numpy(), -7)
         for item, column in (("bmi", "bmi"), ("phq9", "phq9"), ("gad7", "gad7"),
                              ("egfr", "egfr"), ("pcs", "pcs"), ("ort_score", "ort_score")):
-            self._measure(item, c[column].to_numpy(), -14)
+            self.measure(item, c[column].to_numpy(), -14)
         minutes = c["activity_level"].map(_ACTIVITY_MINUTES).to_numpy()
-        self._measure("activity_minutes", minutes, -14)
+        self.measure("activity_minutes", minutes, -14)
 
     def flags(self, c: pd.DataFrame) -> None:
         f = self.study.flags
@@ -231,7 +238,7 @@ class _Builder:
         self.drug(mme > 0, morphine.code, -30, 60, mme * 60 / _STRENGTH_MG / morphine.factor)
 
     def outcomes(self, c: pd.DataFrame) -> None:
-        self._measure("pain_nrs", c["pain_followup"].to_numpy(), self.study.windows
+        self.measure("pain_nrs", c["pain_followup"].to_numpy(), self.study.windows
                       .followup_target_days)
         ae = c["adverse_event"].to_numpy(bool)
         self._add("condition_occurrence", self.pid[ae], self._id("adverse_event",
