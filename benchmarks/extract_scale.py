@@ -3,7 +3,7 @@
 For each size: simulate the cohort, write it as a synthetic OMOP CDM (DuckDB file, with
 ``--history`` older pain scores per person so the event tables hold tens of millions of
 rows), then run the extract in a fresh process and record its wall time and peak resident
-memory (the DuckDB engine runs inside that process, so its memory is counted). PharmCAT
+memory (VmHWM; the DuckDB engine runs inside that process, so its memory is counted). PharmCAT
 files are not part of the timing (one small file per sample; read time grows linearly).
 
     uv run --frozen python benchmarks/extract_scale.py --sizes 100000 1000000 --history 10
@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 _CHILD = """
-import json, resource, sys, time
+import json, sys, time
 from precision_pain.data.omop.database import open_database
 from precision_pain.data.omop.extract import extract_cohort
 from precision_pain.data.omop.study import load_study
@@ -34,8 +34,10 @@ start = time.perf_counter()
 db = open_database("duckdb", sys.argv[1], None, None, None)
 result = extract_cohort(db, study)
 db.close()
+# VmHWM: this process's own peak (ru_maxrss would carry the parent's peak across exec)
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM"))
 print(json.dumps({"seconds": time.perf_counter() - start, "rows": len(result.cohort),
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_mb": int(hwm.split()[1]) / 1024}))
 """
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from omop_world import STUDY, make_world
+
 from precision_pain.data.omop.database import DatabaseError, DuckDatabase, open_database
 from precision_pain.data.omop.extract import ExtractError, extract_cohort, link_truth
 from precision_pain.data.omop.study import StudyError, load_study

@@ -8,8 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from precision_pain.data.pharmcat.calls import (GenotypeError, combine,
-                                                parse_measurement_calls, read_genotypes)
+from precision_pain.data.pharmcat.calls import (
+    GenotypeError,
+    combine,
+    parse_measurement_calls,
+    read_genotypes,
+)
 
 HEADER = ("Gene\tSource Diplotype\tPhenotype\tActivity Score\tHaplotype 1\tHaplotype 1 Function"
           "\tHaplotype 1 Activity Value\tHaplotype 2\tHaplotype 2 Function\t"
@@ -117,10 +121,10 @@ def test_measurement_calls_fill_genes_the_files_lack():
 
 
 def test_failed_extract_writes_nothing(tmp_path):
-    from click.testing import CliRunner
     import yaml
-
+    from click.testing import CliRunner
     from omop_world import ROOT, make_world
+
     from precision_pain.cli import main
 
     world = make_world(tmp_path / "world", n=60)

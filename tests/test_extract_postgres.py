@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from omop_world import STUDY, make_world
 
 pytestmark = pytest.mark.slow
@@ -51,7 +50,7 @@ def postgres_server() -> Iterator[str]:
     if as_root:
         shutil.chown(folder, "postgres")
     data, port = folder / "data", _free_port()
-    run = lambda *args: subprocess.run([*prefix, *args], check=True,  # noqa: E731
+    run = lambda *args: subprocess.run([*prefix, *args], check=True,
                                        capture_output=True, text=True)
     try:
         run(str(bin_dir / "initdb"), "-D", str(data), "-U", user, "--auth=trust", "-E", "UTF8")

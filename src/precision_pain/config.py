@@ -131,9 +131,10 @@ class ExtractSource(_Section):
     # credentials come from the environment (PGPASSWORD, ~/.pgpass), never from this file.
     engine: Literal["duckdb", "postgresql"] = "duckdb"
     database: Path | None = None
-    dsn_env: str | None = None
-    cdm_schema: str | None = None
-    vocabulary_schema: str | None = None
+    dsn_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    # SQL identifiers (they are written into the queries): letters, digits, underscores.
+    cdm_schema: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    vocabulary_schema: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     # Folder of PharmCAT outputs with sample_map.csv (docs/real-data.md); null = none.
     pharmcat_dir: Path | None = None
     # Synthetic worlds only: ground truth keyed by person_id, relabelled to study ids.

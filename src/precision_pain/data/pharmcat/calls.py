@@ -204,8 +204,8 @@ def read_genotypes(folder: str | Path) -> pd.DataFrame:
     folder = Path(folder)
     problems: list[str] = []
     if not (folder / "sample_map.csv").is_file():
-        raise GenotypeError([f"{folder}: no sample_map.csv. Fix: add a CSV with columns "
-                             "sample_id,person_id linking each sample to its OMOP person"])
+        raise GenotypeError([(f"{folder}: no sample_map.csv. Fix: add a CSV with columns "
+                              "sample_id,person_id linking each sample to its OMOP person")])
     sample_map = read_sample_map(folder / "sample_map.csv", problems)
     per_sample: dict[str, dict[str, dict[str, str]]] = {}
     files: dict[str, list[Path]] = {}
