@@ -122,7 +122,8 @@ def test_codes_the_vocabulary_lacks_are_all_named(world, study, tmp_path):
     tables = dict(world.tables)
     concept = tables["concept"]
     tables["concept"] = concept[(concept["concept_code"] != "10689")
-                                & (concept["vocabulary_id"] != "CPT4")]
+                                & (concept["vocabulary_id"] != "CPT4")
+                                & (concept["concept_id"] != 38003579)]
     db = open_database("duckdb", _write_tables(tables, tmp_path / "cdm"), None, None, None)
     with pytest.raises(ExtractError) as err:
         extract_cohort(db, study)
@@ -130,6 +131,7 @@ def test_codes_the_vocabulary_lacks_are_all_named(world, study, tmp_path):
     assert "treatment:tramadol: RxNorm 10689 (tramadol): matches no valid concept" in text
     assert "vocabulary 'CPT4' is not in" in text
     assert text.count("vocabulary 'CPT4'") == 8  # every CPT4 code, in one error
+    assert "race:east_asian: Race concept_id 38003579 (Chinese): matches no valid" in text
 
 
 def test_concept_id_cross_check(world, study, tmp_path):

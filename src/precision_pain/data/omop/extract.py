@@ -106,7 +106,7 @@ def concept_definitions(study: Study) -> pd.DataFrame:
         rank = _rank(study, kind, item)
         for c in concepts:
             rows.append({"kind": kind, "item": item or kind, "rank": rank,
-                         "vocabulary_id": c.vocabulary, "concept_code": c.code,
+                         "vocabulary_id": c.vocabulary, "concept_code": c.code or "",
                          "name": c.name, "descendants": int(c.descendants),
                          "expected_id": c.concept_id if c.concept_id is not None else -1,
                          "factor": c.factor if isinstance(c, MmeConcept) else 0.0})
@@ -127,7 +127,15 @@ def resolve_concepts(db: Database, definitions: pd.DataFrame) -> list[str]:
         FROM pp_concept_def d
         LEFT JOIN {db.table('concept')} c
           ON c.vocabulary_id = d.vocabulary_id AND c.concept_code = d.concept_code
-         AND c.invalid_reason IS NULL""")
+         AND c.invalid_reason IS NULL
+        WHERE d.concept_code <> ''
+        UNION ALL
+        SELECT d.*, c.concept_id, c.concept_name
+        FROM pp_concept_def d
+        LEFT JOIN {db.table('concept')} c
+          ON c.vocabulary_id = d.vocabulary_id AND c.concept_id = d.expected_id
+         AND c.invalid_reason IS NULL
+        WHERE d.concept_code = ''""")
     roots = db.query("SELECT kind, item, vocabulary_id, concept_code, name, expected_id, "
                      "concept_id FROM pp_root")
     vocabularies = set(db.query(f"SELECT DISTINCT vocabulary_id FROM {db.table('concept')}")
@@ -138,16 +146,15 @@ def resolve_concepts(db: Database, definitions: pd.DataFrame) -> list[str]:
 def _concept_problems(roots: pd.DataFrame, vocabularies: set[str], concept: str) -> list[str]:
     problems = []
     for row in roots.itertuples(index=False):
-        where = f"concept set {row.kind}:{row.item}: {row.vocabulary_id} {row.concept_code} " \
-                f"({row.name})"
+        code = row.concept_code or f"concept_id {row.expected_id}"
+        where = f"concept set {row.kind}:{row.item}: {row.vocabulary_id} {code} ({row.name})"
         if row.vocabulary_id not in vocabularies:
             problems.append(f"{where}: vocabulary {row.vocabulary_id!r} is not in {concept} "
                             f"(vocabularies there: {', '.join(sorted(vocabularies)) or 'none'}). "
                             "Fix: load it from OHDSI Athena, or name a vocabulary that is")
         elif pd.isna(row.concept_id):
-            problems.append(f"{where}: matches no valid concept in {concept}.concept_code. Fix: "
-                            "correct the code in the study file, or load the vocabulary that "
-                            "has it")
+            problems.append(f"{where}: matches no valid concept in {concept}. Fix: correct the "
+                            "code in the study file, or load the vocabulary that has it")
         elif row.expected_id >= 0 and int(row.concept_id) != row.expected_id:
             problems.append(f"{where}: is concept_id {int(row.concept_id)} in this database, "
                             f"the study says {row.expected_id}. Fix: check both in Athena and "

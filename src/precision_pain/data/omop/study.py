@@ -22,13 +22,23 @@ class _Frozen(BaseModel):
 
 
 class Concept(_Frozen):
-    """One concept by vocabulary and code; with its descendants unless told otherwise."""
+    """One concept by vocabulary and code; with its descendants unless told otherwise.
+
+    Without a code, ``concept_id`` names the concept (it must exist in that vocabulary);
+    with one, ``concept_id`` is a cross-check the database's id must equal.
+    """
 
     vocabulary: str
-    code: str
+    code: str | None = None
     name: str
     descendants: bool = True
-    concept_id: int | None = None  # cross-check only: the database's id must equal it
+    concept_id: int | None = None
+
+    @model_validator(mode="after")
+    def _named(self) -> Concept:
+        if self.code is None and self.concept_id is None:
+            raise ValueError(f"{self.name}: give its code (or, failing that, its concept_id)")
+        return self
 
 
 class MmeConcept(Concept):

@@ -48,8 +48,11 @@ class Vocabulary:
 
 def build_vocabulary(study: Study) -> Vocabulary:
     """CONCEPT, CONCEPT_ANCESTOR and DRUG_STRENGTH rows for the study's concepts."""
-    defs = concept_definitions(study).drop_duplicates(["vocabulary_id", "concept_code", "kind",
-                                                       "item"])
+    defs = concept_definitions(study)
+    # a concept named by id only gets a code of its own here
+    defs["concept_code"] = defs["concept_code"].where(defs["concept_code"] != "",
+                                                      "ID" + defs["expected_id"].astype(str))
+    defs = defs.drop_duplicates(["vocabulary_id", "concept_code", "kind", "item"])
     codes = defs.drop_duplicates(["vocabulary_id", "concept_code"]).reset_index(drop=True)
     local = LOCAL_CONCEPT_BASE + np.arange(1, len(codes) + 1)
     codes["concept_id"] = np.where(codes["expected_id"] >= 0, codes["expected_id"], local)
