@@ -197,3 +197,19 @@ def test_cli_extract_writes_cohort_attrition_and_truth(world, tmp_path, monkeypa
     bad = CliRunner().invoke(main, ["extract", "--params", str(tmp_path / "params.yaml"),
                                     "--source", "nope"])
     assert bad.exit_code != 0 and "has: w" in bad.output
+
+
+def test_out_of_range_values_are_skipped_and_counted(world, study, tmp_path, caplog):
+    tables = dict(world.tables)
+    m = tables["measurement"].copy()
+    bmi_id = int(tables["concept"].set_index("concept_code").loc["39156-5", "concept_id"])
+    first = m.index[m["measurement_concept_id"] == bmi_id][:5]
+    m.loc[first, "value_as_number"] = 999.0  # five persons' only BMI is implausible
+    tables["measurement"] = m
+    db = open_database("duckdb", _write_tables(tables, tmp_path / "cdm"), None, None, None)
+    with caplog.at_level("WARNING"):
+        result = extract_cohort(db, study)
+    assert "bmi: 5 values outside bmi's contract range skipped" in caplog.text
+    removed = dict(zip(result.attrition["rule"], result.attrition["removed"]))
+    assert removed["baseline bmi in the 365 days before"] == 5
+    assert result.cohort["bmi"].between(12, 70).all()

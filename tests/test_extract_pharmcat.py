@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from precision_pain.data.pharmcat.calls import (
     GenotypeError,
@@ -106,7 +108,7 @@ def test_sample_map_is_required_and_checked(tmp_path):
         read_genotypes(tmp_path)
 
 
-def test_measurement_calls_fill_genes_the_files_lack():
+def test_measurement_calls_fill_genes_the_files_lack(caplog):
     import pandas as pd
 
     measured = parse_measurement_calls(pd.DataFrame({
@@ -118,6 +120,7 @@ def test_measurement_calls_fill_genes_the_files_lack():
     assert both.loc[1, "CYP2D6"] == "*4/*4"  # files win
     assert both.loc[1, "COMT_rs4680"] == "G/A"  # measurement fills
     assert both.loc[2, "CYP2C9"] == "unknown"
+    assert "CYP2D6: 1 persons' genotype MEASUREMENT rows disagree" in caplog.text
 
 
 def test_failed_extract_writes_nothing(tmp_path):
@@ -141,3 +144,20 @@ def test_failed_extract_writes_nothing(tmp_path):
     assert result.exit_code == 1
     assert "sample 'stray'" in result.output
     assert not (tmp_path / "omop").exists()
+
+
+_ALLELE = st.from_regex(r"\*[1-9][0-9]?(x2)?", fullmatch=True)
+
+
+@given(
+    options=st.lists(
+        st.tuples(_ALLELE, _ALLELE), min_size=1, max_size=4))
+@settings(max_examples=60, deadline=None)
+def test_a_call_reads_back_unless_ambiguous(tmp_path_factory, options):
+    """One diplotype reads back as written; two or more joined by ' OR ' read as unknown."""
+    diplotypes = [f"{a}/{b}" for a, b in options]
+    folder = tmp_path_factory.mktemp("calls")
+    tsv = "\n".join(["PharmCAT v3.0.1", HEADER, _row("CYP2C19", " OR ".join(diplotypes))])
+    got = read_genotypes(_folder(folder, {"s.report.tsv": tsv + "\n"},
+                                 "sample_id,person_id\ns,1\n")).loc[0, "CYP2C19"]
+    assert got == (diplotypes[0] if len(diplotypes) == 1 else "unknown")

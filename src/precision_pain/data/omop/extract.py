@@ -197,6 +197,34 @@ def _entry_events(db: Database) -> None:
         GROUP BY e.person_id, e.start_date""")
 
 
+# The contract column each measurement fills: its range (contract.SCHEMA) bounds the values
+# used; a value outside it is skipped (counted in the log), as if not recorded.
+_MEASURED_COLUMN = {"pain_nrs": "pain_baseline", "bmi": "bmi", "phq9": "phq9", "gad7": "gad7",
+                    "egfr": "egfr", "pcs": "pcs", "ort_score": "ort_score"}
+_MINUTES_PER_WEEK = 7 * 24 * 60
+
+
+def measurement_ranges() -> pd.DataFrame:
+    """Plausible range of each measurement: the contract's range of the column it fills."""
+    from precision_pain.data.contract import column
+
+    rows = [(item, float(column(name).min), float(column(name).max))
+            for item, name in _MEASURED_COLUMN.items()]
+    rows.append(("activity_minutes", 0.0, float(_MINUTES_PER_WEEK)))
+    return pd.DataFrame(rows, columns=["item", "lo", "hi"])
+
+
+def _out_of_range(db: Database) -> pd.DataFrame:
+    """Measurement values outside their range for the entered persons, by item."""
+    return db.query(f"""
+        SELECT s.item, COUNT(*) AS n FROM pp_entry e
+        JOIN {db.table('measurement')} m ON m.person_id = e.person_id
+        JOIN pp_set s ON s.concept_id = m.measurement_concept_id AND s.kind = 'measurement'
+        JOIN pp_range r ON r.item = s.item
+        WHERE m.value_as_number < r.lo OR m.value_as_number > r.hi
+        GROUP BY s.item ORDER BY s.item""")
+
+
 def _latest_measurements(db: Database, w: dict[str, int]) -> str:
     return f"""
         SELECT person_id, item, value FROM (
@@ -206,7 +234,8 @@ def _latest_measurements(db: Database, w: dict[str, int]) -> str:
           FROM pp_entry e
           JOIN {db.table('measurement')} m ON m.person_id = e.person_id
           JOIN pp_set s ON s.concept_id = m.measurement_concept_id AND s.kind = 'measurement'
-          WHERE m.value_as_number IS NOT NULL AND m.measurement_date <= e.index_date
+          JOIN pp_range r ON r.item = s.item AND m.value_as_number BETWEEN r.lo AND r.hi
+          WHERE m.measurement_date <= e.index_date
             AND m.measurement_date >= e.index_date - CASE WHEN s.item = 'pain_nrs'
                 THEN {w['baseline_pain_days']} ELSE {w['lookback_days']} END
         ) x WHERE rn = 1"""
@@ -223,8 +252,8 @@ def _followup_pain(db: Database, w: dict[str, int]) -> str:
           JOIN {db.table('measurement')} m ON m.person_id = e.person_id
           JOIN pp_set s ON s.concept_id = m.measurement_concept_id
            AND s.kind = 'measurement' AND s.item = 'pain_nrs'
-          WHERE m.value_as_number IS NOT NULL
-            AND m.measurement_date BETWEEN e.index_date + {w['followup_min_days']}
+          JOIN pp_range r ON r.item = s.item AND m.value_as_number BETWEEN r.lo AND r.hi
+          WHERE m.measurement_date BETWEEN e.index_date + {w['followup_min_days']}
                                        AND e.index_date + {w['followup_max_days']}
         ) x WHERE rn = 1"""
 
@@ -372,6 +401,10 @@ def extract_cohort(db: Database, study: Study, genotypes: pd.DataFrame | None = 
         raise ExtractError(db.name, problems)
     _expand_sets(db)
     _entry_events(db)
+    db.load_temp("pp_range", measurement_ranges())
+    for row in _out_of_range(db).itertuples(index=False):
+        log.warning("%s: %d values outside %s's contract range skipped (as not recorded)",
+                    row.item, row.n, _MEASURED_COLUMN.get(row.item, row.item))
     db.execute(_features_sql(db, study))
     rules = inclusion_rules(study)
     attrition = _attrition(db, rules)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -31,6 +32,8 @@ from pathlib import Path
 import pandas as pd
 
 from precision_pain.data.pgx import GENOTYPE_COLUMNS
+
+log = logging.getLogger(__name__)
 
 SUPPORTED_MAJOR_VERSIONS = ("3",)
 STAR_GENES = ("CYP2D6", "CYP2C9", "CYP2C19")
@@ -259,7 +262,12 @@ def combine(files: pd.DataFrame | None, measured: pd.DataFrame | None) -> pd.Dat
         for column in GENOTYPE_COLUMNS:
             if column in extra:
                 current = out[column].fillna("") if column in out else ""
-                out[column] = current.where(current != "", extra[column].fillna(""))
+                other = extra[column].fillna("")
+                differ = int(((current != "") & (other != "") & (current != other)).sum())
+                if differ:
+                    log.warning("%s: %d persons' genotype MEASUREMENT rows disagree with their "
+                                "genotype files; the files are used", column, differ)
+                out[column] = current.where(current != "", other)
     return out.reset_index().rename(columns={"index": "person_id"})
 
 
