@@ -9,6 +9,7 @@ CLI, into frozen sections; an unknown treatment or condition name lists the vali
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -92,7 +93,7 @@ FLAGS = ("smoker", "prior_gi_ulcer", "prior_spine_surgery", "anticoagulant",
 class Study(_Frozen):
     """A whole study definition."""
 
-    version: int
+    version: Literal[1]
     name: str
     windows: Windows
     treatments: dict[str, list[Concept]]
