@@ -94,8 +94,10 @@ def test_every_bad_file_is_named_at_once(tmp_path):
     assert "old.report.tsv: written by PharmCAT v2" in text
     assert "nohead.report.tsv: header (line 2) lacks column Gene, Source Diplotype" in text
     assert "edited.report.tsv: line 1 is not PharmCAT's version line" in text
-    assert "sample 'orphan' (file orphan.outside.tsv) has no person" in text
-    assert "person_id 9 has two genotype samples ('twin1' and 'twin2')" in text
+    assert "no row for the sample of orphan.outside.tsv" in text
+    assert "rows 4 and 5 link two genotype samples to one person_id (the second: " \
+           "twin2.outside.tsv)" in text
+    assert "person_id 9" not in text
     assert "bad.phenotype.json: no 'geneReports'" in text
     assert text.count("Fix:") == 6
 
@@ -106,6 +108,11 @@ def test_sample_map_is_required_and_checked(tmp_path):
     (tmp_path / "sample_map.csv").write_text("sample,person\n")
     with pytest.raises(GenotypeError, match="column sample_id, person_id missing"):
         read_genotypes(tmp_path)
+    (tmp_path / "sample_map.csv").write_text("sample_id,person_id\na,1\nb,x\na,2\nc,3\n")
+    with pytest.raises(GenotypeError) as err:
+        read_genotypes(tmp_path)
+    assert "column person_id: row 2 not whole numbers" in str(err.value)
+    assert "column sample_id: rows 1, 3 repeat a sample" in str(err.value)
 
 
 def test_measurement_calls_fill_genes_the_files_lack(caplog):
@@ -142,7 +149,7 @@ def test_failed_extract_writes_nothing(tmp_path):
     result = CliRunner().invoke(main, ["extract", "--params", str(tmp_path / "params.yaml"),
                                        "--source", "w"])
     assert result.exit_code == 1
-    assert "sample 'stray'" in result.output
+    assert "no row for the sample of stray.outside.tsv" in result.output
     assert not (tmp_path / "omop").exists()
 
 

@@ -175,19 +175,32 @@ def _vcf_row(cells: list[str], samples: list[str], column: str,
             out.setdefault(sample, {})[column] = "/".join(alleles[int(g)] for g in gt)
 
 
-def read_sample_map(path: Path, problems: list[str]) -> dict[str, int]:
-    """sample_id -> person_id from sample_map.csv."""
+def read_sample_map(path: Path, problems: list[str]) -> dict[str, tuple[int, int]]:
+    """sample_id -> (person_id, data row number from 1) from sample_map.csv."""
     frame = pd.read_csv(path, dtype=str)
     missing = [c for c in ("sample_id", "person_id") if c not in frame.columns]
     if missing:
         problems.append(f"{path}: column {', '.join(missing)} missing. Fix: a CSV with columns "
                         "sample_id,person_id")
         return {}
-    bad = ~frame["person_id"].str.fullmatch(r"\d+").fillna(False)
+    rows = pd.Series(range(1, len(frame) + 1), index=frame.index)
+    bad = ~frame["person_id"].str.fullmatch(r"\d+").fillna(False).astype(bool)
     if bad.any():
-        problems.append(f"{path}: column person_id: {int(bad.sum())} rows are not whole "
-                        "numbers. Fix: OMOP PERSON.person_id values")
-    return dict(zip(frame["sample_id"], frame.loc[~bad, "person_id"].astype("int64")))
+        problems.append(f"{path}: column person_id: {_rows(rows[bad])} not whole numbers. "
+                        "Fix: OMOP PERSON.person_id values")
+    twice = frame["sample_id"].duplicated(keep=False)
+    if twice.any():
+        problems.append(f"{path}: column sample_id: {_rows(rows[twice])} repeat a sample. "
+                        "Fix: one row per sample")
+    ok = ~bad & ~twice
+    return dict(zip(frame.loc[ok, "sample_id"],
+                    zip(frame.loc[ok, "person_id"].astype("int64"), rows[ok])))
+
+
+def _rows(rows: pd.Series) -> str:
+    shown = ", ".join(str(r) for r in rows.iloc[:5])
+    more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+    return f"row{'s' if len(rows) > 1 else ''} {shown}{more}"
 
 
 def _sample_files(folder: Path) -> Iterable[tuple[str, str, Path]]:
@@ -226,23 +239,25 @@ def read_genotypes(folder: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["person_id", *GENOTYPE_COLUMNS]).fillna("")
 
 
-def _link(per_sample: dict, files: dict[str, list[Path]], sample_map: dict[str, int],
-          folder: Path, problems: list[str]) -> list[dict]:
-    by_person: dict[int, str] = {}
+def _link(per_sample: dict, files: dict[str, list[Path]],
+          sample_map: dict[str, tuple[int, int]], folder: Path, problems: list[str]
+          ) -> list[dict]:
+    """Rows by person; identifiers are named by file and map row, never echoed."""
+    first_row: dict[int, int] = {}
     rows = []
     for sample in sorted(per_sample):
+        names = ", ".join(p.name for p in files[sample])
         if sample not in sample_map:
-            problems.append(f"{folder}/sample_map.csv: sample {sample!r} (file "
-                            f"{files[sample][0].name}) has no person. Fix: add a row "
-                            f"{sample},<person_id> or remove its files")
+            problems.append(f"{folder}/sample_map.csv: no row for the sample of {names}. Fix: "
+                            "add a row sample_id,person_id for it, or remove its files")
             continue
-        person = sample_map[sample]
-        if person in by_person:
-            problems.append(f"{folder}/sample_map.csv: person_id {person} has two genotype "
-                            f"samples ({by_person[person]!r} and {sample!r}). Fix: keep one "
-                            "sample per person (the map or the files)")
+        person, row = sample_map[sample]
+        if person in first_row:
+            problems.append(f"{folder}/sample_map.csv: rows {first_row[person]} and {row} link "
+                            f"two genotype samples to one person_id (the second: {names}). "
+                            "Fix: keep one sample per person (the map or the files)")
             continue
-        by_person[person] = sample
+        first_row[person] = row
         merged: dict[str, str] = {}
         for kind in _PRECEDENCE:
             merged |= per_sample[sample].get(kind, {})
