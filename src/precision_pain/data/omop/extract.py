@@ -107,10 +107,11 @@ def concept_definitions(study: Study) -> pd.DataFrame:
         for c in concepts:
             rows.append({"kind": kind, "item": item or kind, "rank": rank,
                          "vocabulary_id": c.vocabulary, "concept_code": c.code or "",
+                         "by_id": int(c.code is None),
                          "name": c.name, "descendants": int(c.descendants),
                          "expected_id": c.concept_id if c.concept_id is not None else -1,
                          "factor": c.factor if isinstance(c, MmeConcept) else 0.0})
-    return pd.DataFrame(rows).astype({"rank": "int64", "descendants": "int64",
+    return pd.DataFrame(rows).astype({"rank": "int64", "descendants": "int64", "by_id": "int64",
                                       "expected_id": "int64", "factor": "float64"})
 
 
@@ -128,14 +129,14 @@ def resolve_concepts(db: Database, definitions: pd.DataFrame) -> list[str]:
         LEFT JOIN {db.table('concept')} c
           ON c.vocabulary_id = d.vocabulary_id AND c.concept_code = d.concept_code
          AND c.invalid_reason IS NULL
-        WHERE d.concept_code <> ''
+        WHERE d.by_id = 0
         UNION ALL
         SELECT d.*, c.concept_id, c.concept_name
         FROM pp_concept_def d
         LEFT JOIN {db.table('concept')} c
           ON c.vocabulary_id = d.vocabulary_id AND c.concept_id = d.expected_id
          AND c.invalid_reason IS NULL
-        WHERE d.concept_code = ''""")
+        WHERE d.by_id = 1""")
     roots = db.query("SELECT kind, item, vocabulary_id, concept_code, name, expected_id, "
                      "concept_id FROM pp_root")
     vocabularies = set(db.query(f"SELECT DISTINCT vocabulary_id FROM {db.table('concept')}")
