@@ -176,7 +176,7 @@ def run_cli(input_path: Path, out: Path, models: Path, params: Path, work: Path)
 
 def chunks_of(path: Path, chunk_size: int):
     """Prepared chunks of the cohort (validated, PGx-annotated)."""
-    from precision_pain.predict.outputs import iter_table
+    from precision_pain.data.contract import iter_table
     from precision_pain.data.prepare import prepare_cohort
 
     for raw in iter_table(path, chunk_size):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from precision_pain.data.features import FEATURE_NAMES, build_features, describe
+from precision_pain.data.features import FEATURE_NAMES, build_features, describe, describe_cells
 
 
 def test_features_are_stable_and_complete(small_splits):
@@ -43,6 +43,30 @@ def test_missing_source_column_is_named(small_splits):
     ("smoker", 0.0, "no smoking"),
     ("cyp2c9_activity_score", float("nan"), "CYP2C9 activity score unknown"),
     ("activity_level", 0.0, "low physical activity"),
+    ("female", 1.0, "female sex"),
+    ("female", 0.0, "male sex"),
+    ("cyp2d6_effective_phenotype=PM", 0.0, "not a CYP2D6 poor metabolizer"),
+    ("condition=fibromyalgia", 0.0, "condition other than fibromyalgia"),
+    ("condition=fibromyalgia", 1.0, "condition: fibromyalgia"),
+    ("age", 67.0, "age 67 years"),
 ])
 def test_describe(name, value, words):
     assert describe(name, value) == words
+
+
+def test_describe_cells_matches_describe_cell_by_cell():
+    rng = np.random.default_rng(0)
+    features = rng.integers(0, len(FEATURE_NAMES), 200)
+    values = rng.choice([0.0, 1.0, 2.0, 38.0, 0.25, np.nan], 200)
+    expected = [describe(FEATURE_NAMES[j], v) for j, v in zip(features, values)]
+    assert describe_cells(features, values).tolist() == expected
+
+
+def test_one_phenotype_list():
+    from precision_pain.data.pgx import PHENOTYPE_ORDER, PHENOTYPES
+
+    for gene, phenotypes in PHENOTYPES.items():
+        assert [p for p in PHENOTYPE_ORDER if p in phenotypes] == list(phenotypes), gene
+        column = "cyp2d6_effective_phenotype" if gene == "CYP2D6" else f"{gene.lower()}_phenotype"
+        encoded = [f.split("=", 1)[1] for f in FEATURE_NAMES if f.startswith(column + "=")]
+        assert encoded == list(phenotypes), gene

@@ -27,7 +27,8 @@ PARAMS = SimulateParams(
 )
 K = len(TREATMENT_NAMES)
 
-# domain.md section 2: CYP2D6 phenotype mix (%), PM / IM / NM / UM; the rest indeterminate.
+# CPIC CYP2D6 frequency table (Gaedigk 2017, Genet Med 19:69; docs/domain.md section 2):
+# phenotype mix (%), PM / IM / NM / UM; the rest indeterminate.
 PUBLISHED_CYP2D6 = {
     "european": (6.5, 38, 49, 2.3),
     "african_american": (2.3, 36, 54, 4.1),

@@ -131,11 +131,9 @@ def prepare(params_path: Path, cohort: Path | None, ground_truth: str | None, ou
     truth_path = _optional_path(ground_truth, params.data.ground_truth)
     out, truth_out = out or params.data.prepared, truth_out or params.data.prepared_truth
     check_writable([out, truth_out])
-    raw = read_table(cohort)
-    log.info("read cohort %s: %d rows x %d columns", cohort, *raw.shape)
-    prepared = prepare_cohort(raw, str(cohort), params.prepare.response_threshold)
+    prepared = prepare_cohort(read_table(cohort), str(cohort), params.prepare.response_threshold)
     if truth_path is not None:
-        truth = align_truth(read_table_any(truth_path), prepared, str(truth_path))
+        truth = align_truth(read_table(truth_path, typed=True), prepared, str(truth_path))
     else:
         log.info("no ground truth: evaluation will report observed-data metrics only")
         truth = pd.DataFrame(columns=["patient_id", "treatment", "eligible", "p_response",
@@ -144,15 +142,6 @@ def prepare(params_path: Path, cohort: Path | None, ground_truth: str | None, ou
     log.info("wrote ground truth %s (%d rows)", truth_out, len(truth))
     log.info("wrote prepared cohort %s (%d rows); responders %.1f %%",
              out, len(prepared), 100 * prepared["response"].mean())
-
-
-def read_table_any(path: Path) -> Any:
-    """Read a CSV or Parquet table the pipeline or generator wrote."""
-    import pandas as pd
-
-    from precision_pain.io import table_format
-
-    return pd.read_csv(path) if table_format(path) == "csv" else pd.read_parquet(path)
 
 
 def _optional_path(cli_value: str | None, default: Path | None) -> Path | None:
@@ -171,13 +160,12 @@ def _optional_path(cli_value: str | None, default: Path | None) -> Path | None:
 def split(params_path: Path, prepared: Path | None, out_dir: Path | None) -> None:
     """Split the prepared cohort into train / validation / test, grouped by patient."""
     from precision_pain.config import load_params
-    from precision_pain.io import read_parquet, write_table
+    from precision_pain.data.contract import read_pipeline_table
     from precision_pain.data.split import split_cohort
+    from precision_pain.io import write_table
 
     params = load_params(params_path)
-    frame = read_parquet(prepared or params.data.prepared)
-    log.info("read prepared cohort %s: %d rows x %d columns", prepared or params.data.prepared,
-             *frame.shape)
+    frame = read_pipeline_table(prepared or params.data.prepared)
     parts = split_cohort(frame, params.split.valid_fraction, params.split.test_fraction,
                          params.split.seed)
     out_dir = out_dir or params.data.splits_dir
@@ -201,7 +189,7 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
     """Fit one response and one adverse-event model per treatment; track them in MLflow."""
     from precision_pain.models.bundle import bundle_from_training, save_bundle
     from precision_pain.config import load_params
-    from precision_pain.io import read_parquet
+    from precision_pain.data.contract import read_pipeline_table
     from precision_pain.models.estimators import get_model_class
     from precision_pain.progress import progress_bar
     from precision_pain.registry import select_treatments
@@ -210,8 +198,8 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
     get_model_class(params.model.type)
     hyper = params.model.hyperparameters.get(params.model.type, {})
     splits_dir = splits_dir or params.data.splits_dir
-    train_df = read_parquet(splits_dir / "train.parquet")
-    valid_df = read_parquet(splits_dir / "valid.parquet")
+    train_df = read_pipeline_table(splits_dir / "train.parquet")
+    valid_df = read_pipeline_table(splits_dir / "valid.parquet")
     treatments = select_treatments(params.model.treatments)
     log.info("read %s (%d rows) and %s (%d rows)", splits_dir / "train.parquet", len(train_df),
              splits_dir / "valid.parquet", len(valid_df))
@@ -271,13 +259,15 @@ def _train_tracked(params: Any, treatments: Any, train_df: Any, valid_df: Any, h
     run_ids: dict[str, str] = {}
     tags = tracking.provenance_tags([splits_dir / "train.parquet", splits_dir / "valid.parquet"],
                                     params_path)
+    inputs = [tracking.split_input(name, splits_dir / f"{name}.parquet", frame, params.data.cohort)
+              for name, frame in (("train", train_df), ("valid", valid_df))]
 
     def on_done(result: Any) -> None:
         run_ids[result.treatment] = tracking.log_treatment_run(
-            params, result.treatment, result.models, result.counts, result.validation)
+            params, result.treatment, result.models, result.counts, result.validation, inputs)
         bar.update()
 
-    with tracking.parent_run(params, f"train-{params.model.type}", tags) as parent_id:
+    with tracking.parent_run(params, f"train-{params.model.type}", tags, inputs) as parent_id:
         run_ids["parent"] = parent_id
         tracking.log_provenance_files([params_path, Path("dvc.lock")])
         fitted = train_all(treatments, train_df, valid_df, params.model.type, hyper,
@@ -306,13 +296,15 @@ def evaluate(params_path: Path, splits_dir: Path | None, truth: Path | None,
     from precision_pain.models.bundle import load_bundle
     from precision_pain.config import load_params
     from precision_pain.evaluate.core import evaluate as run_evaluation
-    from precision_pain.io import read_parquet, write_json
+    from precision_pain.data.contract import read_pipeline_table
+    from precision_pain.io import write_json
 
     params = load_params(params_path)
     settings = params.evaluate
     bundle = load_bundle(models_dir or params.model.dir, own_bundle=True)
-    test = read_parquet((splits_dir or params.data.splits_dir) / "test.parquet")
-    truth_frame = read_parquet(truth or params.data.prepared_truth)
+    test_path = (splits_dir or params.data.splits_dir) / "test.parquet"
+    test = read_pipeline_table(test_path)
+    truth_frame = read_pipeline_table(truth or params.data.prepared_truth)
     log.info("evaluating %s models on %d test rows (ground truth: %d rows, %d bootstrap "
              "replicates)", bundle.model_type, len(test), len(truth_frame), settings.n_bootstrap)
     result = run_evaluation(test, bundle, truth_frame if len(truth_frame) else None, settings)
@@ -326,11 +318,12 @@ def evaluate(params_path: Path, splits_dir: Path | None, truth: Path | None,
              settings.plots_dir, settings.report)
     run_ids = bundle.metadata.get("mlflow_run_ids")
     if tracking and run_ids:
-        from precision_pain.tracking import log_evaluation
+        from precision_pain.tracking import log_evaluation, split_input
 
         log_evaluation(run_ids, result.summary, result.per_treatment,
                        [*files, settings.report], params.tracking, plots=plots,
-                       detail={"detail": result.policy, "subgroups": result.subgroups})
+                       detail={"detail": result.policy, "subgroups": result.subgroups},
+                       inputs=[split_input("test", test_path, test, params.data.cohort)])
 
 
 def _write_plots(result: Any, directory: Path) -> list[Path]:
@@ -383,7 +376,8 @@ def predict(params_path: Path, input_path: Path, out: Path, models_dir: Path | N
     from precision_pain.config import load_params
     from precision_pain.io import check_writable, table_format
     from precision_pain.predict.recommend import options_from_params, predict_chunks
-    from precision_pain.predict.outputs import iter_table, output_paths, write_predictions
+    from precision_pain.data.contract import iter_table
+    from precision_pain.predict.outputs import output_paths, write_predictions
 
     params = load_params(params_path)
     table_format(out)
@@ -444,24 +438,27 @@ def bundle_hash(directory: Path) -> None:
 @PARAMS_OPTION
 @click.option("--port", type=int, default=5000, show_default=True,
               help="Port of the UI on 127.0.0.1.")
-def ui(params_path: Path, port: int) -> None:
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="Server processes (one is enough for one person).")
+def ui(params_path: Path, port: int, workers: int) -> None:
     """Open the MLflow UI on the project's tracking store (127.0.0.1 only).
 
-    The store is MLFLOW_TRACKING_URI, else tracking.uri in params.yaml. Select runs of the
-    experiment and press Compare to see params and metrics side by side
-    (docs/experiments.md).
+    The store is MLFLOW_TRACKING_URI, else tracking.uri in params.yaml. The address printed
+    opens the training runs with the headline metrics as columns; select runs and press
+    Compare to see params and metrics side by side (docs/experiments.md).
     """
     import os
     import subprocess
 
     from precision_pain.config import load_params
-    from precision_pain.tracking import resolve_uri
+    from precision_pain.tracking import experiment_id_of, resolve_uri, workspace_url
 
     params = load_params(params_path)
     uri = resolve_uri(params.tracking)
-    click.echo(f"MLflow UI for {uri} at http://127.0.0.1:{port} (Ctrl-C to stop)")
+    url = workspace_url(f"http://127.0.0.1:{port}", experiment_id_of(params.tracking))
+    click.echo(f"MLflow UI for {uri}: open {url} (Ctrl-C to stop)")
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-           "--host", "127.0.0.1", "--port", str(port)]
+           "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     raise SystemExit(subprocess.call(cmd, env=os.environ.copy()))
 
 

@@ -253,11 +253,6 @@ def write_tables(frames: dict[Path, pd.DataFrame]) -> None:
                 frame.to_parquet(tmp, index=False)
 
 
-def read_parquet(path: str | Path) -> pd.DataFrame:
-    """Read a Parquet file the pipeline wrote."""
-    return pd.read_parquet(path)
-
-
 def write_json(data: Any, path: str | Path) -> Path:
     """Write indented, key-sorted JSON atomically (stable bytes for DVC)."""
     with atomic_path(path) as tmp:

@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 
 from precision_pain.config import Params, load_params
+from precision_pain.data.contract import read_pipeline_table
+from precision_pain.data.pgx import PHENOTYPE_COLUMNS, PHENOTYPE_ORDER
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -29,9 +31,6 @@ if TYPE_CHECKING:
     from precision_pain.models.bundle import ModelBundle
 
 PROJECT_ENV = "PRECISION_PAIN_PROJECT"
-PHENOTYPE_COLUMNS = {"CYP2D6": "cyp2d6_phenotype", "CYP2C19": "cyp2c19_phenotype",
-                     "CYP2C9": "cyp2c9_phenotype"}
-PHENOTYPE_ORDER = ("PM", "IM", "NM", "RM", "UM", "indeterminate")
 # Headline test metrics compared across runs, when the evaluation logged them.
 HEADLINE_METRICS = ("test.mean_response_auc", "test.mean_adverse_event_auc",
                     "test.mean_response_brier", "test.policy.model.mean_true_net_benefit",
@@ -70,25 +69,19 @@ def find_project(start: str | Path | None = None) -> Project:
     return Project(params_file.parent, load_params(params_file))
 
 
-def _read(path: Path) -> pd.DataFrame:
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: not there yet; run `dvc repro` in the project first")
-    return pd.read_parquet(path)
-
-
 def load_cohort(project: Project) -> pd.DataFrame:
     """The prepared cohort (data.prepared): contract columns, PGx phenotypes, ``response``."""
-    return _read(project.path(project.params.data.prepared))
+    return read_pipeline_table(project.path(project.params.data.prepared))
 
 
 def load_truth(project: Project) -> pd.DataFrame:
     """The ground truth (data.prepared_truth): one row per patient and treatment; may be empty."""
-    return _read(project.path(project.params.data.prepared_truth))
+    return read_pipeline_table(project.path(project.params.data.prepared_truth))
 
 
 def load_split(project: Project, name: str = "test") -> pd.DataFrame:
     """One split (train, valid or test) from data.splits_dir."""
-    return _read(project.path(project.params.data.splits_dir) / f"{name}.parquet")
+    return read_pipeline_table(project.path(project.params.data.splits_dir) / f"{name}.parquet")
 
 
 def load_models(project: Project) -> ModelBundle:

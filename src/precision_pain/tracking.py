@@ -6,7 +6,13 @@
   params, validation metrics and both models (xgboost UBJSON or skops; never
   pickle), each registered as ``<prefix>-<treatment>-<outcome>`` with the
   alias from params.yaml pointing at the newest version.
-- Evaluation metrics are logged back into the same runs.
+- Evaluation metrics are logged back into the same runs; the parent run also carries the
+  headline ones under stable ``headline/<name>`` names (:data:`HEADLINE_METRICS`), which the
+  UI's Compare and chart views plot across runs.
+- Each run records the splits it read as MLflow datasets (name, source, content digest,
+  schema, row count; never rows), in the contexts ``training``, ``validation`` and ``test``.
+- The experiment is tagged as model development and carries a saved view of its training
+  runs with the headline metrics as columns; :func:`workspace_url` opens it.
 - Only aggregates are logged: no patient rows, no input examples.
 """
 
@@ -81,11 +87,157 @@ def start(params: TrackingParams) -> str:
     else:
         artifact_location = _project_path(params.artifact_location).resolve().as_uri()
         experiment_id = mlflow.create_experiment(
-            params.experiment,
+            params.experiment, tags=workspace_tags(),
             artifact_location=None if uri.startswith("http") else artifact_location)
     mlflow.set_experiment(experiment_id=experiment_id)
     log.info("MLflow tracking at %s, experiment %r", uri, params.experiment)
     return experiment_id
+
+
+# The experiment's kind as MLflow reads it: its UI lists the experiment among model-training
+# ones and stops asking which kind it is. (MLflow 3.17's UI still takes its GenAI or
+# model-training view from the address: workspace_url.)
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+# The parent run's headline evaluation metrics: stable name -> key of the flattened summary
+# (metrics/evaluation.json). Values a cohort lacks (no ground truth, no propensity model)
+# are not logged.
+HEADLINE_METRICS = {
+    "headline/share_of_oracle_gain": "policy.share_of_oracle_gain_captured",
+    "headline/dr_net_benefit": "off_policy.model_dr_net_benefit",
+    "headline/true_net_benefit": "policy.model.mean_true_net_benefit",
+    "headline/mean_response_auc": "mean_response_auc",
+    "headline/mean_adverse_event_auc": "mean_adverse_event_auc",
+    "headline/mean_response_brier": "mean_response_brier",
+    "headline/calibration_slope_within_0.8_1.2": "response_calibration_slope.share_within_0.8_1.2",
+}
+# The saved view (an experiment tag MLflow's UI reads for ?viewStateShareKey=...): training
+# runs only, the dataset, model type and headline metrics as columns, best share first.
+VIEW_KEY = "training-runs"
+_VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
+
+
+def _training_view() -> dict[str, Any]:
+    metrics = [f"metrics.`{name}`" for name in HEADLINE_METRICS]
+    columns = ["params.`model.type`", "attributes.`Dataset`", *metrics]
+    return {"searchFilter": "attributes.run_name LIKE 'train-%'",
+            "orderByKey": metrics[0], "orderByAsc": False, "selectedColumns": columns,
+            "columnOrder": ["attributes.`Run Name`", *columns],
+            "columnWidths": {"attributes.`Dataset`": 200, **dict.fromkeys(metrics, 240)}}
+
+
+def workspace_tags() -> dict[str, str]:
+    """Experiment tags: model development kind and the saved training-runs view."""
+    import json
+
+    return {**EXPERIMENT_KIND, _VIEW_TAG: json.dumps(_training_view())}
+
+
+def mark_workspace(experiment_id: str) -> None:
+    """Set the workspace tags on an experiment that lacks them or holds older values."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    present = client.get_experiment(experiment_id).tags
+    for key, value in workspace_tags().items():
+        if present.get(key) != value:
+            client.set_experiment_tag(experiment_id, key, value)
+
+
+def workspace_url(base_url: str, experiment_id: str | None) -> str:
+    """The UI page of the experiment's training runs (model-training view, saved columns).
+
+    MLflow 3.17's UI chooses between its GenAI and model-training views from the address (or
+    the browser's last choice), not from the experiment's kind, so the address names it.
+    """
+    base = base_url.rstrip("/")
+    if experiment_id is None:
+        return f"{base}/#/experiments?workflowType=machine_learning"
+    return (f"{base}/#/experiments/{experiment_id}/runs"
+            f"?viewStateShareKey={VIEW_KEY}&workflowType=machine_learning")
+
+
+def experiment_id_of(params: TrackingParams) -> str | None:
+    """The id of the project's experiment in the store in force, or None if it has none yet."""
+    import mlflow
+
+    disable_telemetry()
+    mlflow.set_tracking_uri(resolve_uri(params))
+    experiment = mlflow.get_experiment_by_name(params.experiment)
+    return None if experiment is None else experiment.experiment_id
+
+
+def headline_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
+    """The headline metrics of an evaluation summary under their stable names."""
+    flat = flatten(summary)
+    values = {name: _number(flat[key]) for name, key in HEADLINE_METRICS.items() if key in flat}
+    return {name: value for name, value in values.items() if value is not None}
+
+
+# Which split each MLflow dataset context names.
+CONTEXTS = {"train": "training", "valid": "validation", "test": "test"}
+
+
+def split_input(split: str, path: Path, frame: Any, cohort: Path) -> Any:
+    """An MLflow dataset input for one split: never its rows.
+
+    Name ``<cohort file stem>.<split>``; source the cohort file (the synthetic cohort or your
+    extract: its path, no data); digest the split file's MD5 (DVC's hash of it); schema the
+    column names and types; profile the numbers of rows, columns and patients.
+    """
+    from mlflow.data.sources import LocalArtifactDatasetSource
+    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    dataset = _split_dataset(
+        source=LocalArtifactDatasetSource(_project_path(cohort).resolve().as_uri()),
+        name=f"{Path(cohort).stem}.{split}", digest=file_md5(path), schema=_schema(frame),
+        profile={"num_rows": len(frame), "num_columns": frame.shape[1],
+                 "num_patients": int(frame["patient_id"].nunique()),
+                 "file": Path(path).as_posix()})
+    return DatasetInput(dataset._to_mlflow_entity(),
+                        tags=[InputTag(MLFLOW_DATASET_CONTEXT, CONTEXTS[split])])
+
+
+def _schema(frame: Any) -> Any:
+    """Column names and types from the dtypes alone (no value is read)."""
+    from mlflow.types import ColSpec, DataType, Schema
+
+    kinds = {"b": DataType.boolean, "i": DataType.long, "u": DataType.long,
+             "f": DataType.double, "M": DataType.datetime}
+    return Schema([ColSpec(kinds.get(dtype.kind, DataType.string), str(name))
+                   for name, dtype in frame.dtypes.items()])
+
+
+def _split_dataset(**kwargs: Any) -> Any:
+    """A metadata-only dataset; its class is built here so that importing this module
+    does not import MLflow."""
+    from mlflow.data.meta_dataset import MetaDataset
+
+    class SplitDataset(MetaDataset):
+        """A metadata-only dataset (MLflow's MetaDataset) with a row-count profile."""
+
+        def __init__(self, *, profile: Mapping[str, Any], **kwargs: Any) -> None:
+            self._profile = dict(profile)
+            super().__init__(**kwargs)
+
+        @property
+        def profile(self) -> dict[str, Any]:
+            return self._profile
+
+        def to_dict(self) -> dict[str, str]:
+            import json
+
+            return {**super().to_dict(), "profile": json.dumps(self._profile)}
+
+    return SplitDataset(**kwargs)
+
+
+def log_inputs(run_id: str, inputs: Sequence[Any]) -> None:
+    """Record dataset inputs (:func:`split_input`) on a run."""
+    import mlflow
+
+    if inputs:
+        mlflow.MlflowClient().log_inputs(run_id, datasets=list(inputs))
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -167,22 +319,27 @@ def _git_commit() -> str:
 
 
 @contextmanager
-def parent_run(params: Params, run_name: str, tags: Mapping[str, str]) -> Iterator[str]:
-    """A parent run for one training run, with every param logged; yields its id."""
+def parent_run(params: Params, run_name: str, tags: Mapping[str, str],
+               inputs: Sequence[Any] = ()) -> Iterator[str]:
+    """A parent run for one training run, with every param and its datasets; yields its id."""
     import mlflow
 
     experiment_id = start(params.tracking)
+    mark_workspace(experiment_id)
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags)) as run:
         mlflow.log_params(flatten(params.model_dump(mode="json", exclude={"tracking"})))
+        log_inputs(run.info.run_id, inputs)
         yield run.info.run_id
 
 
 def log_treatment_run(params: Params, treatment: str, models: Mapping[str, BinaryModel],
-                      counts: Mapping[str, int], validation: Mapping[str, float]) -> str:
-    """A nested run for one treatment: params, metrics, models; registers each model."""
+                      counts: Mapping[str, int], validation: Mapping[str, float],
+                      inputs: Sequence[Any] = ()) -> str:
+    """A nested run for one treatment: params, metrics, datasets, models; registers each model."""
     import mlflow
 
     with mlflow.start_run(run_name=treatment, nested=True) as run:
+        log_inputs(run.info.run_id, inputs)
         mlflow.set_tag("treatment", treatment)
         mlflow.log_params({"treatment": treatment,
                            **{f"model_kind.{o}": m.kind for o, m in models.items()}})
@@ -287,18 +444,23 @@ def _skops_types(model: BinaryModel) -> list[str]:
 def log_evaluation(run_ids: Mapping[str, str], summary: Mapping[str, Any],
                    per_treatment: Mapping[str, Mapping[str, Any]],
                    artifacts: list[Path], params: TrackingParams,
-                   plots: Sequence[Path] = (), detail: Mapping[str, Any] | None = None) -> None:
-    """Log test metrics, files and plots into the training runs recorded in ``run_ids``.
+                   plots: Sequence[Path] = (), detail: Mapping[str, Any] | None = None,
+                   inputs: Sequence[Any] = ()) -> None:
+    """Log test metrics, datasets, files and plots into the training runs in ``run_ids``.
 
     Nested metrics are flattened to dotted names: ``summary`` as ``test.<key>`` and each
-    ``detail`` tree as ``test.<name>.<key>`` in the parent run; each treatment's metrics
-    as ``test_<outcome>_<metric>[_ci_low|_ci_high]`` in its own run. ``plots`` go to the
-    parent run's ``evaluation/plots`` artifacts.
+    ``detail`` tree as ``test.<name>.<key>`` in the parent run, which also gets
+    :data:`HEADLINE_METRICS`; each treatment's metrics as
+    ``test_<outcome>_<metric>[_ci_low|_ci_high]`` in its own run. ``inputs`` (the test
+    split) go to every run; ``plots`` to the parent run's ``evaluation/plots`` artifacts.
     """
     import mlflow
 
     start(params)
     client = mlflow.MlflowClient()
+    for run_id in run_ids.values():
+        log_inputs(run_id, inputs)
+    _log_metrics(client, run_ids["parent"], headline_metrics(summary))
     _log_metrics(client, run_ids["parent"], {f"test.{k}": v for k, v in flatten(summary).items()})
     for name, tree in (detail or {}).items():
         _log_metrics(client, run_ids["parent"],
@@ -317,7 +479,7 @@ def log_evaluation(run_ids: Mapping[str, str], summary: Mapping[str, Any],
 _BATCH = 1000  # MLflow's limit of metrics per log_batch call
 
 
-def _log_metrics(client: Any, run_id: str, values: Mapping[str, str]) -> None:
+def _log_metrics(client: Any, run_id: str, values: Mapping[str, Any]) -> None:
     """Log every numeric, finite value in one batch call per 1,000 metrics."""
     from mlflow.entities import Metric
 
@@ -329,10 +491,10 @@ def _log_metrics(client: Any, run_id: str, values: Mapping[str, str]) -> None:
         client.log_batch(run_id, metrics=metrics[start_at:start_at + _BATCH])
 
 
-def _number(value: str) -> float | None:
+def _number(value: Any) -> float | None:
     try:
         number = float(value)
-    except ValueError:
+    except (TypeError, ValueError):
         return None
     return number if number == number else None
 

@@ -18,11 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from precision_pain.data.pgx import PHENOTYPES
 from precision_pain.registry import CONDITIONS
 
-PHENOTYPES_CYP2D6 = ("PM", "IM", "NM", "UM", "indeterminate")
-PHENOTYPES_CYP2C9 = ("PM", "IM", "NM", "indeterminate")
-PHENOTYPES_CYP2C19 = ("PM", "IM", "NM", "RM", "UM", "indeterminate")
 PHENOTYPE_WORDS = {
     "PM": "poor metabolizer", "IM": "intermediate metabolizer", "NM": "normal metabolizer",
     "RM": "rapid metabolizer", "UM": "ultrarapid metabolizer",
@@ -84,9 +82,9 @@ def _phenotype_one_hot(source: str, gene: str, values: tuple[str, ...]) -> tuple
 FEATURES: tuple[Feature, ...] = (
     _NUMERIC + _FLAGS
     + _one_hot("condition", CONDITIONS, "condition: {}")
-    + _phenotype_one_hot("cyp2d6_effective_phenotype", "CYP2D6", PHENOTYPES_CYP2D6)
-    + _phenotype_one_hot("cyp2c9_phenotype", "CYP2C9", PHENOTYPES_CYP2C9)
-    + _phenotype_one_hot("cyp2c19_phenotype", "CYP2C19", PHENOTYPES_CYP2C19)
+    + _phenotype_one_hot("cyp2d6_effective_phenotype", "CYP2D6", PHENOTYPES["CYP2D6"])
+    + _phenotype_one_hot("cyp2c9_phenotype", "CYP2C9", PHENOTYPES["CYP2C9"])
+    + _phenotype_one_hot("cyp2c19_phenotype", "CYP2C19", PHENOTYPES["CYP2C19"])
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 FEATURES_BY_NAME = {f.name: f for f in FEATURES}
@@ -114,11 +112,17 @@ def _encode(frame: pd.DataFrame, feature: Feature) -> np.ndarray:
 
 
 def describe(feature_name: str, value: float) -> str:
-    """A feature and its value in words, e.g. 'CYP2D6 poor metabolizer' or 'age 67 years'."""
+    """A feature and its value in words: the one phrasebook of the project.
+
+    E.g. 'CYP2D6 poor metabolizer', 'not a CYP2D6 poor metabolizer', 'condition other than
+    fibromyalgia', 'male sex', 'no smoking', 'age 67 years', 'eGFR unknown'.
+    """
     feature = FEATURES_BY_NAME[feature_name]
     if feature.category is not None:
-        return feature.label if value >= 0.5 else f"not {feature.label}"
-    if feature.name in {f.name for f in _FLAGS}:
+        return feature.label if value >= 0.5 else _absent(feature)
+    if feature.name == "female":
+        return "female sex" if value >= 0.5 else "male sex"
+    if feature.name in _FLAG_NAMES:
         return feature.label if value >= 0.5 else f"no {feature.label}"
     if np.isnan(value):
         return f"{feature.label} unknown"
@@ -127,3 +131,24 @@ def describe(feature_name: str, value: float) -> str:
         return f"{word} physical activity"
     shown = f"{value:.0f}" if abs(value) >= 10 or float(value).is_integer() else f"{value:.2g}"
     return f"{feature.label} {shown}{(' ' + feature.unit) if feature.unit else ''}"
+
+
+_FLAG_NAMES = frozenset(f.name for f in _FLAGS)
+
+
+def _absent(feature: Feature) -> str:
+    """An indicator that is 0: 'condition other than X', 'not a CYP2D6 poor metabolizer'."""
+    if feature.source == "condition":
+        return f"condition other than {str(feature.category).replace('_', ' ')}"
+    article = "a " if feature.label.endswith("metabolizer") else ""
+    return f"not {article}{feature.label}"
+
+
+def describe_cells(features: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """:func:`describe` for many (feature index, value) cells, computed once per distinct pair."""
+    value_codes, uniques = pd.factorize(np.asarray(values, dtype=float), use_na_sentinel=False)
+    keys = np.asarray(features).astype(np.int64) * (len(uniques) + 1) + value_codes
+    inverse, distinct = pd.factorize(keys)
+    texts = [describe(FEATURE_NAMES[key // (len(uniques) + 1)],
+                      float(uniques[key % (len(uniques) + 1)])) for key in distinct]
+    return np.array(texts, dtype=object)[inverse]

@@ -1,6 +1,6 @@
 """CPIC translation of pharmacogene diplotypes into activity scores and phenotypes.
 
-Sources (see ../shared/domain.md, section 2):
+Sources (numbers and full references: docs/domain.md, section 2):
 
 * Allele function / activity values: the CPIC allele functionality tables as
   distributed in PharmCAT's ``base_data/phenotype/cpic/{CYP2D6,CYP2C9,CYP2C19}.json``
@@ -112,9 +112,17 @@ CYP2D6_NM_MAX = 2.25
 # Multiplier on the CYP2D6 activity score by inhibitor strength (Cicali 2021).
 CYP2D6_INHIBITOR_FACTOR: Mapping[str, float] = MappingProxyType({"strong": 0.0, "moderate": 0.5})
 
-CYP2D6_PHENOTYPES = ("PM", "IM", "NM", "UM", INDETERMINATE)
-CYP2C9_PHENOTYPES = ("PM", "IM", "NM", INDETERMINATE)
-CYP2C19_PHENOTYPES = ("PM", "IM", "NM", "RM", "UM", INDETERMINATE)
+# Every phenotype, in CPIC order (no activity to the most), then indeterminate; and the ones
+# each gene can take here (CPIC defines RM only for CYP2C19; CYP2C9 has no increased function).
+PHENOTYPE_ORDER: tuple[str, ...] = ("PM", "IM", "NM", "RM", "UM", INDETERMINATE)
+PHENOTYPES: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "CYP2D6": ("PM", "IM", "NM", "UM", INDETERMINATE),
+    "CYP2C9": ("PM", "IM", "NM", INDETERMINATE),
+    "CYP2C19": PHENOTYPE_ORDER,
+})
+# The genotype phenotype column annotate_pgx writes per gene (CYP2D6 before phenoconversion).
+PHENOTYPE_COLUMNS: Mapping[str, str] = MappingProxyType(
+    {gene: f"{gene.lower()}_phenotype" for gene in PHENOTYPES})
 
 PGX_COLUMNS: tuple[str, ...] = (
     "cyp2d6_activity_score", "cyp2d6_phenotype", "cyp2d6_effective_activity",

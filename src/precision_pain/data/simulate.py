@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit, logit, ndtr
 
-from precision_pain.data import pgx
 from precision_pain.config import SimulateParams
+from precision_pain.data import pgx
 from precision_pain.registry import CONDITIONS, TREATMENT_NAMES, TREATMENTS
 
 ANCESTRIES: tuple[str, ...] = (
@@ -54,11 +54,12 @@ def _freeze(table: dict) -> Mapping:
 # ----------------------------------------------------------------------------- genotypes
 # Allele frequencies per reference ancestry. The allele named in _REMAINDER takes
 # whatever share is left. CYP2D6: *4, *5, *10, *17, *29, *41 and the *1x2/*2x2 total
-# are domain.md's CPIC frequency-table values; the other no-function alleles
-# (*3/*6/*4x2/*40/*36), *9, the duplication total and the share of CPIC
-# "uncertain function" alleles (*22, *43 -> indeterminate) were solved so that, with
-# the default 2 % missing genotypes, the phenotype mix reproduces domain.md's
-# published PM/IM/NM/UM shares exactly (docs/synthetic-cohort.md shows the fit).
+# are the CPIC CYP2D6 frequency-table values (Gaedigk 2017, Genet Med 19:69); the
+# other no-function alleles (*3/*6/*4x2/*40/*36), *9, the duplication total and the
+# share of CPIC "uncertain function" alleles (*22, *43 -> indeterminate) were solved
+# so that, with the default 2 % missing genotypes, the phenotype mix reproduces the
+# CPIC frequency table's PM/IM/NM/UM shares exactly (docs/synthetic-cohort.md shows
+# the fit).
 _REMAINDER = "*1"
 
 CYP2D6_FREQ = _freeze({
@@ -79,8 +80,9 @@ CYP2D6_FREQ = _freeze({
                     "*6": .0098, "*9": .0003, "*10": .076, "*29": .002, "*41": .119,
                     "*1x2": .0064, "*2x2": .0064, "*22": .0211, "*43": .0211},
 })
-# CYP2C9: *2, *3 from Cespedes-Garro 2015 (domain.md); African-ancestry *5/*6/*8/*11
-# and the Latino/South Asian *2 are approx. CPIC frequency-table values.
+# CYP2C9: *2, *3 from Cespedes-Garro 2015 (Expert Opin Drug Metab Toxicol 11:1893);
+# African-ancestry *5/*6/*8/*11 and the Latino/South Asian *2 are approx. CPIC
+# frequency-table values.
 CYP2C9_FREQ = _freeze({
     "european": {"*2": .14, "*3": .07},
     "african_american": {"*2": .01, "*3": .005, "*5": .01, "*6": .006, "*8": .06, "*11": .024},
@@ -267,7 +269,7 @@ def _draw_medication(d: dict[str, np.ndarray], rng: np.random.Generator
         "ulcer": rng.random(n) < expit(-3.4 + 0.03 * (age - 50) + 0.5 * d["smoker"]),
         "anticoag": rng.random(n) < expit(-3.3 + 0.06 * (age - 50)),
         # strong CYP2D6 inhibitors are mostly antidepressants (fluoxetine, paroxetine,
-        # bupropion): more likely with depression (domain.md section 2)
+        # bupropion; Cicali 2021, Clin Pharmacol Ther 110:677): more likely with depression
         "inhibitor": rng.random(n) < expit(-3.0 + 0.15 * (d["phq9"] - 7)),
     }
 
@@ -342,7 +344,8 @@ def _modifiers(patients: pd.DataFrame) -> pd.DataFrame:
 # Placebo-like mean relative NRS reduction and prognostic modifiers, shared by every
 # treatment: placebo >= 50 % relief 14-26 % (Freeman 2015, Hauser 2011), larger when
 # younger and at higher baseline pain; depression, anxiety, catastrophizing, smoking,
-# obesity, long duration and prior spine surgery predict worse outcomes (domain.md s. 5).
+# obesity, long duration and prior spine surgery predict worse outcomes (Williams 2012,
+# Cochrane CD007407; sizes approx.).
 PLACEBO_MEAN = 0.12
 PROGNOSTIC = _F({
     "baseline_c": 0.02, "young_c": 0.012, "phq9_c": -0.03, "gad7_c": -0.015, "pcs_c": -0.012,
@@ -430,7 +433,8 @@ HARM_MODIFIERS = _freeze({
     # CPIC 2016 (Hicks): CYP2D6 PM and CYP2C19 PM raise exposure; anticholinergic in old age
     "amitriptyline": {"d6_pm": _L(3.0), "d6_um": _L(1.3), "c19_pm": _L(2.0),
                       "age_over_70": _L(2.5)},
-    # renal dose adjustment (domain.md s. 3); respiratory depression with opioids
+    # renal dose adjustment (pregabalin US prescribing information); respiratory
+    # depression with opioids
     "pregabalin": {"egfr_lt60": _L(2.0), "egfr_lt30": _L(2.0), "age_over_70": _L(1.7),
                    "on_opioid": _L(1.8)},
     "spinal_cord_stimulation": {"smoker": _L(1.5)},

@@ -11,7 +11,7 @@ Only ``avoid`` changes a ranking: :mod:`precision_pain.predict.recommend` moves 
 treatment below every allowed one. Every other action keeps the model's place
 and adds its note. The model never overrides a guideline.
 
-Sources (see ../shared/domain.md, section 3):
+Sources (numbers and full references: docs/domain.md, section 3):
 
 * CPIC 2021 opioids: Crews et al., Clin Pharmacol Ther 2021;110:888-896 (CYP2D6,
   OPRM1, COMT), codeine/tramadol recommendations by CYP2D6 phenotype.

@@ -1,8 +1,8 @@
-"""Prediction input and output, streamed: read a cohort in chunks, write four files.
+"""Prediction output, streamed: four files written chunk by chunk.
 
-``iter_table`` reads CSV or Parquet in chunks of ``chunk_size`` rows (raw cells,
-validated later by the contract), so memory does not grow with the cohort.
-``write_predictions`` writes, beside ``OUT`` (CSV or Parquet by suffix):
+The input is read in chunks by the contract's one reader
+(:func:`precision_pain.data.contract.iter_table`), so memory does not grow with the
+cohort. ``write_predictions`` writes, beside ``OUT`` (CSV or Parquet by suffix):
 
 - ``OUT``: the ranked table (columns in docs/predictions.md);
 - ``<stem>.shap.<ext>``: SHAP values of the explained rows;
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,70 +29,14 @@ import pandas as pd
 from precision_pain import RESEARCH_NOTICE
 from precision_pain.io import failpoint, file_set, table_format
 from precision_pain.predict.recommend import OUTPUT_COLUMNS, Recommendations
-from precision_pain.predict.report_html import add_summaries, patient_sections, render_report, summarize
+from precision_pain.predict.report_html import (
+    add_summaries,
+    patient_sections,
+    render_report,
+    summarize,
+)
 
 log = logging.getLogger(__name__)
-
-
-# --------------------------------------------------------------------------- input
-
-def iter_table(path: str | Path, chunk_size: int) -> Iterator[pd.DataFrame]:
-    """Raw cohort rows in chunks (CSV cells as text); file errors name the file and the fix."""
-    from precision_pain.data.contract import ContractError, Problem, read_table
-
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if not path.is_file() or suffix not in (".csv", ".parquet", ".pq"):
-        yield read_table(path)  # raises the contract's message for this file
-        return
-    rows = 0
-    for chunk in (_csv_chunks if suffix == ".csv" else _parquet_chunks)(path, chunk_size):
-        rows += len(chunk)
-        yield chunk
-    if rows == 0:
-        raise ContractError(path, [Problem(None, "the file has a header but no data rows",
-                                           "add the cohort rows")])
-
-
-def _csv_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
-    from precision_pain.data.contract import ContractError, Problem, check_header, csv_header
-
-    check_header(path, csv_header(path))  # the contract's header rules, one source of truth
-    try:
-        reader = pd.read_csv(path, dtype=str, na_filter=False, encoding="utf-8-sig",
-                             chunksize=chunk_size)
-        for chunk in reader:
-            chunk.columns = [str(name).strip() for name in chunk.columns]
-            yield chunk
-    except UnicodeDecodeError:
-        raise ContractError(path, [Problem(None, "the file is not UTF-8 text",
-                                           "save it as 'CSV UTF-8'")]) from None
-    except pd.errors.ParserError as exc:
-        raise ContractError(path, [Problem(None, f"cannot parse the CSV ({exc})",
-                                           "quote cells that contain commas, or remove the "
-                                           "extra fields")]) from None
-
-
-def _parquet_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from precision_pain.data.contract import ContractError, Problem
-
-    try:
-        handle = pq.ParquetFile(path)
-    except (OSError, ValueError, pa.ArrowException) as exc:
-        raise ContractError(path, [Problem(None, f"not a readable Parquet file "
-                                                 f"({type(exc).__name__})",
-                                           "write it again with pandas/pyarrow, or save it as "
-                                           "CSV")]) from None
-    names = handle.schema_arrow.names
-    duplicated = sorted({n for n in names if names.count(n) > 1})
-    if duplicated:
-        raise ContractError(path, [Problem(n, "appears more than once in the columns",
-                                           "keep one column of that name") for n in duplicated])
-    for batch in handle.iter_batches(batch_size=chunk_size):
-        yield batch.to_pandas()
 
 
 # --------------------------------------------------------------------------- output

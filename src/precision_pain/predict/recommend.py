@@ -36,7 +36,7 @@ import pandas as pd
 from precision_pain.models.bundle import ModelBundle
 from precision_pain.predict.confidence import (ConfidenceSettings, confidence_flags, propensity_matrix,
                          range_codes, range_patterns, response_interval)
-from precision_pain.data.features import FEATURE_NAMES, FEATURES_BY_NAME, build_features, describe
+from precision_pain.data.features import FEATURE_NAMES, build_features, describe_cells
 from precision_pain.predict.guidelines import check_guidelines
 from precision_pain.registry import TREATMENTS
 
@@ -444,29 +444,6 @@ def _contrast_reason(scores: Scores, rows: np.ndarray, first: np.ndarray,
 
 def _labels(treatments: Sequence[str]) -> np.ndarray:
     return np.array([TREATMENTS[t].label for t in treatments], dtype=object)
-
-
-def describe_cells(features: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """describe(feature, value) for many cells, computed once per distinct pair."""
-    value_codes, uniques = pd.factorize(np.asarray(values, dtype=float), use_na_sentinel=False)
-    keys = features.astype(np.int64) * (len(uniques) + 1) + value_codes
-    inverse, distinct = pd.factorize(keys)
-    texts = [feature_words(FEATURE_NAMES[key // (len(uniques) + 1)],
-                           float(uniques[key % (len(uniques) + 1)])) for key in distinct]
-    return np.array(texts, dtype=object)[inverse]
-
-
-def feature_words(name: str, value: float) -> str:
-    """A feature and its value in words; an absent category reads 'condition other than X'."""
-    feature = FEATURES_BY_NAME[name]
-    if name == "female" and value < 0.5:
-        return "male sex"
-    if feature.category is None or value >= 0.5:
-        return describe(name, value)
-    if feature.source == "condition":
-        return f"condition other than {feature.category.replace('_', ' ')}"
-    return f"not a {feature.label}" if feature.label.endswith("metabolizer") else \
-        f"not {feature.label}"
 
 
 def format_numbers(values: np.ndarray, spec: str) -> np.ndarray:

@@ -25,8 +25,7 @@ import numpy as np
 import pandas as pd
 
 from precision_pain import RESEARCH_NOTICE
-from precision_pain.data.features import FEATURE_NAMES
-from precision_pain.predict.recommend import feature_words
+from precision_pain.data.features import FEATURE_NAMES, describe
 from precision_pain.predict.guidelines import ACTIONS
 from precision_pain.registry import TREATMENTS
 
@@ -102,7 +101,7 @@ def waterfall_svg(phi: np.ndarray, bias: float, values: np.ndarray, title: str,
     order = np.argsort(-np.abs(phi), kind="stable")
     shown = [j for j in order[:max_bars] if abs(phi[j]) > 1e-9]
     rest = float(phi.sum() - phi[shown].sum())
-    steps = [(feature_words(FEATURE_NAMES[j], float(values[j])), float(phi[j])) for j in shown]
+    steps = [(describe(FEATURE_NAMES[j], float(values[j])), float(phi[j])) for j in shown]
     if abs(rest) > 1e-9:
         steps.append((f"{len(phi) - len(shown)} other features", rest))
     return _svg(title, bias, steps, outcome)

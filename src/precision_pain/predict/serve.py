@@ -41,13 +41,31 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the whole package travels w
 ARTIFACT = "bundle"
 _REQUIREMENTS = ("numpy", "pandas", "pyarrow", "scipy", "scikit-learn", "xgboost", "skops",
                  "mlflow")
+# Distributions that provide `import xgboost`: the CPU-only build (the default install, no
+# CUDA libraries) and the full build (README's GPU route). A served model asks for the one
+# installed, so serving it does not pull CUDA into a CPU install.
+_XGBOOST_BUILDS = ("xgboost-cpu", "xgboost")
 
 
 def pip_requirements() -> list[str]:
     """Pinned requirements of the served model (the versions installed now)."""
-    from importlib.metadata import version
+    return [pinned_requirement(name) for name in _REQUIREMENTS]
 
-    return [f"{name}=={version(name)}" for name in _REQUIREMENTS]
+
+def pinned_requirement(name: str) -> str:
+    """``<distribution>==<installed version>``; ``xgboost`` names whichever build is installed.
+
+    >>> pinned_requirement("xgboost")  # doctest: +SKIP
+    'xgboost-cpu==3.2.0'
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    for candidate in _XGBOOST_BUILDS if name == "xgboost" else (name,):
+        try:
+            return f"{candidate}=={version(candidate)}"
+        except PackageNotFoundError:
+            continue
+    raise PackageNotFoundError(name)
 
 
 class RequestRefused(MlflowException):

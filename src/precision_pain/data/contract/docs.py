@@ -1,0 +1,125 @@
+"""The user-facing contract page (docs/data-contract.md), generated from ``SCHEMA``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from precision_pain.data.contract.schema import (
+    CONTRACT_VERSION,
+    SCHEMA,
+    ColumnSpec,
+    Role,
+    _range_text,
+)
+from precision_pain.registry import TREATMENT_NAMES
+
+_TYPE_LABEL = {"id": "string"}
+
+
+def render_contract_markdown() -> str:
+    """The user-facing contract page (docs/data-contract.md), generated from ``SCHEMA``."""
+    parts = [
+        "<!-- Generated from precision_pain.data.contract.SCHEMA; do not edit. Regenerate with:\n"
+        "     python -m precision_pain.data.contract > docs/data-contract.md -->",
+        f"# Cohort data contract, version {CONTRACT_VERSION}",
+        "The one table a researcher brings, and the one the synthetic generator writes. One "
+        "row = one treatment episode of one patient. Extensions are additive (new optional "
+        "columns); the meaning of a column below never changes silently.",
+        _FILE_RULES,
+        "## Identity (pseudonymous only)", _column_table("identity"),
+        "## De-identification", _DEID_RULES,
+        "## Patient features", _column_table("feature"),
+        "## Genotypes", _genotype_table(), _GENOTYPE_NOTE,
+        "## Treatment and outcome (required for training, absent for prediction)",
+        _column_table("outcome"), _response_rules(),
+    ]
+    return "\n\n".join(parts) + "\n"
+
+
+_FILE_RULES = """## Files
+
+- CSV (comma-separated, UTF-8; a byte-order mark and any line endings are fine) or
+  Parquet (`.parquet`, `.pq`). Column order does not matter; spaces around header
+  names are ignored; each name may appear once.
+- Every cell needs a value except genotype cells. Booleans may be written `true`/`false`,
+  `1`/`0`, `yes`/`no` or `t`/`f`, in any case. Category values are matched ignoring case
+  (`f` = `F`) and are written back in the spelling below.
+- Columns not listed here are dropped with a warning that names them (unless they look
+  like direct identifiers: see De-identification).
+- A path that is not a readable regular file (missing, a directory, a symbolic-link loop,
+  a pipe or device) and a CSV whose header holds a cell longer than the csv module's
+  limit (131,072 characters; usually a quote left open) are refused with the file and
+  the fix.
+- Errors list every problem at once, each with its column, the data rows concerned
+  (counted from 1, header excluded), the offending cells of that column only (see
+  De-identification for the cells never shown), and the fix."""
+
+_DEID_RULES = """- Columns that look like direct identifiers are refused with an error naming the
+  column (never its values); the fix is to remove the column and keep only the
+  pseudonymous `patient_id`. By name (any case, any separator, camelCase too): names
+  (`name`, `first_name`, `name_first`, `fname`, `lname`, `surname`, ...), MRN, SSN,
+  street address, city, county, phone, fax, e-mail (`email`, `mail`, `telno`, ...),
+  date of birth and any other date column (`dob`, `birth_dt`, `visit_date`, ...),
+  ZIP/postal code, insurance, health-plan, member, account, licence and passport
+  numbers, URLs and IP addresses. By value, for columns not in this contract: most
+  cells look like e-mail addresses, US Social Security numbers, US phone numbers,
+  exact dates, 5-digit ZIP codes or long digit strings (7 digits or more).
+- `patient_id` values that look like direct identifiers (e-mail addresses, URLs, phone
+  or Social Security numbers, dates, numbers of 7 or more digits, values starting with
+  `MRN`) are refused with the rows concerned and never shown; the fix is a study
+  pseudonym such as `P000123`.
+- An error shows a cell only when it is a plausible value of its column: never a
+  `patient_id`, and never a cell that looks like an e-mail address, URL, phone or
+  Social Security number, date, long digit string or a person's name, nor one longer
+  than any valid value (those read `(not shown: ...)`).
+- Ages above 89 are top-coded to 90 (HIPAA Safe Harbor) and counted in the log; ages
+  above 120 and below 18 are errors."""
+
+_GENOTYPE_NOTE = """Diplotypes are kept as written and translated to activity scores and
+phenotypes with the CPIC tables; an allele the tables do not know gives phenotype
+`indeterminate`, never a guess, and the report says which guideline checks could not
+be made. SNP genotypes are written in capitals, alleles in the order given."""
+
+
+def _column_table(role: Role) -> str:
+    rows = [(f"`{s.name}`", _TYPE_LABEL.get(s.kind, s.kind), _allowed_text(s), s.description)
+            for s in SCHEMA if s.role == role]
+    return _markdown_table(("column", "type", "allowed values", "meaning"), rows)
+
+
+def _genotype_table() -> str:
+    rows = [(f"`{s.name}`", s.kind, _allowed_text(s), "empty or `unknown`", s.description)
+            for s in SCHEMA if s.role == "genotype"]
+    return _markdown_table(("column", "type", "values", "missing", "meaning"), rows)
+
+
+def _markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _allowed_text(spec: ColumnSpec) -> str:
+    if spec.kind == "id":
+        return "any non-empty text"
+    if spec.kind == "bool":
+        return "`true`, `false`"
+    if spec.kind == "diplotype":
+        return ", ".join(f"`{v}`" for v in spec.examples) + " (any two alleles `a/b`)"
+    if spec.kind in ("int", "float"):
+        return _range_text(spec)
+    return ", ".join(f"`{v}`" for v in spec.allowed)
+
+
+
+
+def _response_rules() -> str:
+    registry = ", ".join(f"`{name}`" for name in TREATMENT_NAMES)
+    return (
+        "Derived, never supplied: `response` = (pain_baseline - pain_followup) / "
+        "pain_baseline >= threshold (0.30 by default, IMMPACT \"moderate\"; Dworkin et al. "
+        "2008). When outcomes are required (training), rows with `pain_baseline` = 0 cannot "
+        "define response and are refused with a clear error. For prediction the outcome "
+        "columns are optional and ignored when present.\n\n"
+        f"Default treatment registry: {registry}."
+    )

@@ -1,0 +1,132 @@
+"""The contract as data: one ``ColumnSpec`` per column, in file order, and its accessors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from precision_pain.registry import CONDITIONS, TREATMENT_NAMES
+
+CONTRACT_VERSION = 1
+
+Kind = Literal["id", "int", "float", "bool", "category", "diplotype", "genotype"]
+Role = Literal["identity", "feature", "genotype", "outcome"]
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One contract column: type, role, allowed values or range, and meaning.
+
+    ``ceiling`` (age only) is the largest plausible value: values in
+    (``max``, ``ceiling``] are top-coded to ``max`` instead of refused.
+    ``examples`` are documentation for diplotypes, whose alleles are open-ended.
+    """
+
+    name: str
+    kind: Kind
+    role: Role
+    description: str
+    allowed: tuple[str, ...] = ()
+    examples: tuple[str, ...] = ()
+    min: float | None = None
+    max: float | None = None
+    ceiling: float | None = None
+    nullable: bool = False
+
+
+_SNP = ("A/A", "A/G", "G/A", "G/G")
+
+SCHEMA: tuple[ColumnSpec, ...] = (
+    ColumnSpec("patient_id", "id", "identity",
+               "pseudonymous key; several rows may share it (sequential treatment trials); "
+               "splits group by it"),
+    ColumnSpec("age", "int", "feature",
+               "years; 90 means 90 or older (HIPAA Safe Harbor top-coding)",
+               min=18, max=90, ceiling=120),
+    ColumnSpec("sex", "category", "feature", "sex", allowed=("F", "M")),
+    ColumnSpec("ancestry", "category", "feature", "ancestry group",
+               allowed=("european", "african_american", "east_asian", "latino", "south_asian",
+                        "other")),
+    ColumnSpec("bmi", "float", "feature", "body-mass index, kg/m2", min=12, max=70),
+    ColumnSpec("condition", "category", "feature", "the chronic-pain condition treated",
+               allowed=CONDITIONS),
+    ColumnSpec("pain_duration_months", "float", "feature",
+               "months in pain (chronic = at least 3 months)", min=3, max=600),
+    ColumnSpec("pain_baseline", "float", "feature", "NRS pain at the start of the episode",
+               min=0, max=10),
+    ColumnSpec("pcs", "int", "feature", "Pain Catastrophizing Scale", min=0, max=52),
+    ColumnSpec("phq9", "int", "feature", "PHQ-9 depression score", min=0, max=27),
+    ColumnSpec("gad7", "int", "feature", "GAD-7 anxiety score", min=0, max=21),
+    ColumnSpec("smoker", "bool", "feature", "current smoker"),
+    ColumnSpec("activity_level", "category", "feature", "physical activity level",
+               allowed=("low", "moderate", "high")),
+    ColumnSpec("prior_spine_surgery", "bool", "feature", "had spine surgery before"),
+    ColumnSpec("baseline_mme", "float", "feature",
+               "current opioid dose, morphine milligram equivalents/day", min=0),
+    ColumnSpec("ort_score", "int", "feature", "Opioid Risk Tool", min=0, max=26),
+    ColumnSpec("egfr", "float", "feature", "kidney function, mL/min/1.73m2", min=5, max=150),
+    ColumnSpec("prior_gi_ulcer", "bool", "feature", "history of gastrointestinal ulcer"),
+    ColumnSpec("anticoagulant", "bool", "feature", "takes an anticoagulant"),
+    ColumnSpec("cyp2d6_inhibitor", "bool", "feature",
+               "takes a strong CYP2D6 inhibitor (phenoconversion)"),
+    ColumnSpec("CYP2D6", "diplotype", "genotype", "CYP2D6 star-allele diplotype",
+               examples=("*1/*4", "*1/*1x2", "*10/*41", "*5/*5"), nullable=True),
+    ColumnSpec("CYP2C9", "diplotype", "genotype", "CYP2C9 star-allele diplotype",
+               examples=("*1/*1", "*1/*3", "*2/*3"), nullable=True),
+    ColumnSpec("CYP2C19", "diplotype", "genotype", "CYP2C19 star-allele diplotype",
+               examples=("*1/*17", "*2/*2"), nullable=True),
+    ColumnSpec("OPRM1_rs1799971", "genotype", "genotype", "OPRM1 A118G (A>G)",
+               allowed=_SNP, nullable=True),
+    ColumnSpec("COMT_rs4680", "genotype", "genotype", "COMT Val158Met (G = Val, A = Met)",
+               allowed=_SNP, nullable=True),
+    ColumnSpec("treatment", "category", "outcome",
+               "the treatment tried in this episode: a treatment registry name",
+               allowed=TREATMENT_NAMES),
+    ColumnSpec("pain_followup", "float", "outcome", "NRS pain at follow-up (12 weeks)",
+               min=0, max=10),
+    ColumnSpec("adverse_event", "bool", "outcome",
+               "a serious treatment-related adverse event during the episode"),
+)
+
+_BY_NAME = {spec.name: spec for spec in SCHEMA}
+_ROW_NOTE = "row numbers count data rows from 1, header excluded"
+_DOC = "docs/data-contract.md"
+
+
+def column(name: str) -> ColumnSpec:
+    """The spec of contract column ``name``; unknown names list the valid ones."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"{name!r} is not a contract column; columns: {', '.join(_BY_NAME)}"
+                       ) from None
+
+
+def feature_columns() -> tuple[str, ...]:
+    """Names of the patient-feature columns (genotypes excluded), in schema order."""
+    return _names("feature")
+
+
+def genotype_columns() -> tuple[str, ...]:
+    """Names of the genotype/diplotype columns, in schema order."""
+    return _names("genotype")
+
+
+def outcome_columns() -> tuple[str, ...]:
+    """Names of the treatment and outcome columns, in schema order."""
+    return _names("outcome")
+
+
+def _names(role: Role) -> tuple[str, ...]:
+    return tuple(spec.name for spec in SCHEMA if spec.role == role)
+
+
+
+
+def _range_text(spec: ColumnSpec) -> str:
+    if spec.max is None:
+        return f">= {spec.min:g}"
+    text = f"{spec.min:g}-{spec.max:g}"
+    if spec.ceiling is not None:
+        text += f" ({spec.max + 1:g}-{spec.ceiling:g} are recorded as {spec.max:g})"
+    return text
