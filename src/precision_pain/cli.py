@@ -444,5 +444,84 @@ def ui(params_path: Path, port: int, workers: int) -> None:
     raise SystemExit(subprocess.call(cmd, env=os.environ.copy()))
 
 
+@main.command()
+@PARAMS_OPTION
+@click.option("--source", "source_name", required=True,
+              help="Source to extract: a name under extract.sources.")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for cohort.parquet and attrition.csv [extract.out_dir/<source>].")
+@click.option("--key-out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the person_id -> study id key (for the data custodian only).")
+@_friendly_errors
+def extract(params_path: Path, source_name: str, out_dir: Path | None,
+            key_out: Path | None) -> None:
+    """Build the contract cohort from an OMOP CDM database and PharmCAT outputs."""
+    import pandas as pd
+
+    from precision_pain.config import load_params
+    from precision_pain.data.omop.extract import ExtractError, link_truth
+    from precision_pain.data.omop.run import extract_source
+    from precision_pain.data.omop.study import load_study
+    from precision_pain.io import check_writable, write_tables
+
+    params = load_params(params_path)
+    sources = params.extract.sources
+    if source_name not in sources:
+        raise click.ClickException(f"unknown source {source_name!r}; extract.sources in "
+                                   f"{params_path} has: {', '.join(sources) or 'none'}")
+    source, study = sources[source_name], load_study(params.extract.study)
+    out_dir = out_dir or params.extract.out_dir / source_name
+    outputs = [out_dir / "cohort.parquet", out_dir / "attrition.csv"]
+    outputs += [out_dir / "ground_truth.parquet"] if source.truth else []
+    check_writable([*outputs, *([key_out] if key_out else [])])
+    try:
+        result = extract_source(source, study)
+    except ExtractError as exc:
+        raise click.ClickException(str(exc)) from None
+    for row in result.attrition.itertuples(index=False):
+        log.info("attrition: %-70s %8d kept %8d removed", row.rule, row.persons, row.removed)
+    frames = {outputs[0]: result.cohort, outputs[1]: result.attrition}
+    if source.truth:
+        frames[outputs[2]] = link_truth(pd.read_parquet(source.truth), result.key)
+    if key_out:
+        frames[key_out] = result.key
+    write_tables(frames)  # published together: nothing half-written
+    log.info("wrote cohort %s (%d rows x %d columns) and attrition %s", outputs[0],
+             *result.cohort.shape, outputs[1])
+
+
+@main.command("simulate-omop")
+@PARAMS_OPTION
+@click.option("--world", "world_name", help="A name under extract.synthetic_worlds.")
+@click.option("--n", "n_patients", type=int, help="Patients [the world's n_patients].")
+@click.option("--seed", type=int, help="Random seed [the world's seed].")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to write [the world's out].")
+@_friendly_errors
+def simulate_omop(params_path: Path, world_name: str | None, n_patients: int | None,
+                  seed: int | None, out: Path | None) -> None:
+    """Write simulated patients as an OMOP CDM (DuckDB) plus PharmCAT outputs."""
+    from precision_pain.config import load_params
+    from precision_pain.data.omop.study import load_study
+    from precision_pain.data.omop.synthetic import save_world, synthetic_world
+    from precision_pain.data.simulate import simulate_cohort
+
+    params = load_params(params_path)
+    world = params.extract.synthetic_worlds.get(world_name) if world_name else None
+    if world_name and world is None:
+        raise click.ClickException(f"unknown world {world_name!r}; extract.synthetic_worlds "
+                                   f"has: {', '.join(params.extract.synthetic_worlds) or 'none'}")
+    n = n_patients or (world.n_patients if world else params.simulate.n_patients)
+    seed = seed if seed is not None else (world.seed if world else params.simulate.seed)
+    out = out or (world.out if world else None)
+    if out is None:
+        raise click.ClickException("give --out or --world")
+    sim = simulate_cohort(params.simulate, params.prepare.response_threshold, n, seed)
+    result = synthetic_world(sim.cohort, sim.truth, load_study(params.extract.study), seed)
+    save_world(result, sim.cohort, out)
+    log.info("wrote synthetic OMOP world %s: %s", out,
+             ", ".join(f"{k} {len(v)}" for k, v in result.tables.items()))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

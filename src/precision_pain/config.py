@@ -123,6 +123,48 @@ class PredictParams(_Section):
     max_request_rows: int = Field(ge=1)
 
 
+class ExtractSource(_Section):
+    """One OMOP CDM database (and its PharmCAT outputs) to extract a cohort from."""
+
+    # duckdb: `database` is a .duckdb file or a folder of CDM tables (Parquet/CSV).
+    # postgresql: `dsn_env` names the environment variable holding the connection string;
+    # credentials come from the environment (PGPASSWORD, ~/.pgpass), never from this file.
+    engine: Literal["duckdb", "postgresql"] = "duckdb"
+    database: Path | None = None
+    dsn_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    # SQL identifiers (they are written into the queries): letters, digits, underscores.
+    cdm_schema: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    vocabulary_schema: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    # Folder of PharmCAT outputs with sample_map.csv (docs/real-data.md); null = none.
+    pharmcat_dir: Path | None = None
+    # Synthetic worlds only: ground truth keyed by person_id, relabelled to study ids.
+    truth: Path | None = None
+    # The one file or folder DVC watches for changes: keep the DuckDB file (or CDM folder)
+    # and the PharmCAT folder under it (for PostgreSQL: the PharmCAT folder).
+    inputs: Path
+
+
+class SyntheticWorld(_Section):
+    """A synthetic OMOP world written by `precision-pain simulate-omop`."""
+
+    out: Path
+    n_patients: int = Field(gt=0)
+    seed: int
+
+
+class ExtractParams(_Section):
+    """OMOP CDM + PharmCAT route: study definition, sources and outputs."""
+
+    study: Path
+    # One folder per source: <out_dir>/<source>/cohort.parquet, attrition.csv (and
+    # ground_truth.parquet for synthetic worlds).
+    out_dir: Path
+    # Empty by default: `dvc repro` then runs the synthetic pipeline only.
+    sources: dict[str, ExtractSource] = {}
+    # Synthetic OMOP worlds (name -> folder, size and seed); empty by default.
+    synthetic_worlds: dict[str, SyntheticWorld] = {}
+
+
 class Params(_Section):
     """All of params.yaml."""
 
@@ -134,6 +176,7 @@ class Params(_Section):
     evaluate: EvaluateParams
     tracking: TrackingParams
     predict: PredictParams
+    extract: ExtractParams
 
 
 class ParamsError(ValueError):
