@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 _CHILD = """
 import json, sys, time
-from precision_pain.data.omop.database import open_database
-from precision_pain.data.omop.extract import extract_cohort
-from precision_pain.data.omop.study import load_study
+from precision_pain.extract.omop.database import open_database
+from precision_pain.extract.omop.extract import extract_cohort
+from precision_pain.extract.omop.study import load_study
 study = load_study(sys.argv[2])
 start = time.perf_counter()
 db = open_database("duckdb", sys.argv[1], None, None, None)
@@ -44,8 +44,8 @@ print(json.dumps({"seconds": time.perf_counter() - start, "rows": len(result.coh
 def build(n: int, history: int, folder: Path) -> dict[str, int]:
     """Write an n-patient synthetic CDM to folder/cdm.duckdb; event-table row counts."""
     from precision_pain.config import load_params
-    from precision_pain.data.omop.study import load_study
-    from precision_pain.data.omop.synthetic import omop_tables, save_duckdb
+    from precision_pain.extract.omop.study import load_study
+    from precision_pain.extract.omop.synthetic import omop_tables, save_duckdb
     from precision_pain.data.simulate import simulate_cohort
 
     params = load_params(ROOT / "params.yaml")

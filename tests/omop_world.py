@@ -22,8 +22,8 @@ class WorldOnDisk:
 def make_world(folder: Path, n: int = 600, seed: int = 11) -> WorldOnDisk:
     """Simulate n patients and write them as cdm.duckdb + pharmcat/ under folder."""
     from precision_pain.config import load_params
-    from precision_pain.data.omop.study import load_study
-    from precision_pain.data.omop.synthetic import save_world, synthetic_world
+    from precision_pain.extract.omop.study import load_study
+    from precision_pain.extract.omop.synthetic import save_world, synthetic_world
     from precision_pain.data.simulate import simulate_cohort
 
     params = load_params(ROOT / "params.yaml")

@@ -11,10 +11,10 @@ import pytest
 import yaml
 from omop_world import STUDY, make_world
 
-from precision_pain.data.omop.database import DatabaseError, DuckDatabase, open_database
-from precision_pain.data.omop.extract import ExtractError, extract_cohort, link_truth
-from precision_pain.data.omop.study import StudyError, load_study
-from precision_pain.data.pharmcat.calls import read_genotypes
+from precision_pain.extract.omop.database import DatabaseError, DuckDatabase, open_database
+from precision_pain.extract.omop.extract import ExtractError, extract_cohort, link_truth
+from precision_pain.extract.omop.study import StudyError, load_study
+from precision_pain.extract.pharmcat.calls import read_genotypes
 from precision_pain.data.simulate import COHORT_COLUMNS
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from precision_pain.data.pharmcat.calls import (
+from precision_pain.extract.pharmcat.calls import (
     GenotypeError,
     combine,
     parse_measurement_calls,

@@ -67,7 +67,7 @@ def postgres_server() -> Iterator[str]:
 def _load(dsn: str, tables: dict[str, pd.DataFrame], schema: str) -> None:
     import psycopg
 
-    from precision_pain.data.omop.database import _pg_columns, copy_frame
+    from precision_pain.extract.omop.database import _pg_columns, copy_frame
 
     with psycopg.connect(dsn, autocommit=True) as con:
         con.execute(f"CREATE SCHEMA {schema}")
@@ -77,10 +77,10 @@ def _load(dsn: str, tables: dict[str, pd.DataFrame], schema: str) -> None:
 
 
 def test_postgresql_extract_equals_duckdb(tmp_path, monkeypatch):
-    from precision_pain.data.omop.database import open_database
-    from precision_pain.data.omop.extract import extract_cohort
-    from precision_pain.data.omop.study import load_study
-    from precision_pain.data.pharmcat.calls import read_genotypes
+    from precision_pain.extract.omop.database import open_database
+    from precision_pain.extract.omop.extract import extract_cohort
+    from precision_pain.extract.omop.study import load_study
+    from precision_pain.extract.pharmcat.calls import read_genotypes
 
     world = make_world(tmp_path / "world", n=800, seed=3)
     study, genotypes = load_study(STUDY), read_genotypes(world.folder / "pharmcat")

@@ -459,9 +459,9 @@ def extract(params_path: Path, source_name: str, out_dir: Path | None,
     import pandas as pd
 
     from precision_pain.config import load_params
-    from precision_pain.data.omop.extract import ExtractError, link_truth
-    from precision_pain.data.omop.run import extract_source
-    from precision_pain.data.omop.study import load_study
+    from precision_pain.extract.omop.extract import ExtractError, link_truth
+    from precision_pain.extract.omop.run import extract_source
+    from precision_pain.extract.omop.study import load_study
     from precision_pain.io import check_writable, write_tables
 
     params = load_params(params_path)
@@ -502,8 +502,8 @@ def simulate_omop(params_path: Path, world_name: str | None, n_patients: int | N
                   seed: int | None, out: Path | None) -> None:
     """Write simulated patients as an OMOP CDM (DuckDB) plus PharmCAT outputs."""
     from precision_pain.config import load_params
-    from precision_pain.data.omop.study import load_study
-    from precision_pain.data.omop.synthetic import save_world, synthetic_world
+    from precision_pain.extract.omop.study import load_study
+    from precision_pain.extract.omop.synthetic import save_world, synthetic_world
     from precision_pain.data.simulate import simulate_cohort
 
     params = load_params(params_path)

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from precision_pain.data.omop.extract import MILLIGRAM, MONTH_DAYS, concept_definitions
-from precision_pain.data.omop.study import Study
+from precision_pain.extract.omop.extract import MILLIGRAM, MONTH_DAYS, concept_definitions
+from precision_pain.extract.omop.study import Study
 from precision_pain.data.pgx import GENOTYPE_COLUMNS
-from precision_pain.data.pharmcat.synthetic import in_measurement, pharmcat_files
+from precision_pain.extract.pharmcat.synthetic import in_measurement, pharmcat_files
 from precision_pain.registry import TREATMENTS
 
 LOCAL_CONCEPT_BASE = 2_000_000_000  # OMOP: concept ids above 2 billion are local

@@ -14,7 +14,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from precision_pain.data.pharmcat.calls import SNP_COLUMNS, STAR_GENES
+from precision_pain.extract.pharmcat.calls import SNP_COLUMNS, STAR_GENES
 
 VERSION_LINE = "PharmCAT v3.0.1 (synthetic)"
 _HEADER = ("Gene\tSource Diplotype\tPhenotype\tActivity Score\tHaplotype 1\t"

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from precision_pain.data.omop.database import Database
-from precision_pain.data.omop.study import MmeConcept, Study
-from precision_pain.data.pharmcat.calls import combine, parse_measurement_calls
+from precision_pain.extract.omop.database import Database
+from precision_pain.extract.omop.study import MmeConcept, Study
+from precision_pain.extract.pharmcat.calls import combine, parse_measurement_calls
 from precision_pain.data.simulate import COHORT_COLUMNS
 
 log = logging.getLogger(__name__)

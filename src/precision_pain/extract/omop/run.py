@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 
 from precision_pain.config import ExtractSource
-from precision_pain.data.omop.database import open_database
-from precision_pain.data.omop.extract import Extract, extract_cohort
-from precision_pain.data.omop.study import Study
-from precision_pain.data.pharmcat.calls import read_genotypes
+from precision_pain.extract.omop.database import open_database
+from precision_pain.extract.omop.extract import Extract, extract_cohort
+from precision_pain.extract.omop.study import Study
+from precision_pain.extract.pharmcat.calls import read_genotypes
 
 log = logging.getLogger(__name__)
 
