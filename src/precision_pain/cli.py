@@ -191,31 +191,30 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
     from precision_pain.data.contract import read_pipeline_table
     from precision_pain.models.bundle import save_bundle
     from precision_pain.models.estimators import get_model_class
+    from precision_pain.models.train import modeled_treatments, train_bundle
     from precision_pain.progress import progress_bar
-    from precision_pain.registry import select_treatments
 
     params = load_params(params_path)
     get_model_class(params.model.type)
     splits_dir = splits_dir or params.data.splits_dir
     train_df = read_pipeline_table(splits_dir / "train.parquet")
     valid_df = read_pipeline_table(splits_dir / "valid.parquet")
-    treatments = select_treatments(params.model.treatments)
     log.info("read %s (%d rows) and %s (%d rows)", splits_dir / "train.parquet", len(train_df),
              splits_dir / "valid.parquet", len(valid_df))
+    # which treatments the data supports: decided (and refused) before any MLflow run opens
+    treatments, skipped = modeled_treatments(train_df, valid_df, params.model)
     log.info("training %s models for %d treatments on %d rows (validation %d rows)",
              params.model.type, len(treatments), len(train_df), len(valid_df))
     with progress_bar(total=len(treatments), desc="train", unit="treatment") as bar:
         if tracking:
-            bundle = _train_tracked(params, treatments, train_df, valid_df, splits_dir, bar,
-                                    params_path)
+            bundle = _train_tracked(params, treatments, skipped, train_df, valid_df, splits_dir,
+                                    bar, params_path)
         else:
-            from precision_pain.models.train import train_bundle
-
             bundle = train_bundle(train_df, valid_df, treatments, params.model,
                                   params.prepare.response_threshold,
                                   harm_weight=params.evaluate.harm_weight,
                                   propensity_clip=params.evaluate.propensity_clip,
-                                  on_done=lambda _: bar.update())
+                                  not_modeled=skipped, on_done=lambda _: bar.update())
     out = save_bundle(bundle, models_dir or params.model.dir)
     log.info("wrote %d treatments' models to %s", len(bundle.treatments), out)
     if tracking:
@@ -228,7 +227,7 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
                                      params.predict.max_request_rows))
 
 
-def _train_tracked(params: Any, treatments: Any, train_df: Any, valid_df: Any,
+def _train_tracked(params: Any, treatments: Any, skipped: Any, train_df: Any, valid_df: Any,
                    splits_dir: Path, bar: Any, params_path: Path) -> Any:
     """train_bundle inside an MLflow parent run, one nested run per treatment as it is done."""
     from dataclasses import replace
@@ -239,6 +238,7 @@ def _train_tracked(params: Any, treatments: Any, train_df: Any, valid_df: Any,
     run_ids: dict[str, str] = {}
     tags = tracking.provenance_tags([splits_dir / "train.parquet", splits_dir / "valid.parquet"],
                                     params_path)
+    tags |= {f"not_modeled.{arm.treatment}": arm.reason for arm in skipped}
     inputs = [tracking.split_input(name, splits_dir / f"{name}.parquet", frame, params.data.cohort)
               for name, frame in (("train", train_df), ("valid", valid_df))]
 
@@ -253,7 +253,8 @@ def _train_tracked(params: Any, treatments: Any, train_df: Any, valid_df: Any,
         bundle = train_bundle(train_df, valid_df, treatments, params.model,
                               params.prepare.response_threshold,
                               harm_weight=params.evaluate.harm_weight,
-                              propensity_clip=params.evaluate.propensity_clip, on_done=on_done)
+                              propensity_clip=params.evaluate.propensity_clip,
+                              not_modeled=skipped, on_done=on_done)
     return replace(bundle, metadata={**bundle.metadata, "mlflow_run_ids": run_ids})
 
 
@@ -370,7 +371,8 @@ def predict(params_path: Path, input_path: Path, out: Path, models_dir: Path | N
     meta = {"source": str(input_path), "models": str(registry_alias or models_dir
                                                     or params.model.dir),
             "model_type": bundle.model_type, "harm_weight": options.harm_weight,
-            "top_k_explained": options.top_k, "version": __version__}
+            "top_k_explained": options.top_k, "version": __version__,
+            "treatments_not_modeled": not_modeled(bundle)}
     written = write_predictions(
         predict_chunks(chunks, bundle, str(input_path), options), out, meta,
         params.predict.report_max_patients if report_max_patients is None
@@ -379,6 +381,12 @@ def predict(params_path: Path, input_path: Path, out: Path, models_dir: Path | N
              written.n_patients, len(bundle.treatments),
              ", ".join(str(p) for k, p in written.paths.items() if k != "table"))
     click.echo(RESEARCH_NOTICE, err=True)
+
+
+def not_modeled(bundle: Any) -> list[dict[str, str]]:
+    """The treatments a bundle does not rank, and why (predict's JSON and HTML say so)."""
+    return [{"treatment": a["treatment"], "reason": a["reason"]}
+            for a in bundle.metadata.get("not_modeled", [])]
 
 
 def _load_bundle(params: Any, models_dir: Path | None, alias: str | None,

@@ -73,6 +73,10 @@ class ModelParams(_Section):
     seed: int
     dir: Path
     treatments: list[str] | None = None
+    # The train split supports a treatment with this many patients and events (see
+    # models/train.py arm_support).
+    min_patients: int = Field(ge=1)
+    min_events: int = Field(ge=1)
     hyperparameters: dict[str, dict[str, Any]]
 
 
@@ -91,6 +95,8 @@ class EvaluateParams(_Section):
     stepped_care: list[str]
     # Off-policy estimators cap importance weights at 1 / propensity_clip.
     propensity_clip: float = Field(gt=0, lt=1)
+    # The per-treatment table flags arms with fewer training patients than this.
+    small_arm_patients: int = Field(ge=0)
 
 
 class TrackingParams(_Section):

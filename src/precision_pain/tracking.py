@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import re
@@ -584,6 +585,11 @@ def log_recommender(params: TrackingParams, models_dir: Path, run_id: str,
     version = str(info.registered_model_version)
     client = mlflow.MlflowClient()
     client.set_model_version_tag(name, version, BUNDLE_SHA256_TAG, pinned)
+    not_modeled = json.loads((Path(models_dir) / "manifest.json").read_text())["metadata"].get(
+        "not_modeled", [])
+    if not_modeled:  # the served model ranks only the treatments its data supported
+        client.set_model_version_tag(name, version, "treatments_not_modeled", "; ".join(
+            f"{a['treatment']}: {a['reason']}" for a in not_modeled))
     client.set_registered_model_alias(name, params.alias, version)
     log.info("registered %s version %s (alias %r), bundle sha256 %s", name, version,
              params.alias, pinned)

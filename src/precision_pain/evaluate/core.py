@@ -130,6 +130,22 @@ def model_metrics(test: pd.DataFrame, scores: EpisodeScores, weights: np.ndarray
     return result
 
 
+def with_arm_sizes(per_treatment: dict[str, Any], bundle: ModelBundle, small_arm: int
+                   ) -> dict[str, Any]:
+    """Each treatment's training patients and events, and ``small_arm`` below ``small_arm``
+    patients (wide intervals follow; the pooled learner borrows strength for them)."""
+    counts = bundle.metadata.get("counts", {})
+    out = {}
+    for treatment, metrics in per_treatment.items():
+        arm = counts.get(treatment, {})
+        n = arm.get("n_train")
+        out[treatment] = {**metrics, "training": {
+            "patients": n, "responders": arm.get("n_train_responders"),
+            "adverse_events": arm.get("n_train_adverse_events"),
+            "small_arm": bool(n is not None and n < small_arm)}}
+    return out
+
+
 def _outcome_metrics(y: np.ndarray, p: np.ndarray, weights: np.ndarray,
                      p_true: np.ndarray | None) -> dict[str, Any]:
     metrics = binary_metrics_ci(y, p, weights)
@@ -454,7 +470,8 @@ def evaluate(test: pd.DataFrame, bundle: ModelBundle, truth: pd.DataFrame | None
     weights = patient_weights(scores.patient_ids, settings.n_bootstrap, settings.seed)
     has_truth = truth is not None and not truth.empty
     true = true_matrices(scores, truth, settings.harm_weight) if has_truth else None
-    per_treatment = model_metrics(test, scores, weights, true)
+    per_treatment = with_arm_sizes(model_metrics(test, scores, weights, true), bundle,
+                                   settings.small_arm_patients)
     ranks = model_ranks(test, scores, settings.harm_weight)
     columns, choices = fit_columns(test, scores), {}
     if true is not None:
@@ -476,6 +493,11 @@ def evaluate(test: pd.DataFrame, bundle: ModelBundle, truth: pd.DataFrame | None
                      "seed": settings.seed, "propensity_clip": settings.propensity_clip}}
     summary = headline(per_treatment, overall, choices, int(test["patient_id"].nunique()),
                        bundle.model_type)
+    not_modeled = {a["treatment"]: a["reason"] for a in bundle.metadata.get("not_modeled", [])}
+    summary["n_treatments_modeled"] = len(bundle.treatments)
+    if not_modeled:
+        summary["treatments_not_modeled"] = ", ".join(not_modeled)
+        detail["not_modeled"] = not_modeled
     curves = _curves(test, scores, table)
     if true is not None:
         curves["trials"] = trials_curve(scores, true["response"], ranks, settings.stepped_care)

@@ -23,7 +23,8 @@ def evaluation_report(evaluation: Evaluation, notice: str, plots: Sequence[str] 
              f"Model type **{s['model_type']}**; {s['n_test_patients']} test patients; ground "
              f"truth {truth}. Intervals are 95 % bootstrap CIs over test patients; "
              "docs/evaluation.md defines every number.\n",
-             _headline_md(s), _per_treatment_md(evaluation.per_treatment)]
+             *_restriction_md(s, detail), _headline_md(s),
+             _per_treatment_md(evaluation.per_treatment)]
     if "policy" in detail:
         parts += [_policy_md(detail), _trials_md(detail["trials"])]
     if "off_policy" in detail:
@@ -85,18 +86,36 @@ POLICY_WORDS = {"model": "model", "oracle": "oracle", "one_size_fits_all": "one 
                 "usual_care": "usual care", "random": "random eligible"}
 
 
+def _restriction_md(s: dict[str, Any], detail: dict[str, Any]) -> list[str]:
+    """What was not modeled, and that every comparison is over the modeled treatments."""
+    not_modeled = detail.get("not_modeled", {})
+    if not not_modeled:
+        return []
+    lines = "".join(f"- **{t}**: {reason}\n" for t, reason in not_modeled.items())
+    return [f"## Treatments not modeled\n\nThe training data supported {s['n_treatments_modeled']} "
+            "treatments. The recommendations, the oracle, one size fits all, stepped care and "
+            "the off-policy estimates below are all computed over those treatments only; "
+            "these were not modeled (model.min_patients, model.min_events):\n\n" + lines]
+
+
 def _per_treatment_md(per_treatment: dict[str, Any]) -> str:
     rows = []
     for t, m in per_treatment.items():
         r, a = m["response"], m["adverse_event"]
         best = r.get("true_probability", {}).get("auc")
-        rows.append([t, str(r["n"]), _ci(r["auc"]), _ci(r["brier"]), _ci(r["calibration_slope"], 2),
-                     _ci(r["calibration_intercept"], 2), _ci(best), _ci(a["auc"]),
-                     _ci(a["calibration_slope"], 2)])
-    header = ["treatment", "n", "response AUC", "Brier", "calibration slope",
-              "calibration intercept", "AUC of the true probabilities", "adverse-event AUC",
-              "adverse-event slope"]
-    return ("## Models, per treatment\n\nTest patients who received each treatment.\n\n"
+        arm = m.get("training", {})
+        size = (f"{arm['patients']} ({arm['responders']} / {arm['adverse_events']})"
+                f"{' small arm' if arm.get('small_arm') else ''}" if arm.get("patients") is not None
+                else "")
+        rows.append([t, size, str(r["n"]), _ci(r["auc"]), _ci(r["brier"]),
+                     _ci(r["calibration_slope"], 2), _ci(r["calibration_intercept"], 2),
+                     _ci(best), _ci(a["auc"]), _ci(a["calibration_slope"], 2)])
+    header = ["treatment", "training patients (responders / adverse events)", "test n",
+              "response AUC", "Brier", "calibration slope", "calibration intercept",
+              "AUC of the true probabilities", "adverse-event AUC", "adverse-event slope"]
+    return ("## Models, per treatment\n\nTest patients who received each treatment. A *small "
+            "arm* has fewer training patients than evaluate.small_arm_patients: its intervals "
+            "are wide and a per-treatment model of it learns little.\n\n"
             + _table(header, rows))
 
 

@@ -269,9 +269,11 @@ class ValidationData:
         treatments = tuple(treatments)
         lookup = {t: j for j, t in enumerate(treatments)}
         treated = np.array([lookup.get(str(t), -1) for t in valid["treatment"]])
+        propensity = (np.ones((len(valid), 1)) if propensity_model is None  # one treatment
+                      else predict_propensity(propensity_model, valid, list(treatments)))
         return cls(valid, build_features(valid), treatments, treated,
                    valid["response"].to_numpy(float), valid["adverse_event"].to_numpy(float),
-                   predict_propensity(propensity_model, valid, list(treatments)), clip)
+                   propensity, clip)
 
     def dr_terms(self, p_response: np.ndarray, p_adverse_event: np.ndarray,
                  harm_weight: float) -> np.ndarray:
@@ -402,7 +404,7 @@ def fit_pooled(train: pd.DataFrame, valid: pd.DataFrame, treatments: Sequence[st
                settings: Mapping[str, Any], propensity: Any, harm_weight: float, clip: float,
                seed: int) -> PooledFit:
     """The pooled learner for ``treatments``: selection on the validation split by DR value."""
-    if propensity is None:
+    if propensity is None and len(treatments) > 1:
         raise ValueError("the pooled learner chooses its hyperparameters by a doubly robust "
                          "value on the validation split, which needs a propensity model: "
                          "set model.hyperparameters.propensity in params.yaml")

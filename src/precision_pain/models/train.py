@@ -32,7 +32,7 @@ from precision_pain.models.estimators import (POOLED_MODEL_TYPES, BinaryModel, f
 from precision_pain.models.pooled import fit_pooled
 from precision_pain.models.profile import training_profile
 from precision_pain.models.propensity import fit_propensity
-from precision_pain.registry import OUTCOMES, Treatment
+from precision_pain.registry import OUTCOMES, Treatment, select_treatments
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +47,86 @@ class TreatmentModels:
     validation: Mapping[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ArmSupport:
+    """How many patients and events the splits hold for one treatment, and whether that is
+    enough to model it (``reason`` says why not)."""
+
+    treatment: str
+    n_train: int
+    n_valid: int
+    n_train_responders: int
+    n_train_non_responders: int
+    n_train_adverse_events: int
+    reason: str = ""
+
+    @property
+    def supported(self) -> bool:
+        """Enough data to model this treatment."""
+        return not self.reason
+
+
+def arm_support(train: pd.DataFrame, valid: pd.DataFrame, treatments: Iterable[Treatment],
+                min_patients: int, min_events: int) -> list[ArmSupport]:
+    """Patients and events per treatment, and why a treatment cannot be modeled, if so."""
+    counts = train.groupby("treatment", observed=True)["response"].agg(["size", "sum"])
+    adverse = train.groupby("treatment", observed=True)["adverse_event"].sum()
+    n_valid = valid["treatment"].value_counts()
+    arms = []
+    for t in treatments:
+        n = int(counts["size"].get(t.name, 0))
+        responders = int(counts["sum"].get(t.name, 0))
+        arm = ArmSupport(t.name, n, int(n_valid.get(t.name, 0)), responders, n - responders,
+                         int(adverse.get(t.name, 0)))
+        reason = _shortfall(arm, min_patients, min_events)
+        arms.append(ArmSupport(**{**arm.__dict__, "reason": reason}))
+    return arms
+
+
+def _shortfall(arm: ArmSupport, min_patients: int, min_events: int) -> str:
+    if arm.n_train < min_patients:
+        return (f"{arm.n_train} training patients received it, fewer than model.min_patients "
+                f"= {min_patients}")
+    if min(arm.n_train_responders, arm.n_train_non_responders) < min_events:
+        return (f"{arm.n_train_responders} responders and {arm.n_train_non_responders} "
+                f"non-responders in training, fewer than model.min_events = {min_events} of "
+                "each")
+    if arm.n_valid == 0:
+        return "no validation patient received it"
+    return ""
+
+
+def modeled_treatments(train: pd.DataFrame, valid: pd.DataFrame, model: ModelParams
+                       ) -> tuple[tuple[Treatment, ...], list[ArmSupport]]:
+    """The treatments to model and the registered ones skipped for lack of data.
+
+    With ``model.treatments`` null every supported registered treatment is modeled; a
+    treatment named explicitly that the data cannot support is an error.
+    """
+    arms = arm_support(train, valid, select_treatments(model.treatments), model.min_patients,
+                       model.min_events)
+    skipped = [a for a in arms if not a.supported]
+    if skipped and model.treatments is not None:
+        raise ValueError(
+            "model.treatments names treatments the train split cannot support: "
+            + "; ".join(f"{a.treatment}: {a.reason}" for a in skipped)
+            + ". Fix: drop them from model.treatments (or set it to null to model every "
+            "supported treatment), or provide more data")
+    modeled = tuple(t for t, a in zip(select_treatments(model.treatments), arms) if a.supported)
+    if not modeled:
+        raise ValueError(
+            "no treatment has enough training data to be modeled (model.min_patients = "
+            f"{model.min_patients}, model.min_events = {model.min_events}): "
+            + "; ".join(f"{a.treatment}: {a.reason}" for a in skipped)
+            + ". Fix: provide more data, or lower the minimums in params.yaml")
+    for arm in skipped:
+        log.warning("not modeling %s: %s", arm.treatment, arm.reason)
+    return modeled, skipped
+
+
 def train_bundle(train: pd.DataFrame, valid: pd.DataFrame, treatments: Iterable[Treatment],
                  model: ModelParams, response_threshold: float, *, harm_weight: float,
-                 propensity_clip: float,
+                 propensity_clip: float, not_modeled: Sequence[ArmSupport] = (),
                  on_done: Callable[[TreatmentModels], None] | None = None) -> ModelBundle:
     """Every treatment's models, the training profile and the propensity model, as a bundle.
 
@@ -69,7 +146,9 @@ def train_bundle(train: pd.DataFrame, valid: pd.DataFrame, treatments: Iterable[
             fitted = train_all(treatments, train, valid, model.type, hyper, model.seed, on_done)
         profile = training_profile(train, valid, {n: r.models for n, r in fitted.items()})
     metadata = {"response_threshold": response_threshold, "hyperparameters": hyper, **profile,
-                **({"propensity": report} if report else {})}
+                **({"propensity": report} if report else {}),
+                "not_modeled": [a.__dict__ for a in not_modeled],
+                "min_patients": model.min_patients, "min_events": model.min_events}
     return bundle_from_training(fitted, model.type, metadata, propensity)
 
 
@@ -109,6 +188,10 @@ def _propensity(train: pd.DataFrame, valid: pd.DataFrame, model: ModelParams
     candidates = model.hyperparameters.get("propensity")
     if not candidates:
         log.info("no model.hyperparameters.propensity: skipping the propensity model")
+        return None, {}
+    if train["treatment"].nunique() < 2:
+        log.info("every training patient received the same treatment: P(treatment) is 1, "
+                 "no propensity model to fit")
         return None, {}
     fitted, report = fit_propensity(train, valid, candidates, model.seed)
     log.info("propensity model: %s (validation log-loss %s)", report["chosen"],

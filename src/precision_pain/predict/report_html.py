@@ -198,6 +198,11 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 <td class="num">{{ row.eligible }}</td><td class="num">{{ row.low_confidence }}</td>
 {% for a in flag_actions %}<td class="num">{{ row[a] }}</td>{% endfor %}</tr>
 {% endfor %}</tbody></table>
+{% if meta.get("treatments_not_modeled") %}<p id="not-modeled"><strong>Not ranked:</strong>
+these models rank only the treatments their training data supported. Not modeled:
+{% for a in meta["treatments_not_modeled"] %}{{ label(a.treatment) }} ({{ a.reason }}){% if not loop.last %};
+{% endif %}{% endfor %}. A patient for whom one of these is a usual option may have a better
+choice than the list below shows.</p>{% endif %}
 <p class="small">Guideline actions are counted over eligible (patient, treatment) pairs.
 <em>avoid</em> ranks a treatment below every allowed one; the other actions keep the model's
 order and add a note. <em>not checked</em>: a phenotype was indeterminate, so a guideline
