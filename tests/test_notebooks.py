@@ -242,7 +242,7 @@ def _run(args: list[str], cwd: Path, env: dict[str, str]) -> str:
 
 @pytest.fixture(scope="module")
 def small_project(tmp_path_factory) -> tuple[Path, dict[str, str]]:
-    """A 3,000-patient project reproduced with xgboost, plus a logistic `dvc exp run --temp`.
+    """A 3,000-patient project reproduced with the default learner, plus a logistic `dvc exp run --temp`.
 
     MLflow uses params.yaml's own relative SQLite store (the default): the experiment that
     runs in DVC's temporary copy must still land in the project's mlflow.db.
@@ -254,6 +254,9 @@ def small_project(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     params["simulate"]["n_patients"] = 3000
     params["evaluate"]["n_bootstrap"] = 20
     params["model"]["hyperparameters"]["xgboost"]["n_estimators"] = 150
+    params["model"]["hyperparameters"]["pooled_xgboost"]["response"].update(  # quicker
+        {"max_depth": [3], "n_estimators": [200, 400],
+         "default": {"max_depth": 3, "n_estimators": 400}})
     params["model"]["hyperparameters"].get("propensity", {}).pop("xgboost", None)  # quicker
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (repo / ".gitignore").write_text("mlflow.db\nmlartifacts/\n")
@@ -284,9 +287,10 @@ def _training_runs(repo: Path) -> pd.DataFrame:
 def test_every_run_is_traceable_to_code_params_and_data(small_project):
     repo, _ = small_project
     runs = _training_runs(repo).set_index("params.model.type")
-    assert set(runs.index) == {"xgboost", "logistic"}, "the temporary experiment's run is lost"
+    assert set(runs.index) == {"pooled_xgboost", "logistic"}, (
+        "the temporary experiment's run is lost")
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
-    xgb = runs.loc["xgboost"]
+    xgb = runs.loc["pooled_xgboost"]
     assert xgb["tags.dvc.split.data/splits"] == lock["split"]["outs"][0]["md5"]
     assert xgb["tags.params_md5"] == tracking.file_md5(repo / "params.yaml")
     for tag in ("git_commit", "data_md5.train.parquet", "data_md5.valid.parquet",

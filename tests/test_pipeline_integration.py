@@ -124,8 +124,15 @@ def test_mlflow_has_one_run_per_treatment_and_aliases_resolve(project):
         json.loads((repo / "models/bundle/manifest.json").read_text())["files"])
     assert "test.mean_response_auc" in parents[0].data.metrics
     assert all("test_response_auc" in r.data.metrics for r in children)
-    booster = mlflow.xgboost.load_model("models:/precision-pain-tramadol-response@newest")
-    assert booster.num_boosted_rounds() > 0
+    # the default learner is pooled: one model shared by every treatment, registered inside
+    # the recommender, whose version records the bundle's manifest hash
+    client = mlflow.MlflowClient()
+    version = client.get_model_version_by_alias("precision-pain-recommender", "newest")
+    from precision_pain.models.bundle import manifest_sha256
+
+    assert version.tags["bundle_manifest_sha256"] == manifest_sha256(repo / "models/bundle")
+    assert all(r.data.tags.get("models", "").startswith("shared by every treatment")
+               for r in children)
 
 
 def test_predict_new_cohort_ranks_every_treatment(project):

@@ -1,0 +1,162 @@
+"""Learning curves of every model type on two independent data-generating processes.
+
+For each generator (the project's simulator, and ``benchmarks/alt_cohort.py``, written
+independently with other functional forms), cohort size and model type, this runs the
+pipeline's own code (prepare -> split -> ``train_bundle`` -> ``evaluate`` with the ground
+truth, the same functions ``dvc repro`` runs; nothing is copied) and prints the share of
+the oracle's gain over the best single treatment for everyone that the recommendations
+capture, with its 95 % bootstrap interval, at harm weights 0, 0.5 and 1; the response
+calibration slopes in 0.8-1.2; and the doubly robust estimate of the policy's value minus
+its true value. Models are trained at each harm weight (the pooled learner uses it to
+choose its hyperparameters). Every choice is made on the validation split; the test split
+only reports.
+
+    uv run python benchmarks/learning_curve.py --sizes 2000 5000 20000 --out docs/learning_curve
+    uv run python benchmarks/learning_curve.py --quick     # one size, one seed: a smoke run
+
+Writes ``<out>.md`` (a table per generator) and ``<out>.png`` (the curves).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import alt_cohort  # noqa: E402
+
+from precision_pain.config import load_params  # noqa: E402
+from precision_pain.data.prepare import align_truth, prepare_cohort  # noqa: E402
+from precision_pain.data.simulate import simulate_cohort  # noqa: E402
+from precision_pain.data.split import split_cohort  # noqa: E402
+from precision_pain.evaluate.core import evaluate  # noqa: E402
+from precision_pain.models.train import train_bundle  # noqa: E402
+from precision_pain.registry import select_treatments  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+HARM_WEIGHTS = (0.0, 0.5, 1.0)
+MODEL_TYPES = ("pooled_xgboost", "xgboost", "logistic")
+
+
+def cohort(generator: str, n: int, seed: int, params) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A prepared cohort and its aligned ground truth from one of the two generators."""
+    if generator == "simulator":
+        made = simulate_cohort(params.simulate, params.prepare.response_threshold,
+                               n_patients=n, seed=seed)
+        raw, truth = made.cohort, made.truth
+    else:
+        raw, truth = alt_cohort.generate(n, seed)
+    prepared = prepare_cohort(raw, generator, params.prepare.response_threshold)
+    return prepared, align_truth(truth, prepared, generator)
+
+
+def run_one(prepared: pd.DataFrame, truth: pd.DataFrame, model_type: str, harm_weight: float,
+            params, n_bootstrap: int) -> dict[str, float]:
+    """Train and evaluate one model type at one harm weight; the headline figures."""
+    parts = split_cohort(prepared, params.split.valid_fraction, params.split.test_fraction,
+                         params.split.seed)
+    model = params.model.model_copy(update={"type": model_type})
+    start = time.perf_counter()
+    bundle = train_bundle(parts["train"], parts["valid"], select_treatments(None), model,
+                          params.prepare.response_threshold, harm_weight=harm_weight,
+                          propensity_clip=params.evaluate.propensity_clip)
+    seconds = time.perf_counter() - start
+    settings = params.evaluate.model_copy(update={"harm_weight": harm_weight,
+                                                  "n_bootstrap": n_bootstrap})
+    test_truth = truth[truth["patient_id"].isin(parts["test"]["patient_id"])]
+    result = evaluate(parts["test"], bundle, test_truth, settings)
+    share = result.policy["policy"]["share_of_oracle_gain_captured"]
+    off = result.summary.get("off_policy", {})
+    slopes = result.summary["response_calibration_slope"]
+    return {"share": share["estimate"], "share_low": share["ci_low"],
+            "share_high": share["ci_high"],
+            "slopes_in_range": slopes["share_within_0.8_1.2"],
+            "dr_error": off.get("model_dr_error", float("nan")), "train_seconds": seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 5000, 20000])
+    parser.add_argument("--models", nargs="+", default=list(MODEL_TYPES))
+    parser.add_argument("--generators", nargs="+", default=["simulator", "alt"])
+    parser.add_argument("--seed", type=int, default=20261202)
+    parser.add_argument("--n-bootstrap", type=int, default=100)
+    parser.add_argument("--quick", action="store_true", help="2,000 patients, pooled only")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "learning_curve")
+    args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.models, args.n_bootstrap = [2000], ["pooled_xgboost"], 20
+    logging.basicConfig(level=logging.WARNING)
+    params = load_params(ROOT / "params.yaml")
+    rows = []
+    for generator in args.generators:
+        for n in args.sizes:
+            prepared, truth = cohort(generator, n, args.seed, params)
+            for model_type in args.models:
+                for hw in HARM_WEIGHTS:
+                    r = run_one(prepared, truth, model_type, hw, params, args.n_bootstrap)
+                    rows.append({"generator": generator, "patients": n, "model": model_type,
+                                 "harm_weight": hw, **r})
+                    print(f"{generator:9} {n:>7} {model_type:15} hw={hw:<3} share "
+                          f"{100 * r['share']:5.1f} % ({100 * r['share_low']:.1f}-"
+                          f"{100 * r['share_high']:.1f}) slopes {r['slopes_in_range']:.1f} "
+                          f"DR-true {r['dr_error']:+.3f} train {r['train_seconds']:.0f} s",
+                          flush=True)
+    table = pd.DataFrame(rows)
+    write_markdown(table, args.out.with_suffix(".md"))
+    plot(table, args.out.with_suffix(".png"))
+
+
+def write_markdown(table: pd.DataFrame, path: Path) -> None:
+    """One markdown table per generator: share captured (interval) per size and harm weight."""
+    parts = []
+    for generator, frame in table.groupby("generator", sort=False):
+        lines = ["| patients | model | hw 0 | hw 0.5 | hw 1 | slopes in 0.8-1.2 (hw 0.5) | "
+                 "DR - true (hw 0.5) | train s |", "|---|---|---|---|---|---|---|---|"]
+        for (n, model), g in frame.groupby(["patients", "model"], sort=False):
+            by = g.set_index("harm_weight")
+            cells = [f"{100 * by.loc[h, 'share']:.1f} % ({100 * by.loc[h, 'share_low']:.0f}-"
+                     f"{100 * by.loc[h, 'share_high']:.0f})" for h in HARM_WEIGHTS]
+            mid = by.loc[0.5]
+            lines.append(f"| {n:,} | {model} | {' | '.join(cells)} | "
+                         f"{mid['slopes_in_range']:.1f} | {mid['dr_error']:+.3f} | "
+                         f"{mid['train_seconds']:.0f} |")
+        parts.append(f"### {generator}\n\n" + "\n".join(lines) + "\n")
+    path.write_text("\n".join(parts))
+
+
+def plot(table: pd.DataFrame, path: Path) -> None:
+    """Share of the oracle's gain against cohort size, per generator and model (hw 0.5)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    generators = list(dict.fromkeys(table["generator"]))
+    fig, axes = plt.subplots(1, len(generators), figsize=(5 * len(generators), 3.6),
+                             sharey=True, squeeze=False)
+    for ax, generator in zip(axes[0], generators):
+        frame = table[(table["generator"] == generator) & (table["harm_weight"] == 0.5)]
+        for model, g in frame.groupby("model", sort=False):
+            g = g.sort_values("patients")
+            ax.plot(g["patients"], 100 * g["share"], marker="o", label=model)
+            ax.fill_between(g["patients"], 100 * g["share_low"], 100 * g["share_high"],
+                            alpha=0.15)
+        ax.set_xscale("log")
+        ax.axhline(0, color="#888", lw=0.8)
+        ax.set_title(f"{generator} (harm weight 0.5)")
+        ax.set_xlabel("patients in the cohort")
+    axes[0][0].set_ylabel("share of the oracle's gain captured (%)")
+    axes[0][-1].legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
