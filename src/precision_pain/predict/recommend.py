@@ -163,9 +163,9 @@ def _check_unique_patients(ids: list[str], seen: set[str], offset: int, source: 
         rows = np.flatnonzero(duplicated)
         raise ValueError(
             f"{source}: patient_id: {len(rows)} rows repeat a patient already in the file "
-            f"(rows {', '.join(map(str, rows[:5] + offset + 1))}; patient_id "
-            f"{ids[int(rows[0])]!r}). Fix: predict ranks treatments per patient, so keep one "
-            "row per patient (e.g. the most recent episode)")
+            f"(rows {', '.join(map(str, rows[:5] + offset + 1))}; values not shown). Fix: "
+            "predict ranks treatments per patient, so keep one row per patient (e.g. the most "
+            "recent episode)")
 
 
 # --------------------------------------------------------------------------- scoring and ranking
