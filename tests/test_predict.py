@@ -243,6 +243,7 @@ def test_predict_repeated_patient_is_refused(tmp_path, saved_models, new_cohort)
     result, out = _predict(tmp_path, saved_models, frame)
     assert result.exit_code != 0
     assert "patient_id" in result.output and "rows 10" in result.output
+    assert frame["patient_id"].iloc[2] not in result.output  # no identifier value echoed
     assert not out.exists()
 
 
