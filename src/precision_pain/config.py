@@ -189,16 +189,21 @@ class ParamsError(ValueError):
     """params.yaml is missing, unreadable or invalid."""
 
 
+def read_yaml(path: Path, error: type[Exception], hint: str) -> Any:
+    """A YAML file's content; a missing or malformed file raises ``error`` naming it."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{path}: not found; {hint}") from None
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: not valid YAML: {exc}") from None
+
+
 def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None
                 ) -> Params:
     """Read and validate params.yaml; ``overrides`` maps dotted keys to values."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ParamsError(f"{path}: not found; run from the project root or pass --params") from None
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    raw = read_yaml(path, ParamsError, "run from the project root or pass --params")
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of sections at the top level")
     for key, value in (overrides or {}).items():

@@ -346,12 +346,13 @@ def log_treatment_run(params: Params, treatment: str, models: Mapping[str, Binar
                            **{f"model_kind.{o}": m.kind for o, m in models.items()}})
         mlflow.log_metrics({**{k: float(v) for k, v in counts.items()},
                             **{k: v for k, v in validation.items() if v == v}})
-        own = {o: m for o, m in models.items() if m.mlflow_artifact() is not None}
-        if len(own) < len(models):  # the pooled learner: one model for every treatment
+        artifacts = {o: (m, a) for o, m in models.items()
+                     if (a := m.mlflow_artifact()) is not None}  # skops types found once
+        if len(artifacts) < len(models):  # the pooled learner: one model for every treatment
             mlflow.set_tag("models", "shared by every treatment; registered inside the "
                                      "recommender (precision-pain predict --registry-alias)")
-        versions = {outcome: _log_model(params.tracking, treatment, outcome, model)
-                    for outcome, model in own.items()}
+        versions = {outcome: _log_model(params.tracking, treatment, outcome, model, artifact)
+                    for outcome, (model, artifact) in artifacts.items()}
         if versions:
             log.info("registered %s (alias %r)", ", ".join(
                 f"{registered_name(params.tracking, treatment, o)} v{v}"
@@ -387,18 +388,18 @@ def _signature(model: BinaryModel) -> Any:
     return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("double")]))
 
 
-def _log_model(params: TrackingParams, treatment: str, outcome: str, model: BinaryModel) -> str:
+def _log_model(params: TrackingParams, treatment: str, outcome: str, model: BinaryModel,
+               artifact: Any) -> str:
     """Log one model in a safe format and move the registry alias to it; its version."""
     with _without_registry_chatter():
-        return _log_and_register(params, treatment, outcome, model)
+        return _log_and_register(params, treatment, outcome, model, artifact)
 
 
 def _log_and_register(params: TrackingParams, treatment: str, outcome: str,
-                      model: BinaryModel) -> str:
+                      model: BinaryModel, artifact: Any) -> str:
     import mlflow
 
     name = registered_name(params, treatment, outcome)
-    artifact = model.mlflow_artifact()
     info = getattr(mlflow, artifact.flavor).log_model(
         artifact.obj, name=outcome, signature=_signature(model), registered_model_name=name,
         **artifact.options)

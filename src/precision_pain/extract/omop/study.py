@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from precision_pain.config import read_yaml
 from precision_pain.data.simulate import ANCESTRIES
 from precision_pain.registry import CONDITIONS, TREATMENT_NAMES
 
@@ -153,12 +153,7 @@ class StudyError(ValueError):
 def load_study(path: str | Path) -> Study:
     """Read and validate a study definition file."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise StudyError(f"{path}: study definition not found; see docs/real-data.md") from None
-    except yaml.YAMLError as exc:
-        raise StudyError(f"{path}: not valid YAML: {exc}") from None
+    raw = read_yaml(path, StudyError, "the study definition is missing; see docs/real-data.md")
     try:
         return Study.model_validate(raw)
     except ValidationError as exc:
