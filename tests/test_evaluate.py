@@ -19,8 +19,8 @@ from scipy.special import expit, logit
 
 from precision_pain import RESEARCH_NOTICE
 from precision_pain.evaluate import policy as pol
-from precision_pain.evaluate.core import (EpisodeScores, evaluate, model_ranks, score_test, truth_columns,
-                                     true_matrices)
+from precision_pain.evaluate.core import (EpisodeScores, calibration_against_truth, evaluate,
+                                         model_ranks, score_test, truth_columns, true_matrices)
 from precision_pain.evaluate.report_md import evaluation_report
 from precision_pain.evaluate.metrics import (MIN_CLASS, binary_metrics, binary_metrics_ci,
                                     bootstrap_weights, calibration_intercept, calibration_slope,
@@ -94,6 +94,25 @@ def test_calibration_is_nan_when_undefined():
     assert np.isnan(calibration_slope(y_mixed, constant, np.ones((1, 60)))[0])
     assert calibration_intercept(y_mixed, constant, np.ones((1, 60)))[0] == pytest.approx(
         logit(1 / 3) - logit(0.3), rel=1e-6)
+
+
+def test_calibration_against_truth_removes_the_outcome_noise():
+    rng = np.random.default_rng(3)
+    p_true = expit(rng.normal(-0.5, 0.5, 300))  # a small arm with weak discrimination
+    w = bootstrap_weights(p_true.size, 40, rng)
+    exact = calibration_against_truth(p_true, p_true, w)
+    assert exact["calibration_slope"]["estimate"] == pytest.approx(1.0, abs=1e-6)
+    assert exact["calibration_intercept"]["estimate"] == pytest.approx(0.0, abs=1e-6)
+    assert exact["calibration_slope"]["ci_high"] - exact["calibration_slope"]["ci_low"] < 1e-6
+    # too extreme (logit doubled) and too timid (halved): 1/2 and 2, whatever the outcomes
+    doubled = calibration_against_truth(p_true, expit(2 * logit(p_true)), w)
+    halved = calibration_against_truth(p_true, expit(0.5 * logit(p_true)), w)
+    assert doubled["calibration_slope"]["estimate"] == pytest.approx(0.5, abs=1e-6)
+    assert halved["calibration_slope"]["estimate"] == pytest.approx(2.0, abs=1e-6)
+    # the same truth on observed outcomes: one draw of 300 coin flips moves the slope a lot
+    slopes = [calibration_slope((rng.random(p_true.size) < p_true).astype(float), p_true,
+                                np.ones((1, p_true.size)))[0] for _ in range(30)]
+    assert np.std(slopes) > 0.1
 
 
 def test_bootstrap_weights_and_ci():
@@ -291,7 +310,12 @@ def test_evaluate_on_small_cohort(small_evaluation, small_propensity_bundle):
         assert auc["ci_low"] <= auc["estimate"] <= auc["ci_high"]
         assert 0 <= metrics["response"]["brier"]["estimate"] < 0.25
         assert "true_probability" in metrics["response"]
+        slope = metrics["response"]["against_truth"]["calibration_slope"]
+        assert slope["ci_low"] <= slope["estimate"] <= slope["ci_high"]
     s = result.summary
+    for key in ("response_calibration_slope_against_truth",
+                "response_calibration_slope_true_probability"):
+        assert 0 <= s[key]["share_within_0.8_1.2"] <= 1 and s[key]["min"] <= s[key]["max"]
     policy = s["policy"]
     assert policy["oracle"]["mean_true_net_benefit"] >= policy["model"]["mean_true_net_benefit"]
     assert policy["share_of_oracle_gain_captured"] <= 1
@@ -317,6 +341,8 @@ def test_evaluate_without_truth_reports_observed_data_only(small_splits,
     assert result.summary["has_ground_truth"] is False and "policy" not in result.summary
     assert "model_true_net_benefit" not in result.summary["off_policy"]
     assert "true_probability" not in result.per_treatment["tramadol"]["response"]
+    assert "against_truth" not in result.per_treatment["tramadol"]["response"]
+    assert "response_calibration_slope_against_truth" not in result.summary
     assert "regret" not in result.curves
 
 

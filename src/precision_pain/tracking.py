@@ -110,6 +110,8 @@ HEADLINE_METRICS = {
     "headline/mean_adverse_event_auc": "mean_adverse_event_auc",
     "headline/mean_response_brier": "mean_response_brier",
     "headline/calibration_slope_within_0.8_1.2": "response_calibration_slope.share_within_0.8_1.2",
+    "headline/calibration_slope_vs_truth_within_0.8_1.2":
+        "response_calibration_slope_against_truth.share_within_0.8_1.2",
 }
 # The saved view (an experiment tag MLflow's UI reads for ?viewStateShareKey=...): training
 # runs only, the dataset, model type and headline metrics as columns, best share first.

@@ -38,7 +38,9 @@ from precision_pain.evaluate import policy as pol
 from precision_pain.models.bundle import ModelBundle
 from precision_pain.config import EvaluateParams
 from precision_pain.data.features import build_features
-from precision_pain.evaluate.metrics import METRICS, binary_metrics_ci, bootstrap_weights, estimate_with_ci
+from precision_pain.evaluate.metrics import (METRICS, binary_metrics_ci, bootstrap_weights,
+                                             calibration_intercept, calibration_slope,
+                                             estimate_with_ci)
 from precision_pain.predict.recommend import decide
 from precision_pain.models.propensity import predict_propensity
 from precision_pain.progress import track
@@ -152,7 +154,23 @@ def _outcome_metrics(y: np.ndarray, p: np.ndarray, weights: np.ndarray,
     if p_true is None:
         return metrics
     ceiling = binary_metrics_ci(y, p_true, weights)
-    return {**metrics, "true_probability": {m: ceiling[m] for m in METRICS}}
+    return {**metrics, "true_probability": {m: ceiling[m] for m in METRICS},
+            "against_truth": calibration_against_truth(p_true, p, weights)}
+
+
+def calibration_against_truth(p_true: np.ndarray, p: np.ndarray, weights: np.ndarray
+                              ) -> dict[str, dict[str, float]]:
+    """Calibration slope and intercept with the true probability in place of the outcome.
+
+    The same logistic recalibration as the observed-outcome metrics, fitted to the expected
+    log-likelihood over the outcome's noise (``y`` = the true P(outcome), a soft label): the
+    true probabilities themselves score exactly 1 and 0, so what is left is the model's own
+    miscalibration, not the coin flips of a few hundred test outcomes.
+    """
+    both = np.vstack([np.ones((1, len(p))), weights])
+    return {name: estimate_with_ci(values[0], values[1:]) for name, values in (
+        ("calibration_slope", calibration_slope(p_true, p, both)),
+        ("calibration_intercept", calibration_intercept(p_true, p, both)))}
 
 
 def _predictions(scores: EpisodeScores, outcome: str) -> np.ndarray:
@@ -412,18 +430,18 @@ def subgroup_summaries(table: pd.DataFrame, weights: np.ndarray, groups: pd.Data
 def headline(per_treatment: dict[str, Any], overall: dict[str, Any], choices: dict[str, Any],
              n_patients: int, model_type: str) -> dict[str, Any]:
     """The compact summary for metrics/evaluation.json: scalars only."""
-    slopes = [m["response"]["calibration_slope"]["estimate"] for m in per_treatment.values()]
-    finite = [s for s in slopes if np.isfinite(s)]
     summary: dict[str, Any] = {
         "model_type": model_type, "n_test_patients": n_patients,
         "has_ground_truth": "policy" in overall,
         **{f"mean_{o}_{m}": _mean_metric(per_treatment, o, m)
            for o in OUTCOMES for m in ("auc", "brier")},
-        "response_calibration_slope": {
-            "min": min(finite, default=float("nan")), "max": max(finite, default=float("nan")),
-            "share_within_0.8_1.2": float(np.mean([0.8 <= s <= 1.2 for s in finite]))
-            if finite else float("nan")},
+        "response_calibration_slope": _slope_summary(per_treatment, ()),
     }
+    if any("against_truth" in m["response"] for m in per_treatment.values()):
+        summary["response_calibration_slope_true_probability"] = _slope_summary(
+            per_treatment, ("true_probability",))
+        summary["response_calibration_slope_against_truth"] = _slope_summary(
+            per_treatment, ("against_truth",))
     if "policy" in overall:
         summary["policy"] = _headline_policy(overall, choices)
         summary["trials"] = {o: {"expected": t["expected_trials"]["estimate"],
@@ -432,6 +450,21 @@ def headline(per_treatment: dict[str, Any], overall: dict[str, Any], choices: di
     if "off_policy" in overall:
         summary["off_policy"] = _headline_ope(overall["off_policy"])
     return summary
+
+
+def _slope_summary(per_treatment: dict[str, Any], path: Sequence[str]) -> dict[str, float]:
+    """Min, max and share within 0.8-1.2 of the response calibration slopes over treatments
+    (``path`` picks a nested block: the true probabilities', or the slope against the truth)."""
+    slopes = []
+    for m in per_treatment.values():
+        block = m["response"]
+        for key in path:
+            block = block.get(key, {})
+        slopes.append(block.get("calibration_slope", {}).get("estimate", float("nan")))
+    finite = [s for s in slopes if np.isfinite(s)]
+    return {"min": min(finite, default=float("nan")), "max": max(finite, default=float("nan")),
+            "share_within_0.8_1.2": float(np.mean([0.8 <= s <= 1.2 for s in finite]))
+            if finite else float("nan")}
 
 
 def _mean_metric(per_treatment: dict[str, Any], outcome: str, metric: str) -> float:

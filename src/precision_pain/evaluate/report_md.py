@@ -58,6 +58,16 @@ def _headline_md(s: dict[str, Any]) -> str:
              f"{_num(s['mean_response_brier'])}; calibration slope from {_num(slope['min'], 2)} "
              f"to {_num(slope['max'], 2)}, {_num(100 * slope['share_within_0.8_1.2'], 0)} % of "
              "treatments within 0.8-1.2."]
+    if "response_calibration_slope_against_truth" in s:
+        truth = s["response_calibration_slope_against_truth"]
+        ceiling = s["response_calibration_slope_true_probability"]
+        lines.append(
+            "- Against the true probabilities (the outcome's noise averaged out): calibration "
+            f"slope from {_num(truth['min'], 2)} to {_num(truth['max'], 2)}, "
+            f"{_num(100 * truth['share_within_0.8_1.2'], 0)} % of treatments within 0.8-1.2. "
+            "On the observed outcomes the true probabilities themselves have "
+            f"{_num(100 * ceiling['share_within_0.8_1.2'], 0)} % of slopes within 0.8-1.2: "
+            "that many test patients cannot show more.")
     if "policy" in s:
         p = s["policy"]
         lines += [
@@ -109,10 +119,12 @@ def _per_treatment_md(per_treatment: dict[str, Any]) -> str:
                 else "")
         rows.append([t, size, str(r["n"]), _ci(r["auc"]), _ci(r["brier"]),
                      _ci(r["calibration_slope"], 2), _ci(r["calibration_intercept"], 2),
+                     _ci(r["against_truth"]["calibration_slope"], 2) if "against_truth" in r
+                     else "n/a",
                      _ci(best), _ci(a["auc"]), _ci(a["calibration_slope"], 2)])
     header = ["treatment", "training patients (responders / adverse events)", "test n",
               "response AUC", "Brier", "calibration slope", "calibration intercept",
-              "AUC of the true probabilities", "adverse-event AUC", "adverse-event slope"]
+              "slope against the truth", "AUC of the true probabilities", "adverse-event AUC", "adverse-event slope"]
     return ("## Models, per treatment\n\nTest patients who received each treatment. A *small "
             "arm* has fewer training patients than evaluate.small_arm_patients: its intervals "
             "are wide and a per-treatment model of it learns little.\n\n"
