@@ -74,9 +74,11 @@ def run_one(prepared: pd.DataFrame, truth: pd.DataFrame, model_type: str, harm_w
     share = result.policy["policy"]["share_of_oracle_gain_captured"]
     off = result.summary.get("off_policy", {})
     slopes = result.summary["response_calibration_slope"]
+    against = result.summary["response_calibration_slope_against_truth"]
     return {"share": share["estimate"], "share_low": share["ci_low"],
             "share_high": share["ci_high"],
             "slopes_in_range": slopes["share_within_0.8_1.2"],
+            "slopes_vs_truth_in_range": against["share_within_0.8_1.2"],
             "dr_error": off.get("model_dr_error", float("nan")), "train_seconds": seconds}
 
 
@@ -87,8 +89,12 @@ def main() -> None:
     parser.add_argument("--generators", nargs="+", default=["simulator", "alt"])
     parser.add_argument("--seed", type=int, default=20261202)
     parser.add_argument("--n-bootstrap", type=int, default=100)
+    parser.add_argument("--harm-weights", type=float, nargs="+", default=list(HARM_WEIGHTS))
     parser.add_argument("--quick", action="store_true", help="2,000 patients, pooled only")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "learning_curve")
+    parser.add_argument("--merge", type=Path, nargs="*", default=[],
+                        help="earlier runs' <out>.csv files to put in the same tables and plot "
+                             "(this run's rows replace theirs for the same settings)")
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.models, args.n_bootstrap = [2000], ["pooled_xgboost"], 20
@@ -99,7 +105,7 @@ def main() -> None:
         for n in args.sizes:
             prepared, truth = cohort(generator, n, args.seed, params)
             for model_type in args.models:
-                for hw in HARM_WEIGHTS:
+                for hw in args.harm_weights:
                     r = run_one(prepared, truth, model_type, hw, params, args.n_bootstrap)
                     rows.append({"generator": generator, "patients": n, "model": model_type,
                                  "harm_weight": hw, **r})
@@ -109,6 +115,10 @@ def main() -> None:
                           f"DR-true {r['dr_error']:+.3f} train {r['train_seconds']:.0f} s",
                           flush=True)
     table = pd.DataFrame(rows)
+    table.to_csv(args.out.with_suffix(".csv"), index=False)
+    keys = ["generator", "patients", "model", "harm_weight"]
+    table = (pd.concat([*(pd.read_csv(f) for f in args.merge), table])
+             .drop_duplicates(keys, keep="last").sort_values(keys, kind="stable"))
     write_markdown(table, args.out.with_suffix(".md"))
     plot(table, args.out.with_suffix(".png"))
 
@@ -117,16 +127,19 @@ def write_markdown(table: pd.DataFrame, path: Path) -> None:
     """One markdown table per generator: share captured (interval) per size and harm weight."""
     parts = []
     for generator, frame in table.groupby("generator", sort=False):
-        lines = ["| patients | model | hw 0 | hw 0.5 | hw 1 | slopes in 0.8-1.2 (hw 0.5) | "
-                 "DR - true (hw 0.5) | train s |", "|---|---|---|---|---|---|---|---|"]
+        lines = ["| patients | model | hw 0 | hw 0.5 | hw 1 | slopes in 0.8-1.2: observed / "
+                 "against the truth (hw 0.5) | DR - true (hw 0.5) | train s (hw 0.5) |",
+                 "|---|---|---|---|---|---|---|---|"]
         for (n, model), g in frame.groupby(["patients", "model"], sort=False):
             by = g.set_index("harm_weight")
             cells = [f"{100 * by.loc[h, 'share']:.1f} % ({100 * by.loc[h, 'share_low']:.0f}-"
-                     f"{100 * by.loc[h, 'share_high']:.0f})" for h in HARM_WEIGHTS]
-            mid = by.loc[0.5]
+                     f"{100 * by.loc[h, 'share_high']:.0f})" if h in by.index else "not run"
+                     for h in HARM_WEIGHTS]
+            mid = by.loc[0.5] if 0.5 in by.index else by.iloc[0]
             lines.append(f"| {n:,} | {model} | {' | '.join(cells)} | "
-                         f"{mid['slopes_in_range']:.1f} | {mid['dr_error']:+.3f} | "
-                         f"{mid['train_seconds']:.0f} |")
+                         f"{mid['slopes_in_range']:.1f} / "
+                         f"{mid.get('slopes_vs_truth_in_range', float('nan')):.1f} | "
+                         f"{mid['dr_error']:+.3f} | {mid['train_seconds']:.0f} |")
         parts.append(f"### {generator}\n\n" + "\n".join(lines) + "\n")
     path.write_text("\n".join(parts))
 

@@ -104,6 +104,10 @@ def test_dvc_metrics_show_and_second_repro_is_noop(project):
     repo, env = project
     shown = _run([str(BIN / "dvc"), "metrics", "show"], repo, env).stdout
     assert "response_auc" in shown and "mean_true_response" in shown
+    assert "train_seconds" in shown and "valid_dr_net_benefit" in shown
+    training = json.loads((repo / "metrics/training.json").read_text())
+    assert training["model_type"] == "pooled_xgboost" and training["train_seconds"] > 0
+    assert training["valid_dr_standard_error"] > 0
     again = _run([str(BIN / "dvc"), "repro"], repo, env)
     assert "up to date" in again.stdout.lower(), again.stdout
     status = _run([str(BIN / "dvc"), "status"], repo, env).stdout
@@ -123,6 +127,8 @@ def test_mlflow_has_one_run_per_treatment_and_aliases_resolve(project):
     assert sorted(r.data.tags["treatment"] for r in children) == sorted(
         json.loads((repo / "models/bundle/manifest.json").read_text())["files"])
     assert "test.mean_response_auc" in parents[0].data.metrics
+    assert {"headline/train_seconds", "headline/valid_dr_net_benefit",
+            "headline/share_of_oracle_gain"} <= set(parents[0].data.metrics)
     assert all("test_response_auc" in r.data.metrics for r in children)
     # the default learner is pooled: one model shared by every treatment, registered inside
     # the recommender, whose version records the bundle's manifest hash

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import time
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -191,7 +192,8 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
     from precision_pain.data.contract import read_pipeline_table
     from precision_pain.models.bundle import save_bundle
     from precision_pain.models.estimators import get_model_class
-    from precision_pain.models.train import modeled_treatments, train_bundle
+    from precision_pain.io import write_json
+    from precision_pain.models.train import modeled_treatments, train_bundle, training_summary
     from precision_pain.progress import progress_bar
 
     params = load_params(params_path)
@@ -205,6 +207,7 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
     treatments, skipped = modeled_treatments(train_df, valid_df, params.model)
     log.info("training %s models for %d treatments on %d rows (validation %d rows)",
              params.model.type, len(treatments), len(train_df), len(valid_df))
+    started = time.perf_counter()
     with progress_bar(total=len(treatments), desc="train", unit="treatment") as bar:
         if tracking:
             bundle = _train_tracked(params, treatments, skipped, train_df, valid_df, splits_dir,
@@ -215,14 +218,23 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
                                   harm_weight=params.evaluate.harm_weight,
                                   propensity_clip=params.evaluate.propensity_clip,
                                   not_modeled=skipped, on_done=lambda _: bar.update())
+    seconds = time.perf_counter() - started
     out = save_bundle(bundle, models_dir or params.model.dir)
     log.info("wrote %d treatments' models to %s", len(bundle.treatments), out)
+    summary = training_summary(bundle, valid_df, params.evaluate.harm_weight,
+                               params.evaluate.propensity_clip, seconds)
+    if params.model.metrics is not None:
+        write_json(summary, params.model.metrics)
     if tracking:
         from precision_pain.predict.recommend import options_from_params
         from precision_pain.predict.serve import model_config
         from precision_pain.tracking import log_recommender
 
-        log_recommender(params.tracking, out, bundle.metadata["mlflow_run_ids"]["parent"],
+        from precision_pain.tracking import log_training_summary
+
+        parent = bundle.metadata["mlflow_run_ids"]["parent"]
+        log_training_summary(params.tracking, parent, summary)
+        log_recommender(params.tracking, out, parent,
                         model_config(options_from_params(params),
                                      params.predict.max_request_rows))
 

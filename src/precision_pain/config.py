@@ -78,6 +78,9 @@ class ModelParams(_Section):
     min_patients: int = Field(ge=1)
     min_events: int = Field(ge=1)
     hyperparameters: dict[str, dict[str, Any]]
+    # Training's own figures (model type, wall time, validation DR value): a DVC metrics file
+    # so `dvc exp show` lists them beside the evaluation's. None: not written.
+    metrics: Path | None = None
 
 
 class EvaluateParams(_Section):

@@ -113,6 +113,11 @@ HEADLINE_METRICS = {
     "headline/calibration_slope_vs_truth_within_0.8_1.2":
         "response_calibration_slope_against_truth.share_within_0.8_1.2",
 }
+# Training's own figures (metrics/training.json), under the same stable prefix.
+TRAINING_HEADLINE = {
+    "headline/train_seconds": "train_seconds",
+    "headline/valid_dr_net_benefit": "valid_dr_net_benefit",
+}
 # The saved view (an experiment tag MLflow's UI reads for ?viewStateShareKey=...): training
 # runs only, the dataset, model type and headline metrics as columns, best share first.
 VIEW_KEY = "training-runs"
@@ -120,7 +125,7 @@ _VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
 
 
 def _training_view() -> dict[str, Any]:
-    metrics = [f"metrics.`{name}`" for name in HEADLINE_METRICS]
+    metrics = [f"metrics.`{name}`" for name in (*HEADLINE_METRICS, *TRAINING_HEADLINE)]
     columns = ["params.`model.type`", "attributes.`Dataset`", *metrics]
     return {"searchFilter": "attributes.run_name LIKE 'train-%'",
             "orderByKey": metrics[0], "orderByAsc": False, "selectedColumns": columns,
@@ -445,6 +450,18 @@ def log_evaluation(run_ids: Mapping[str, str], summary: Mapping[str, Any],
         for path in paths:
             if Path(path).exists():
                 client.log_artifact(run_ids["parent"], str(path), folder)
+
+
+def log_training_summary(params: TrackingParams, run_id: str, summary: Mapping[str, Any]
+                         ) -> None:
+    """Training's figures into its parent run: ``train.<key>`` and the headline names."""
+    import mlflow
+
+    start(params)
+    client = mlflow.MlflowClient()
+    _log_metrics(client, run_id, {f"train.{k}": v for k, v in summary.items()})
+    _log_metrics(client, run_id, {name: summary[key] for name, key in TRAINING_HEADLINE.items()
+                                  if key in summary})
 
 
 _BATCH = 1000  # MLflow's limit of metrics per log_batch call

@@ -29,7 +29,7 @@ from precision_pain.evaluate.metrics import binary_metrics
 from precision_pain.models.bundle import ModelBundle, bundle_from_training
 from precision_pain.models.estimators import (POOLED_MODEL_TYPES, BinaryModel, fit_binary,
                                               sliceable, sliced, training_threads)
-from precision_pain.models.pooled import fit_pooled
+from precision_pain.models.pooled import ValidationData, fit_pooled
 from precision_pain.models.profile import training_profile
 from precision_pain.models.propensity import fit_propensity
 from precision_pain.registry import OUTCOMES, Treatment, select_treatments
@@ -150,6 +150,26 @@ def train_bundle(train: pd.DataFrame, valid: pd.DataFrame, treatments: Iterable[
                 "not_modeled": [a.__dict__ for a in not_modeled],
                 "min_patients": model.min_patients, "min_events": model.min_events}
     return bundle_from_training(fitted, model.type, metadata, propensity)
+
+
+def training_summary(bundle: ModelBundle, valid: pd.DataFrame, harm_weight: float,
+                     propensity_clip: float, seconds: float) -> dict[str, Any]:
+    """Training's figures for metrics/training.json, comparable across model types: the
+    wall time and the doubly robust value of the recommendations' first choice on the
+    validation split (net benefit at ``harm_weight``; no ground truth needed). Only the
+    pooled learner chose anything by that value; for the others it is a check."""
+    summary: dict[str, Any] = {"model_type": bundle.model_type,
+                               "train_seconds": round(float(seconds), 1),
+                               "n_treatments_modeled": len(bundle.treatments)}
+    if bundle.propensity is None or len(bundle.treatments) < 2:
+        return summary
+    data = ValidationData.build(valid, bundle.propensity, bundle.treatments, propensity_clip)
+    p = {o: np.column_stack([bundle.model(t, o).predict_proba(data.X)
+                             for t in bundle.treatments]) for o in OUTCOMES}
+    terms = data.dr_terms(p["response"], p["adverse_event"], harm_weight)
+    summary["valid_dr_net_benefit"] = float(terms.mean())
+    summary["valid_dr_standard_error"] = float(terms.std(ddof=1) / np.sqrt(len(terms)))
+    return summary
 
 
 def train_pooled(treatments: Sequence[Treatment], train: pd.DataFrame, valid: pd.DataFrame,
