@@ -118,7 +118,7 @@ def main() -> None:
     table.to_csv(args.out.with_suffix(".csv"), index=False)
     keys = ["generator", "patients", "model", "harm_weight"]
     table = (pd.concat([*(pd.read_csv(f) for f in args.merge), table])
-             .drop_duplicates(keys, keep="last").sort_values(keys, kind="stable"))
+             .drop_duplicates(keys, keep="last").sort_values(keys[1:], kind="stable"))
     write_markdown(table, args.out.with_suffix(".md"))
     plot(table, args.out.with_suffix(".png"))
 
