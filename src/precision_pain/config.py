@@ -97,6 +97,9 @@ class EvaluateParams(_Section):
     propensity_clip: float = Field(gt=0, lt=1)
     # The per-treatment table flags arms with fewer training patients than this.
     small_arm_patients: int = Field(ge=0)
+    # CDC 2022 recommendation 2: an opioid ranks below the patient's eligible, allowed
+    # non-opioid options (predict and evaluate rank alike).
+    non_opioid_first: bool = True
 
 
 class TrackingParams(_Section):
