@@ -138,3 +138,21 @@ def test_three_normal_copies_avoid_tramadol_end_to_end(small_synthetic, small_bu
     row = table[table["treatment"] == "tramadol"].iloc[0]
     assert row["guideline_action"] == "avoid" and "ultrarapid" in row["guideline_note"]
     assert row["rank"] == 3
+
+
+def test_the_report_shows_dose_guidance_naloxone_and_declined(small_synthetic, small_bundle,
+                                                              options):
+    from test_report import META
+
+    from precision_pain.predict.report_html import patient_sections, render_report, summarize
+
+    raw = _raw(small_synthetic, 3).assign(
+        CYP2D6="*1/*4", cyp2d6_inhibitor=False, baseline_mme=20.0, ort_score=0,
+        exclude_modalities=["cbt", "physical_therapy", ""])
+    result = recommend(prepare_cohort(raw, "new.csv", None, require_outcomes=False),
+                       small_bundle, options)
+    sections = patient_sections(result.table, result.shap, result.features, 3)
+    page = render_report(summarize(result.table), sections, 3, META)
+    assert "offer naloxone" in page and "60 MME/day with the typical dose" in page
+    assert "declined by the patient" in page
+    assert "CDC 2022, recommendation 2" in page
