@@ -42,6 +42,8 @@ class SimulateParams(_Section):
     usual_care_floor: float = Field(default=0.02, ge=0, le=0.1)
     # Share of each genotype column reported missing ('' or 'unknown').
     missing_genotype_rate: float = Field(default=0.02, ge=0, lt=1)
+    # Opt-in registry treatments to simulate (data.simulate.OPT_IN_TREATMENTS: neurofeedback).
+    optional_treatments: list[str] = []
 
     @field_validator("ancestry_mix")
     @classmethod

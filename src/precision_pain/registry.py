@@ -70,6 +70,11 @@ _TREATMENTS: tuple[Treatment, ...] = (
               "procedure", (), _BACK + ("diabetic_neuropathy",)),
     Treatment("epidural_steroid", "epidural steroid injection", "interventional", "procedure",
               (), _BACK),
+    # EEG neurofeedback: used in fibromyalgia (EULAR 2016 lists no recommendation for it;
+    # small RCTs, low-quality evidence: docs/domain.md). The synthetic cohort includes it
+    # only when simulate.optional_treatments names it.
+    Treatment("neurofeedback", "EEG neurofeedback", "neurofeedback", "behavioural", (),
+              ("fibromyalgia",)),
 )
 
 TREATMENTS: Mapping[str, Treatment] = MappingProxyType({t.name: t for t in _TREATMENTS})
