@@ -70,8 +70,8 @@ _TREATMENTS: tuple[Treatment, ...] = (
               "procedure", (), _BACK + ("diabetic_neuropathy",)),
     Treatment("epidural_steroid", "epidural steroid injection", "interventional", "procedure",
               (), _BACK),
-    # EEG neurofeedback: used in fibromyalgia (EULAR 2016 lists no recommendation for it;
-    # small RCTs, low-quality evidence: docs/domain.md). The synthetic cohort includes it
+    # EEG neurofeedback: used in fibromyalgia (small RCTs, e.g. Kayiran 2010; evidence of low
+    # to very low quality, Patel 2020: docs/domain.md). The synthetic cohort includes it
     # only when simulate.optional_treatments names it.
     Treatment("neurofeedback", "EEG neurofeedback", "neurofeedback", "behavioural", (),
               ("fibromyalgia",)),
