@@ -111,7 +111,10 @@ class Test:
     value: Any
 
     def evaluate(self, patients: pd.DataFrame) -> np.ndarray:
-        """Boolean mask, one entry per patient."""
+        """Boolean mask, one entry per patient (an absent optional column: its default)."""
+        if self.column not in patients.columns and self.column in OPTIONAL_DEFAULTS:
+            one = pd.DataFrame({self.column: [OPTIONAL_DEFAULTS[self.column]]})
+            return np.repeat(self.evaluate(one), len(patients))
         values = patients[self.column]
         if self.op == "in":
             return values.astype(str).isin(self.value).to_numpy()
@@ -425,7 +428,6 @@ def check_guidelines(patients: pd.DataFrame, treatments: Sequence[str],
     if missing:
         raise KeyError(f"guideline checks need prepared columns {', '.join(missing)}; "
                        "run the cohort through prepare_cohort first")
-    patients = with_optional_defaults(patients)
     masks: dict[Test, np.ndarray] = {}
     converted = _phenoconverted_from(patients)
     columns: list[tuple[np.ndarray, ...]] = []
@@ -438,10 +440,7 @@ def check_guidelines(patients: pd.DataFrame, treatments: Sequence[str],
     return GuidelineResult(tuple(treatments), action, note, dose)
 
 
-def with_optional_defaults(patients: pd.DataFrame) -> pd.DataFrame:
-    """``patients`` with every absent optional column a rule reads set to its default."""
-    absent = {c: v for c, v in OPTIONAL_DEFAULTS.items() if c not in patients.columns}
-    return patients.assign(**absent) if absent else patients
+
 
 
 def _phenoconverted_from(patients: pd.DataFrame) -> np.ndarray:
@@ -477,8 +476,8 @@ def _combine(chosen: list[tuple[list[Rule], np.ndarray]], converted: np.ndarray,
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Most severe action, joined notes and dose guidance, once per distinct combination."""
     if not chosen:
-        return (np.full(n, "none", dtype=object), np.full(n, "", dtype=object),
-                np.full(n, "", dtype=object))
+        empty = np.full(n, "", dtype=object)  # read only: column_stack copies it
+        return np.full(n, "none", dtype=object), empty, empty
     conv_codes, conv_values = pd.factorize(converted)
     columns = [index + 1 for _, index in chosen] + [conv_codes]
     bases = [len(group) + 1 for group, _ in chosen] + [len(conv_values)]
@@ -529,22 +528,34 @@ def projected_mme(patients: pd.DataFrame, treatments: Sequence[str]) -> np.ndarr
     return current[:, None] + extra[None, :]
 
 
+def naloxone_codes(patients: pd.DataFrame, treatments: Sequence[str]) -> np.ndarray:
+    """(n, T) bit pattern of the naloxone criteria met, for opioids only (0: none).
+
+    Bit 0: current dose plus the typical dose >= 50 MME/day; bit i + 1: NALOXONE_CRITERIA[i].
+    """
+    opioid = np.array([t in OPIOID_DOSES for t in treatments], dtype=bool)
+    with np.errstate(invalid="ignore"):
+        codes = (projected_mme(patients, treatments) >= MME_CAUTION).astype(np.int64)
+    for bit, (test, _) in enumerate(NALOXONE_CRITERIA, start=1):
+        codes |= test.evaluate(patients).astype(np.int64)[:, None] << bit
+    return np.where(opioid[None, :], codes, 0)
+
+
+def naloxone_texts() -> np.ndarray:
+    """The note for every naloxone bit pattern ('' for 0), indexed by the pattern."""
+    words = ["50 MME/day or more (current dose plus the typical dose)",
+             *(w for _, w in NALOXONE_CRITERIA)]
+    texts = [""] + [
+        "offer naloxone (" + "; ".join(w for i, w in enumerate(words) if code >> i & 1)
+        + "); CDC 2022, recommendation 8" for code in range(1, 2 ** len(words))]
+    return np.array(texts, dtype=object)
+
+
 def naloxone(patients: pd.DataFrame, treatments: Sequence[str]
              ) -> tuple[np.ndarray, np.ndarray]:
     """(n, T) offer-naloxone flags and their reasons, for opioid treatments only."""
-    patients = with_optional_defaults(patients)
-    mme = projected_mme(patients, treatments)
-    opioid = np.array([t in OPIOID_DOSES for t in treatments], dtype=bool)
-    reasons = np.full(mme.shape, "", dtype=object)
-    high = opioid[None, :] & (mme >= MME_CAUTION)
-    reasons[high] = "50 MME/day or more (current dose plus the typical dose)"
-    for test, words in NALOXONE_CRITERIA:
-        hit = test.evaluate(patients)[:, None] & opioid[None, :]
-        reasons = np.where(hit, np.where(reasons == "", words, reasons + "; " + words), reasons)
-    offer = reasons != ""
-    text = np.where(offer, "offer naloxone (" + reasons.astype(str) + "); CDC 2022, "
-                    "recommendation 8", "").astype(object)
-    return offer, text
+    codes = naloxone_codes(patients, treatments)
+    return codes > 0, naloxone_texts()[codes]
 
 
 def rules_table(rules: Sequence[Rule] = RULES) -> pd.DataFrame:
@@ -552,7 +563,8 @@ def rules_table(rules: Sequence[Rule] = RULES) -> pd.DataFrame:
     return pd.DataFrame([{
         "treatment": r.treatment, "check": r.check,
         "when": " and ".join(f"{t.column} {t.op} {t.value}" for t in r.when),
-        "action": r.action, "note": r.note(), "source": r.source, "version": r.version,
+        "action": r.action, "note": r.note(), "dose": r.dose, "source": r.source,
+        "version": r.version,
     } for r in rules])
 
 

@@ -42,7 +42,8 @@ from precision_pain.models.bundle import ModelBundle
 from precision_pain.predict.confidence import (ConfidenceSettings, low_confidence,
                                                response_intervals)
 from precision_pain.data.features import FEATURE_NAMES, build_features, describe_cells
-from precision_pain.predict.guidelines import (NON_OPIOID_NOTE, check_guidelines, naloxone,
+from precision_pain.predict.guidelines import (NON_OPIOID_NOTE, check_guidelines,
+                                               naloxone_codes, naloxone_texts,
                                                non_opioid_demotion, projected_mme)
 from precision_pain.predict.preferences import Preferences, patient_preferences
 from precision_pain.registry import OUTCOMES, TREATMENTS, eligibility
@@ -238,9 +239,13 @@ def rank_order(eligible: np.ndarray, avoid: np.ndarray, net: np.ndarray,
     then net benefit (ties: name)."""
     name_rank = np.argsort(np.argsort(np.asarray(treatments, dtype=str)))
     names = np.broadcast_to(name_rank, net.shape)
-    demoted = np.zeros(net.shape, dtype=bool) if demoted is None else demoted
-    excluded = np.zeros(net.shape, dtype=bool) if excluded is None else excluded
-    return np.lexsort((names, -net, demoted, avoid, excluded, ~eligible), axis=1)
+    keys = [names, -net]
+    if demoted is not None and demoted.any():
+        keys.append(demoted)
+    keys.append(avoid)
+    if excluded is not None and excluded.any():
+        keys.append(excluded)
+    return np.lexsort((*keys, ~eligible), axis=1)  # keys that are all False change nothing
 
 
 def add_stewardship_columns(table: pd.DataFrame, prepared: pd.DataFrame, scores: RankedScores
@@ -248,19 +253,20 @@ def add_stewardship_columns(table: pd.DataFrame, prepared: pd.DataFrame, scores:
     """The ranked table plus dose guidance, opioid stewardship and preference columns."""
     n, n_t = scores.rank.shape
     pick = (np.repeat(np.arange(n), n_t), scores.order.reshape(-1))
-    mme = projected_mme(prepared, scores.treatments)
-    offer, naloxone_text = naloxone(prepared, scores.treatments)
-    demoted = np.zeros((n, n_t), dtype=bool) if scores.demoted is None else scores.demoted
-    note = np.where(demoted, NON_OPIOID_NOTE, "").astype(object)
-    note = np.where((note != "") & (naloxone_text != ""), note + " | " + naloxone_text,
-                    np.where(note != "", note, naloxone_text))
-    dose = np.full((n, n_t), "", dtype=object) if scores.dose is None else scores.dose
-    excluded = np.zeros((n, n_t), dtype=bool) if scores.excluded is None else scores.excluded
+    codes = naloxone_codes(prepared, scores.treatments)[pick]
+    demoted = (np.zeros(n * n_t, dtype=bool) if scores.demoted is None
+               else scores.demoted[pick])
+    naloxone = naloxone_texts()
+    notes = np.concatenate([naloxone, [" | ".join(filter(None, (NON_OPIOID_NOTE, t)))
+                                       for t in naloxone]]).astype(object)
+    dose = np.full(n * n_t, "", dtype=object) if scores.dose is None else scores.dose[pick]
+    excluded = (np.zeros(n * n_t, dtype=bool) if scores.excluded is None
+                else scores.excluded[pick])
+    weight = np.full(n, np.nan) if scores.harm_weight is None else scores.harm_weight
     return table.assign(
-        dose_guidance=dose[pick], projected_mme=mme[pick], offer_naloxone=offer[pick],
-        stewardship_note=note[pick], excluded_by_preference=excluded[pick],
-        harm_weight=np.repeat(scores.harm_weight if scores.harm_weight is not None
-                              else np.full(n, np.nan), n_t))
+        dose_guidance=dose, projected_mme=projected_mme(prepared, scores.treatments)[pick],
+        offer_naloxone=codes > 0, stewardship_note=notes[codes + demoted * len(naloxone)],
+        excluded_by_preference=excluded, harm_weight=np.repeat(weight, n_t))
 
 
 # --------------------------------------------------------------------------- SHAP values
