@@ -311,12 +311,13 @@ class OpioidDose:
 
 
 # The contract records no dose, so each opioid treatment is taken at a documented typical
-# dose (for flags only; never a prescription). MME factors: CDC 2022 guideline, Table
+# starting dose (for flags only; never a prescription). MME factors: CDC 2022 guideline, Table
 # (Dowell et al. 2022; tramadol 0.2, oxycodone 1.5).
 OPIOID_DOSES: Mapping[str, OpioidDose] = MappingProxyType({
     "tramadol": OpioidDose(200.0, 0.2, "50 mg four times a day",
-                           "tramadol (Ultram) US label: start 25 mg/day, titrate to 50 mg "
-                           "four times a day (200 mg/day)"),
+                           "tramadol (Ultram) US label: 50-100 mg every 4-6 hours when a "
+                           "rapid onset is needed (its lowest, 50 mg every 6 hours); the slow "
+                           "start (25 mg/day) titrates to the same 200 mg/day"),
     "oxycodone": OpioidDose(20.0, 1.5, "5 mg every 6 hours",
                             "oxycodone IR (Roxicodone) US label: 5-15 mg every 4-6 hours; the "
                             "lowest, 5 mg every 6 hours, as for an opioid-naive adult"),
