@@ -353,12 +353,16 @@ def test_evaluate_does_not_mutate_inputs(small_splits, small_bundle, small_synth
     pd.testing.assert_frame_equal(truth, small_synthetic.truth)
 
 
-def test_model_ranks_follow_the_recommender(small_splits, small_bundle, options):
+@pytest.mark.parametrize("non_opioid_first", [True, False])
+def test_model_ranks_follow_the_recommender(small_splits, small_bundle, options,
+                                            non_opioid_first):
     from precision_pain.predict.recommend import recommend
 
     test = small_splits["test"].head(200)
-    ranks = model_ranks(test, score_test(test, small_bundle), harm_weight=0.5)
-    shipped = recommend(test, small_bundle, replace(options, harm_weight=0.5)).table
+    ranks = model_ranks(test, score_test(test, small_bundle), harm_weight=0.5,
+                        non_opioid_first=non_opioid_first)
+    shipped = recommend(test, small_bundle, replace(options, harm_weight=0.5,
+                                                    non_opioid_first=non_opioid_first)).table
     first = shipped[shipped["rank"] == 1].set_index("patient_id")["treatment"]
     ours = np.array(small_bundle.treatments)[np.argmin(ranks, axis=1)]
     assert (first.loc[test["patient_id"].astype(str)].to_numpy() == ours).all()

@@ -156,9 +156,9 @@ def test_cyp2d6_duplication_and_spelling(a: str, b: str, copies: int, upper: boo
 
 @given(st.sampled_from(D6), _unknown(pgx.CYP2D6_ALLELE_ACTIVITY))
 def test_cyp2d6_unknown_allele_is_indeterminate(known: str, unknown: str) -> None:
+    if unknown.endswith("xN"):
+        return  # a known allele with an open copy number: the lower-bound tests below
     score = pgx.cyp2d6_activity_score(f"{known}/{unknown}")
-    if unknown.endswith("xN") and pgx.CYP2D6_ALLELE_ACTIVITY.get(unknown[:-2]) == 0.0:
-        return  # zero-function allele: 0 x any copy number stays 0
     assert math.isnan(score)
     assert pgx.cyp2d6_phenotype_from_score(score) == "indeterminate"
 
@@ -251,3 +251,95 @@ def test_annotate_pgx_agrees_with_scalar_functions() -> None:
     out = pgx.annotate_pgx(df)
     expected = [pgx.cyp2d6_phenotype(p) for p in pairs]
     assert out["cyp2d6_phenotype"].tolist() == expected
+
+
+# --- lower-bound copy numbers (x≥3, xN) and phenoconversion by named inhibitors ---------
+
+NORMAL = [a for a in D6 if pgx.CYP2D6_ALLELE_ACTIVITY[a] == 1.0]
+
+
+@pytest.mark.parametrize(
+    ("diplotype", "score", "phenotype"),
+    [
+        ("*1/*1x≥3", 4.0, "UM"),  # CPIC diplotype-phenotype table: ">= 4.0", UM
+        ("*1x≥3/*4", 3.0, "UM"),  # ">= 3.0", UM whatever the other allele
+        ("*2x>=3/*4", 3.0, "UM"),
+        ("*2X≥3/*5", 3.0, "UM"),
+        ("*1xN/*1", 3.0, "UM"),  # two or more copies: >= 3.0
+        ("*1xN/*4", math.nan, "indeterminate"),  # >= 2.0: NM or UM
+        ("*41x≥3/*4", math.nan, "indeterminate"),  # >= 0.75: IM, NM or UM
+        ("*4x≥3/*4", 0.0, "PM"),  # no function x any copies = 0
+        ("*10x≥3/*1", 1.75, "indeterminate"),
+    ],
+)
+def test_cyp2d6_lower_bound_copy_numbers(diplotype: str, score: float, phenotype: str) -> None:
+    got = pgx.cyp2d6_activity_score(diplotype)
+    if phenotype == "indeterminate":
+        assert math.isnan(got)
+    else:
+        assert got == score
+    assert pgx.cyp2d6_phenotype(diplotype) == phenotype
+
+
+@given(st.sampled_from(NORMAL), st.sampled_from(D6), st.sampled_from(["x≥3", "x>=3", "X≥3"]))
+def test_three_or_more_normal_copies_are_ultrarapid_whatever_the_other_allele(
+        normal: str, other: str, copies: str) -> None:
+    diplotype = f"{normal}{copies}/{other}"
+    assert pgx.cyp2d6_phenotype(diplotype) == "UM"
+    assert pgx.cyp2d6_activity_score(diplotype) >= 3.0
+
+
+@given(st.sampled_from(D6), st.sampled_from(D6), st.sampled_from(["x≥3", "xN"]))
+def test_a_lower_bound_phenotype_is_the_phenotype_of_every_exact_copy_number(
+        a: str, b: str, copies: str) -> None:
+    """Called only when every exact copy number (3+, or 2+ for xN) agrees; never a guess."""
+    called = pgx.cyp2d6_phenotype(f"{a}{copies}/{b}")
+    first = 3 if copies == "x≥3" else 2
+    exact = {pgx.cyp2d6_phenotype(f"{a}x{n}/{b}") for n in range(first, 13)}  # 12 x 0.25 = 3
+    if called != "indeterminate":
+        assert exact == {called}
+    else:
+        assert len(exact) > 1
+
+
+@given(st.sampled_from(D6), st.sampled_from(D6))
+def test_every_known_diplotype_follows_the_cpic_activity_score_cut_points(a: str, b: str) -> None:
+    """CPIC 2020 consensus (Caudle et al.): PM 0; IM 0.25-1.0; NM 1.25-2.25; UM > 2.25."""
+    score = pgx.CYP2D6_ALLELE_ACTIVITY[a] + pgx.CYP2D6_ALLELE_ACTIVITY[b]
+    expected = ("PM" if score == 0 else "IM" if score < 1.25 else "NM" if score <= 2.25
+                else "UM")
+    assert pgx.cyp2d6_phenotype(f"{a}/{b}") == expected
+
+
+@pytest.mark.parametrize(
+    ("diplotype", "drugs", "effective"),
+    [
+        ("*1/*1", "duloxetine", "IM"),  # 2.0 x 0.5 = 1.0
+        ("*1/*1x2", "duloxetine", "NM"),  # 3.0 x 0.5 = 1.5
+        ("*1/*1", "fluoxetine", "PM"),
+        ("*1/*1", "Duloxetine; PAROXETINE", "PM"),  # the strongest inhibitor counts
+        ("*1/*1", "", "NM"),
+        ("*1x≥3/*4", "duloxetine", "indeterminate"),  # >= 1.5: NM or UM
+        ("unknown", "bupropion", "PM"),
+    ],
+)
+def test_phenoconversion_by_named_inhibitors(diplotype: str, drugs: str, effective: str) -> None:
+    frame = _frame().iloc[[0]].assign(CYP2D6=diplotype, cyp2d6_inhibitor_drugs=drugs)
+    out = pgx.annotate_pgx(frame)
+    assert out["cyp2d6_effective_phenotype"].tolist() == [effective]
+    assert out["cyp2d6_phenotype"].tolist() == [pgx.cyp2d6_phenotype(diplotype)]
+
+
+@given(st.sampled_from(D6), st.sampled_from(D6),
+       st.sampled_from(sorted(pgx.CYP2D6_INHIBITORS)))
+def test_named_inhibitor_scales_the_activity_score(a: str, b: str, drug: str) -> None:
+    frame = _frame().iloc[[0]].assign(CYP2D6=f"{a}/{b}", cyp2d6_inhibitor_drugs=drug)
+    out = pgx.annotate_pgx(frame).iloc[0]
+    factor = pgx.CYP2D6_INHIBITOR_FACTOR[pgx.CYP2D6_INHIBITORS[drug]]
+    assert out["cyp2d6_effective_activity"] == out["cyp2d6_activity_score"] * factor
+    assert PHENO_RANK[out["cyp2d6_effective_phenotype"]] <= PHENO_RANK[out["cyp2d6_phenotype"]]
+
+
+def test_unknown_inhibitor_name_is_an_error_listing_the_table() -> None:
+    with pytest.raises(ValueError, match="sertraline.*valid: bupropion"):
+        pgx.inhibitor_drug_factor("sertraline")

@@ -11,8 +11,12 @@ import pytest
 from precision_pain.models.propensity import (PROPENSITY_TYPES, fit_propensity,
                                               load_propensity, multinomial_log_loss,
                                               predict_propensity)
-from precision_pain.registry import TREATMENT_NAMES, UnknownTreatmentError
+from precision_pain.data.simulate import simulated_treatments
+from precision_pain.registry import UnknownTreatmentError
 from precision_pain.registry import eligibility as registry_eligibility
+
+# The synthetic cohort's treatments (the registry without opt-in neurofeedback).
+TREATMENT_NAMES = simulated_treatments()
 
 
 def eligibility(frame: pd.DataFrame, treatments: list[str]) -> np.ndarray:

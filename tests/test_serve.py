@@ -28,6 +28,10 @@ def test_model_config_round_trips(options):
     assert options_from_config(model_config(options, 1000)) == options
     with pytest.raises(ValueError, match="lacks harm_weight"):
         options_from_config({})
+    off = replace(options, non_opioid_first=False)
+    assert options_from_config(model_config(off, 1000)) == off
+    older = {k: v for k, v in model_config(off, 1000).items() if k != "non_opioid_first"}
+    assert options_from_config(older).non_opioid_first  # models registered before: CDC default
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +75,17 @@ def test_registered_recommender_loads_without_pickle(registered, small_synthetic
     model = mlflow.pyfunc.load_model(model_uri)
     out = model.predict(pd.DataFrame(_records(small_synthetic, 4)))
     assert list(out.columns) == list(OUTPUT_COLUMNS) and len(out) == 12
+    # preferences and co-medication travel through the served model like through predict
+    records = [{**r, "exclude_modalities": "opioid", "harm_weight": 2.0,
+                "cyp2d6_inhibitor_drugs": "paroxetine"} for r in _records(small_synthetic, 2)]
+    out = model.predict(pd.DataFrame(records))
+    tramadol = out[out["treatment"] == "tramadol"]
+    assert tramadol["excluded_by_preference"].all() and tramadol["rank"].eq(3).all()
+    assert out["harm_weight"].eq(2.0).all()
+    assert tramadol["guideline_note"].str.contains("phenoconversion|metabolizer").all()
+    from precision_pain.predict.serve import RequestRefused
+    with pytest.raises(RequestRefused, match="exclude_modalities.*'surgery'"):
+        model.predict(pd.DataFrame([{**records[0], "exclude_modalities": "surgery"}]))
 
 
 def _free_port() -> int:

@@ -8,7 +8,7 @@ import pytest
 
 from precision_pain.data import pgx
 from precision_pain.config import SimulateParams
-from precision_pain.registry import CONDITIONS, TREATMENT_NAMES, TREATMENTS
+from precision_pain.registry import CONDITIONS, TREATMENTS
 from precision_pain.data.simulate import (
     ANCESTRIES,
     COHORT_COLUMNS,
@@ -18,6 +18,7 @@ from precision_pain.data.simulate import (
     draw_genotypes,
     mask_genotypes,
     simulate_cohort,
+    simulated_treatments,
 )
 
 PARAMS = SimulateParams(
@@ -25,6 +26,8 @@ PARAMS = SimulateParams(
     ancestry_mix={"european": 0.6, "african_american": 0.13, "latino": 0.15,
                   "east_asian": 0.06, "south_asian": 0.04, "other": 0.02},
 )
+# The default cohort's treatments: the registry without the opt-in ones.
+TREATMENT_NAMES = simulated_treatments()
 K = len(TREATMENT_NAMES)
 
 # CPIC CYP2D6 frequency table (Gaedigk 2017, Genet Med 19:69; docs/domain.md section 2):
@@ -292,3 +295,23 @@ def test_oracle_beats_one_size_fits_all(sim: SyntheticCohort) -> None:
     usual = (p * _wide(sim.truth, "p_usual_care")).sum(axis=1).mean()
     assert oracle > best_single + 0.04
     assert oracle > usual + 0.04
+
+
+def test_neurofeedback_is_simulated_only_when_enabled():
+    assert "neurofeedback" in TREATMENTS and "neurofeedback" not in TREATMENT_NAMES
+    default = simulate_cohort(PARAMS, 0.3, n_patients=3000, seed=5)
+    enabled = simulate_cohort(PARAMS.model_copy(update={"optional_treatments": ["neurofeedback"]}),
+                              0.3, n_patients=3000, seed=5)
+    assert "neurofeedback" not in set(default.truth["treatment"])
+    nf = enabled.truth[enabled.truth["treatment"] == "neurofeedback"]
+    assert len(nf) == 3000
+    fibro = enabled.cohort["condition"] == "fibromyalgia"
+    received = enabled.cohort["treatment"] == "neurofeedback"
+    assert received.any() and not (received & ~fibro).any()
+    assert nf["eligible"].to_numpy().sum() == fibro.sum()
+    # neurofeedback's truth: better than nothing, below duloxetine in fibromyalgia on average
+    wide = enabled.truth.pivot(index="patient_id", columns="treatment", values="p_response")
+    fib_ids = enabled.cohort.loc[fibro, "patient_id"]
+    assert (wide.loc[fib_ids, "neurofeedback"].mean() < wide.loc[fib_ids, "duloxetine"].mean())
+    with pytest.raises(ValueError, match="not opt-in; valid: neurofeedback"):
+        simulated_treatments(["cbt"])

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from precision_pain.models.train import arm_support, modeled_treatments
-from precision_pain.registry import select_treatments
+from precision_pain.registry import TREATMENT_NAMES, select_treatments
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -168,7 +168,7 @@ def test_extract_with_some_treatments_runs_and_says_what_is_not_modeled(repo, co
     out = _repro(repo_dir, env, cohort)
     assert len(out["manifest"]["treatments"]) == n_modeled
     skipped = {a["treatment"] for a in out["manifest"]["metadata"]["not_modeled"]}
-    assert len(skipped) == 10 - n_modeled
+    assert len(skipped) == len(TREATMENT_NAMES) - n_modeled  # neurofeedback included
     assert out["summary"]["n_treatments_modeled"] == n_modeled
     assert "## Treatments not modeled" in out["report"]
     assert all(f"**{t}**" in out["report"] for t in skipped)

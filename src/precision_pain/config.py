@@ -42,6 +42,8 @@ class SimulateParams(_Section):
     usual_care_floor: float = Field(default=0.02, ge=0, le=0.1)
     # Share of each genotype column reported missing ('' or 'unknown').
     missing_genotype_rate: float = Field(default=0.02, ge=0, lt=1)
+    # Opt-in registry treatments to simulate (data.simulate.OPT_IN_TREATMENTS: neurofeedback).
+    optional_treatments: list[str] = []
 
     @field_validator("ancestry_mix")
     @classmethod
@@ -100,6 +102,9 @@ class EvaluateParams(_Section):
     propensity_clip: float = Field(gt=0, lt=1)
     # The per-treatment table flags arms with fewer training patients than this.
     small_arm_patients: int = Field(ge=0)
+    # CDC 2022 recommendation 2: an opioid ranks below the patient's eligible, allowed
+    # non-opioid options (predict and evaluate rank alike).
+    non_opioid_first: bool = True
 
 
 class TrackingParams(_Section):

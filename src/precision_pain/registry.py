@@ -70,10 +70,39 @@ _TREATMENTS: tuple[Treatment, ...] = (
               "procedure", (), _BACK + ("diabetic_neuropathy",)),
     Treatment("epidural_steroid", "epidural steroid injection", "interventional", "procedure",
               (), _BACK),
+    # EEG neurofeedback: used in fibromyalgia (small RCTs, e.g. Kayiran 2010; evidence of low
+    # to very low quality, Patel 2020: docs/domain.md). The synthetic cohort includes it
+    # only when simulate.optional_treatments names it.
+    Treatment("neurofeedback", "EEG neurofeedback", "neurofeedback", "behavioural", (),
+              ("fibromyalgia",)),
 )
 
 TREATMENTS: Mapping[str, Treatment] = MappingProxyType({t.name: t for t in _TREATMENTS})
 TREATMENT_NAMES: tuple[str, ...] = tuple(TREATMENTS)
+
+
+def _modalities() -> Mapping[str, tuple[str, ...]]:
+    """Every name a patient may exclude -> the treatments it covers: a kind ("drug",
+    "procedure", "behavioural"), "opioid", a drug class, or a treatment name."""
+    groups: dict[str, list[str]] = {}
+    for t in _TREATMENTS:
+        for key in (t.kind, *(("opioid",) if t.opioid else ()), t.drug_class, t.name):
+            groups.setdefault(key, []).append(t.name)
+    return MappingProxyType({k: tuple(dict.fromkeys(v)) for k, v in groups.items()})
+
+
+MODALITIES: Mapping[str, tuple[str, ...]] = _modalities()
+
+
+def excluded_treatments(modalities: str, treatments: Sequence[str]) -> np.ndarray:
+    """(T,) bool: each treatment falls under one of the ';'-separated ``modalities``."""
+    names = [m.strip().lower() for m in str(modalities).split(";") if m.strip()]
+    unknown = [m for m in names if m not in MODALITIES]
+    if unknown:
+        raise ValueError(f"unknown modality {', '.join(map(repr, unknown))}; "
+                         f"valid: {', '.join(MODALITIES)}")
+    covered = {t for m in names for t in MODALITIES[m]}
+    return np.array([t in covered for t in treatments], dtype=bool)
 
 
 class UnknownTreatmentError(ValueError):

@@ -11,6 +11,14 @@ Sources (numbers and full references: docs/domain.md, section 2):
   PM = 0; IM > 0 and < 1.25; NM 1.25-2.25; UM > 2.25.
 * Duplications: the activity value of a duplicated allele is its value times the
   copy number (*1x2 = 2.0, *4x2 = 0, *10x2 = *41x2 = 0.5; PharmCAT's *41x3 = 0.75).
+  A copy number written as a lower bound (``x≥3``, three or more copies; ``xN``, two or
+  more, number not determined) gives an activity range [copies x value, unbounded): the
+  phenotype is called when every score in the range has the same one, as CPIC's
+  diplotype-phenotype table does (Caudle et al., Clin Transl Sci 2020;13:116, and the
+  CPIC CYP2D6 diplotype-phenotype table: *1x≥3/*4 has activity score ">= 3.0",
+  ultrarapid, whatever the other allele). So three or more copies of a normal-function
+  allele are always UM; *1xN/*4 (>= 2.0) and *41x≥3/*4 (>= 0.75) are indeterminate.
+  The activity score column then holds the range's lower bound (3.0 for *1x≥3/*4).
 * CYP2C9 score -> phenotype: CPIC 2020 NSAID guideline (Theken et al., Clin Pharmacol
   Ther 108:191): 2 = NM; 1.5 and 1.0 = IM; 0.5 and 0 = PM.
 * CYP2C19 function pairs -> phenotype: CPIC 2022 clopidogrel guideline (Lee et al.,
@@ -18,9 +26,14 @@ Sources (numbers and full references: docs/domain.md, section 2):
   a decreased-function allele) carry the same recommendations as IM / PM and are
   reported as such.
 * Phenoconversion: a strong CYP2D6 inhibitor multiplies the CYP2D6 activity score by
-  0, a moderate one by 0.5 (CPIC/DPWG consensus: Cicali et al. 2021, Clin Pharmacol
-  Ther 110:677; Crews 2021 supplement). Any finite score times 0 is 0, so a patient on
-  a strong inhibitor is an effective PM even when the genotype is indeterminate.
+  0, a moderate one by 0.5 (Cicali et al., Clin Pharmacol Ther 2021;110:677; the practice
+  the CPIC opioid guideline's supplement describes, Crews 2021). Any score times 0 is 0,
+  so a patient on a strong inhibitor is an effective PM even when the genotype is
+  indeterminate. Inhibitor strengths (:data:`CYP2D6_INHIBITORS`): FDA, "Drug Development
+  and Drug Interactions: Table of Substrates, Inhibitors and Inducers", CYP2D6 clinical
+  index inhibitors (strong: bupropion, fluoxetine, paroxetine, quinidine, terbinafine;
+  moderate: abiraterone, cinacalcet, duloxetine, lorcaserin, mirabegron), as in the
+  Flockhart table. Weak inhibitors are not adjusted (Cicali 2021) and are not listed.
 
 An allele the tables do not know (or CPIC lists as "uncertain function") gives
 ``indeterminate``; the module never guesses.
@@ -112,6 +125,18 @@ CYP2D6_NM_MAX = 2.25
 # Multiplier on the CYP2D6 activity score by inhibitor strength (Cicali 2021).
 CYP2D6_INHIBITOR_FACTOR: Mapping[str, float] = MappingProxyType({"strong": 0.0, "moderate": 0.5})
 
+# CYP2D6 inhibitors by strength: FDA Drug Development and Drug Interactions table (clinical
+# index inhibitors; Flockhart table). The optional contract column cyp2d6_inhibitor_drugs
+# takes these names; weak inhibitors need no entry (no adjustment, Cicali 2021).
+CYP2D6_INHIBITORS: Mapping[str, str] = MappingProxyType({
+    "bupropion": "strong", "fluoxetine": "strong", "paroxetine": "strong",
+    "quinidine": "strong", "terbinafine": "strong",
+    "abiraterone": "moderate", "cinacalcet": "moderate", "duloxetine": "moderate",
+    "lorcaserin": "moderate", "mirabegron": "moderate",
+})
+# Optional contract column: ';'-separated CYP2D6 inhibitors the patient takes now.
+INHIBITOR_DRUGS_COLUMN = "cyp2d6_inhibitor_drugs"
+
 # Every phenotype, in CPIC order (no activity to the most), then indeterminate; and the ones
 # each gene can take here (CPIC defines RM only for CYP2C19; CYP2C9 has no increased function).
 PHENOTYPE_ORDER: tuple[str, ...] = ("PM", "IM", "NM", "RM", "UM", INDETERMINATE)
@@ -188,32 +213,58 @@ def _split_copies(allele: str) -> tuple[str, str | None]:
     return (base, copies) if sep else (allele, None)
 
 
-def _allele_activity(allele: str, table: Mapping[str, float], duplications: bool) -> float:
+# Fewest copies a lower-bound copy number stands for: x≥3 = three or more, xN = two or more.
+_MIN_COPIES: Mapping[str, int] = MappingProxyType({"≥3": 3, _UNKNOWN_COPIES: 2})
+_NAN_BOUNDS = (math.nan, math.nan)
+
+
+def _allele_bounds(allele: str, table: Mapping[str, float], duplications: bool
+                   ) -> tuple[float, float]:
+    """(lowest, highest) activity of one allele; NaN when unknown, inf when unbounded."""
     base, copies = _split_copies(allele)
     value = table.get(base)
     if value is None:
-        return math.nan
+        return _NAN_BOUNDS
     if copies is None:
-        return value
+        return (value, value)
     if not duplications:
-        return math.nan
+        return _NAN_BOUNDS
     if copies.isdigit():
-        return value * int(copies) if int(copies) >= 2 else math.nan
-    if copies in ("≥3", _UNKNOWN_COPIES):
-        return 0.0 if value == 0.0 else math.nan  # 0 x any copies = 0; otherwise unknown
-    return math.nan
+        return (value * int(copies),) * 2 if int(copies) >= 2 else _NAN_BOUNDS
+    if copies in _MIN_COPIES:
+        low = value * _MIN_COPIES[copies]
+        return (low, math.inf if value > 0 else 0.0)  # 0 x any copies = 0
+    return _NAN_BOUNDS
+
+
+def _activity_bounds(diplotype: object, table: Mapping[str, float], duplications: bool
+                     ) -> tuple[float, float]:
+    pair = normalize_diplotype(diplotype)
+    if pair is None:
+        return _NAN_BOUNDS
+    bounds = [_allele_bounds(a, table, duplications) for a in pair]
+    return (bounds[0][0] + bounds[1][0], bounds[0][1] + bounds[1][1])
 
 
 def _activity_score(diplotype: object, table: Mapping[str, float], duplications: bool) -> float:
-    pair = normalize_diplotype(diplotype)
-    if pair is None:
-        return math.nan
-    return sum(_allele_activity(a, table, duplications) for a in pair)
+    low, high = _activity_bounds(diplotype, table, duplications)
+    return low if low == high else math.nan
+
+
+def cyp2d6_activity_bounds(diplotype: object) -> tuple[float, float]:
+    """CYP2D6 activity range (low, high) of a diplotype; high is inf for x≥3 / xN copies."""
+    return _activity_bounds(diplotype, CYP2D6_ALLELE_ACTIVITY, duplications=True)
 
 
 def cyp2d6_activity_score(diplotype: object) -> float:
-    """CYP2D6 activity score of a diplotype (sum of allele values); NaN if any allele unknown."""
-    return _activity_score(diplotype, CYP2D6_ALLELE_ACTIVITY, duplications=True)
+    """CYP2D6 activity score (sum of allele values); NaN if unknown or the phenotype is open.
+
+    With a lower-bound copy number (x≥3, xN) it is the range's lower bound when every score
+    in the range gives the same phenotype (``*1x≥3/*4``: 3.0, UM), else NaN (``*1xN/*4``).
+    """
+    low, high = cyp2d6_activity_bounds(diplotype)
+    phenotype = _cyp2d6_phenotype_bounds(np.array([low]), np.array([high]))[0]
+    return low if phenotype != INDETERMINATE else math.nan
 
 
 def cyp2d6_phenotype_from_score(score: float) -> str:
@@ -232,6 +283,19 @@ def _cyp2d6_phenotypes(scores: np.ndarray) -> np.ndarray:
     return np.select(conditions, ["PM", "IM", "NM", "UM"], default=INDETERMINATE).astype(object)
 
 
+def _cyp2d6_phenotype_bounds(low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Phenotype every score in [low, high] shares (phenotype is monotone in the score)."""
+    at_low = _cyp2d6_phenotypes(low)
+    at_high = np.where(np.isinf(high), "UM", _cyp2d6_phenotypes(np.where(np.isinf(high), 0, high)))
+    return np.where(at_low == at_high, at_low, INDETERMINATE).astype(object)
+
+
+def _scaled(bounds: np.ndarray, factor: np.ndarray) -> np.ndarray:
+    """Activity bounds times a phenoconversion factor; factor 0 gives 0 even for inf or NaN."""
+    with np.errstate(invalid="ignore"):
+        return np.where(factor == 0.0, 0.0, bounds * factor)
+
+
 def cyp2d6_effective_activity(score: float, inhibitor: str | bool | None) -> float:
     """CYP2D6 activity after phenoconversion; inhibitor True/'strong' = x0, 'moderate' = x0.5."""
     if isinstance(inhibitor, str):
@@ -247,10 +311,11 @@ def cyp2d6_effective_activity(score: float, inhibitor: str | bool | None) -> flo
     return 0.0 if factor == 0.0 else score * factor
 
 
-def cyp2d6_phenotype(diplotype: object, inhibitor: bool = False) -> str:
-    """CYP2D6 phenotype of a diplotype, phenoconverted when a strong inhibitor is taken."""
-    score = cyp2d6_effective_activity(cyp2d6_activity_score(diplotype), bool(inhibitor))
-    return cyp2d6_phenotype_from_score(score)
+def cyp2d6_phenotype(diplotype: object, inhibitor: str | bool = False) -> str:
+    """CYP2D6 phenotype of a diplotype, phenoconverted by an inhibitor (True = strong)."""
+    factor = np.array([cyp2d6_effective_activity(1.0, inhibitor)])
+    low, high = (_scaled(np.array([b]), factor) for b in cyp2d6_activity_bounds(diplotype))
+    return str(_cyp2d6_phenotype_bounds(low, high)[0])
 
 
 def cyp2c9_activity_score(diplotype: object) -> float:
@@ -331,17 +396,56 @@ def _check_columns(df: pd.DataFrame) -> None:
                        "the data contract (docs/data-contract.md) lists them as required")
 
 
+def inhibitor_drug_factor(drugs: object) -> float:
+    """Smallest phenoconversion factor of a ';'-separated list of CYP2D6 inhibitors (1: none).
+
+    Names not in :data:`CYP2D6_INHIBITORS` are a ``ValueError`` (the contract refuses them
+    first, with rows and the fix).
+    """
+    if _is_missing(drugs) or not isinstance(drugs, str):
+        return 1.0
+    names = [d.strip().lower() for d in drugs.split(";") if d.strip()]
+    unknown = [d for d in names if d not in CYP2D6_INHIBITORS]
+    if unknown:
+        raise ValueError(f"not CYP2D6 inhibitors in the table: {', '.join(unknown)}; "
+                         f"valid: {', '.join(CYP2D6_INHIBITORS)}")
+    return min((CYP2D6_INHIBITOR_FACTOR[CYP2D6_INHIBITORS[d]] for d in names), default=1.0)
+
+
+def _inhibitor_factor(df: pd.DataFrame) -> np.ndarray:
+    """Per row: 0 with a strong inhibitor (flag or drug), 0.5 with a moderate one, else 1."""
+    strong_flag = _as_bool(df["cyp2d6_inhibitor"])
+    drugs = (_translate(df[INHIBITOR_DRUGS_COLUMN], inhibitor_drug_factor, float)
+             if INHIBITOR_DRUGS_COLUMN in df.columns else np.ones(len(df)))
+    return np.where(strong_flag, CYP2D6_INHIBITOR_FACTOR["strong"], drugs)
+
+
+def _cyp2d6_columns(df: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Genotype and effective (phenoconverted) CYP2D6 activity scores and phenotypes."""
+    bounds = _translate(df["CYP2D6"], cyp2d6_activity_bounds, float)  # (n, 2): low, high
+    low, high = bounds[:, 0], bounds[:, 1]
+    factor = _inhibitor_factor(df)
+    eff_low, eff_high = _scaled(low, factor), _scaled(high, factor)
+    phenotype = _cyp2d6_phenotype_bounds(low, high)
+    effective = _cyp2d6_phenotype_bounds(eff_low, eff_high)
+    return {
+        "cyp2d6_activity_score": np.where(phenotype == INDETERMINATE, np.nan, low),
+        "cyp2d6_phenotype": phenotype,
+        "cyp2d6_effective_activity": np.where(effective == INDETERMINATE, np.nan, eff_low),
+        "cyp2d6_effective_phenotype": effective,
+    }
+
+
 def annotate_pgx(df: pd.DataFrame) -> pd.DataFrame:
-    """A new frame: ``df`` plus CPIC-translated activity scores and phenotypes (PGX_COLUMNS)."""
+    """A new frame: ``df`` plus CPIC-translated activity scores and phenotypes (PGX_COLUMNS).
+
+    The CYP2D6 effective phenotype follows a strong inhibitor (``cyp2d6_inhibitor``) or the
+    strongest inhibitor of the optional ``cyp2d6_inhibitor_drugs`` column.
+    """
     _check_columns(df)
-    d6 = _translate(df["CYP2D6"], cyp2d6_activity_score, float)
-    d6_eff = np.where(_as_bool(df["cyp2d6_inhibitor"]), 0.0, d6)
     c9 = _translate(df["CYP2C9"], cyp2c9_activity_score, float)
     new = {
-        "cyp2d6_activity_score": d6,
-        "cyp2d6_phenotype": _cyp2d6_phenotypes(d6),
-        "cyp2d6_effective_activity": d6_eff,
-        "cyp2d6_effective_phenotype": _cyp2d6_phenotypes(d6_eff),
+        **_cyp2d6_columns(df),
         "cyp2c9_activity_score": c9,
         "cyp2c9_phenotype": _translate(pd.Series(c9), cyp2c9_phenotype_from_score, object),
         "cyp2c19_phenotype": _translate(df["CYP2C19"], cyp2c19_phenotype, object),

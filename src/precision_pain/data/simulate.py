@@ -16,7 +16,7 @@ equivalent to the derived response for any threshold in (0, 1).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -373,6 +373,10 @@ BENEFIT = _F({
     "physical_therapy": (0.15, 0.06, 0.05, 0.07, 0.03, 0.14),
     # Williams 2012: SMD -0.2 vs usual care; the catastrophizing gain is a modifier below
     "cbt": (0.03, 0.03, 0.03, 0.04, 0.02, 0.02),
+    # Neurofeedback in fibromyalgia: small RCTs report pain reductions (Kayiran 2010, n = 36,
+    # vs escitalopram); the meta-analysis of chronic-pain trials (Patel 2020) rates the
+    # evidence very low. Set near CBT, below the drugs (approx.); other conditions: not used
+    "neurofeedback": (0.0, 0.0, 0.0, 0.05, 0.0, 0.0),
     # Kumar 2008 (PROCESS) 48 % vs 9 % >= 50 % leg-pain relief after failed back surgery;
     # neuropathic/radicular pain smaller (Kapural 2015 SENZA back pain, approx.)
     "spinal_cord_stimulation": (0.02, 0.11, 0.30, 0.0, 0.14, 0.0),
@@ -416,6 +420,8 @@ HARM_BASE = _F({
     "amitriptyline": 0.035, "pregabalin": 0.03, "physical_therapy": 0.005, "cbt": 0.002,
     # Kumar 2008: complications incl. lead migration/infection; serious about 6 % (approx.)
     "spinal_cord_stimulation": 0.06, "epidural_steroid": 0.015,
+    # non-invasive; reported effects transient (headache, fatigue), serious ones rare (approx.)
+    "neurofeedback": 0.002,
 })
 _L = math.log
 HARM_MODIFIERS = _freeze({
@@ -454,7 +460,22 @@ USUAL_CARE_BASE = _F({
     "cbt": (-0.8, -1.0, -0.8, -0.3, -1.2, -1.5),
     "spinal_cord_stimulation": (-2.5, -1.5, -0.3, 0.0, -2.0, 0.0),
     "epidural_steroid": (-0.8, 0.6, -0.2, 0.0, 0.0, 0.0),
+    # rarely offered in usual care (approx.); below every other option's score
+    "neurofeedback": (-3.0, -3.0, -3.0, -1.5, -3.0, -3.0),
 })
+
+# Registry treatments simulated only when simulate.optional_treatments names them, so the
+# default cohort (and every default metric) stays as it was before they joined the registry.
+OPT_IN_TREATMENTS: tuple[str, ...] = ("neurofeedback",)
+
+
+def simulated_treatments(optional: Sequence[str] = ()) -> tuple[str, ...]:
+    """Registry treatments the simulator uses: all but the opt-in ones not in ``optional``."""
+    unknown = [t for t in optional if t not in OPT_IN_TREATMENTS]
+    if unknown:
+        raise ValueError(f"simulate.optional_treatments: {', '.join(map(repr, unknown))} not "
+                         f"opt-in; valid: {', '.join(OPT_IN_TREATMENTS)}")
+    return tuple(t for t in TREATMENT_NAMES if t not in OPT_IN_TREATMENTS or t in optional)
 USUAL_CARE_MODIFIERS = _freeze({
     "nsaid": {"ulcer": -1.0, "anticoag": -0.8, "egfr_lt60": -0.6, "age_over_70": -0.3},
     "tramadol": {"baseline_c": 0.15, "on_opioid": 0.4},
@@ -467,39 +488,42 @@ USUAL_CARE_MODIFIERS = _freeze({
 })
 
 
-def _coefficients(table: Mapping[str, Mapping[str, float]], features: pd.Index) -> np.ndarray:
+def _coefficients(table: Mapping[str, Mapping[str, float]], features: pd.Index,
+                  names: Sequence[str]) -> np.ndarray:
     """(feature x treatment) matrix from a per-treatment {feature: coefficient} table."""
-    out = np.zeros((len(features), len(TREATMENT_NAMES)))
-    for j, name in enumerate(TREATMENT_NAMES):
+    out = np.zeros((len(features), len(names)))
+    for j, name in enumerate(names):
         for feature, coef in table.get(name, {}).items():
             out[features.get_loc(feature), j] = coef
     return out
 
 
-def _by_condition(table: Mapping[str, tuple[float, ...]], cond: np.ndarray) -> np.ndarray:
+def _by_condition(table: Mapping[str, tuple[float, ...]], cond: np.ndarray,
+                  names: Sequence[str]) -> np.ndarray:
     """(patient x treatment) values of a per-treatment, per-condition table."""
-    return np.column_stack([np.asarray(table[t])[cond] for t in TREATMENT_NAMES])
+    return np.column_stack([np.asarray(table[t])[cond] for t in names])
 
 
-def _mean_reduction(z: pd.DataFrame, cond: np.ndarray) -> np.ndarray:
+def _mean_reduction(z: pd.DataFrame, cond: np.ndarray, names: Sequence[str]) -> np.ndarray:
     """True mean relative NRS reduction per patient and treatment."""
     prognosis = PLACEBO_MEAN + z[list(PROGNOSTIC)].to_numpy() @ np.array(list(PROGNOSTIC.values()))
     x = z.to_numpy()
-    scale = np.maximum(0.0, 1.0 + x @ _coefficients(BENEFIT_SCALE, z.columns))
-    gain = _by_condition(BENEFIT, cond) * scale + x @ _coefficients(BENEFIT_MODIFIERS, z.columns)
+    scale = np.maximum(0.0, 1.0 + x @ _coefficients(BENEFIT_SCALE, z.columns, names))
+    gain = (_by_condition(BENEFIT, cond, names) * scale
+            + x @ _coefficients(BENEFIT_MODIFIERS, z.columns, names))
     return prognosis[:, None] + gain
 
 
-def _adverse_probability(z: pd.DataFrame) -> np.ndarray:
-    base = logit(np.array([HARM_BASE[t] for t in TREATMENT_NAMES]))
-    return expit(base[None, :] + z.to_numpy() @ _coefficients(HARM_MODIFIERS, z.columns))
+def _adverse_probability(z: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
+    base = logit(np.array([HARM_BASE[t] for t in names]))
+    return expit(base[None, :] + z.to_numpy() @ _coefficients(HARM_MODIFIERS, z.columns, names))
 
 
-def _usual_care(z: pd.DataFrame, cond: np.ndarray, eligible: np.ndarray, floor: float
-                ) -> np.ndarray:
+def _usual_care(z: pd.DataFrame, cond: np.ndarray, eligible: np.ndarray, floor: float,
+                names: Sequence[str]) -> np.ndarray:
     """Usual-care probabilities: confounded softmax mixed with a uniform over eligible options."""
-    score = _by_condition(USUAL_CARE_BASE, cond) + \
-        z.to_numpy() @ _coefficients(USUAL_CARE_MODIFIERS, z.columns)
+    score = _by_condition(USUAL_CARE_BASE, cond, names) + \
+        z.to_numpy() @ _coefficients(USUAL_CARE_MODIFIERS, z.columns, names)
     weight = np.where(eligible, np.exp(score - score.max(axis=1, keepdims=True)), 0.0)
     softmax = weight / weight.sum(axis=1, keepdims=True)
     k = eligible.sum(axis=1, keepdims=True)
@@ -518,8 +542,9 @@ class SyntheticCohort:
 
 @dataclass(frozen=True)
 class _Truth:
-    """(patient x treatment) arrays of the structural model."""
+    """(patient x treatment) arrays of the structural model, over ``treatments``."""
 
+    treatments: tuple[str, ...]
     eligible: np.ndarray
     mean_reduction: np.ndarray
     p_response: np.ndarray
@@ -530,12 +555,13 @@ class _Truth:
 def _true_model(patients: pd.DataFrame, params: SimulateParams, threshold: float) -> _Truth:
     z = _modifiers(patients)
     cond = pd.Categorical(patients["condition"], categories=CONDITIONS).codes
-    eligible = eligibility(patients["condition"], TREATMENT_NAMES)
-    mu = _mean_reduction(z, cond)
-    return _Truth(eligible=eligible, mean_reduction=mu,
+    names = simulated_treatments(params.optional_treatments)
+    eligible = eligibility(patients["condition"], names)
+    mu = _mean_reduction(z, cond, names)
+    return _Truth(treatments=names, eligible=eligible, mean_reduction=mu,
                   p_response=ndtr((mu - threshold) / params.response_sd),
-                  p_adverse_event=_adverse_probability(z),
-                  p_usual_care=_usual_care(z, cond, eligible, params.usual_care_floor))
+                  p_adverse_event=_adverse_probability(z, names),
+                  p_usual_care=_usual_care(z, cond, eligible, params.usual_care_floor, names))
 
 
 def _draw_from_rows(prob: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -553,7 +579,7 @@ def _draw_outcomes(baseline: np.ndarray, truth: _Truth, response_sd: float,
     rows = np.arange(len(baseline))
     reduction = rng.normal(truth.mean_reduction[rows, assigned], response_sd)
     return pd.DataFrame({
-        "treatment": np.array(TREATMENT_NAMES, dtype=object)[assigned],
+        "treatment": np.array(truth.treatments, dtype=object)[assigned],
         "pain_followup": np.clip(baseline * (1 - reduction), 0.0, 10.0),  # not rounded
         "adverse_event": rng.random(len(baseline)) < truth.p_adverse_event[rows, assigned],
     })
@@ -563,7 +589,7 @@ def _truth_frame(ids: np.ndarray, truth: _Truth) -> pd.DataFrame:
     n, k = truth.eligible.shape
     return pd.DataFrame({
         "patient_id": np.repeat(ids, k),
-        "treatment": np.tile(np.array(TREATMENT_NAMES, dtype=object), n),
+        "treatment": np.tile(np.array(truth.treatments, dtype=object), n),
         "eligible": truth.eligible.ravel(),
         "p_response": truth.p_response.ravel(),
         "p_adverse_event": truth.p_adverse_event.ravel(),
@@ -595,4 +621,5 @@ def best_treatment_shares(truth: pd.DataFrame, harm_weight: float = 0.0) -> pd.S
     score = truth["p_response"] - harm_weight * truth["p_adverse_event"]
     score = score.where(truth["eligible"].astype(bool), -np.inf)
     best = truth.loc[score.groupby(truth["patient_id"], sort=False).idxmax(), "treatment"]
-    return best.value_counts(normalize=True).reindex(list(TREATMENT_NAMES), fill_value=0.0)
+    return best.value_counts(normalize=True).reindex(list(pd.unique(truth["treatment"])),
+                                                     fill_value=0.0)

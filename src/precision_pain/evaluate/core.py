@@ -97,10 +97,11 @@ def score_test(test: pd.DataFrame, bundle: ModelBundle) -> EpisodeScores:
                   predict["adverse_event"].astype(float), treated)
 
 
-def model_ranks(test: pd.DataFrame, scores: EpisodeScores, harm_weight: float) -> np.ndarray:
+def model_ranks(test: pd.DataFrame, scores: EpisodeScores, harm_weight: float,
+                non_opioid_first: bool = False) -> np.ndarray:
     """(n, k) rank of each treatment (1 = first choice) exactly as the shipped recommender ranks."""
     decided = decide(test, scores.treatments, scores.p_response, scores.p_adverse_event,
-                     harm_weight)
+                     harm_weight, non_opioid_first=non_opioid_first)
     return np.asarray(decided.rank, dtype=float)
 
 
@@ -505,7 +506,7 @@ def evaluate(test: pd.DataFrame, bundle: ModelBundle, truth: pd.DataFrame | None
     true = true_matrices(scores, truth, settings.harm_weight) if has_truth else None
     per_treatment = with_arm_sizes(model_metrics(test, scores, weights, true), bundle,
                                    settings.small_arm_patients)
-    ranks = model_ranks(test, scores, settings.harm_weight)
+    ranks = model_ranks(test, scores, settings.harm_weight, settings.non_opioid_first)
     columns, choices = fit_columns(test, scores), {}
     if true is not None:
         truth_cols, choices = truth_columns(scores, truth, true, ranks, settings.stepped_care)

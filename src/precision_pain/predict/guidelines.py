@@ -23,9 +23,20 @@ Sources (numbers and full references: docs/domain.md, section 3):
   (GI-risk categories for NSAID users: high risk = prior complicated ulcer or more
   than two risk factors; moderate = age > 65, high dose, prior uncomplicated ulcer,
   aspirin/corticosteroid/anticoagulant use).
-* CDC 2016 opioid guideline: Dowell et al., MMWR Recomm Rep 2016;65(1),
-  recommendation 5 (category A); dose-response: Dunn et al., Ann Intern Med
-  2010;152:85-92 (overdose HR 3.7 at 50-99 and 8.9 at >= 100 MME/day).
+* CDC 2022 opioid guideline (replaces the 2016 one): Dowell et al., MMWR Recomm Rep
+  2022;71(No. RR-3). Recommendation 2 (category A, evidence type 2): nonopioid
+  therapies are preferred for subacute and chronic pain (the ranking's
+  ``non_opioid_first``, :mod:`precision_pain.predict.recommend`); recommendation 4
+  (A, 3): lowest effective dosage, caution at any dosage, avoid increases when possible
+  (many patients gain nothing above 50 MME/day while risk keeps rising); recommendation
+  8 (A, 4): offer naloxone when overdose risk is raised (history of overdose or
+  substance use disorder, >= 50 MME/day, concurrent benzodiazepine); recommendation 11
+  (B, 3): use particular caution with concurrent benzodiazepines. Dose-response: Dunn
+  et al., Ann Intern Med 2010;152:85-92 (overdose HR 3.7 at 50-99 and 8.9 at >= 100
+  MME/day). MME per day from the guideline's conversion table (tramadol 0.2,
+  oxycodone 1.5): :data:`OPIOID_DOSES`.
+* EULAR 2016 fibromyalgia recommendations: Macfarlane et al., Ann Rheum Dis
+  2017;76:318-328: strong opioids "strong against" (tramadol: "weak for").
 * Opioid Risk Tool: Webster & Webster, Pain Med 2005;6:432-442 (0-3 low, 4-7
   moderate, >= 8 high risk of misuse). A risk score, not a graded guideline.
 * US prescribing information: pregabalin (Lyrica, renal dose adjustment by
@@ -72,8 +83,17 @@ CPIC_NSAID = ("CPIC guideline for CYP2C9 and NSAIDs (Theken et al., Clin Pharmac
 KDIGO = "KDIGO 2012 clinical practice guideline for CKD, chapter 4.4 (NSAIDs)"
 ACG = ("ACG 2009 guideline for prevention of NSAID-related ulcer complications "
        "(Lanza et al., Am J Gastroenterol 2009;104:728), Table 1")
-CDC = ("CDC guideline for prescribing opioids for chronic pain (Dowell et al., MMWR "
-       "2016;65(1)), recommendation 5; Dunn et al., Ann Intern Med 2010;152:85")
+CDC = ("CDC clinical practice guideline for prescribing opioids for pain (Dowell et al., "
+       "MMWR Recomm Rep 2022;71(No. RR-3)), recommendation 4; Dunn et al., Ann Intern Med "
+       "2010;152:85")
+CDC_NALOXONE = ("CDC 2022 opioid guideline (Dowell et al., MMWR Recomm Rep 2022;71(No. RR-3)), "
+                "recommendation 8")
+CDC_BENZO = ("CDC 2022 opioid guideline (Dowell et al., MMWR Recomm Rep 2022;71(No. RR-3)), "
+             "recommendation 11")
+EULAR = ("EULAR revised recommendations for the management of fibromyalgia (Macfarlane et "
+         "al., Ann Rheum Dis 2017;76:318), strong opioids")
+CPIC_NSAID_DOSE = ("CPIC NSAID guideline (Theken et al., Clin Pharmacol Ther 2020;108:191), "
+                   "dosing recommendations by CYP2C9 phenotype")
 ORT = "Opioid Risk Tool (Webster & Webster, Pain Med 2005;6:432)"
 LYRICA = "pregabalin (Lyrica) US prescribing information, dosage in renal impairment"
 CYMBALTA = "duloxetine (Cymbalta) US prescribing information, renal impairment"
@@ -91,7 +111,10 @@ class Test:
     value: Any
 
     def evaluate(self, patients: pd.DataFrame) -> np.ndarray:
-        """Boolean mask, one entry per patient."""
+        """Boolean mask, one entry per patient (an absent optional column: its default)."""
+        if self.column not in patients.columns and self.column in OPTIONAL_DEFAULTS:
+            one = pd.DataFrame({self.column: [OPTIONAL_DEFAULTS[self.column]]})
+            return np.repeat(self.evaluate(one), len(patients))
         values = patients[self.column]
         if self.op == "in":
             return values.astype(str).isin(self.value).to_numpy()
@@ -116,13 +139,20 @@ class Rule:
     version: str = ""
     caveat: str = ""
     phenoconversion: bool = False  # say when a CYP2D6 inhibitor produced the phenotype
+    dose: str = ""  # what to do with the dose, the guideline's wording summarised
 
     def note(self, converted_from: str | None = None) -> str:
-        """The sentence a report shows, e.g. 'CYP2D6 ultrarapid metabolizer: tramadol, ...'."""
+        """The sentence a report shows, e.g. 'CYP2D6 ultrarapid metabolizer: tramadol, ...'.
+
+        ``converted_from`` is '<genotype phenotype>|<inhibitor strength>' when a CYP2D6
+        inhibitor, not the genotype, produced the phenotype.
+        """
         finding = self.finding
         if converted_from is not None:
-            finding += (f" by phenoconversion (genotype: {PHENOTYPE_WORDS[converted_from]}; "
-                        "strong CYP2D6 inhibitor)")
+            genotype, _, strength = converted_from.partition("|")
+            finding += (f" by phenoconversion (genotype: {PHENOTYPE_WORDS[genotype]}; "
+                        f"{strength or 'strong'} CYP2D6 inhibitor; the CPIC action follows "
+                        "the effective phenotype)")
         text = f"{finding}: {self.advice}"
         if self.guideline:
             text += f"; {self.guideline}, {self.strength}"
@@ -171,34 +201,60 @@ def _tramadol_cyp2d6() -> tuple[Rule, ...]:
     return rules + (_not_checked("tramadol", "CYP2D6", _D6),)
 
 
+_TDM = "with therapeutic drug monitoring"
+
+
 def _amitriptyline() -> tuple[Rule, ...]:
     common = {"guideline": "CPIC", "source": CPIC_TCA, "version": _V_TCA,
               "caveat": TCA_LOW_DOSE}
     d6 = (
         ("UM", "avoid", "ultrarapid", "amitriptyline, likely lack of efficacy; avoid, or "
-         "titrate to a higher dose with drug monitoring if a TCA is warranted", "optional"),
+         "titrate to a higher dose with drug monitoring if a TCA is warranted", "optional",
+         f"if a TCA is warranted: titrate to a higher target dose {_TDM} (CPIC TCA 2016)"),
         ("PM", "avoid", "poor", "amitriptyline, risk of side effects; avoid, or start at "
-         "50% of the usual dose if a TCA is warranted", "optional"),
+         "50% of the usual dose if a TCA is warranted", "optional",
+         f"if a TCA is warranted: 50% of the recommended starting dose, {_TDM} (CPIC TCA "
+         "2016)"),
         ("IM", "adjust_dose", "intermediate",
-         "amitriptyline, consider a 25% lower starting dose", "moderate"),
+         "amitriptyline, consider a 25% lower starting dose", "moderate",
+         f"consider a 25% reduction of the recommended starting dose, {_TDM} (CPIC TCA "
+         "2016)"),
     )
     c19 = (
         ("PM", "avoid", "poor", "amitriptyline, risk of side effects; avoid, or start at "
-         "50% of the usual dose if warranted", "moderate"),
+         "50% of the usual dose if warranted", "moderate",
+         f"if a TCA is warranted: 50% of the recommended starting dose, {_TDM} (CPIC TCA "
+         "2016)"),
         ("UM", "consider_alternative", "ultrarapid", "amitriptyline, possible sub-optimal "
-         "response; consider a drug not metabolized by CYP2C19", "optional"),
+         "response; consider a drug not metabolized by CYP2C19", "optional",
+         f"if a TCA is warranted: adjust the dose {_TDM} (CPIC TCA 2016)"),
         ("RM", "consider_alternative", "rapid", "amitriptyline, possible sub-optimal "
-         "response; consider a drug not metabolized by CYP2C19", "optional"),
+         "response; consider a drug not metabolized by CYP2C19", "optional",
+         f"if a TCA is warranted: adjust the dose {_TDM} (CPIC TCA 2016)"),
     )
     rules_d6 = tuple(Rule("amitriptyline", "CYP2D6", (Test(_D6, "in", (ph,)),), action,
                           f"CYP2D6 {word} metabolizer", advice, strength=strength,
-                          phenoconversion=True, **common)
-                     for ph, action, word, advice, strength in d6)
+                          phenoconversion=True, dose=dose, **common)
+                     for ph, action, word, advice, strength, dose in d6)
     rules_c19 = tuple(Rule("amitriptyline", "CYP2C19", (Test(_C19, "in", (ph,)),), action,
-                           f"CYP2C19 {word} metabolizer", advice, strength=strength, **common)
-                      for ph, action, word, advice, strength in c19)
+                           f"CYP2C19 {word} metabolizer", advice, strength=strength, dose=dose,
+                           **common)
+                      for ph, action, word, advice, strength, dose in c19)
     return (rules_d6 + (_not_checked("amitriptyline", "CYP2D6", _D6),)
             + rules_c19 + (_not_checked("amitriptyline", "CYP2C19", _C19),))
+
+
+# CPIC 2020 NSAID dosing by CYP2C9 activity score (Theken et al., Table 2), for the drugs the
+# registry's "NSAID" stands for; the long half-life oxicams differ from the others.
+NSAID_DOSE_PM = ("celecoxib, flurbiprofen, ibuprofen, lornoxicam: start at 25-50% of the "
+                 "lowest recommended starting dose and titrate to effect or 25-50% of the "
+                 "maximum dose, with caution; meloxicam, piroxicam, tenoxicam: choose an "
+                 "alternative not metabolized by CYP2C9 (e.g. naproxen) (CPIC NSAID 2020)")
+NSAID_DOSE_IM1 = ("celecoxib, flurbiprofen, ibuprofen, lornoxicam: start at the lowest "
+                  "recommended starting dose and titrate to effect or the maximum dose, with "
+                  "caution; meloxicam: start at 50% of the lowest starting dose, at most 50% "
+                  "of the maximum dose; piroxicam, tenoxicam: choose an alternative not "
+                  "metabolized by CYP2C9 (CPIC NSAID 2020)")
 
 
 def _nsaid_rules(name: str) -> tuple[Rule, ...]:
@@ -212,11 +268,11 @@ def _nsaid_rules(name: str) -> tuple[Rule, ...]:
              "CYP2C9 poor metabolizer (activity score 0-0.5)",
              "NSAID, start at 25-50% of the lowest dose and titrate, or choose one not "
              "metabolized by CYP2C9 (e.g. naproxen); avoid meloxicam and piroxicam",
-             strength="moderate", **cpic),
+             strength="moderate", dose=NSAID_DOSE_PM, **cpic),
         Rule(name, "CYP2C9", (Test(score, "==", 1.0),), "adjust_dose",
              "CYP2C9 intermediate metabolizer (activity score 1)",
              "NSAID, start at the lowest dose and titrate (meloxicam: 50%; piroxicam: "
-             "alternative)", strength="moderate", **cpic),
+             "alternative)", strength="moderate", dose=NSAID_DOSE_IM1, **cpic),
         _not_checked(name, "CYP2C9", _C9),
         Rule(name, "kidney", (Test("egfr", "<", 30),), "avoid",
              "eGFR below 30", "NSAID, risk of kidney injury", **kdigo),
@@ -239,24 +295,69 @@ def _nsaid_rules(name: str) -> tuple[Rule, ...]:
     )
 
 
+@dataclass(frozen=True)
+class OpioidDose:
+    """The dose an opioid treatment stands for, and its morphine milligram equivalents."""
+
+    daily_mg: float
+    mme_factor: float  # CDC 2022 conversion table
+    regimen: str
+    source: str
+
+    @property
+    def mme(self) -> float:
+        """MME per day of the typical dose."""
+        return self.daily_mg * self.mme_factor
+
+
+# The contract records no dose, so each opioid treatment is taken at a documented typical
+# starting dose (for flags only; never a prescription). MME factors: CDC 2022 guideline, Table
+# (Dowell et al. 2022; tramadol 0.2, oxycodone 1.5).
+OPIOID_DOSES: Mapping[str, OpioidDose] = MappingProxyType({
+    "tramadol": OpioidDose(200.0, 0.2, "50 mg four times a day",
+                           "tramadol (Ultram) US label: 50-100 mg every 4-6 hours when a "
+                           "rapid onset is needed (its lowest, 50 mg every 6 hours); the slow "
+                           "start (25 mg/day) titrates to the same 200 mg/day"),
+    "oxycodone": OpioidDose(20.0, 1.5, "5 mg every 6 hours",
+                            "oxycodone IR (Roxicodone) US label: 5-15 mg every 4-6 hours; the "
+                            "lowest, 5 mg every 6 hours, as for an opioid-naive adult"),
+})
+
+
 def _opioid_rules(name: str) -> tuple[Rule, ...]:
-    cdc = {"guideline": "CDC 2016", "strength": "recommendation category A",
-           "source": CDC, "version": "CDC 2016"}
+    cdc = {"guideline": "CDC 2022", "strength": "recommendation 4, category A",
+           "source": CDC, "version": "CDC 2022"}
     ort = {"guideline": "ORT (Webster 2005)", "strength": "risk score, not a graded guideline",
            "source": ORT, "version": "ORT 2005"}
+    dose = OPIOID_DOSES[name]
     return (
         Rule(name, "opioid dose", (Test("baseline_mme", ">=", 90),), "avoid",
              "current opioid dose 90 MME/day or more",
-             f"{name}, overdose risk (Dunn 2010: HR 8.9 at 100+ MME/day)", **cdc),
-        Rule(name, "opioid dose", (Test("baseline_mme", ">=", 50),), "caution",
-             "current opioid dose 50-89 MME/day",
-             f"{name}, reassess benefit and overdose risk (Dunn 2010: HR 3.7)", **cdc),
+             f"{name}, avoid increasing the dose; overdose risk (Dunn 2010: HR 8.9 at 100+ "
+             "MME/day)", **cdc),
+        Rule(name, "opioid dose", (Test("baseline_mme", ">=", 50 - dose.mme),), "caution",
+             f"current opioid dose plus {name} at {dose.regimen} ({dose.mme:g} MME/day) "
+             "reaches 50 MME/day or more",
+             f"{name}, reassess benefit and overdose risk (Dunn 2010: HR 3.7 at 50-99); "
+             "offer naloxone", **cdc),
         Rule(name, "opioid misuse", (Test("ort_score", ">=", 8),), "avoid",
              "high Opioid Risk Tool score (8 or more)", f"{name}, high risk of misuse", **ort),
         Rule(name, "opioid misuse", (Test("ort_score", ">=", 4),), "caution",
              "moderate Opioid Risk Tool score (4-7)",
              f"{name}, moderate risk of misuse; monitor", **ort),
+        Rule(name, "benzodiazepine", (Test("benzodiazepine", "==", 1),), "caution",
+             "takes a benzodiazepine", f"{name}, particular caution with concurrent "
+             "benzodiazepines (respiratory depression); offer naloxone",
+             guideline="CDC 2022", strength="recommendation 11, category B", source=CDC_BENZO,
+             version="CDC 2022"),
     )
+
+
+def _strong_opioid_fibromyalgia(name: str) -> tuple[Rule, ...]:
+    return (Rule(name, "condition", (Test("condition", "in", ("fibromyalgia",)),), "avoid",
+                 "fibromyalgia", f"{name}, strong opioids are not recommended",
+                 guideline="EULAR 2016", strength="strong against", source=EULAR,
+                 version="EULAR 2016 (Macfarlane 2017)"),)
 
 
 def _renal_dosing() -> tuple[Rule, ...]:
@@ -265,10 +366,14 @@ def _renal_dosing() -> tuple[Rule, ...]:
         Rule("pregabalin", "kidney", (Test("egfr", "<", 30),), "adjust_dose",
              "eGFR below 30 (as creatinine clearance)",
              "pregabalin, a quarter of the usual daily dose or less", source=LYRICA,
-             version="Lyrica label", **label),
+             version="Lyrica label",
+             dose="CrCl 15-29: 25-150 mg/day in 1-2 doses; below 15: 25-75 mg/day once "
+                  "(Lyrica label)", **label),
         Rule("pregabalin", "kidney", (Test("egfr", "<", 60),), "adjust_dose",
              "eGFR 30-59 (as creatinine clearance)", "pregabalin, half the usual daily dose",
-             source=LYRICA, version="Lyrica label", **label),
+             source=LYRICA, version="Lyrica label",
+             dose="CrCl 30-60: 75-300 mg/day in 2-3 doses, half the usual daily dose "
+                  "(Lyrica label)", **label),
         Rule("duloxetine", "kidney", (Test("egfr", "<", 30),), "avoid",
              "eGFR below 30 (as creatinine clearance)", "duloxetine, avoid in severe renal "
              "impairment", source=CYMBALTA, version="Cymbalta label", **label),
@@ -278,15 +383,21 @@ def _renal_dosing() -> tuple[Rule, ...]:
 def _build_rules() -> tuple[Rule, ...]:
     nsaids = [t.name for t in TREATMENTS.values() if t.nsaid]
     opioids = [t.name for t in TREATMENTS.values() if t.opioid]
+    strong = [t.name for t in TREATMENTS.values() if t.drug_class == "strong_opioid"]
     return (_tramadol_cyp2d6() + _amitriptyline()
             + tuple(r for name in nsaids for r in _nsaid_rules(name))
             + tuple(r for name in opioids for r in _opioid_rules(name))
+            + tuple(r for name in strong for r in _strong_opioid_fibromyalgia(name))
             + _renal_dosing())
 
 
 RULES: tuple[Rule, ...] = _build_rules()
+# Optional contract columns a rule may test, and the value an absent column stands for.
+OPTIONAL_DEFAULTS: Mapping[str, object] = MappingProxyType({
+    "benzodiazepine": False, "overdose_history": False, "substance_use_disorder": False})
 REQUIRED_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys(
-    [t.column for r in RULES for t in r.when] + [_D6_GENOTYPE]))
+    [t.column for r in RULES for t in r.when if t.column not in OPTIONAL_DEFAULTS]
+    + [_D6_GENOTYPE]))
 
 
 def rules_for(treatment: str, rules: Sequence[Rule] = RULES) -> tuple[Rule, ...]:
@@ -303,6 +414,7 @@ class GuidelineResult:
     treatments: tuple[str, ...]
     action: np.ndarray  # (n, T) object: one of ACTIONS
     note: np.ndarray  # (n, T) object: notes joined with " | ", "" when none
+    dose: np.ndarray | None = None  # (n, T) object: dose guidance of the fired rules, or ""
 
     @property
     def avoid(self) -> np.ndarray:
@@ -319,23 +431,33 @@ def check_guidelines(patients: pd.DataFrame, treatments: Sequence[str],
                        "run the cohort through prepare_cohort first")
     masks: dict[Test, np.ndarray] = {}
     converted = _phenoconverted_from(patients)
-    actions, notes = [], []
+    columns: list[tuple[np.ndarray, ...]] = []
     for treatment in treatments:
         chosen = _chosen_rules(patients, rules_for(treatment, rules), masks)
-        action, note = _combine(chosen, converted, len(patients))
-        actions.append(action)
-        notes.append(note)
+        columns.append(_combine(chosen, converted, len(patients)))
     shape = (len(patients), len(treatments))
-    return GuidelineResult(tuple(treatments),
-                           np.column_stack(actions) if actions else np.empty(shape, object),
-                           np.column_stack(notes) if notes else np.empty(shape, object))
+    action, note, dose = (np.column_stack([c[i] for c in columns]) if columns
+                          else np.empty(shape, object) for i in range(3))
+    return GuidelineResult(tuple(treatments), action, note, dose)
+
+
+
 
 
 def _phenoconverted_from(patients: pd.DataFrame) -> np.ndarray:
-    """Genotype phenotype where the effective CYP2D6 phenotype differs from it, else ''."""
+    """'<genotype phenotype>|<strength>' where an inhibitor changed the CYP2D6 phenotype, else ''.
+
+    Strength: effective activity 0 = strong (x0), anything else = moderate (x0.5).
+    """
     genotype = patients[_D6_GENOTYPE].astype(str).to_numpy()
     effective = patients[_D6].astype(str).to_numpy()
-    return np.where(genotype != effective, genotype, "").astype(object)
+    if "cyp2d6_effective_activity" in patients.columns:
+        activity = patients["cyp2d6_effective_activity"].to_numpy(dtype=float, na_value=np.nan)
+        strength = np.where(activity == 0.0, "|strong", "|moderate")
+    else:
+        strength = np.full(len(patients), "|strong")
+    return np.where(genotype != effective, np.char.add(genotype.astype(str), strength),
+                    "").astype(object)
 
 
 def _chosen_rules(patients: pd.DataFrame, rules: Sequence[Rule],
@@ -352,10 +474,11 @@ def _chosen_rules(patients: pd.DataFrame, rules: Sequence[Rule],
 
 
 def _combine(chosen: list[tuple[list[Rule], np.ndarray]], converted: np.ndarray, n: int
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """Most severe action and joined notes, built once per distinct combination of rules."""
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Most severe action, joined notes and dose guidance, once per distinct combination."""
     if not chosen:
-        return np.full(n, "none", dtype=object), np.full(n, "", dtype=object)
+        empty = np.full(n, "", dtype=object)  # read only: column_stack copies it
+        return np.full(n, "none", dtype=object), empty, empty
     conv_codes, conv_values = pd.factorize(converted)
     columns = [index + 1 for _, index in chosen] + [conv_codes]
     bases = [len(group) + 1 for group, _ in chosen] + [len(conv_values)]
@@ -363,7 +486,7 @@ def _combine(chosen: list[tuple[list[Rule], np.ndarray]], converted: np.ndarray,
     for column, base in zip(columns, bases):  # mixed-radix packing: one integer per row
         key = key * max(base, 1) + column
     inverse, distinct = pd.factorize(key)
-    texts, acts = [], []
+    texts, acts, doses = [], [], []
     for packed in distinct:
         digits = []
         for base in reversed(bases):
@@ -374,7 +497,66 @@ def _combine(chosen: list[tuple[list[Rule], np.ndarray]], converted: np.ndarray,
         from_ = conv_values[conv] if len(conv_values) and conv_values[conv] else None
         acts.append(max((r.action for r in fired), key=SEVERITY.__getitem__, default="none"))
         texts.append(" | ".join(r.note(from_ if r.phenoconversion else None) for r in fired))
-    return np.array(acts, dtype=object)[inverse], np.array(texts, dtype=object)[inverse]
+        doses.append(" | ".join(_dose_text(r, from_) for r in fired if r.dose))
+    return (np.array(acts, dtype=object)[inverse], np.array(texts, dtype=object)[inverse],
+            np.array(doses, dtype=object)[inverse])
+
+
+def _dose_text(rule: Rule, converted_from: str | None) -> str:
+    """'<finding>: <dose>', naming phenoconversion when it produced the phenotype."""
+    finding = rule.finding
+    if rule.phenoconversion and converted_from is not None:
+        finding += f" (by phenoconversion: {converted_from.partition('|')[2]} CYP2D6 inhibitor)"
+    return f"{finding}: {rule.dose}"
+
+
+# ------------------------------------------------------------------------------ stewardship
+
+MME_CAUTION = 50.0  # CDC 2022 recommendation 4: the 50 MME/day caution
+# Naloxone (CDC 2022 recommendation 8): (column, test, words); any one suffices with an opioid.
+NALOXONE_CRITERIA: tuple[tuple[Test, str], ...] = (
+    (Test("overdose_history", "==", 1), "history of overdose"),
+    (Test("substance_use_disorder", "==", 1), "substance use disorder"),
+    (Test("benzodiazepine", "==", 1), "concurrent benzodiazepine"),
+)
+
+
+def projected_mme(patients: pd.DataFrame, treatments: Sequence[str]) -> np.ndarray:
+    """(n, T) MME/day: current dose plus the opioid's typical dose (NaN for non-opioids)."""
+    current = patients["baseline_mme"].to_numpy(dtype=float, na_value=np.nan)
+    extra = np.array([OPIOID_DOSES[t].mme if t in OPIOID_DOSES else np.nan
+                      for t in treatments], dtype=float)
+    return current[:, None] + extra[None, :]
+
+
+def naloxone_codes(patients: pd.DataFrame, treatments: Sequence[str]) -> np.ndarray:
+    """(n, T) bit pattern of the naloxone criteria met, for opioids only (0: none).
+
+    Bit 0: current dose plus the typical dose >= 50 MME/day; bit i + 1: NALOXONE_CRITERIA[i].
+    """
+    opioid = np.array([t in OPIOID_DOSES for t in treatments], dtype=bool)
+    with np.errstate(invalid="ignore"):
+        codes = (projected_mme(patients, treatments) >= MME_CAUTION).astype(np.int64)
+    for bit, (test, _) in enumerate(NALOXONE_CRITERIA, start=1):
+        codes |= test.evaluate(patients).astype(np.int64)[:, None] << bit
+    return np.where(opioid[None, :], codes, 0)
+
+
+def naloxone_texts() -> np.ndarray:
+    """The note for every naloxone bit pattern ('' for 0), indexed by the pattern."""
+    words = ["50 MME/day or more (current dose plus the typical dose)",
+             *(w for _, w in NALOXONE_CRITERIA)]
+    texts = [""] + [
+        "offer naloxone (" + "; ".join(w for i, w in enumerate(words) if code >> i & 1)
+        + "); CDC 2022, recommendation 8" for code in range(1, 2 ** len(words))]
+    return np.array(texts, dtype=object)
+
+
+def naloxone(patients: pd.DataFrame, treatments: Sequence[str]
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(n, T) offer-naloxone flags and their reasons, for opioid treatments only."""
+    codes = naloxone_codes(patients, treatments)
+    return codes > 0, naloxone_texts()[codes]
 
 
 def rules_table(rules: Sequence[Rule] = RULES) -> pd.DataFrame:
@@ -382,5 +564,23 @@ def rules_table(rules: Sequence[Rule] = RULES) -> pd.DataFrame:
     return pd.DataFrame([{
         "treatment": r.treatment, "check": r.check,
         "when": " and ".join(f"{t.column} {t.op} {t.value}" for t in r.when),
-        "action": r.action, "note": r.note(), "source": r.source, "version": r.version,
+        "action": r.action, "note": r.note(), "dose": r.dose, "source": r.source,
+        "version": r.version,
     } for r in rules])
+
+
+def non_opioid_demotion(eligible: np.ndarray, avoid: np.ndarray, excluded: np.ndarray,
+                        treatments: Sequence[str]) -> np.ndarray:
+    """(n, T) opioids to rank below the non-opioids: CDC 2022 recommendation 2.
+
+    Nonopioid therapies are preferred for chronic pain, so an opioid goes below every
+    non-opioid option when the patient has at least one that is eligible, not avoided by a
+    guideline and not declined; otherwise (no such option) nothing moves.
+    """
+    opioid = np.array([TREATMENTS[t].opioid for t in treatments], dtype=bool)
+    usable = eligible & ~avoid & ~excluded & ~opioid[None, :]
+    return usable.any(axis=1)[:, None] & opioid[None, :]
+
+
+NON_OPIOID_NOTE = ("non-opioid options preferred (CDC 2022, recommendation 2, category A): "
+                   "ranked below this patient's eligible non-opioid options")

@@ -6,9 +6,14 @@ p_adverse_event``. Ranking, per patient:
 
 1. treatments that are a usual option for the patient's condition (eligible)
    before every other one;
-2. among those, treatments a guideline says to avoid (:mod:`precision_pain.predict.guidelines`)
+2. among those, treatments the patient declines (optional ``exclude_modalities``,
+   :mod:`precision_pain.predict.preferences`) after every accepted one;
+3. then treatments a guideline says to avoid (:mod:`precision_pain.predict.guidelines`)
    after every allowed one: the model never overrides a guideline;
-3. then by net benefit (ties: treatment name).
+4. then, with ``non_opioid_first`` (``evaluate.non_opioid_first``, default on), opioids after
+   the patient's eligible, allowed, accepted non-opioid options (CDC 2022, recommendation 2);
+5. then by net benefit (ties: treatment name), with the patient's own harm weight when the
+   optional ``harm_weight`` column gives one.
 
 Explanations are exact SHAP values in log-odds (xgboost's TreeSHAP through
 ``pred_contribs``; exact linear SHAP for the logistic baseline) of the response
@@ -37,15 +42,24 @@ from precision_pain.models.bundle import ModelBundle
 from precision_pain.predict.confidence import (ConfidenceSettings, low_confidence,
                                                response_intervals)
 from precision_pain.data.features import FEATURE_NAMES, build_features, describe_cells
-from precision_pain.predict.guidelines import check_guidelines
+from precision_pain.predict.guidelines import (NON_OPIOID_NOTE, check_guidelines,
+                                               naloxone_codes, naloxone_texts,
+                                               non_opioid_demotion, projected_mme)
+from precision_pain.predict.preferences import Preferences, patient_preferences
 from precision_pain.registry import OUTCOMES, TREATMENTS, eligibility
 
-OUTPUT_COLUMNS: tuple[str, ...] = (
+_BASE_COLUMNS: tuple[str, ...] = (
     "patient_id", "rank", "treatment", "eligible", "p_response", "p_response_low",
     "p_response_high", "p_adverse_event", "net_benefit", "guideline_action", "guideline_note",
     "low_confidence", "confidence_reason", "explanation", "adverse_event_explanation",
     "contrast",
 )
+# Added after the first release (new columns only, never renamed): add_stewardship_columns.
+STEWARDSHIP_COLUMNS: tuple[str, ...] = (
+    "dose_guidance", "projected_mme", "offer_naloxone", "stewardship_note",
+    "excluded_by_preference", "harm_weight",
+)
+OUTPUT_COLUMNS: tuple[str, ...] = _BASE_COLUMNS + STEWARDSHIP_COLUMNS
 SHAP_ROWS = ("explained", "all")
 _PHRASE = {"response": " the chance of response (odds x",
            "adverse_event": " the risk of a serious adverse event (odds x"}
@@ -61,6 +75,7 @@ class PredictOptions:
     top_k: int
     shap_rows: str
     confidence: ConfidenceSettings
+    non_opioid_first: bool = True
 
     def __post_init__(self) -> None:
         """Reject settings that cannot work."""
@@ -77,7 +92,8 @@ def options_from_params(params: Any, top_k: int | None = None) -> PredictOptions
         harm_weight=params.evaluate.harm_weight, n_features=p.n_explanation_features,
         top_k=p.top_k_explained if top_k is None else top_k, shap_rows=p.shap_rows,
         confidence=ConfidenceSettings(p.min_propensity, p.max_interval_width,
-                                      p.calibration_tolerance))
+                                      p.calibration_tolerance),
+        non_opioid_first=params.evaluate.non_opioid_first)
 
 
 @dataclass(frozen=True)
@@ -108,6 +124,10 @@ class RankedScores:
     net_benefit: np.ndarray
     rank: np.ndarray
     order: np.ndarray  # (n, T): column index of the treatment at each rank
+    dose: np.ndarray | None = None  # (n, T): dose guidance of the fired guideline rules
+    demoted: np.ndarray | None = None  # (n, T): opioid moved below the non-opioids
+    excluded: np.ndarray | None = None  # (n, T): declined by the patient
+    harm_weight: np.ndarray | None = None  # (n,): the weight used in net benefit
 
 
 # --------------------------------------------------------------------------- entry points
@@ -116,12 +136,15 @@ def recommend(prepared: pd.DataFrame, bundle: ModelBundle, options: PredictOptio
               ) -> Recommendations:
     """Rank every treatment for every patient, check guidelines, explain and flag."""
     X = build_features(prepared)
-    scores = score_patients(prepared, X, bundle, options.harm_weight)
+    prefs = patient_preferences(prepared, bundle.treatments, options.harm_weight)
+    scores = score_patients(prepared, X, bundle, options.harm_weight,
+                            non_opioid_first=options.non_opioid_first, preferences=prefs)
     width = len(scores.treatments) if options.shap_rows == "all" else max(options.top_k, 2)
     width = min(width, len(scores.treatments))
     contrib = {o: _ranked_contributions(bundle, o, X, scores, width) for o in OUTCOMES}
     ids = prepared["patient_id"].astype(str).to_numpy()
     table = _assemble(ids, X, bundle, scores, contrib, options)
+    table = add_stewardship_columns(table, prepared, scores)
     n_t = len(scores.treatments)
     depth = n_t if options.shap_rows == "all" else min(options.top_k, n_t)
     shap = _shap_frame(ids, scores, contrib, depth)
@@ -171,35 +194,79 @@ def _check_unique_patients(ids: list[str], seen: set[str], offset: int, source: 
 # --------------------------------------------------------------------------- scoring and ranking
 
 def score_patients(prepared: pd.DataFrame, X: pd.DataFrame, bundle: ModelBundle,
-                   harm_weight: float) -> RankedScores:
+                   harm_weight: float, *, non_opioid_first: bool = False,
+                   preferences: Preferences | None = None) -> RankedScores:
     """Probabilities, eligibility, guideline actions, net benefit and rank for every pair."""
     treatments = bundle.treatments
     p_resp = np.column_stack([bundle.model(t, "response").predict_proba(X) for t in treatments])
     p_ae = np.column_stack([bundle.model(t, "adverse_event").predict_proba(X)
                             for t in treatments])
-    return decide(prepared, treatments, p_resp.astype(float), p_ae.astype(float), harm_weight)
+    return decide(prepared, treatments, p_resp.astype(float), p_ae.astype(float), harm_weight,
+                  non_opioid_first=non_opioid_first, preferences=preferences)
 
 
 def decide(prepared: pd.DataFrame, treatments: Sequence[str], p_response: np.ndarray,
-           p_adverse_event: np.ndarray, harm_weight: float) -> RankedScores:
-    """Guideline checks and ranking for given model scores (any scores: the model's or a test's)."""
+           p_adverse_event: np.ndarray, harm_weight: float, *, non_opioid_first: bool = False,
+           preferences: Preferences | None = None) -> RankedScores:
+    """Guideline checks and ranking for given model scores (any scores: the model's or a test's).
+
+    ``preferences`` (per-patient harm weight, declined treatments) replace ``harm_weight``
+    and add the exclusions; ``non_opioid_first`` applies CDC 2022 recommendation 2.
+    """
     treatments = tuple(treatments)
+    n = len(prepared)
     eligible = eligibility(prepared["condition"], treatments)
     guide = check_guidelines(prepared, treatments)
-    net = p_response - harm_weight * p_adverse_event
-    order = rank_order(eligible, guide.avoid, net, treatments)
+    weight = (np.full(n, float(harm_weight)) if preferences is None
+              else np.asarray(preferences.harm_weight, dtype=float))
+    excluded = (np.zeros((n, len(treatments)), dtype=bool) if preferences is None
+                else preferences.excluded)
+    net = p_response - weight[:, None] * p_adverse_event
+    demoted = (non_opioid_demotion(eligible, guide.avoid, excluded, treatments)
+               if non_opioid_first else np.zeros_like(excluded))
+    order = rank_order(eligible, guide.avoid, net, treatments, demoted=demoted,
+                       excluded=excluded)
     rank = np.empty_like(order)
     np.put_along_axis(rank, order, np.arange(1, len(treatments) + 1)[None, :], axis=1)
     return RankedScores(treatments, p_response, p_adverse_event, eligible, guide.action, guide.note,
-                  net, rank, order)
+                  net, rank, order, guide.dose, demoted, excluded, weight)
 
 
 def rank_order(eligible: np.ndarray, avoid: np.ndarray, net: np.ndarray,
-               treatments: Sequence[str]) -> np.ndarray:
-    """(n, T) column indices from best to worst: eligible, then not avoided, then net benefit."""
+               treatments: Sequence[str], demoted: np.ndarray | None = None,
+               excluded: np.ndarray | None = None) -> np.ndarray:
+    """(n, T) column indices from best to worst: eligible, accepted, not avoided, not demoted,
+    then net benefit (ties: name)."""
     name_rank = np.argsort(np.argsort(np.asarray(treatments, dtype=str)))
     names = np.broadcast_to(name_rank, net.shape)
-    return np.lexsort((names, -net, avoid, ~eligible), axis=1)
+    keys = [names, -net]
+    if demoted is not None and demoted.any():
+        keys.append(demoted)
+    keys.append(avoid)
+    if excluded is not None and excluded.any():
+        keys.append(excluded)
+    return np.lexsort((*keys, ~eligible), axis=1)  # keys that are all False change nothing
+
+
+def add_stewardship_columns(table: pd.DataFrame, prepared: pd.DataFrame, scores: RankedScores
+                            ) -> pd.DataFrame:
+    """The ranked table plus dose guidance, opioid stewardship and preference columns."""
+    n, n_t = scores.rank.shape
+    pick = (np.repeat(np.arange(n), n_t), scores.order.reshape(-1))
+    codes = naloxone_codes(prepared, scores.treatments)[pick]
+    demoted = (np.zeros(n * n_t, dtype=bool) if scores.demoted is None
+               else scores.demoted[pick])
+    naloxone = naloxone_texts()
+    notes = np.concatenate([naloxone, [" | ".join(filter(None, (NON_OPIOID_NOTE, t)))
+                                       for t in naloxone]]).astype(object)
+    dose = np.full(n * n_t, "", dtype=object) if scores.dose is None else scores.dose[pick]
+    excluded = (np.zeros(n * n_t, dtype=bool) if scores.excluded is None
+                else scores.excluded[pick])
+    weight = np.full(n, np.nan) if scores.harm_weight is None else scores.harm_weight
+    return table.assign(
+        dose_guidance=dose, projected_mme=projected_mme(prepared, scores.treatments)[pick],
+        offer_naloxone=codes > 0, stewardship_note=notes[codes + demoted * len(naloxone)],
+        excluded_by_preference=excluded, harm_weight=np.repeat(weight, n_t))
 
 
 # --------------------------------------------------------------------------- SHAP values
@@ -269,7 +336,7 @@ def _assemble(ids: np.ndarray, X: pd.DataFrame, bundle: ModelBundle, scores: Ran
         "low_confidence": flag[pick], "confidence_reason": reason[pick],
         "explanation": explanation, "adverse_event_explanation": ae_explanation,
         "contrast": contrast,
-    }, columns=list(OUTPUT_COLUMNS))
+    }, columns=list(_BASE_COLUMNS))
 
 
 def _by_rank(n: int, n_t: int, columns: list[np.ndarray]) -> np.ndarray:
@@ -357,6 +424,8 @@ def _contrast_reason(scores: RankedScores, rows: np.ndarray, first: np.ndarray,
     avoided = scores.action[rows, second] == "avoid"
     avoided &= scores.action[rows, first] != "avoid"
     ineligible = scores.eligible[rows, first] & ~scores.eligible[rows, second]
+    declined = _pair_flag(scores.excluded, rows, second) & ~_pair_flag(scores.excluded, rows, first)
+    demoted = _pair_flag(scores.demoted, rows, second) & ~_pair_flag(scores.demoted, rows, first)
     by_benefit = (": higher net benefit (" + format_numbers(scores.net_benefit[rows, first], ".2f")
                   + " vs " + format_numbers(scores.net_benefit[rows, second], ".2f")
                   + "; P(response) " + format_numbers(scores.p_response[rows, first], ".2f")
@@ -365,7 +434,16 @@ def _contrast_reason(scores: RankedScores, rows: np.ndarray, first: np.ndarray,
                   + format_numbers(scores.p_adverse_event[rows, first], ".3f") + " vs "
                   + format_numbers(scores.p_adverse_event[rows, second], ".3f") + ")")
     return np.where(ineligible, ": " + label2 + " is not a usual option for this condition",
-                    np.where(avoided, ": a guideline says avoid " + label2, by_benefit))
+                    np.where(declined, ": the patient declines " + label2,
+                             np.where(avoided, ": a guideline says avoid " + label2,
+                                      np.where(demoted, ": non-opioid options are preferred "
+                                               "(CDC 2022); " + label2 + " is an opioid",
+                                               by_benefit))))
+
+
+def _pair_flag(flags: np.ndarray | None, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """flags[rows, cols], all False when the flags were not computed."""
+    return np.zeros(len(rows), dtype=bool) if flags is None else flags[rows, cols]
 
 
 def _labels(treatments: Sequence[str]) -> np.ndarray:

@@ -235,7 +235,12 @@ is miscalibrated for patients like this one, and the range is the better estimat
 <td class="num">{{ '%.3f' % r.net_benefit }}</td>
 <td>{% if r.guideline_action != 'none' -%}
 <strong>{{ r.guideline_action.replace('_', ' ') }}</strong>: {{ r.guideline_note }}
-{%- endif %}</td>
+{%- endif %}
+{%- if r.dose_guidance %}<br><span class="small"><strong>dose:</strong> {{ r.dose_guidance }}</span>{% endif %}
+{%- if r.projected_mme == r.projected_mme %}<br><span class="small">{{ '%.0f' % r.projected_mme }} MME/day with the typical dose
+{%- if r.offer_naloxone %}; <strong>offer naloxone</strong>{% endif %}</span>{% endif %}
+{%- if r.stewardship_note %}<br><span class="small">{{ r.stewardship_note }}</span>{% endif %}
+{%- if r.excluded_by_preference %}<br><span class="small"><strong>declined by the patient</strong></span>{% endif %}</td>
 <td>{% if r.low_confidence %}<span class="flag">low</span>: {{ r.confidence_reason }}
 {%- else %}ok{% endif %}</td>
 </tr>

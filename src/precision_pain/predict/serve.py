@@ -72,7 +72,8 @@ def model_config(options: Any, max_request_rows: int) -> dict[str, Any]:
             "top_k": options.top_k, "shap_rows": options.shap_rows,
             "min_propensity": options.confidence.min_propensity,
             "max_interval_width": options.confidence.max_interval_width,
-            "calibration_tolerance": options.confidence.calibration_tolerance}
+            "calibration_tolerance": options.confidence.calibration_tolerance,
+            "non_opioid_first": bool(options.non_opioid_first)}
 
 
 _CONFIDENCE_KEYS = ("min_propensity", "max_interval_width", "calibration_tolerance")
@@ -89,8 +90,10 @@ def options_from_config(config: Mapping[str, Any]) -> Any:
         raise ValueError(f"the served model's config lacks {', '.join(missing)}; register it "
                          "again with `dvc repro` (train logs every prediction setting)")
     confidence = ConfidenceSettings(**{key: float(config[key]) for key in _CONFIDENCE_KEYS})
+    # Models registered before non_opioid_first existed rank with the CDC 2022 default (on).
     return PredictOptions(float(config["harm_weight"]), int(config["n_features"]),
-                          int(config["top_k"]), str(config["shap_rows"]), confidence)
+                          int(config["top_k"]), str(config["shap_rows"]), confidence,
+                          bool(config.get("non_opioid_first", True)))
 
 
 class RecommenderModel(mlflow.pyfunc.PythonModel):

@@ -75,7 +75,7 @@ def _first_distinct(cells: pd.Series, spec: ColumnSpec) -> list[str]:
 
 # Longest cell echoed per kind: a plausible value of the column is never longer.
 _SHOW_LENGTH = {"int": 12, "float": 16, "bool": 12, "category": 40, "diplotype": 24,
-                "genotype": 12}
+                "genotype": 12, "list": 80}
 _PERSON_NAME = re.compile(r"[A-Z][a-z'-]+,?(\s+[A-Z]\.?)*\s+[A-Z][a-z'-]+")
 
 
@@ -207,7 +207,30 @@ def _check_genotype(spec: ColumnSpec, s: pd.Series) -> _Checked:
     return cells.take([("" if m else v) for m, v in zip(missing, values)], ""), problems
 
 
+def _list_items(text: str) -> list[str]:
+    return [_category_key(v) for v in re.split(r"[;,]", text) if v.strip()]
+
+
+def _check_list(spec: ColumnSpec, s: pd.Series) -> _Checked:
+    """';'-separated values of ``spec.allowed`` (any case); written back ';'-joined in the
+    order of ``allowed``; an empty cell means none."""
+    lookup = {_category_key(v): v for v in spec.allowed}
+    cells = _cells(s)
+    items = [[] if t.lower() in _MISSING else _list_items(t) for t in cells.texts]
+    invalid = cells.take([any(i not in lookup for i in row) for row in items], False, bool)
+    problems = []
+    if invalid.any():
+        problems.append(_problem(spec, invalid, s, "with an unknown value",
+                                 f"use ';'-separated values from the allowed list, or leave "
+                                 f"the cell empty ({_DOC})", ", ".join(spec.allowed)))
+    order = {v: i for i, v in enumerate(spec.allowed)}
+    canonical = [";".join(sorted({lookup[i] for i in row if i in lookup}, key=order.get))
+                 for row in items]
+    return cells.take(canonical, ""), problems
+
+
 _CHECKERS: dict[str, Callable[[ColumnSpec, pd.Series], _Checked]] = {
     "id": _check_id, "int": _check_number, "float": _check_number, "bool": _check_bool,
     "category": _check_category, "diplotype": _check_genotype, "genotype": _check_genotype,
+    "list": _check_list,
 }

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 
 from precision_pain.data.contract.schema import (
     CONTRACT_VERSION,
+    OPTIONAL_SCHEMA,
     SCHEMA,
     ColumnSpec,
     Role,
@@ -32,6 +33,8 @@ def render_contract_markdown() -> str:
         "## Genotypes", _genotype_table(), _GENOTYPE_NOTE,
         "## Treatment and outcome (required for training, absent for prediction)",
         _column_table("outcome"), _response_rules(),
+        "## Optional columns (a file may leave them out)", _OPTIONAL_NOTE,
+        _column_table("option"),
     ]
     return "\n\n".join(parts) + "\n"
 
@@ -81,9 +84,18 @@ phenotypes with the CPIC tables; an allele the tables do not know gives phenotyp
 be made. SNP genotypes are written in capitals, alleles in the order given."""
 
 
+_OPTIONAL_NOTE = """Added after version 1 without changing it: files without these columns
+are valid and give the same results as before. When a column is present every cell is
+checked like any other (errors name the rows and the fix). `cyp2d6_inhibitor_drugs` adds to
+`cyp2d6_inhibitor` (a strong inhibitor either way gives activity x0); the three history
+columns feed the naloxone flag of the 2022 CDC opioid guideline (absent = not recorded,
+treated as no); `harm_weight` and `exclude_modalities` are patient preferences used by
+`precision-pain predict` and the served model (docs/predictions.md)."""
+
+
 def _column_table(role: Role) -> str:
     rows = [(f"`{s.name}`", _TYPE_LABEL.get(s.kind, s.kind), _allowed_text(s), s.description)
-            for s in SCHEMA if s.role == role]
+            for s in (*SCHEMA, *OPTIONAL_SCHEMA) if s.role == role]
     return _markdown_table(("column", "type", "allowed values", "meaning"), rows)
 
 
@@ -107,7 +119,10 @@ def _allowed_text(spec: ColumnSpec) -> str:
     if spec.kind == "diplotype":
         return ", ".join(f"`{v}`" for v in spec.examples) + " (any two alleles `a/b`)"
     if spec.kind in ("int", "float"):
-        return _range_text(spec)
+        return _range_text(spec) + ("; empty allowed" if spec.nullable else "")
+    if spec.kind == "list":
+        return ("`;`-separated, any of " + ", ".join(f"`{v}`" for v in spec.allowed)
+                + "; empty = none")
     return ", ".join(f"`{v}`" for v in spec.allowed)
 
 

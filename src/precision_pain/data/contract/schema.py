@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from precision_pain.registry import CONDITIONS, TREATMENT_NAMES
+from precision_pain.data.pgx import CYP2D6_INHIBITORS
+from precision_pain.registry import CONDITIONS, MODALITIES, TREATMENT_NAMES
 
 CONTRACT_VERSION = 1
 
-Kind = Literal["id", "int", "float", "bool", "category", "diplotype", "genotype"]
-Role = Literal["identity", "feature", "genotype", "outcome"]
+Kind = Literal["id", "int", "float", "bool", "category", "diplotype", "genotype", "list"]
+Role = Literal["identity", "feature", "genotype", "outcome", "option"]
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class ColumnSpec:
     ``ceiling`` (age only) is the largest plausible value: values in
     (``max``, ``ceiling``] are top-coded to ``max`` instead of refused.
     ``examples`` are documentation for diplotypes, whose alleles are open-ended.
+    A ``list`` cell holds ';'-separated values of ``allowed`` (empty: none).
     """
 
     name: str
@@ -88,7 +90,31 @@ SCHEMA: tuple[ColumnSpec, ...] = (
                "a serious treatment-related adverse event during the episode"),
 )
 
-_BY_NAME = {spec.name: spec for spec in SCHEMA}
+# Optional columns: a file without them is valid and behaves as before; when present, every
+# cell is checked like any other column (empty = "none" for lists, params' value for
+# harm_weight). Stewardship inputs of the 2022 CDC opioid guideline, recommendation 8
+# (naloxone), co-medication for phenoconversion, and patient preferences.
+OPTIONAL_SCHEMA: tuple[ColumnSpec, ...] = (
+    ColumnSpec("cyp2d6_inhibitor_drugs", "list", "option",
+               "CYP2D6 inhibitors taken now, ';'-separated (FDA table: strong ones phenoconvert "
+               "CYP2D6 activity x0, moderate ones x0.5); weak inhibitors need not be listed",
+               allowed=tuple(CYP2D6_INHIBITORS), nullable=True),
+    ColumnSpec("benzodiazepine", "bool", "option",
+               "takes a benzodiazepine now (naloxone offered with an opioid; CDC 2022)"),
+    ColumnSpec("overdose_history", "bool", "option",
+               "history of opioid or other drug overdose (naloxone offered with an opioid)"),
+    ColumnSpec("substance_use_disorder", "bool", "option",
+               "history of substance use disorder (naloxone offered with an opioid)"),
+    ColumnSpec("harm_weight", "float", "option",
+               "this patient's aversion to harm: replaces evaluate.harm_weight in net benefit "
+               "for this patient (empty: the params value)", min=0, max=10, nullable=True),
+    ColumnSpec("exclude_modalities", "list", "option",
+               "modalities the patient declines, ';'-separated (e.g. procedure;opioid): "
+               "a kind, opioid, a drug class or a treatment name; they rank last",
+               allowed=tuple(MODALITIES), nullable=True),
+)
+
+_BY_NAME = {spec.name: spec for spec in (*SCHEMA, *OPTIONAL_SCHEMA)}
 _ROW_NOTE = "row numbers count data rows from 1, header excluded"
 _DOC = "docs/data-contract.md"
 
@@ -110,6 +136,11 @@ def feature_columns() -> tuple[str, ...]:
 def genotype_columns() -> tuple[str, ...]:
     """Names of the genotype/diplotype columns, in schema order."""
     return _names("genotype")
+
+
+def optional_columns() -> tuple[str, ...]:
+    """Names of the optional columns (a file may leave them out)."""
+    return tuple(spec.name for spec in OPTIONAL_SCHEMA)
 
 
 def outcome_columns() -> tuple[str, ...]:

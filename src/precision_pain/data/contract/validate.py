@@ -15,6 +15,7 @@ from precision_pain.data.contract.schema import (
     _BY_NAME,
     _DOC,
     CONTRACT_VERSION,
+    OPTIONAL_SCHEMA,
     SCHEMA,
     ColumnSpec,
     column,
@@ -31,6 +32,7 @@ def validate_cohort(df: pd.DataFrame, source: str, require_outcomes: bool) -> pd
     specs = [s for s in SCHEMA if require_outcomes or s.role != "outcome"]
     problems = _identifier_problems(columns, df) + _table_problems(df, columns, specs)
     position = {name: i for i, name in reversed(list(enumerate(columns)))}
+    specs = [*specs, *(s for s in OPTIONAL_SCHEMA if s.name in position)]
     converted: dict[str, np.ndarray] = {}
     for spec in (s for s in specs if s.name in position):
         values, found = _CHECKERS[spec.kind](spec, df.iloc[:, position[spec.name]])
