@@ -315,3 +315,26 @@ def test_neurofeedback_is_simulated_only_when_enabled():
     assert (wide.loc[fib_ids, "neurofeedback"].mean() < wide.loc[fib_ids, "duloxetine"].mean())
     with pytest.raises(ValueError, match="not opt-in; valid: neurofeedback"):
         simulated_treatments(["cbt"])
+
+
+@pytest.mark.parametrize("baseline, mu", [(7.0, 0.3), (9.5, -0.4), (4.0, 1.1), (6.0, 0.0),
+                                          (0.0, 0.5)])
+def test_expected_nrs_change_matches_clipped_draws(baseline, mu):
+    from precision_pain.data.simulate import expected_clipped_change
+
+    sd = 0.3
+    r = np.random.default_rng(0).normal(mu, sd, 400_000)
+    empirical = np.mean(np.clip(baseline * (1 - r), 0, 10)) - baseline
+    exact = expected_clipped_change(np.array([baseline]), np.array([[mu]]), sd)[0, 0]
+    assert exact == pytest.approx(empirical, abs=0.01)
+
+
+def test_expected_nrs_change_agrees_with_the_cohort(small_synthetic):
+    """The assigned treatment's expected change averages to the observed change."""
+    cohort, truth = small_synthetic.cohort, small_synthetic.truth
+    got = truth.merge(cohort[["patient_id", "treatment"]], on=["patient_id", "treatment"])
+    observed = cohort["pain_followup"] - cohort["pain_baseline"]
+    se = observed.std() / np.sqrt(len(observed))
+    assert len(got) == len(cohort)
+    assert got["expected_nrs_change"].mean() == pytest.approx(observed.mean(), abs=3 * se)
+    assert truth["expected_nrs_change"].between(-10, 10).all()

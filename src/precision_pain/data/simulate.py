@@ -10,7 +10,10 @@ documented in docs/synthetic-cohort.md; the sources are cited beside each table.
 Outcome model: relative NRS reduction ``r ~ Normal(mu[i, t], response_sd)``, so
 ``p_response = P(r >= threshold) = Phi((mu - threshold) / response_sd)`` exactly;
 ``pain_followup = clip(pain_baseline * (1 - r), 0, 10)`` keeps ``r >= threshold``
-equivalent to the derived response for any threshold in (0, 1).
+equivalent to the derived response for any threshold in (0, 1). The truth also holds
+``expected_nrs_change = E[pain_followup] - pain_baseline`` under every treatment (the
+continuous outcome; negative = less pain), exact for the clipped normal
+(:func:`expected_clipped_change`).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ COHORT_COLUMNS: tuple[str, ...] = (
 )
 TRUTH_COLUMNS: tuple[str, ...] = (
     "patient_id", "treatment", "eligible", "p_response", "p_adverse_event", "p_usual_care",
+    "expected_nrs_change",
 )
 
 _F = MappingProxyType  # read-only tables
@@ -550,6 +554,24 @@ class _Truth:
     p_response: np.ndarray
     p_adverse_event: np.ndarray
     p_usual_care: np.ndarray
+    expected_nrs_change: np.ndarray
+
+
+def expected_clipped_change(baseline: np.ndarray, mean_reduction: np.ndarray,
+                            response_sd: float) -> np.ndarray:
+    """E[clip(b (1 - r), 0, 10)] - b for r ~ Normal(mu, sd): the true expected NRS change.
+
+    X = b (1 - r) is Normal(m = b (1 - mu), s = b sd); for a normal censored to [0, 10],
+    E = 10 (1 - Phi(g)) + m (Phi(g) - Phi(a)) + s (phi(a) - phi(g)) with a = (0 - m) / s,
+    g = (10 - m) / s. A baseline of 0 stays 0.
+    """
+    b = np.asarray(baseline, dtype=float)[:, None]
+    m, s = b * (1.0 - mean_reduction), b * response_sd
+    safe = np.where(s > 0, s, 1.0)
+    a, g = -m / safe, (10.0 - m) / safe
+    pdf = lambda x: np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)  # noqa: E731
+    mean = 10.0 * (1.0 - ndtr(g)) + m * (ndtr(g) - ndtr(a)) + s * (pdf(a) - pdf(g))
+    return np.where(s > 0, mean, np.clip(m, 0.0, 10.0)) - b
 
 
 def _true_model(patients: pd.DataFrame, params: SimulateParams, threshold: float) -> _Truth:
@@ -561,7 +583,9 @@ def _true_model(patients: pd.DataFrame, params: SimulateParams, threshold: float
     return _Truth(treatments=names, eligible=eligible, mean_reduction=mu,
                   p_response=ndtr((mu - threshold) / params.response_sd),
                   p_adverse_event=_adverse_probability(z, names),
-                  p_usual_care=_usual_care(z, cond, eligible, params.usual_care_floor, names))
+                  p_usual_care=_usual_care(z, cond, eligible, params.usual_care_floor, names),
+                  expected_nrs_change=expected_clipped_change(
+                      patients["pain_baseline"].to_numpy(), mu, params.response_sd))
 
 
 def _draw_from_rows(prob: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -594,6 +618,7 @@ def _truth_frame(ids: np.ndarray, truth: _Truth) -> pd.DataFrame:
         "p_response": truth.p_response.ravel(),
         "p_adverse_event": truth.p_adverse_event.ravel(),
         "p_usual_care": truth.p_usual_care.ravel(),
+        "expected_nrs_change": truth.expected_nrs_change.ravel(),
     })
 
 

@@ -96,14 +96,51 @@ def design(X: pd.DataFrame, treatment: str | np.ndarray, treatments: Sequence[st
 
     ``treatment`` is one name (every row gets it) or one name per row.
     """
-    given = (np.full(len(X), treatment, dtype=object) if isinstance(treatment, str)
-             else np.asarray(treatment, dtype=object))
-    onehot = np.column_stack([given == t for t in treatments]).astype(np.float32)
+    given = _given(treatment, len(X))
     condition = {c: X[f"condition={c}"].to_numpy(np.float32) for c in CONDITIONS}
     pairs = pair_columns(treatments)
     pair = (np.column_stack([condition[c] * (given == t) for _, c, t in pairs])
             if pairs else np.zeros((len(X), 0))).astype(np.float32)
-    return np.hstack([X.to_numpy(np.float32), onehot, pair])
+    return np.hstack([treatment_design(X.to_numpy(np.float32), given, treatments), pair])
+
+
+def _given(treatment: str | np.ndarray, n: int) -> np.ndarray:
+    return (np.full(n, treatment, dtype=object) if isinstance(treatment, str)
+            else np.asarray(treatment, dtype=object))
+
+
+def treatment_design(features: np.ndarray, treatment: str | np.ndarray,
+                     treatments: Sequence[str]) -> np.ndarray:
+    """(n, F + T) float32: any numeric feature matrix and the treatment one-hot.
+
+    The registry-free part of :func:`design` (the pair indicators need the registry's
+    conditions); :mod:`precision_pain.models.effects` fits the pooled learner on it.
+    """
+    given = _given(treatment, len(features))
+    onehot = np.column_stack([given == t for t in treatments]).astype(np.float32)
+    return np.hstack([np.asarray(features, dtype=np.float32), onehot])
+
+
+# The xgboost objective of each outcome type: a responder flag (the pipeline's default) or a
+# continuous outcome such as the change in pain (models/effects.py).
+OBJECTIVES: Mapping[str, Mapping[str, str]] = {
+    "binary": {"objective": "binary:logistic", "eval_metric": "logloss"},
+    "continuous": {"objective": "reg:squarederror", "eval_metric": "rmse"},
+}
+
+
+def fit_pooled_booster(matrix: np.ndarray, names: Sequence[str], y: np.ndarray,
+                       n_estimators: int, seed: int, outcome_type: str = "binary",
+                       **hyperparameters: Any) -> Any:
+    """One booster on a pooled design (rows: episodes; columns: ``names``)."""
+    import xgboost as xgb
+
+    if outcome_type not in OBJECTIVES:
+        raise ValueError(f"unknown outcome type {outcome_type!r}; valid: {', '.join(OBJECTIVES)}")
+    data = xgb.DMatrix(matrix, label=np.asarray(y, float), feature_names=list(names))
+    params = {**OBJECTIVES[outcome_type], "tree_method": "hist", "seed": seed,
+              "nthread": TRAIN_THREADS, **hyperparameters}
+    return xgb.train(params, data, num_boost_round=int(n_estimators))
 
 
 def design_names(treatments: Sequence[str]) -> list[str]:
@@ -130,14 +167,8 @@ class PooledModel:
             n_estimators: int, seed: int, treatments: Sequence[str],
             **hyperparameters: Any) -> PooledModel:
         """Fit on every row: X = patient features, ``treatment`` = the treatment received."""
-        import xgboost as xgb
-
-        matrix = xgb.DMatrix(design(X, treatment, treatments), label=np.asarray(y, float),
-                             feature_names=design_names(treatments))
-        params = {"objective": "binary:logistic", "eval_metric": "logloss",
-                  "tree_method": "hist", "seed": seed, "nthread": TRAIN_THREADS,
-                  **hyperparameters}
-        booster = xgb.train(params, matrix, num_boost_round=int(n_estimators))
+        booster = fit_pooled_booster(design(X, treatment, treatments), design_names(treatments),
+                                     y, n_estimators, seed, **hyperparameters)
         return cls(booster, treatments, outcome)
 
     @property

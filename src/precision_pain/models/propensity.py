@@ -75,19 +75,25 @@ class XGBoostPropensity:
     kind: ClassVar[str] = "xgboost"
     suffix: ClassVar[str] = ".ubj"
 
-    def __init__(self, seed: int = 0, early_stopping_rounds: int = 30, **hyperparameters: Any):
+    def __init__(self, seed: int = 0, early_stopping_rounds: int = 30,
+                 classes: list[str] | None = None, **hyperparameters: Any):
         self.seed = seed
         self.early_stopping_rounds = early_stopping_rounds
+        # None: the registry's treatments seen in training; a list: any labels, in that order
+        # (the treatment-effect learners of models/effects.py on tables outside the registry).
+        self.classes = classes
         self.hyperparameters = hyperparameters
 
     def fit(self, X: pd.DataFrame, treatment: np.ndarray, X_val: pd.DataFrame,
             treatment_val: np.ndarray) -> XGBoostPropensity:
         """Fit on the train rows, stopping early on the validation multinomial log-loss."""
-        classes = _classes(treatment)
+        classes = list(self.classes) if self.classes else _classes(treatment)
         y, y_val = _codes(classes, treatment), _codes(classes, treatment_val)
         keep = y_val >= 0
+        # xgboost's classifier sets num_class itself only for more than two classes.
+        two = {"num_class": 2} if len(classes) == 2 else {}
         self.booster_ = fit_booster("multi:softprob", "mlogloss", self.seed,
-                                    self.early_stopping_rounds, self.hyperparameters,
+                                    self.early_stopping_rounds, {**self.hyperparameters, **two},
                                     X, y, X_val[keep], y_val[keep])
         self.booster_.set_attr(classes=json.dumps(classes))
         self.classes_, self.feature_names_ = classes, list(X.columns)

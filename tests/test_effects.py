@@ -1,0 +1,143 @@
+"""The pooled learner on any table (models/effects.py) and the causal benchmark script."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from precision_pain.models.effects import PooledEffectLearner
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = {"max_depth": [2, 3], "n_estimators": [50, 150], "learning_rate": 0.1,
+            "default": {"max_depth": 2, "n_estimators": 150}}
+PROPENSITY = {"n_estimators": 50, "max_depth": 2, "early_stopping_rounds": 10}
+
+
+def _table(n: int, seed: int):
+    """Confounded treatment, effect 2 * x1 (the sign varies), known truth."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4))
+    t = (rng.random(n) < 1 / (1 + np.exp(-X[:, 0]))).astype(int).astype(str)
+    tau = 2.0 * X[:, 1]
+    y = X[:, 0] + X[:, 2] + (t == "1") * tau + rng.normal(scale=0.5, size=n)
+    return X, t, y, tau
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("causal_benchmarks",
+                                                  ROOT / "benchmarks" / "causal_benchmarks.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    X, t, y, tau = _table(1500, 0)
+    learner = PooledEffectLearner(SETTINGS, ["0", "1"], propensity=PROPENSITY, seed=3)
+    return learner.fit(X[:900], t[:900], y[:900], X[900:1200], t[900:1200], y[900:1200]), X, tau
+
+
+def test_recovers_a_heterogeneous_effect(fitted):
+    learner, X, tau = fitted
+    estimate = learner.effect(X[1200:], "1", "0")
+    pehe = np.sqrt(np.mean((estimate - tau[1200:]) ** 2))
+    assert pehe < 0.6 * tau.std()  # a constant effect would score tau.std()
+    assert np.corrcoef(estimate, tau[1200:])[0, 1] > 0.85
+    assert set(learner.table_.columns) >= {"max_depth", "n_trees", "valid_dr"}
+    assert len(learner.table_) == 4 and learner.chosen_["max_depth"] in (2, 3)
+
+
+def test_direction_of_the_outcome_sets_the_recommendation(fitted):
+    learner, X, tau = fitted
+    higher = learner.recommend(X[1200:])
+    learner.higher_is_better = False
+    try:
+        lower = learner.recommend(X[1200:])
+    finally:
+        learner.higher_is_better = True
+    assert (higher != lower).all()
+    assert np.mean((higher == "1") == (tau[1200:] > 0)) > 0.85
+
+
+def test_same_seed_same_model_and_refit_uses_more_rows():
+    X, t, y, _ = _table(600, 1)
+    a, b, c = (PooledEffectLearner(SETTINGS, ["0", "1"], propensity=PROPENSITY, seed=5,
+                                   refit=refit)
+               .fit(X[:400], t[:400], y[:400], X[400:], t[400:], y[400:])
+               for refit in (False, False, True))
+    np.testing.assert_array_equal(a.predict_matrix(X), b.predict_matrix(X))
+    assert c.chosen_ == a.chosen_
+    assert not np.allclose(a.predict_matrix(X), c.predict_matrix(X))
+
+
+def test_errors_are_clear():
+    X, t, y, _ = _table(300, 2)
+    learner = PooledEffectLearner(SETTINGS, ["0", "1"], propensity=PROPENSITY)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        learner.predict_matrix(X)
+    with pytest.raises(ValueError, match="unknown outcome type"):
+        PooledEffectLearner(SETTINGS, ["0", "1"], outcome_type="counts").fit(
+            X, t, y, X, t, y)
+    learner.fit(X[:200], t[:200], y[:200], X[200:], t[200:], y[200:])
+    with pytest.raises(ValueError, match="feature columns differ"):
+        learner.predict_matrix(X[:, :3])
+
+
+def test_benchmark_metrics_by_hand():
+    bench = _bench()
+    tau = np.array([1.0, -1.0, 2.0, -2.0])
+    got = bench.effect_metrics(tau, tau, np.array([1.0, 1.0, 1.0, -1.0]), tau)
+    assert got["pehe_in"] == 0.0
+    assert got["pehe_out"] == pytest.approx(np.sqrt((0 + 4 + 1 + 1) / 4))
+    assert got["ate_error"] == pytest.approx(0.5)
+    # the oracle treats rows 0 and 2 (gain 3 / 4); the policy treats 0, 1, 2: 2 / 4
+    assert got["policy_risk"] == pytest.approx(0.25)
+
+
+def test_benchmark_ties_and_doc_section(tmp_path):
+    import pandas as pd
+
+    bench = _bench()
+    rows = [{"benchmark": "b", "setting": "s", "rep": r, "method": m, "pehe_out": v}
+            for r in range(3) for m, v in (("a", 1.0 + 0.01 * r), ("b", 1.02 - 0.01 * r),
+                                           ("c", 3.0 + r))]
+    ties = bench.tied_best(pd.DataFrame(rows), "pehe_out").set_index("method")
+    assert ties.loc["a", "tied"] and ties.loc["b", "tied"] and not ties.loc["c", "tied"]
+    doc = tmp_path / "bench.md"
+    doc.write_text(f"intro\n{bench.BEGIN}\nold\n{bench.END}\nafter\n")
+    bench.write_section(doc, "new table\n")
+    assert doc.read_text() == f"intro\n{bench.BEGIN}\nnew table\n{bench.END}\nafter\n"
+    (tmp_path / "plain.md").write_text("no markers")
+    with pytest.raises(ValueError, match="markers"):
+        bench.write_section(tmp_path / "plain.md", "x")
+
+
+@pytest.mark.slow
+def test_benchmark_script_smoke(tmp_path):
+    """One IHDP replication and one ACIC setting, three methods, through main(); the pooled
+    learner's grid cut down (params.yaml's own runs in benchmarks/causal_benchmarks.py)."""
+    import yaml
+
+    pytest.importorskip("econml", reason="uv sync --group benchmarks")
+    pytest.importorskip("causallib", reason="uv sync --group benchmarks")
+    bench = _bench()
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["model"]["hyperparameters"]["pooled_xgboost"]["response"].update(
+        max_depth=[3, 4], n_estimators=[100, 200], default={"max_depth": 4, "n_estimators": 200})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    doc, png = tmp_path / "bench.md", tmp_path / "bench.png"
+    doc.write_text(f"{bench.BEGIN}\n{bench.END}\n")
+    results = bench.main(["--ihdp-reps", "1", "--acic-reps", "1", "--acic-settings", "3",
+                          "--methods", bench.OURS, "EconML XLearner", "T-learner (xgboost)",
+                          "--params", str(tmp_path / "params.yaml"),
+                          "--doc", str(doc), "--plot", str(png)])
+    assert len(results) == 6 and results["pehe_out"].between(0, 20).all()
+    assert png.stat().st_size > 10_000
+    text = doc.read_text()
+    assert "IHDP" in text and "ACIC 2016" in text and "CFR-Wass" in text
