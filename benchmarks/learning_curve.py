@@ -137,11 +137,16 @@ def write_markdown(table: pd.DataFrame, path: Path) -> None:
                      for h in HARM_WEIGHTS]
             mid = by.loc[0.5] if 0.5 in by.index else by.iloc[0]
             lines.append(f"| {n:,} | {model} | {' | '.join(cells)} | "
-                         f"{mid['slopes_in_range']:.1f} / "
-                         f"{mid.get('slopes_vs_truth_in_range', float('nan')):.1f} | "
+                         f"{_share(mid['slopes_in_range'])} / "
+                         f"{_share(mid.get('slopes_vs_truth_in_range', float('nan')))} | "
                          f"{mid['dr_error']:+.3f} | {mid['train_seconds']:.0f} |")
         parts.append(f"### {generator}\n\n" + "\n".join(lines) + "\n")
     path.write_text("\n".join(parts))
+
+
+def _share(value: float) -> str:
+    """A share of treatments, or "-" where it was not measured or is undefined."""
+    return "-" if pd.isna(value) else f"{value:.1f}"
 
 
 def plot(table: pd.DataFrame, path: Path) -> None:
