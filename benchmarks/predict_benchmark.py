@@ -1,30 +1,41 @@
 """Speed and memory of `precision-pain predict` (a script, not a test).
 
-    python benchmarks/predict_benchmark.py                 # 100,000 patients
-    python benchmarks/predict_benchmark.py --n 1000000     # memory check at 1M patients
+    python benchmarks/predict_benchmark.py                 # 100,000 patients, both model types
+    python benchmarks/predict_benchmark.py --n 1000000 --no-bare --model-types xgboost
+                                                           # memory check at 1M patients
 
-Prints, for a synthetic cohort of --n patients (outcome columns dropped):
+Prints, for a synthetic cohort of --n patients (outcome columns dropped) and for each
+model type of --model-types (default: the pooled learner, params' default, and
+per-treatment xgboost, compared in one run on the same cohort):
 
 - end-to-end throughput of the CLI (`precision-pain predict`, a subprocess: reading,
   validation, scoring, guideline checks, SHAP, sentences, and writing table, SHAP,
   JSON and HTML), and its peak resident memory (from wait4's rusage), also for a
   cohort 10x smaller, to show memory does not grow with the cohort;
 - the same work in-process without file I/O (the `recommend` core, chunk by chunk);
-- the bare model work on the same rows: xgboost scoring of every model on every
-  patient plus `pred_contribs` on the rows predict explains, and the ratio of
-  end-to-end time to it;
+- the bare model work on the same rows, the least any predict must compute for these
+  outputs: xgboost scoring of every (patient, treatment) row by each outcome's model
+  (every row: the table gives P(response) and P(adverse event) of every treatment) plus
+  `pred_contribs` on the rows predict explains; and the ratio of end-to-end time to it.
+  For a pooled bundle the booster scores the pooled design (patient features + treatment
+  and pair indicators, built outside the timed part as for per-treatment models);
 - `shap.TreeExplainer` on every treatment model for every patient (timed on a
   sample, extrapolated), and predict's speed-up over it.
 
-The bundle is --models (default: params' model.dir) when it loads and carries the
-training profile; otherwise one is trained with the project's default params on a
-synthetic cohort of simulate.n_patients and kept in the work folder.
+The CLI and the bare model work are timed --repeat times, alternately, and the medians
+are printed (the machine is shared: CPU seconds are the steadier figure).
+
+The bundle of a model type is --models (default: params' model.dir) when it is of that
+type and carries the training profile; otherwise one is trained with the project's
+default params (that model type) on a synthetic cohort of simulate.n_patients and kept in
+the work folder (`bundle_<type>`).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -64,22 +75,36 @@ def parse_args() -> argparse.Namespace:
                              "[2 x predict.chunk_size, when smaller than --n]")
     parser.add_argument("--no-bare", action="store_true",
                         help="skip the bare-model and TreeExplainer baselines")
+    parser.add_argument("--model-types", nargs="+", default=["pooled_xgboost", "xgboost"],
+                        help="bundles to compare, by model type [pooled_xgboost xgboost]")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="timed CLI and bare runs per bundle; medians are printed [3]")
+    parser.add_argument("--bare-all", action="store_true",
+                        help="also time pred_contribs on every row (the cost of SHAP for all "
+                             "rows; slow for the pooled learner)")
     return parser.parse_args()
 
 
-def get_bundle(params, models: Path, work: Path) -> Path:
-    """A bundle folder with a training profile: --models if usable, else trained now."""
+def get_bundle(params, model_type: str, models: Path, work: Path) -> Path:
+    """A bundle folder of ``model_type`` with a training profile: --models if it is one,
+    else one trained earlier in the work folder, else trained now."""
     from precision_pain.models.bundle import load_bundle
     from precision_pain.models.profile import has_profile
 
-    for candidate in (models, work / "bundle"):
+    own = work / f"bundle_{model_type}"
+    for candidate in (models, own):
         try:
-            if has_profile(load_bundle(candidate).metadata):
-                return candidate
-            print(f"[bundle] {candidate} lacks the training profile (retrain); not used")
+            bundle = load_bundle(candidate)
         except (FileNotFoundError, KeyError, ValueError) as exc:
             print(f"[bundle] {candidate} not usable ({type(exc).__name__}: {exc})")
-    return train_bundle(params, work / "bundle")
+            continue
+        if bundle.model_type != model_type:
+            continue
+        if has_profile(bundle.metadata):
+            return candidate
+        print(f"[bundle] {candidate} lacks the training profile (retrain); not used")
+    model = params.model.model_copy(update={"type": model_type})
+    return train_bundle(params.model_copy(update={"model": model}), own)
 
 
 def train_bundle(params, out: Path) -> Path:
@@ -152,9 +177,10 @@ def child_env(work: Path) -> dict[str, str]:
 
 def warm_up(work: Path) -> None:
     """Import the CLI's modules once so the timed runs load cached bytecode."""
-    subprocess.run([sys.executable, "-c", "import precision_pain.cli, precision_pain.predict.recommend, "
-                    "precision_pain.predict.outputs, precision_pain.predict.report_html, xgboost, pyarrow.parquet, "
-                    "jinja2, skops.io, sklearn.isotonic"], env=child_env(work), check=True)
+    modules = ("precision_pain.cli, precision_pain.predict.recommend, "
+               "precision_pain.predict.outputs, precision_pain.predict.report_html, xgboost, "
+               "pyarrow.parquet, jinja2, skops.io, sklearn.isotonic")
+    subprocess.run([sys.executable, "-c", f"import {modules}"], env=child_env(work), check=True)
 
 
 def run_cli(input_path: Path, out: Path, models: Path, params: Path, work: Path) -> Run:
@@ -195,10 +221,26 @@ def time_core(path: Path, bundle, options, chunk_size: int) -> tuple[float, floa
     return wall, cpu
 
 
+def bare_inputs(bundle, treatment: str, outcome: str, X):
+    """(booster, its input matrix for every patient under ``treatment``, column names), or
+    None for a model without trees (constant rate)."""
+    from precision_pain.models.pooled import design, design_names
+
+    model = bundle.model(treatment, outcome)
+    if model.kind == "xgboost":
+        return model.booster_, X.to_numpy(np.float32), list(X.columns)
+    if model.kind == "pooled_xgboost":
+        pooled = model.shared
+        return (pooled.booster_, design(X, treatment, pooled.treatments),
+                design_names(pooled.treatments))
+    return None
+
+
 def time_bare(path: Path, bundle, options, chunk_size: int, every_row: bool
               ) -> tuple[float, float]:
-    """Wall and CPU seconds of xgboost alone: every model scores every row, plus
-    pred_contribs on the rows predict explains (or on every row, with every_row)."""
+    """Wall and CPU seconds of xgboost alone: each outcome's booster scores every (patient,
+    treatment) row, plus pred_contribs on the rows predict explains (or on every row, with
+    every_row). Inputs (feature matrix, pooled design) are built outside the timed part."""
     import xgboost as xgb
 
     from precision_pain.data.features import build_features
@@ -209,19 +251,19 @@ def time_bare(path: Path, bundle, options, chunk_size: int, every_row: bool
     for prepared in chunks_of(path, chunk_size):
         X = build_features(prepared)
         ranks = score_patients(prepared, X, bundle, options.harm_weight).rank
-        values = X.to_numpy(np.float32)
-        t0, c0 = time.perf_counter(), time.process_time()
         for k, treatment in enumerate(bundle.treatments):
             rows = slice(None) if every_row else np.flatnonzero(ranks[:, k] <= width)
             for outcome in ("response", "adverse_event"):
-                model = bundle.model(treatment, outcome)
-                if model.kind != "xgboost":
+                inputs = bare_inputs(bundle, treatment, outcome, X)
+                if inputs is None:
                     continue
-                model.booster_.inplace_predict(values, validate_features=False)
-                matrix = xgb.DMatrix(values[rows], feature_names=list(X.columns))
-                model.booster_.predict(matrix, pred_contribs=True)
-        wall += time.perf_counter() - t0
-        cpu += time.process_time() - c0
+                booster, values, names = inputs
+                t0, c0 = time.perf_counter(), time.process_time()
+                booster.inplace_predict(values, validate_features=False)
+                matrix = xgb.DMatrix(values[rows], feature_names=names)
+                booster.predict(matrix, pred_contribs=True)
+                wall += time.perf_counter() - t0
+                cpu += time.process_time() - c0
     return wall, cpu
 
 
@@ -232,76 +274,118 @@ def time_tree_explainer(path: Path, bundle, sample: int) -> tuple[float, int]:
     from precision_pain.data.features import build_features
 
     prepared = next(chunks_of(path, sample))
-    values = build_features(prepared).to_numpy(np.float64)
-    start = time.perf_counter()
+    X = build_features(prepared)
+    seconds = 0.0
     for treatment in bundle.treatments:
         for outcome in ("response", "adverse_event"):
-            model = bundle.model(treatment, outcome)
-            if model.kind == "xgboost":
-                shap.TreeExplainer(model.booster_).shap_values(values, check_additivity=False)
-    return time.perf_counter() - start, len(values)
+            inputs = bare_inputs(bundle, treatment, outcome, X)
+            if inputs is not None:
+                start = time.perf_counter()
+                shap.TreeExplainer(inputs[0]).shap_values(inputs[1].astype(np.float64),
+                                                          check_additivity=False)
+                seconds += time.perf_counter() - start
+    return seconds, len(X)
 
 
 def main() -> None:
     """Run the benchmark and print its figures."""
-    from precision_pain.models.bundle import load_bundle
     from precision_pain.config import load_params
 
     args = parse_args()
     params = load_params(args.params)
     work = args.work or Path(tempfile.mkdtemp(prefix="pp-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    models = get_bundle(params, args.models or ROOT / params.model.dir, work)
-    bundle = load_bundle(models)
-    trees = sum(m.booster_.num_boosted_rounds() for t in bundle.treatments
-                for m in bundle.models[t].values() if m.kind == "xgboost")
-    chunk = params.predict.chunk_size
-    print(f"machine: {os.cpu_count()} cores; bundle {models}: {len(bundle.treatments)} "
-          f"treatments, {trees} xgboost trees in all; chunk_size {chunk:,}; "
-          f"top_k_explained {params.predict.top_k_explained}; output {args.format}")
-
+    bundles = {kind: get_bundle(params, kind, args.models or ROOT / params.model.dir, work)
+               for kind in args.model_types}
+    print(f"machine: {os.cpu_count()} cores; chunk_size {params.predict.chunk_size:,}; "
+          f"top_k_explained {params.predict.top_k_explained}; output {args.format}; "
+          f"{args.repeat} timed runs each, medians")
     warm_up(work)
-    runs = {}
-    baseline = args.baseline_n or 2 * chunk
-    sizes = [baseline, args.n] if baseline < args.n else [args.n]
-    for n in sizes:
-        src = write_cohort(params, n, args.seed, work / f"cohort_{n}.{args.format}",
-                           args.format)
-        runs[n] = run_cli(src, work / f"out_{n}" / f"pred.{args.format}", models, args.params,
-                          work)
-        print(f"[cli] {n:>9,} patients: {runs[n].seconds:7.1f} s wall "
-              f"({n / runs[n].seconds:7,.0f} patients/s), {runs[n].cpu:7.1f} CPU-s; "
-              f"peak RSS {runs[n].peak_mb:6,.0f} MB")
-    if len(sizes) == 2:
-        print(f"[memory] peak RSS at {sizes[1]:,} / at {sizes[0]:,} patients: "
-              f"{runs[sizes[1]].peak_mb / runs[sizes[0]].peak_mb:.2f}x")
-    if args.no_bare:
-        return
+    src = write_cohort(params, args.n, args.seed, work / f"cohort_{args.n}.{args.format}",
+                       args.format)
+    for kind, models in bundles.items():
+        bench_bundle(args, params, kind, models, src, work)
+    print(f"[load] load average now: {', '.join(f'{x:.2f}' for x in os.getloadavg())} "
+          f"on {os.cpu_count()} cores (other work on the machine slows wall times)")
+
+
+def describe_bundle(bundle) -> str:
+    """'10 treatments; response: 1 booster, 1,000 trees, max depth 4; ...'."""
+    parts = []
+    for outcome in ("response", "adverse_event"):
+        boosters = {id(b): b for t in bundle.treatments
+                    if (b := _booster(bundle.model(t, outcome))) is not None}
+        trees = [tree for b in boosters.values() for tree in b.get_dump()]
+        depth = max((line.count("\t") for tree in trees for line in tree.splitlines()),
+                    default=0)
+        parts.append(f"{outcome}: {len(boosters)} boosters, {len(trees):,} trees, max depth "
+                     f"{depth}")
+    return f"{len(bundle.treatments)} treatments; " + "; ".join(parts)
+
+
+def _booster(model):
+    if model.kind == "xgboost":
+        return model.booster_
+    if model.kind == "pooled_xgboost":
+        return model.shared.booster_
+    return None
+
+
+def bench_bundle(args, params, kind: str, models: Path, src: Path, work: Path) -> None:
+    """Every figure for one bundle; CLI and bare runs alternate, medians printed."""
+    from precision_pain.models.bundle import load_bundle
     from precision_pain.predict.recommend import options_from_params
 
+    bundle = load_bundle(models)
+    print(f"\n== {kind}: {models}: {describe_bundle(bundle)}")
     options = options_from_params(params)
-    src = work / f"cohort_{args.n}.{args.format}"
-    run = runs[args.n]
+    chunk = params.predict.chunk_size
+    runs, bares = [], []
+    for i in range(args.repeat):
+        runs.append(run_cli(src, work / f"out_{kind}" / f"pred.{args.format}", models,
+                            args.params, work))
+        print(f"[cli] run {i + 1}: {runs[-1].seconds:7.1f} s wall, {runs[-1].cpu:7.1f} CPU-s, "
+              f"peak RSS {runs[-1].peak_mb:6,.0f} MB")
+        if not args.no_bare:
+            bares.append(time_bare(src, bundle, options, chunk, every_row=False))
+            print(f"[bare] run {i + 1}: {bares[-1][0]:7.1f} s wall, {bares[-1][1]:7.1f} CPU-s")
+    wall = statistics.median(r.seconds for r in runs)
+    cpu = statistics.median(r.cpu for r in runs)
+    peak = statistics.median(r.peak_mb for r in runs)
+    print(f"[cli] {args.n:,} patients, median: {wall:.1f} s wall ({args.n / wall:,.0f} "
+          f"patients/s), {cpu:.1f} CPU-s; peak RSS {peak:,.0f} MB")
+    baseline = args.baseline_n or 2 * params.predict.chunk_size
+    if baseline < args.n:
+        small = write_cohort(params, baseline, args.seed,
+                             work / f"cohort_{baseline}.{args.format}", args.format)
+        run = run_cli(small, work / f"out_{kind}_{baseline}" / f"pred.{args.format}", models,
+                      args.params, work)
+        print(f"[memory] peak RSS at {args.n:,} / at {baseline:,} patients: "
+              f"{peak:,.0f} / {run.peak_mb:,.0f} MB = {peak / run.peak_mb:.2f}x")
+    if args.no_bare:
+        return
+    bare_wall = statistics.median(b[0] for b in bares)
+    bare_cpu = statistics.median(b[1] for b in bares)
+    ratios = [(r.seconds / b[0], r.cpu / b[1]) for r, b in zip(runs, bares)]
     core_wall, core_cpu = time_core(src, bundle, options, chunk)
-    bare_wall, bare_cpu = time_bare(src, bundle, options, chunk, every_row=False)
     print(f"[core] recommend() alone: {core_wall:.1f} s wall, {core_cpu:.1f} CPU-s "
           f"({args.n / core_wall:,.0f} patients/s without reading or writing files)")
     print(f"[bare] xgboost scoring (every model, every row) + pred_contribs (the explained "
-          f"rows): {bare_wall:.1f} s wall, {bare_cpu:.1f} CPU-s")
-    print(f"[ratio] end-to-end / bare: {run.seconds / bare_wall:.2f} wall, "
-          f"{run.cpu / bare_cpu:.2f} CPU; recommend() / bare: {core_wall / bare_wall:.2f} wall, "
-          f"{core_cpu / bare_cpu:.2f} CPU")
-    all_wall, all_cpu = time_bare(src, bundle, options, chunk, every_row=True)
-    print(f"[bare-all] the same with pred_contribs on every row (SHAP for all rows): "
-          f"{all_wall:.1f} s wall, {all_cpu:.1f} CPU-s; end-to-end / it: "
-          f"{run.seconds / all_wall:.2f} wall, {run.cpu / all_cpu:.2f} CPU")
+          f"rows), median: {bare_wall:.1f} s wall, {bare_cpu:.1f} CPU-s")
+    print(f"[ratio] {kind}: end-to-end / bare: {wall / bare_wall:.2f} wall, "
+          f"{cpu / bare_cpu:.2f} CPU (medians; per run, CPU: "
+          f"{', '.join(f'{c:.2f}' for _, c in ratios)}); recommend() / bare: "
+          f"{core_wall / bare_wall:.2f} wall, {core_cpu / bare_cpu:.2f} CPU")
+    if args.bare_all:
+        all_wall, all_cpu = time_bare(src, bundle, options, chunk, every_row=True)
+        print(f"[bare-all] the same with pred_contribs on every row (SHAP for all rows): "
+              f"{all_wall:.1f} s wall, {all_cpu:.1f} CPU-s; end-to-end / it: "
+              f"{wall / all_wall:.2f} wall, {cpu / all_cpu:.2f} CPU")
     te, sample = time_tree_explainer(src, bundle, args.explainer_sample)
     te_full = te * args.n / sample
     print(f"[shap] TreeExplainer, every model x every patient: {te:.1f} s for {sample:,} "
           f"patients -> {te_full:,.0f} s extrapolated to {args.n:,}; predict end to end is "
-          f"{te_full / run.seconds:.1f}x faster")
-    print(f"[load] load average now: {', '.join(f'{x:.2f}' for x in os.getloadavg())} "
-          f"on {os.cpu_count()} cores (other work on the machine slows wall times)")
+          f"{te_full / wall:.1f}x faster")
 
 
 if __name__ == "__main__":

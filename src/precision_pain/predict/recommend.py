@@ -355,22 +355,32 @@ def explain_matrix(contributions: np.ndarray, values: np.ndarray, labels: np.nda
     phi = np.asarray(contributions, dtype=float)[:, :len(FEATURE_NAMES)]
     top = top_features(phi, n_features)
     rows = np.arange(len(phi))
-    raises, lowers = " raises" + _PHRASE[outcome], " lowers" + _PHRASE[outcome]
-    phrases = []
-    for s in range(top.shape[1]):
-        j = top[:, s]
-        size = phi[rows, j]
-        words = describe_cells(j, values[rows, j])
-        odds = format_numbers(np.exp(size), ".2f")
-        verb = np.where(size > 0, raises, lowers).astype(object)
-        phrase = np.array([f"{w}{v}{o})" for w, v, o in zip(words.tolist(), verb.tolist(),
-                                                             odds.tolist())], dtype=object)
-        phrase[np.abs(size) <= 1e-9] = ""
-        phrases.append(phrase.tolist())
+    # |phi| falls along a row's top features, so a phrase left out (|phi| ~ 0) is followed
+    # only by phrases left out: each later phrase carries its own '; ' separator.
+    phrases = [_phrases(top[:, s], phi[rows, top[:, s]], values[rows, top[:, s]], outcome,
+                        "; " if s else "") for s in range(top.shape[1])]
     empty = "no feature moves the prediction (constant-rate model)"
-    return np.array([f"{label}: {'; '.join(filter(None, parts)) or empty}"
-                     for label, *parts in zip(np.asarray(labels).tolist(), *phrases)],
-                    dtype=object)
+    text = np.asarray(labels, dtype=object) + ": "
+    if not phrases:
+        return text + empty
+    return np.where(phrases[0] == "", text + empty, sum(phrases[1:], text + phrases[0]))
+
+
+def _phrases(features: np.ndarray, size: np.ndarray, cell_values: np.ndarray, outcome: str,
+             separator: str) -> np.ndarray:
+    """'<separator><feature in words> raises/lowers <outcome> (odds xA.BC)' per row, '' where
+    the SHAP value is ~0; each distinct phrase is written once."""
+    word_codes, words = pd.factorize(describe_cells(features, cell_values))
+    odds_codes, odds = pd.factorize(np.round(np.exp(size), 2))
+    state = np.where(np.abs(size) <= 1e-9, 0, np.where(size > 0, 1, 2))
+    key = (word_codes.astype(np.int64) * len(odds) + odds_codes) * 3 + state
+    inverse, distinct = pd.factorize(key)
+    odds_text = format_numbers(odds, ".2f")
+    verb = ("", " raises" + _PHRASE[outcome], " lowers" + _PHRASE[outcome])
+    texts = np.array([f"{separator}{words[k // 3 // len(odds)]}{verb[k % 3]}"
+                      f"{odds_text[k // 3 % len(odds)]})" if k % 3 else ""
+                      for k in distinct.tolist()], dtype=object)
+    return texts[inverse]
 
 
 def top_features(phi: np.ndarray, k: int) -> np.ndarray:
