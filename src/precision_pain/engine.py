@@ -30,6 +30,7 @@ import os
 import shutil
 import tempfile
 import threading
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -104,26 +105,33 @@ class DaskEngine:
 
     def map(self, fn: Callable[..., R], items: Iterable[T], *shared: Any, desc: str = "tasks",
             unit: str = "task") -> list[R]:
-        """``[fn(item, *shared) for item in items]``, every item a task, all in flight at once."""
+        """``[fn(item, *shared) for item in items]``, every item a task, all in flight at once.
+
+        ``shared`` is sent once to every worker (a copy on each, so it survives a worker's
+        death); each task carries its own item, so a task can be re-run elsewhere."""
         refs = [self.client.scatter(s, broadcast=True, hash=False) for s in shared]
-        data = [self.client.scatter(item, hash=False) for item in items]
-        futures = [self.client.submit(fn, item, *refs, pure=False, key=_key(fn, i))
-                   for i, item in enumerate(data)]
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*[Ll]arge graph.*")
+            futures = [self.client.submit(fn, item, *refs, pure=False, key=_key(fn, i))
+                       for i, item in enumerate(items)]
         with progress_bar(len(futures), desc, unit) as bar:
             return [self._result(f, i, desc, bar) for i, f in enumerate(futures)]
 
     def imap(self, fn: Callable[..., R], items: Iterable[T], *shared: Any, desc: str = "tasks",
              unit: str = "task") -> Iterator[R]:
-        """``fn(item, *shared)`` per item as a stream, in order; each item is sent to a worker
-        as its own piece of data, at most ``partitions_in_flight`` per worker thread ahead."""
-        refs = [self.client.scatter(s, broadcast=True, hash=False) for s in shared]
+        """``fn(item, *shared)`` per item as a stream, in order, at most
+        ``partitions_in_flight`` tasks per worker thread ahead.
+
+        Each task carries its partition and the shared arguments itself (not scattered data,
+        which dies with the worker holding it), so the scheduler can re-run a task whose
+        worker died on any other worker."""
         window: deque[Any] = deque()
         done = 0
         try:
-            with progress_bar(None, desc, unit) as bar:
+            with progress_bar(None, desc, unit) as bar, warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*[Ll]arge graph.*")
                 for i, item in enumerate(items):
-                    data = self.client.scatter(item, hash=False)
-                    window.append(self.client.submit(fn, data, *refs, pure=False,
+                    window.append(self.client.submit(fn, item, *shared, pure=False,
                                                      key=_key(fn, i)))
                     while len(window) >= self.settings.partitions_in_flight * self.workers:
                         yield self._result(window.popleft(), done, desc, bar)
@@ -142,12 +150,12 @@ class DaskEngine:
             result = future.result()
         except KilledWorker as exc:
             raise EngineError(
-                f"{desc}: partition {index + 1} failed because the Dask workers running it "
-                f"died {_allowed_failures(self.client) + 1} times (killed, or out of memory: "
-                f"{exc}). Nothing was written. Fix: give workers more memory "
-                "(engine.memory_limit, or your cluster's worker settings), use smaller "
-                "partitions (engine.partition_rows, predict.chunk_size), or check the workers' "
-                "logs") from None
+                f"{desc}: partition {index + 1} failed: every Dask worker that ran it died "
+                f"(killed, or out of memory), as many times as the scheduler allows "
+                f"(distributed.scheduler.allowed-failures): {exc}. Nothing was written. Fix: "
+                "give workers more memory (engine.memory_limit, or your cluster's worker "
+                "settings), use smaller partitions (engine.partition_rows, "
+                "predict.chunk_size), or read the workers' logs") from None
         bar.update()
         return result
 
@@ -184,17 +192,20 @@ def train_booster_dask(client: Any, params: dict[str, Any], X: Any, y: Any, roun
                           verbose_eval=False)["booster"]
 
 
+def numbered(chunks: Iterable[Any]) -> Iterator[tuple[int, Any]]:
+    """``(offset, chunk)`` pairs: each partition with the number of rows before it, so that
+    a partition's errors name rows counted from the start of the file."""
+    offset = 0
+    for chunk in chunks:
+        yield offset, chunk
+        offset += len(chunk)
+
+
 def _key(fn: Callable[..., Any], index: int) -> str:
     """A task name the dashboard shows: the function and the partition."""
     import uuid
 
     return f"{getattr(fn, '__name__', 'task')}-{index}-{uuid.uuid4().hex[:8]}"
-
-
-def _allowed_failures(client: Any) -> int:
-    import dask
-
-    return int(dask.config.get("distributed.scheduler.allowed-failures", 3))
 
 
 @contextmanager
