@@ -67,8 +67,11 @@ def prepare_partition(item: tuple[int, pd.DataFrame], source: str, response_thre
 
 
 def merge_problems(problems: Iterable[Problem]) -> list[Problem]:
-    """One problem per (column, message) over every partition: rows, counts and values joined."""
+    """One problem per (column, message) over every partition: rows, counts and values
+    joined; file-level problems first, then by column in contract order (as for a whole
+    table)."""
     from precision_pain.data.contract.errors import _KEEP_ROWS, _SHOW
+    from precision_pain.data.contract.schema import SCHEMA
 
     merged: dict[tuple[Any, ...], Problem] = {}
     for p in problems:
@@ -80,7 +83,8 @@ def merge_problems(problems: Iterable[Problem]) -> list[Problem]:
         merged[key] = replace(first, rows=(first.rows + p.rows)[:_KEEP_ROWS],
                               count=first.count + p.count,
                               values=list(dict.fromkeys(first.values + p.values))[:_SHOW])
-    return list(merged.values())
+    order = {spec.name: i for i, spec in enumerate(SCHEMA)}
+    return sorted(merged.values(), key=lambda p: order.get(p.column or "", -1))
 
 
 def align_truth(truth: pd.DataFrame, prepared: pd.DataFrame, source: str) -> pd.DataFrame:
