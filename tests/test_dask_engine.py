@@ -281,8 +281,8 @@ def test_workers_dying_on_every_try_fail_the_run_and_write_nothing(local_run, co
 
 def test_pooled_learner_trains_with_xgboost_dask_above_the_row_limit(small_splits, params):
     """Above engine.distributed_training_rows the pooled learner's boosters train with
-    xgboost.dask over the workers (rows split between them): a working model whose
-    validation predictions stay close to the single-process fit's."""
+    xgboost.dask over the workers (rows split between them), predicting as the
+    single-process fit does."""
     from distributed import Client, LocalCluster
 
     from precision_pain.data.features import build_features
@@ -293,7 +293,7 @@ def test_pooled_learner_trains_with_xgboost_dask_above_the_row_limit(small_split
     settings = params.engine.model_copy(update={"distributed_training_rows": 100})
     treatments = ("duloxetine", "tramadol", "physical_therapy")
     candidates: list[Candidate] = [adverse_event_candidate(
-        {"n_estimators": [60], "max_depth": 2, "learning_rate": 0.1}, seed=3)]
+        {"n_estimators": [20], "max_depth": 2, "learning_rate": 0.1}, seed=3)]
     valid = small_splits["valid"][small_splits["valid"]["treatment"].isin(treatments)]
     X = build_features(valid)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
@@ -302,8 +302,9 @@ def test_pooled_learner_trains_with_xgboost_dask_above_the_row_limit(small_split
         assert engine.distributes(len(small_splits["train"]))
         (spread,) = fit_candidates(candidates, small_splits["train"], treatments, engine)
     (single,) = fit_candidates(candidates, small_splits["train"], treatments, LOCAL)
-    assert spread.n_trees == single.n_trees == 60
+    assert spread.n_trees == single.n_trees == 20
     p_spread = spread.predict_matrix(X)
     p_single = single.predict_matrix(X)
     assert np.isfinite(p_spread).all()
-    assert np.abs(p_spread - p_single).mean() < 0.02
+    # identical on this data (measured: 0.0); xgboost does not promise it in general
+    assert np.abs(p_spread - p_single).max() < 1e-3
