@@ -57,6 +57,7 @@ if __name__ == "__main__":
     from precision_pain.predict.recommend import options_from_params
 
     params_path, cohort, bundle_dir, work = map(Path, sys.argv[1:5])
+    stages = sys.argv[5].split(",")
     params = load_params(params_path)
     out = {}
     with open_engine(params.engine) as engine:
@@ -71,6 +72,9 @@ if __name__ == "__main__":
         out["prepare_worker_peak_mb"] = sorted(client.run(peak_mb).values())
         out["prepare_client_peak_mb"] = peak_mb()
         del prepared
+        if "predict" not in stages:
+            print("RESULT " + json.dumps(out | {"workers": len(client.nthreads())}))
+            sys.exit(0)
         client.run(reset_peak)
         reset_peak()
         bundle = load_bundle(bundle_dir)
@@ -118,6 +122,8 @@ def _timed(args: list[str], cwd: Path) -> float:
 def _train_bundle(work: Path, model_type: str) -> Path:
     """A bundle of ``model_type`` trained on the default 20,000-patient synthetic cohort."""
     folder = work / f"train-{model_type}"
+    if (folder / "models/bundle/manifest.json").exists():  # trained by an earlier run
+        return folder / "models" / "bundle"
     folder.mkdir(parents=True, exist_ok=True)
     params = _params({"type": "local"})
     params["model"]["type"] = model_type
@@ -129,8 +135,9 @@ def _train_bundle(work: Path, model_type: str) -> Path:
     return folder / "models" / "bundle"
 
 
-def scale(sizes: list[int], workers: int, model_type: str, work: Path) -> None:
-    """simulate -> prepare -> predict per size on a LocalCluster; one JSON line per size."""
+def scale(sizes: list[int], workers: int, model_type: str, work: Path,
+          stages: list[str]) -> None:
+    """simulate -> prepare (-> predict) per size on a LocalCluster; one JSON line per size."""
     bundle = _train_bundle(work, model_type)
     rows = []
     for n in sizes:
@@ -142,7 +149,7 @@ def scale(sizes: list[int], workers: int, model_type: str, work: Path) -> None:
                              "--out", "cohort.parquet"], folder)
         (folder / "child.py").write_text(_CHILD)
         result = subprocess.run([sys.executable, "child.py", "params.yaml", "cohort.parquet",
-                                 str(bundle), "."], cwd=folder, env=_env(),
+                                 str(bundle), ".", ",".join(stages)], cwd=folder, env=_env(),
                                 capture_output=True, text=True)
         line = next((x for x in result.stdout.splitlines() if x.startswith("RESULT ")), None)
         if line is None:
@@ -151,20 +158,21 @@ def scale(sizes: list[int], workers: int, model_type: str, work: Path) -> None:
                **json.loads(line[7:])}
         print(json.dumps(row), flush=True)
         rows.append(row)
-        for big in ("cohort.parquet", "prepared.parquet", "predictions.parquet",
+        for big in ("cohort.parquet", "cohort_ground_truth.parquet", "prepared.parquet", "predictions.parquet",
                     "predictions.shap.parquet", "predictions.json", "predictions.html"):
             (folder / big).unlink(missing_ok=True)
     print("\n| patients | simulate | prepare (patients/s) | predict (patients/s; per worker) "
           "| peak RSS per worker: prepare / predict | client peak: prepare / predict |")
     print("|---|---|---|---|---|---|")
     for r in rows:
+        predict = (f"{r['predict_s']:.0f} s ({r['patients'] / r['predict_s']:,.0f}; "
+                   f"{r['patients'] / r['predict_s'] / r['workers']:,.0f})"
+                   if "predict_s" in r else "not run")
         print(f"| {r['patients']:,} | {r['simulate_s']:.0f} s | {r['prepare_s']:.0f} s "
-              f"({r['patients'] / r['prepare_s']:,.0f}) | {r['predict_s']:.0f} s "
-              f"({r['patients'] / r['predict_s']:,.0f}; "
-              f"{r['patients'] / r['predict_s'] / r['workers']:,.0f}) | "
+              f"({r['patients'] / r['prepare_s']:,.0f}) | {predict} | "
               f"{max(r['prepare_worker_peak_mb']):,.0f} / "
-              f"{max(r['predict_worker_peak_mb']):,.0f} MB | "
-              f"{r['prepare_client_peak_mb']:,.0f} / {r['predict_client_peak_mb']:,.0f} MB |")
+              f"{max(r.get('predict_worker_peak_mb', [0])):,.0f} MB | "
+              f"{r['prepare_client_peak_mb']:,.0f} / {r.get('predict_client_peak_mb', 0):,.0f} MB |")
 
 
 def pipeline(sizes: list[int], engines: list[str], workers: int, work: Path) -> None:
@@ -200,12 +208,14 @@ def main() -> None:
     parser.add_argument("--engines", nargs="+", default=["local", "dask"])
     parser.add_argument("--model-type", default="pooled_xgboost",
                         help="scale: the bundle's model type (pooled_xgboost: the default)")
+    parser.add_argument("--stages", nargs="+", choices=["prepare", "predict"],
+                        default=["prepare", "predict"], help="scale: what runs after simulate")
     parser.add_argument("--work", type=Path, help="Working folder [a temporary one].")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="dask-scale-") as tmp:
         work = args.work or Path(tmp)
         if args.mode == "scale":
-            scale(args.sizes, args.workers, args.model_type, work)
+            scale(args.sizes, args.workers, args.model_type, work, args.stages)
         else:
             pipeline(args.sizes, args.engines, args.workers, work)
 

@@ -29,9 +29,9 @@ from servers import free_port, stop
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-N_PATIENTS = 2500
-N_NEW = 900
-CHUNK = 200  # predict partitions: 5 of them for the new cohort
+N_PATIENTS = 2000
+N_NEW = 600
+CHUNK = 150  # predict partitions: 4 of them for the new cohort
 METRIC_TOLERANCE = 1e-6
 
 pytestmark = pytest.mark.slow
