@@ -32,10 +32,11 @@ def _friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from precision_pain.config import ParamsError
+        from precision_pain.engine import EngineError
 
         try:
             return func(*args, **kwargs)
-        except (ParamsError, OSError, ValueError, KeyError) as exc:
+        except (ParamsError, EngineError, OSError, ValueError, KeyError) as exc:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
             raise click.ClickException(str(message)) from None
     return wrapper
@@ -66,7 +67,8 @@ def main(verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("mlflow", "alembic", "urllib3", "git", "numba", "shap", "matplotlib"):
+    for noisy in ("mlflow", "alembic", "urllib3", "git", "numba", "shap", "matplotlib",
+                  "distributed", "bokeh", "tornado"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     # MLflow warns on every logged model that a uv-managed venv has no pip; nothing to act on
     logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
@@ -123,8 +125,9 @@ def prepare(params_path: Path, cohort: Path | None, ground_truth: str | None, ou
     import pandas as pd
 
     from precision_pain.config import load_params
-    from precision_pain.data.contract import read_table
-    from precision_pain.data.prepare import align_truth, prepare_cohort
+    from precision_pain.data.contract import iter_table, read_table
+    from precision_pain.data.prepare import align_truth, prepare_cohort, prepare_partitions
+    from precision_pain.engine import open_engine
     from precision_pain.io import check_writable, write_tables
 
     params = load_params(params_path)
@@ -132,7 +135,13 @@ def prepare(params_path: Path, cohort: Path | None, ground_truth: str | None, ou
     truth_path = _optional_path(ground_truth, params.data.ground_truth)
     out, truth_out = out or params.data.prepared, truth_out or params.data.prepared_truth
     check_writable([out, truth_out])
-    prepared = prepare_cohort(read_table(cohort), str(cohort), params.prepare.response_threshold)
+    with open_engine(params.engine) as engine:
+        if engine.name == "local":
+            prepared = prepare_cohort(read_table(cohort), str(cohort),
+                                      params.prepare.response_threshold)
+        else:
+            prepared = prepare_partitions(iter_table(cohort, params.engine.partition_rows),
+                                          str(cohort), params.prepare.response_threshold, engine)
     if truth_path is not None:
         truth = align_truth(read_table(truth_path, typed=True), prepared, str(truth_path))
     else:
@@ -190,6 +199,7 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
     """Fit one response and one adverse-event model per treatment; track them in MLflow."""
     from precision_pain.config import load_params
     from precision_pain.data.contract import read_pipeline_table
+    from precision_pain.engine import open_engine
     from precision_pain.models.bundle import save_bundle
     from precision_pain.models.estimators import get_model_class
     from precision_pain.io import write_json
@@ -208,16 +218,18 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
     log.info("training %s models for %d treatments on %d rows (validation %d rows)",
              params.model.type, len(treatments), len(train_df), len(valid_df))
     started = time.perf_counter()
-    with progress_bar(total=len(treatments), desc="train", unit="treatment") as bar:
+    with (open_engine(params.engine) as engine,
+          progress_bar(total=len(treatments), desc="train", unit="treatment") as bar):
         if tracking:
             bundle = _train_tracked(params, treatments, skipped, train_df, valid_df, splits_dir,
-                                    bar, params_path)
+                                    bar, params_path, engine)
         else:
             bundle = train_bundle(train_df, valid_df, treatments, params.model,
                                   params.prepare.response_threshold,
                                   harm_weight=params.evaluate.harm_weight,
                                   propensity_clip=params.evaluate.propensity_clip,
-                                  not_modeled=skipped, on_done=lambda _: bar.update())
+                                  not_modeled=skipped, on_done=lambda _: bar.update(),
+                                  engine=engine)
     seconds = time.perf_counter() - started
     out = save_bundle(bundle, models_dir or params.model.dir)
     log.info("wrote %d treatments' models to %s", len(bundle.treatments), out)
@@ -240,7 +252,7 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
 
 
 def _train_tracked(params: Any, treatments: Any, skipped: Any, train_df: Any, valid_df: Any,
-                   splits_dir: Path, bar: Any, params_path: Path) -> Any:
+                   splits_dir: Path, bar: Any, params_path: Path, engine: Any) -> Any:
     """train_bundle inside an MLflow parent run, one nested run per treatment as it is done."""
     from dataclasses import replace
 
@@ -266,7 +278,7 @@ def _train_tracked(params: Any, treatments: Any, skipped: Any, train_df: Any, va
                               params.prepare.response_threshold,
                               harm_weight=params.evaluate.harm_weight,
                               propensity_clip=params.evaluate.propensity_clip,
-                              not_modeled=skipped, on_done=on_done)
+                              not_modeled=skipped, on_done=on_done, engine=engine)
     return replace(bundle, metadata={**bundle.metadata, "mlflow_run_ids": run_ids})
 
 
@@ -292,6 +304,7 @@ def evaluate(params_path: Path, splits_dir: Path | None, truth: Path | None,
     from precision_pain.config import load_params
     from precision_pain.evaluate.core import evaluate as run_evaluation
     from precision_pain.data.contract import read_pipeline_table
+    from precision_pain.engine import open_engine
     from precision_pain.io import write_json
 
     params = load_params(params_path)
@@ -302,7 +315,9 @@ def evaluate(params_path: Path, splits_dir: Path | None, truth: Path | None,
     truth_frame = read_pipeline_table(truth or params.data.prepared_truth)
     log.info("evaluating %s models on %d test rows (ground truth: %d rows, %d bootstrap "
              "replicates)", bundle.model_type, len(test), len(truth_frame), settings.n_bootstrap)
-    result = run_evaluation(test, bundle, truth_frame if len(truth_frame) else None, settings)
+    with open_engine(params.engine) as engine:
+        result = run_evaluation(test, bundle, truth_frame if len(truth_frame) else None,
+                                settings, engine)
     files = {settings.metrics: result.summary, settings.per_treatment: result.per_treatment,
              settings.policy: result.policy, settings.subgroups: result.subgroups}
     for path, content in files.items():
@@ -372,7 +387,9 @@ def predict(params_path: Path, input_path: Path, out: Path, models_dir: Path | N
     from precision_pain.io import check_writable, table_format
     from precision_pain.predict.recommend import options_from_params, predict_chunks
     from precision_pain.data.contract import iter_table
+    from precision_pain.engine import open_engine
     from precision_pain.predict.outputs import output_paths, write_predictions
+    from precision_pain.predict.partitioned import predict_partitions
 
     params = load_params(params_path)
     table_format(out)
@@ -385,10 +402,16 @@ def predict(params_path: Path, input_path: Path, out: Path, models_dir: Path | N
             "model_type": bundle.model_type, "harm_weight": options.harm_weight,
             "top_k_explained": options.top_k, "version": __version__,
             "treatments_not_modeled": not_modeled(bundle)}
-    written = write_predictions(
-        predict_chunks(chunks, bundle, str(input_path), options), out, meta,
-        params.predict.report_max_patients if report_max_patients is None
-        else report_max_patients)
+    max_patients = (params.predict.report_max_patients if report_max_patients is None
+                    else report_max_patients)
+    with open_engine(params.engine) as engine:
+        if engine.name == "local":
+            results = predict_chunks(chunks, bundle, str(input_path), options)
+        else:
+            source = _bundle_source(bundle, None if registry_alias else
+                                    models_dir or params.model.dir)
+            results = predict_partitions(chunks, source, str(input_path), options, engine)
+        written = write_predictions(results, out, meta, max_patients)
     log.info("wrote %s (%d rows: %d patients x %d treatments), %s", out, written.n_rows,
              written.n_patients, len(bundle.treatments),
              ", ".join(str(p) for k, p in written.paths.items() if k != "table"))
@@ -399,6 +422,18 @@ def not_modeled(bundle: Any) -> list[dict[str, str]]:
     """The treatments a bundle does not rank, and why (predict's JSON and HTML say so)."""
     return [{"treatment": a["treatment"], "reason": a["reason"]}
             for a in bundle.metadata.get("not_modeled", [])]
+
+
+def _bundle_source(bundle: Any, directory: Path | None) -> Any:
+    """What Dask workers load the models from: the bundle folder's files, pinned to the
+    manifest hash the client has just verified; a registry bundle without a folder goes as
+    the loaded objects."""
+    from precision_pain.engine import BundleFiles
+    from precision_pain.models.bundle import manifest_sha256
+
+    if directory is None:
+        return bundle
+    return BundleFiles.read(directory, manifest_sha256(directory))
 
 
 def _load_bundle(params: Any, models_dir: Path | None, alias: str | None,

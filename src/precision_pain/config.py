@@ -137,6 +137,32 @@ class PredictParams(_Section):
     max_request_rows: int = Field(ge=1)
 
 
+class EngineParams(_Section):
+    """Where the stages compute: this process, or a Dask cluster (docs/scaling.md)."""
+
+    # local: today's single process. dask: partitions, arms and bootstrap run on workers.
+    type: Literal["local", "dask"] = "local"
+    # dask only. null: the run starts a LocalCluster on 127.0.0.1 and stops it at the end;
+    # or the address of a running scheduler (tcp://host:8786).
+    scheduler: str | None = None
+    # The LocalCluster's worker processes, threads and memory limit per worker.
+    n_workers: int = Field(default=2, ge=1)
+    threads_per_worker: int = Field(default=1, ge=1)
+    memory_limit: str = "4GiB"
+    # The LocalCluster's dashboard (127.0.0.1:0 = any free port; null = none).
+    dashboard_address: str | None = "127.0.0.1:0"
+    # Rows per partition when prepare reads the cohort (predict uses predict.chunk_size).
+    partition_rows: int = Field(default=100_000, ge=1)
+    # Partitions sent ahead per worker thread: bounds the memory of the client and workers.
+    partitions_in_flight: int = Field(default=2, ge=1)
+    # Seconds to wait for the first worker of a scheduler given by address.
+    connect_timeout: float = Field(default=60, gt=0)
+    # The pooled learner trains with xgboost.dask (data spread over every worker) when its
+    # training set has more rows than this; below it, each hyperparameter candidate's booster
+    # is one task on one worker. null: never.
+    distributed_training_rows: int | None = Field(default=None, ge=1)
+
+
 class ExtractSource(_Section):
     """One OMOP CDM database (and its PharmCAT outputs) to extract a cohort from."""
 
@@ -191,6 +217,7 @@ class Params(_Section):
     tracking: TrackingParams
     predict: PredictParams
     extract: ExtractParams
+    engine: EngineParams = EngineParams()
 
 
 class ParamsError(ValueError):

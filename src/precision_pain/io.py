@@ -14,7 +14,8 @@ Temporary names carry the writer's process id (``.<name>.<pid>.<random>.tmp``): 
 run removes those whose process is gone, and SIGTERM (turned into an exception by the CLI)
 removes a run's own. Fault points for tests: ``PRECISION_PAIN_FAILPOINT=<point>:<n>[:TERM]``
 kills the process with SIGKILL (or sends it SIGTERM) the n-th time it reaches ``<point>``
-(``publish.journal``, ``publish.unlink``, ``publish.rename``, ``write.chunk``).
+(``publish.journal``, ``publish.unlink``, ``publish.rename``, ``write.chunk``; in a Dask
+worker, ``predict.partition``).
 """
 
 from __future__ import annotations

@@ -8,9 +8,14 @@ for prediction alike.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any
+
 import pandas as pd
 
-from precision_pain.data.contract import derive_response, validate_cohort
+from precision_pain.data.contract import ContractError, derive_response, validate_cohort
+from precision_pain.data.contract.errors import Problem
 from precision_pain.data.pgx import annotate_pgx
 
 
@@ -26,6 +31,60 @@ def prepare_cohort(raw: pd.DataFrame, source: str, response_threshold: float | N
                                    response_threshold)
         prepared = prepared.assign(response=response.astype(bool))
     return prepared
+
+
+def prepare_partitions(chunks: Iterable[pd.DataFrame], source: str, response_threshold: float,
+                       engine: Any) -> pd.DataFrame:
+    """:func:`prepare_cohort` mapped over a cohort's partitions on ``engine``
+    (:mod:`precision_pain.engine`); the same prepared table as one call on the whole cohort.
+
+    Every partition is checked: the problems of all of them are reported at once, with row
+    numbers counted from the start of the file, as for the whole table.
+    """
+    from precision_pain.engine import numbered
+
+    parts, problems = [], []
+    for result in engine.imap(prepare_partition, numbered(chunks), source, response_threshold,
+                              desc="prepare", unit="partition"):
+        if isinstance(result, ContractError):
+            problems += result.problems
+        else:
+            parts.append(result)
+    if problems:
+        raise ContractError(source, merge_problems(problems))
+    return pd.concat(parts, ignore_index=True)
+
+
+def prepare_partition(item: tuple[int, pd.DataFrame], source: str, response_threshold: float
+                      ) -> pd.DataFrame | ContractError:
+    """One partition prepared, or its contract problems (rows counted from the file start)."""
+    offset, raw = item
+    try:
+        return prepare_cohort(raw, source, response_threshold)
+    except ContractError as exc:
+        return ContractError(source, [replace(p, rows=[r + offset for r in p.rows])
+                                      for p in exc.problems])
+
+
+def merge_problems(problems: Iterable[Problem]) -> list[Problem]:
+    """One problem per (column, message) over every partition: rows, counts and values
+    joined; file-level problems first, then by column in contract order (as for a whole
+    table)."""
+    from precision_pain.data.contract.errors import _KEEP_ROWS, _SHOW
+    from precision_pain.data.contract.schema import SCHEMA
+
+    merged: dict[tuple[Any, ...], Problem] = {}
+    for p in problems:
+        key = (p.column, p.message, p.fix, p.allowed)
+        if key not in merged:
+            merged[key] = p
+            continue
+        first = merged[key]
+        merged[key] = replace(first, rows=(first.rows + p.rows)[:_KEEP_ROWS],
+                              count=first.count + p.count,
+                              values=list(dict.fromkeys(first.values + p.values))[:_SHOW])
+    order = {spec.name: i for i, spec in enumerate(SCHEMA)}
+    return sorted(merged.values(), key=lambda p: order.get(p.column or "", -1))
 
 
 def align_truth(truth: pd.DataFrame, prepared: pd.DataFrame, source: str) -> pd.DataFrame:

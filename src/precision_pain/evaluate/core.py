@@ -38,12 +38,12 @@ from precision_pain.evaluate import policy as pol
 from precision_pain.models.bundle import ModelBundle
 from precision_pain.config import EvaluateParams
 from precision_pain.data.features import build_features
+from precision_pain.engine import LOCAL
 from precision_pain.evaluate.metrics import (METRICS, binary_metrics_ci, bootstrap_weights,
                                              calibration_intercept, calibration_slope,
                                              estimate_with_ci)
 from precision_pain.predict.recommend import decide
 from precision_pain.models.propensity import predict_propensity
-from precision_pain.progress import track
 from precision_pain.registry import OUTCOMES, eligibility
 
 SUBGROUP_COLUMNS: tuple[str, ...] = ("ancestry", "sex")
@@ -114,23 +114,30 @@ def patient_weights(patient_ids: np.ndarray, n_boot: int, seed: int) -> np.ndarr
 
 # ---------------------------------------------------------------------- model metrics
 def model_metrics(test: pd.DataFrame, scores: EpisodeScores, weights: np.ndarray,
-                  true: dict[str, np.ndarray] | None = None) -> dict[str, dict[str, Any]]:
+                  true: dict[str, np.ndarray] | None = None, engine: Any = LOCAL
+                  ) -> dict[str, dict[str, Any]]:
     """Per treatment and outcome: metrics with bootstrap CIs on the treated test rows.
 
     With a ground truth, ``true_probability`` holds the same metrics for the true
-    probabilities on the same rows: the best any model could score there.
+    probabilities on the same rows: the best any model could score there. Each treatment's
+    bootstrap is one task on ``engine`` (it receives only its rows' replicate weights).
     """
-    result: dict[str, dict[str, Any]] = {}
-    for j, treatment in track(list(enumerate(scores.treatments)), "bootstrap metrics",
-                              unit="treatment"):
+    arms = []
+    for j, treatment in enumerate(scores.treatments):
         rows = scores.treated == j
         if rows.any():
-            result[treatment] = {o: _outcome_metrics(test[o].to_numpy(float)[rows],
-                                                     _predictions(scores, o)[rows, j],
-                                                     weights[:, rows],
-                                                     None if true is None else true[o][rows, j])
-                                 for o in OUTCOMES}
-    return result
+            arms.append((treatment, {o: (test[o].to_numpy(float)[rows],
+                                         _predictions(scores, o)[rows, j],
+                                         None if true is None else true[o][rows, j])
+                                     for o in OUTCOMES}, weights[:, rows]))
+    results = engine.map(_arm_metrics, arms, desc="bootstrap metrics", unit="treatment")
+    return {arm[0]: result for arm, result in zip(arms, results)}
+
+
+def _arm_metrics(arm: tuple[str, dict[str, tuple[Any, ...]], np.ndarray]
+                 ) -> dict[str, Any]:
+    _, outcomes, weights = arm
+    return {o: _outcome_metrics(y, p, weights, p_true) for o, (y, p, p_true) in outcomes.items()}
 
 
 def with_arm_sizes(per_treatment: dict[str, Any], bundle: ModelBundle, small_arm: int
@@ -415,16 +422,24 @@ def summarize(table: pd.DataFrame, weights: np.ndarray) -> dict[str, Any]:
     return out
 
 
-def subgroup_summaries(table: pd.DataFrame, weights: np.ndarray, groups: pd.DataFrame
-                       ) -> dict[str, dict[str, Any]]:
-    """:func:`summarize` within each level of each subgroup column."""
-    out: dict[str, dict[str, Any]] = {}
+def subgroup_summaries(table: pd.DataFrame, weights: np.ndarray, groups: pd.DataFrame,
+                       engine: Any = LOCAL) -> dict[str, dict[str, Any]]:
+    """:func:`summarize` within each level of each subgroup column (each level one task on
+    ``engine``, with only its rows)."""
+    levels = []
     for column in groups.columns:
         labels = groups[column].astype("string").fillna("unknown").to_numpy()
-        out[column] = {str(level): summarize(table[labels == level].reset_index(drop=True),
-                                             weights[:, labels == level])
-                       for level in pd.unique(labels)}
+        levels += [(column, str(level), table[labels == level].reset_index(drop=True),
+                    weights[:, labels == level]) for level in pd.unique(labels)]
+    results = engine.map(_level_summary, levels, desc="bootstrap subgroups", unit="subgroup")
+    out: dict[str, dict[str, Any]] = {column: {} for column in groups.columns}
+    for (column, level, _, _), result in zip(levels, results):
+        out[column][level] = result
     return out
+
+
+def _level_summary(level: tuple[str, str, pd.DataFrame, np.ndarray]) -> dict[str, Any]:
+    return summarize(level[2], level[3])
 
 
 # ------------------------------------------------------------------------------ headline
@@ -498,13 +513,14 @@ def _headline_ope(ope: dict[str, Any]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------- evaluate
 def evaluate(test: pd.DataFrame, bundle: ModelBundle, truth: pd.DataFrame | None,
-             settings: EvaluateParams) -> Evaluation:
-    """Model metrics, policy values (true and off-policy), trials and subgroups."""
+             settings: EvaluateParams, engine: Any = LOCAL) -> Evaluation:
+    """Model metrics, policy values (true and off-policy), trials and subgroups; ``engine``
+    spreads the bootstrap over workers (per treatment and per subgroup)."""
     scores = score_test(test, bundle)
     weights = patient_weights(scores.patient_ids, settings.n_bootstrap, settings.seed)
     has_truth = truth is not None and not truth.empty
     true = true_matrices(scores, truth, settings.harm_weight) if has_truth else None
-    per_treatment = with_arm_sizes(model_metrics(test, scores, weights, true), bundle,
+    per_treatment = with_arm_sizes(model_metrics(test, scores, weights, true, engine), bundle,
                                    settings.small_arm_patients)
     ranks = model_ranks(test, scores, settings.harm_weight, settings.non_opioid_first)
     columns, choices = fit_columns(test, scores), {}
@@ -536,7 +552,7 @@ def evaluate(test: pd.DataFrame, bundle: ModelBundle, truth: pd.DataFrame | None
     if true is not None:
         curves["trials"] = trials_curve(scores, true["response"], ranks, settings.stepped_care)
     return Evaluation(summary, per_treatment, detail,
-                      subgroup_summaries(table, weights, groups), curves)
+                      subgroup_summaries(table, weights, groups, engine), curves)
 
 
 def _scalars(tree: dict[str, Any]) -> dict[str, Any]:

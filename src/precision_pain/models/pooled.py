@@ -68,6 +68,7 @@ import numpy as np
 import pandas as pd
 
 from precision_pain.data.features import FEATURE_NAMES, build_features
+from precision_pain.engine import LOCAL
 from precision_pain.evaluate import policy as pol
 from precision_pain.models.estimators import TRAIN_THREADS, MlflowArtifact, artifact_path
 from precision_pain.registry import CONDITIONS, TREATMENTS
@@ -130,17 +131,15 @@ OBJECTIVES: Mapping[str, Mapping[str, str]] = {
 
 
 def fit_pooled_booster(matrix: np.ndarray, names: Sequence[str], y: np.ndarray,
-                       n_estimators: int, seed: int, outcome_type: str = "binary",
-                       **hyperparameters: Any) -> Any:
-    """One booster on a pooled design (rows: episodes; columns: ``names``)."""
-    import xgboost as xgb
-
+                       n_estimators: int, seed: int, outcome_type: str = "binary", *,
+                       engine: Any = LOCAL, **hyperparameters: Any) -> Any:
+    """One booster on a pooled design (rows: episodes; columns: ``names``), trained by
+    ``engine`` (in this process, or with xgboost.dask above its row threshold)."""
     if outcome_type not in OBJECTIVES:
         raise ValueError(f"unknown outcome type {outcome_type!r}; valid: {', '.join(OBJECTIVES)}")
-    data = xgb.DMatrix(matrix, label=np.asarray(y, float), feature_names=list(names))
     params = {**OBJECTIVES[outcome_type], "tree_method": "hist", "seed": seed,
               "nthread": TRAIN_THREADS, **hyperparameters}
-    return xgb.train(params, data, num_boost_round=int(n_estimators))
+    return engine.train_booster(params, matrix, np.asarray(y, float), int(n_estimators), names)
 
 
 def design_names(treatments: Sequence[str]) -> list[str]:
@@ -164,11 +163,14 @@ class PooledModel:
 
     @classmethod
     def fit(cls, X: pd.DataFrame, treatment: np.ndarray, y: np.ndarray, outcome: str,
-            n_estimators: int, seed: int, treatments: Sequence[str],
+            n_estimators: int, seed: int, treatments: Sequence[str], *, engine: Any = LOCAL,
             **hyperparameters: Any) -> PooledModel:
-        """Fit on every row: X = patient features, ``treatment`` = the treatment received."""
+        """Fit on every row: X = patient features, ``treatment`` = the treatment received.
+
+        ``engine`` trains the booster (:mod:`precision_pain.engine`: in this process, or with
+        xgboost.dask over a cluster's workers for a training set too large for one)."""
         booster = fit_pooled_booster(design(X, treatment, treatments), design_names(treatments),
-                                     y, n_estimators, seed, **hyperparameters)
+                                     y, n_estimators, seed, engine=engine, **hyperparameters)
         return cls(booster, treatments, outcome)
 
     @property
@@ -355,16 +357,65 @@ def _observed(frame: pd.DataFrame, treatments: Sequence[str]) -> pd.DataFrame:
     return frame[frame["treatment"].astype(str).isin(treatments)]
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """One booster to fit: an outcome's label, its largest tree count, seed and settings."""
+
+    outcome: str
+    n_estimators: int
+    seed: int
+    hyperparameters: Mapping[str, Any]
+
+
+def fit_candidate(candidate: Candidate, X: pd.DataFrame, treatment: np.ndarray,
+                  labels: Mapping[str, np.ndarray], treatments: Sequence[str],
+                  engine: Any = LOCAL) -> PooledModel:
+    """One candidate's booster (a task of its own on a Dask engine)."""
+    return PooledModel.fit(X, treatment, labels[candidate.outcome], candidate.outcome,
+                           candidate.n_estimators, candidate.seed, treatments, engine=engine,
+                           **candidate.hyperparameters)
+
+
+def fit_candidates(candidates: Sequence[Candidate], train: pd.DataFrame,
+                   treatments: Sequence[str], engine: Any = LOCAL) -> list[PooledModel]:
+    """Every candidate's booster on the training episodes of ``treatments``.
+
+    Candidates are independent: on a Dask engine each is one task on one worker, unless the
+    training set is too large for one worker (``engine.distributed_training_rows``); then
+    they are fitted one after another, each with xgboost.dask over every worker.
+    """
+    tr = _observed(train, treatments)
+    X, t = build_features(tr), tr["treatment"].astype(str).to_numpy()
+    labels = {o: tr[o].to_numpy(float) for o in {c.outcome for c in candidates}}
+    if getattr(engine, "distributes", lambda n: False)(len(X)):
+        return [fit_candidate(c, X, t, labels, treatments, engine) for c in candidates]
+    return engine.map(fit_candidate, candidates, X, t, labels, tuple(treatments),
+                      desc="pooled boosters", unit="booster")
+
+
+def adverse_event_candidate(settings: Mapping[str, Any], seed: int) -> Candidate:
+    """The adverse-event booster, at the largest number of trees searched."""
+    return Candidate("adverse_event", max(_grid(settings["n_estimators"])), seed,
+                     _fixed(settings, ("n_estimators",)))
+
+
+def response_candidates(settings: Mapping[str, Any], seed: int) -> list[Candidate]:
+    """One response booster per max_depth, at the largest number of trees searched."""
+    trees = max(_grid(settings["n_estimators"]))
+    fixed = _fixed(settings, ("n_estimators", "max_depth"))
+    return [Candidate("response", trees, seed, {"max_depth": depth, **fixed})
+            for depth in _grid(settings["max_depth"])]
+
+
 def fit_adverse_event(train: pd.DataFrame, valid: ValidationData, settings: Mapping[str, Any],
-                      seed: int) -> tuple[PooledModel, pd.DataFrame]:
-    """Pooled adverse-event model; its number of trees by validation log-loss."""
-    tr = _observed(train, valid.treatments)
-    trees = _grid(settings["n_estimators"])
-    big = PooledModel.fit(build_features(tr), tr["treatment"].astype(str).to_numpy(),
-                          tr["adverse_event"].to_numpy(float), "adverse_event", max(trees),
-                          seed, valid.treatments, **_fixed(settings, ("n_estimators",)))
+                      seed: int, fitted: PooledModel | None = None
+                      ) -> tuple[PooledModel, pd.DataFrame]:
+    """Pooled adverse-event model; its number of trees by validation log-loss (``fitted``:
+    its booster at the largest count, if already fitted)."""
+    big = fitted or fit_candidates([adverse_event_candidate(settings, seed)], train,
+                                   valid.treatments)[0]
     rows = []
-    for k in trees:
+    for k in _grid(settings["n_estimators"]):
         got, y = valid.received(big.sliced(k).predict_matrix(valid.X), "adverse_event")
         got = np.clip(got, 1e-7, 1 - 1e-7)
         rows.append({"n_trees": k, "log_loss": -float(np.mean(y * np.log(got)
@@ -377,22 +428,24 @@ def fit_adverse_event(train: pd.DataFrame, valid: ValidationData, settings: Mapp
 
 
 def select_pooled(train: pd.DataFrame, valid: ValidationData, settings: Mapping[str, Any],
-                  harm_weight: float, seed: int) -> PooledFit:
-    """Both pooled models; the response model's depth and trees by validation DR value."""
-    adverse_event, _ = fit_adverse_event(train, valid, settings["adverse_event"], seed + 1)
-    p_ae = adverse_event.predict_matrix(valid.X)
+                  harm_weight: float, seed: int, engine: Any = LOCAL) -> PooledFit:
+    """Both pooled models; the response model's depth and trees by validation DR value.
+
+    The adverse-event booster and one response booster per max_depth are fitted first, as
+    independent candidates (in parallel on a Dask engine); the choice follows."""
     response = settings["response"]
-    tr = _observed(train, valid.treatments)
-    X_tr, t_tr = build_features(tr), tr["treatment"].astype(str).to_numpy()
+    candidates = [adverse_event_candidate(settings["adverse_event"], seed + 1),
+                  *response_candidates(response, seed)]
+    big_ae, *fitted = fit_candidates(candidates, train, valid.treatments, engine)
+    adverse_event, _ = fit_adverse_event(train, valid, settings["adverse_event"], seed + 1,
+                                         big_ae)
+    p_ae = adverse_event.predict_matrix(valid.X)
     trees = _grid(response["n_estimators"])
-    rows, terms, boosters = [], [], {}
-    for depth in _grid(response["max_depth"]):
-        boosters[depth] = PooledModel.fit(X_tr, t_tr, tr["response"].to_numpy(float),
-                                          "response", max(trees), seed, valid.treatments,
-                                          max_depth=depth,
-                                          **_fixed(response, ("n_estimators", "max_depth")))
+    rows, terms = [], []
+    boosters = {int(c.hyperparameters["max_depth"]): m for c, m in zip(candidates[1:], fitted)}
+    for depth, booster in boosters.items():
         for k in trees:
-            p = boosters[depth].sliced(k).predict_matrix(valid.X)
+            p = booster.sliced(k).predict_matrix(valid.X)
             dr = valid.dr_terms(p, p_ae, harm_weight)
             got, y = valid.received(p, "response")
             terms.append(dr)
@@ -433,12 +486,12 @@ def choose(terms: np.ndarray, default: int | None, z: float) -> int:
 
 def fit_pooled(train: pd.DataFrame, valid: pd.DataFrame, treatments: Sequence[str],
                settings: Mapping[str, Any], propensity: Any, harm_weight: float, clip: float,
-               seed: int) -> PooledFit:
+               seed: int, engine: Any = LOCAL) -> PooledFit:
     """The pooled learner for ``treatments``: selection on the validation split by DR value."""
     if propensity is None and len(treatments) > 1:
         raise ValueError("the pooled learner chooses its hyperparameters by a doubly robust "
                          "value on the validation split, which needs a propensity model: "
                          "set model.hyperparameters.propensity in params.yaml")
     data = ValidationData.build(valid, propensity, treatments, clip)
-    return select_pooled(train, data, settings, harm_weight, seed)
+    return select_pooled(train, data, settings, harm_weight, seed, engine)
 

@@ -25,6 +25,7 @@ import pandas as pd
 
 from precision_pain.config import ModelParams
 from precision_pain.data.features import build_features
+from precision_pain.engine import LOCAL
 from precision_pain.evaluate.metrics import binary_metrics
 from precision_pain.models.bundle import ModelBundle, bundle_from_training
 from precision_pain.models.estimators import (POOLED_MODEL_TYPES, BinaryModel, fit_binary,
@@ -127,13 +128,16 @@ def modeled_treatments(train: pd.DataFrame, valid: pd.DataFrame, model: ModelPar
 def train_bundle(train: pd.DataFrame, valid: pd.DataFrame, treatments: Iterable[Treatment],
                  model: ModelParams, response_threshold: float, *, harm_weight: float,
                  propensity_clip: float, not_modeled: Sequence[ArmSupport] = (),
-                 on_done: Callable[[TreatmentModels], None] | None = None) -> ModelBundle:
+                 on_done: Callable[[TreatmentModels], None] | None = None,
+                 engine: Any = LOCAL) -> ModelBundle:
     """Every treatment's models, the training profile and the propensity model, as a bundle.
 
     ``on_done`` gets each treatment's final result (the CLI logs it to MLflow). Without
     ``model.hyperparameters.propensity`` the bundle has no propensity model. The pooled
     learner chooses its hyperparameters by the doubly robust value of its recommendations
-    at ``harm_weight`` (importance weights capped at ``1 / propensity_clip``).
+    at ``harm_weight`` (importance weights capped at ``1 / propensity_clip``). ``engine``
+    (:mod:`precision_pain.engine`) runs the independent fits: the pooled learner's candidate
+    boosters, or the per-treatment arms.
     """
     hyper = model.hyperparameters.get(model.type, {})
     treatments = tuple(treatments)
@@ -141,9 +145,10 @@ def train_bundle(train: pd.DataFrame, valid: pd.DataFrame, treatments: Iterable[
         propensity, report = _propensity(train, valid, model)
         if model.type in POOLED_MODEL_TYPES:
             fitted = train_pooled(treatments, train, valid, hyper, propensity, harm_weight,
-                                  propensity_clip, model.seed, on_done)
+                                  propensity_clip, model.seed, on_done, engine)
         else:
-            fitted = train_all(treatments, train, valid, model.type, hyper, model.seed, on_done)
+            fitted = train_all(treatments, train, valid, model.type, hyper, model.seed, on_done,
+                               engine)
         profile = training_profile(train, valid, {n: r.models for n, r in fitted.items()})
     metadata = {"response_threshold": response_threshold, "hyperparameters": hyper, **profile,
                 **({"propensity": report} if report else {}),
@@ -175,12 +180,12 @@ def training_summary(bundle: ModelBundle, valid: pd.DataFrame, harm_weight: floa
 def train_pooled(treatments: Sequence[Treatment], train: pd.DataFrame, valid: pd.DataFrame,
                  settings: Mapping[str, Any], propensity: Any, harm_weight: float,
                  propensity_clip: float, seed: int,
-                 on_done: Callable[[TreatmentModels], None] | None = None
-                 ) -> dict[str, TreatmentModels]:
+                 on_done: Callable[[TreatmentModels], None] | None = None,
+                 engine: Any = LOCAL) -> dict[str, TreatmentModels]:
     """The pooled learner (models/pooled.py), reported per treatment like the others."""
     names = [t.name for t in treatments]
     fit = fit_pooled(train, valid, names, settings, propensity, harm_weight, propensity_clip,
-                     seed)
+                     seed, engine)
     fitted = {}
     for name, views in fit.views().items():
         tr, va = train[train["treatment"] == name], valid[valid["treatment"] == name]
@@ -297,17 +302,23 @@ def hyperparameter_grid(hyperparameters: Mapping[str, Any]) -> list[dict[str, An
 
 def train_all(treatments: Iterable[Treatment], train: pd.DataFrame, valid: pd.DataFrame,
               model_type: str, hyperparameters: Mapping[str, Any], seed: int,
-              on_done: Callable[[TreatmentModels], None] | None = None
-              ) -> dict[str, TreatmentModels]:
-    """Fit every treatment (at each grid point, if any); ``on_done`` gets each final result."""
+              on_done: Callable[[TreatmentModels], None] | None = None,
+              engine: Any = LOCAL) -> dict[str, TreatmentModels]:
+    """Fit every treatment (at each grid point, if any); ``on_done`` gets each final result.
+
+    The arms are independent: ``engine`` maps :func:`train_arm` over them (on a Dask engine,
+    each arm is one task that receives only its own rows)."""
     grid = hyperparameter_grid(hyperparameters)
-    per_treatment = {}
-    for index, treatment in enumerate(treatments):
-        per_treatment[treatment.name] = train_treatment_grid(treatment, index, train, valid,
-                                                             model_type, grid, seed)
-        if len(grid) == 1:
-            _done(per_treatment[treatment.name][0], on_done)
+    treatments = tuple(treatments)
+    arms = [Arm(index, treatment, train[train["treatment"] == treatment.name],
+                valid[valid["treatment"] == treatment.name])
+            for index, treatment in enumerate(treatments)]
+    results = engine.map(train_arm, arms, model_type, grid, seed, desc="train arms",
+                         unit="treatment")
+    per_treatment = {t.name: r for t, r in zip(treatments, results)}
     if len(grid) == 1:
+        for result in per_treatment.values():
+            _done(result[0], on_done)
         return {name: results[0] for name, results in per_treatment.items()}
     runs = [{name: results[i] for name, results in per_treatment.items()}
             for i in range(len(grid))]
@@ -315,6 +326,24 @@ def train_all(treatments: Iterable[Treatment], train: pd.DataFrame, valid: pd.Da
     for result in fitted.values():
         _done(result, on_done)
     return fitted
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One treatment's training and validation rows: the unit of work of per-treatment types."""
+
+    index: int
+    treatment: Treatment
+    train: pd.DataFrame
+    valid: pd.DataFrame
+
+
+def train_arm(arm: Arm, model_type: str, grid: Sequence[Mapping[str, Any]], seed: int
+              ) -> list[TreatmentModels]:
+    """:func:`train_treatment_grid` on one arm's rows (a task of its own on a Dask engine)."""
+    with training_threads():
+        return train_treatment_grid(arm.treatment, arm.index, arm.train, arm.valid, model_type,
+                                    grid, seed)
 
 
 def _done(result: TreatmentModels, on_done: Callable[[TreatmentModels], None] | None) -> None:
