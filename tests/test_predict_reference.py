@@ -92,13 +92,20 @@ def test_recommend_equals_the_plain_reference(kind, small_splits, small_bundle, 
     for i, patient in patients.iterrows():
         pid = str(patient["patient_id"])
         keys = []
+        # CDC 2022 recommendation 2 (options.non_opioid_first): an opioid goes below the
+        # patient's non-opioid options when one is eligible and not avoided
+        usable_non_opioid = any(
+            TREATMENTS[t].eligible(patient["condition"]) and not guide.avoid[i, k]
+            and not TREATMENTS[t].opioid for k, t in enumerate(treatments))
         for k, t in enumerate(treatments):
             p_r, p_a = ref[(t, "response")][1][i], ref[(t, "adverse_event")][1][i]
             row = table.loc[(pid, t)]
             assert abs(row["p_response"] - p_r) <= 1e-9
             assert abs(row["p_adverse_event"] - p_a) <= 1e-9
             eligible = TREATMENTS[t].eligible(patient["condition"])
-            keys.append((not eligible, bool(guide.avoid[i, k]),
+            demoted = (options.non_opioid_first and usable_non_opioid
+                       and TREATMENTS[t].opioid)
+            keys.append((not eligible, bool(guide.avoid[i, k]), demoted,
                          -(float(p_r) - options.harm_weight * float(p_a)), t))
         expected = [key[-1] for key in sorted(keys)]
         ranked = result.table[result.table["patient_id"] == pid].sort_values("rank")
