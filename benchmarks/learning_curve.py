@@ -36,8 +36,7 @@ from precision_pain.data.prepare import align_truth, prepare_cohort  # noqa: E40
 from precision_pain.data.simulate import simulate_cohort  # noqa: E402
 from precision_pain.data.split import split_cohort  # noqa: E402
 from precision_pain.evaluate.core import evaluate  # noqa: E402
-from precision_pain.models.train import train_bundle  # noqa: E402
-from precision_pain.registry import select_treatments  # noqa: E402
+from precision_pain.models.train import modeled_treatments, train_bundle  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 HARM_WEIGHTS = (0.0, 0.5, 1.0)
@@ -63,7 +62,8 @@ def run_one(prepared: pd.DataFrame, truth: pd.DataFrame, model_type: str, harm_w
                          params.split.seed)
     model = params.model.model_copy(update={"type": model_type})
     start = time.perf_counter()
-    bundle = train_bundle(parts["train"], parts["valid"], select_treatments(None), model,
+    treatments, _ = modeled_treatments(parts["train"], parts["valid"], model)
+    bundle = train_bundle(parts["train"], parts["valid"], treatments, model,
                           params.prepare.response_threshold, harm_weight=harm_weight,
                           propensity_clip=params.evaluate.propensity_clip)
     seconds = time.perf_counter() - start
