@@ -1,4 +1,5 @@
-"""The pooled learner's refit on train + validation (models/pooled.py)."""
+"""The pooled learner's refit on train + validation and its pain-reduction companion
+(models/pooled.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 
 from precision_pain.data.features import build_features
+from precision_pain.models.pooled import design
 from precision_pain.models.train import train_bundle, training_summary
 from precision_pain.registry import select_treatments
 
@@ -61,3 +63,68 @@ def test_refit_reports_the_validation_figures_of_the_train_only_fit(bundles, sma
     assert after["valid_dr_net_benefit"] == before["valid_dr_net_benefit"]
     assert after["valid_dr_standard_error"] == pytest.approx(before["valid_dr_standard_error"])
     assert "train-only" in after["valid_dr_of"] and "valid_dr_of" not in before
+
+
+@pytest.fixture(scope="module")
+def stacked(small_splits, params):
+    """The pooled learner with its pain-reduction companion, refitted."""
+    model = _pooled(params, True)
+    settings = {**model.hyperparameters["pooled_xgboost"], "pain_companion": True}
+    model = model.model_copy(update={"hyperparameters": {**model.hyperparameters,
+                                                         "pooled_xgboost": settings}})
+    return train_bundle(small_splits["train"], small_splits["valid"],
+                        select_treatments(TREATMENTS), model, response_threshold=0.3,
+                        harm_weight=0.5, propensity_clip=0.01)
+
+
+def test_companion_is_stacked_with_weights_fitted_on_validation(stacked, bundles, small_splits):
+    from scipy.special import expit
+
+    selection = stacked.metadata["selection"]
+    a, b, c = (selection[k] for k in ("valid_stack_intercept", "valid_stack_classifier_weight",
+                                      "valid_stack_pain_reduction_weight"))
+    model = stacked.model("tramadol", "response").pooled
+    assert model.stack_ == pytest.approx((a, b, c))
+    # the follow-up score carries the simulator's signal beyond the flag: a positive weight
+    assert c > 0
+    X = build_features(small_splits["test"])
+    by_hand = expit(a + b * model.raw(X, "tramadol")
+                    + c * model.companion_.inplace_predict(design(X, "tramadol", model.treatments),
+                                                           validate_features=False))
+    np.testing.assert_allclose(model.predict_proba(X, "tramadol"), by_hand, rtol=1e-5)
+    # the adverse-event model has no companion
+    assert stacked.model("tramadol", "adverse_event").pooled.stack_ is None
+    # and without the companion the classifier is what the plain learner ships
+    plain = bundles[1].model("tramadol", "response").pooled
+    assert plain.stack_ is None and plain.companion_ is None
+
+
+def test_stacked_shap_is_exact_and_survives_save_and_load(stacked, small_splits, tmp_path):
+    from precision_pain.models.bundle import load_bundle, save_bundle
+
+    X = build_features(small_splits["test"].head(200))
+    view = stacked.model("duloxetine", "response")
+    phi = view.contributions(X)
+    logit = np.log(view.predict_proba(X)) - np.log1p(-view.predict_proba(X))
+    np.testing.assert_allclose(phi.sum(axis=1), logit, atol=2e-4)
+    loaded = load_bundle(save_bundle(stacked, tmp_path / "bundle"))
+    again = loaded.model("duloxetine", "response")
+    np.testing.assert_array_equal(again.predict_proba(X), view.predict_proba(X))
+    np.testing.assert_array_equal(again.contributions(X), phi)
+
+
+def test_a_tampered_companion_is_refused(stacked, tmp_path):
+    import xgboost as xgb
+
+    from precision_pain.models.pooled import PooledModel
+
+    path = stacked.model("duloxetine", "response").pooled.save(tmp_path / "response")
+    booster = xgb.Booster(model_file=str(path))
+    booster.set_attr(pooled_stack="[1.0, 2.0]")
+    booster.save_model(str(path))
+    with pytest.raises(ValueError, match="companion model does not fit"):
+        PooledModel.load(path)
+    booster.set_attr(pooled_stack="[1.0, 2.0, 3.0]", pooled_pain_companion_ubj="not base64!")
+    booster.save_model(str(path))
+    with pytest.raises(ValueError, match="companion model cannot be read"):
+        PooledModel.load(path)

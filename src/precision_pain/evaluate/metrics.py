@@ -111,6 +111,16 @@ def _logistic_fit(design: np.ndarray, y: np.ndarray, w: np.ndarray, offset: np.n
     return np.where(unfit[:, None], np.nan, beta)
 
 
+def logistic_coefficients(design: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Unweighted logistic regression of ``y`` on the columns of ``design`` (include a column
+    of ones for an intercept), by the same Newton-Raphson as the calibration fits; NaN if it
+    cannot be fitted (too few events, or no convergence)."""
+    y = np.asarray(y, dtype=float)
+    design = np.asarray(design, dtype=float)
+    return _logistic_fit(design, y, np.ones((1, len(y))), np.zeros(len(y)),
+                         np.zeros(design.shape[1]))[0]
+
+
 METRICS: dict[str, Metric] = {
     "auc": weighted_auc,
     "brier": weighted_brier,

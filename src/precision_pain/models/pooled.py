@@ -62,6 +62,7 @@ touched.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -71,16 +72,32 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
+from precision_pain.data.contract import relative_reduction
 from precision_pain.data.features import FEATURE_NAMES, build_features
 from precision_pain.engine import LOCAL
 from precision_pain.evaluate import policy as pol
+from precision_pain.evaluate.metrics import logistic_coefficients
 from precision_pain.models.estimators import TRAIN_THREADS, MlflowArtifact, artifact_path
 from precision_pain.registry import CONDITIONS, TREATMENTS
 
 log = logging.getLogger(__name__)
 
 KIND = "pooled_xgboost"
+# The response classifier's companion (``pain_companion``): a regressor of the relative
+# reduction in pain, the continuous outcome the responder flag thresholds. Its UBJSON bytes
+# travel inside the response model's file (base64 in a booster attribute), so the bundle's
+# layout and the manifest's SHA-256 of that file cover it unchanged.
+PAIN_REDUCTION = "relative_pain_reduction"
+_COMPANION_ATTR = "pooled_pain_companion_ubj"
+_STACK_ATTR = "pooled_stack"
+
+
+def pain_reduction(frame: pd.DataFrame) -> np.ndarray:
+    """The companion's label: (baseline - follow-up) / baseline, clipped to [-1, 1] (a patient
+    whose pain more than doubled counts as -1, so a few outliers cannot dominate the squares)."""
+    return np.clip(relative_reduction(frame["pain_baseline"], frame["pain_followup"]), -1.0, 1.0)
 
 
 # ------------------------------------------------------------------------------ design
@@ -156,41 +173,69 @@ def design_names(treatments: Sequence[str]) -> list[str]:
 # ------------------------------------------------------------------------------ models
 
 class PooledModel:
-    """One xgboost booster over the pooled design, for one outcome."""
+    """One xgboost booster over the pooled design, for one outcome.
+
+    With a ``companion`` (a regressor over the same design, e.g. of the relative reduction in
+    pain) and ``stack`` = (a, b, c), P(outcome) = expit(a + b * margin + c * companion): a
+    logistic stack of the classifier's log-odds and the companion's prediction, with weights
+    fitted on the validation split (:func:`stack_companion`).
+    """
 
     kind: ClassVar[str] = KIND
     suffix: ClassVar[str] = ".ubj"
 
-    def __init__(self, booster: Any, treatments: Sequence[str], outcome: str):
+    def __init__(self, booster: Any, treatments: Sequence[str], outcome: str,
+                 companion: Any = None, stack: Sequence[float] | None = None):
+        if (companion is None) != (stack is None):
+            raise ValueError("a companion model needs its stacking weights, and vice versa")
         self.booster_ = booster
         self.treatments = tuple(treatments)
         self.outcome = outcome
+        self.companion_ = companion
+        self.stack_ = None if stack is None else tuple(float(w) for w in stack)
 
     @classmethod
     def fit(cls, X: pd.DataFrame, treatment: np.ndarray, y: np.ndarray, outcome: str,
             n_estimators: int, seed: int, treatments: Sequence[str], *, engine: Any = LOCAL,
-            **hyperparameters: Any) -> PooledModel:
+            outcome_type: str = "binary", **hyperparameters: Any) -> PooledModel:
         """Fit on every row: X = patient features, ``treatment`` = the treatment received.
 
         ``engine`` trains the booster (:mod:`precision_pain.engine`: in this process, or with
         xgboost.dask over a cluster's workers for a training set too large for one)."""
         booster = fit_pooled_booster(design(X, treatment, treatments), design_names(treatments),
-                                     y, n_estimators, seed, engine=engine, **hyperparameters)
+                                     y, n_estimators, seed, outcome_type, engine=engine,
+                                     **hyperparameters)
         return cls(booster, treatments, outcome)
 
     @property
     def n_trees(self) -> int:
-        """Number of boosting rounds."""
+        """Number of boosting rounds (of the classifier)."""
         return int(self.booster_.num_boosted_rounds())
 
     def sliced(self, k: int) -> PooledModel:
         """The first k trees (predicts exactly like a k-tree fit with the same seed)."""
         return PooledModel(self.booster_[: int(k)], self.treatments, self.outcome)
 
+    def stacked(self, companion: PooledModel, stack: Sequence[float]) -> PooledModel:
+        """This classifier stacked with ``companion``'s booster, weights ``stack``."""
+        return PooledModel(self.booster_, self.treatments, self.outcome, companion.booster_,
+                           stack)
+
+    def raw(self, X: pd.DataFrame, treatment: str) -> np.ndarray:
+        """The booster's own output: log-odds for a classifier, the value for a regressor."""
+        return self.booster_.inplace_predict(design(X, treatment, self.treatments),
+                                             validate_features=False, predict_type="margin")
+
     def predict_proba(self, X: pd.DataFrame, treatment: str) -> np.ndarray:
         """P(outcome = 1) of every patient in X under ``treatment``."""
-        return self.booster_.inplace_predict(design(X, treatment, self.treatments),
-                                             validate_features=False)
+        matrix = design(X, treatment, self.treatments)
+        if self.stack_ is None:
+            return self.booster_.inplace_predict(matrix, validate_features=False)
+        a, b, c = self.stack_
+        margin = self.booster_.inplace_predict(matrix, validate_features=False,
+                                               predict_type="margin")
+        return expit(a + b * margin + c * self.companion_.inplace_predict(
+            matrix, validate_features=False)).astype(np.float32)
 
     def predict_matrix(self, X: pd.DataFrame) -> np.ndarray:
         """(n, T) P(outcome) of every patient under every treatment."""
@@ -202,7 +247,15 @@ class PooledModel:
 
         matrix = xgb.DMatrix(design(X, treatment, self.treatments),
                              feature_names=design_names(self.treatments))
-        return self.booster_.predict(matrix, pred_contribs=True)
+        phi = self.booster_.predict(matrix, pred_contribs=True)
+        if self.stack_ is None:
+            return phi
+        # Shapley values are linear in the model: those of a + b * f + c * g are b * phi_f +
+        # c * phi_g, with a added to the bias. Still exact, still summing to the logit.
+        a, b, c = self.stack_
+        phi = b * phi + c * self.companion_.predict(matrix, pred_contribs=True)
+        phi[:, -1] += a
+        return phi
 
     def view(self, treatment: str) -> PooledTreatmentView:
         """This model as ``treatment``'s model (the project's model contract)."""
@@ -217,6 +270,10 @@ class PooledModel:
         booster = self.booster_.copy()
         booster.set_attr(pooled_treatments=json.dumps(list(self.treatments)),
                          pooled_outcome=self.outcome)
+        if self.stack_ is not None:
+            raw = bytes(self.companion_.save_raw("ubj"))
+            booster.set_attr(**{_COMPANION_ATTR: base64.b64encode(raw).decode("ascii"),
+                                _STACK_ATTR: json.dumps(list(self.stack_))})
         booster.save_model(str(path))
         return path
 
@@ -232,7 +289,30 @@ class PooledModel:
             raise ValueError(f"{path}: not a pooled model of this version of precision-pain "
                              f"(unknown treatments {unknown} or another design); retrain with "
                              "`dvc repro`")
-        return cls(booster, treatments, booster.attr("pooled_outcome") or "")
+        companion, stack = _load_companion(path, booster, design_names(treatments))
+        return cls(booster, treatments, booster.attr("pooled_outcome") or "", companion, stack)
+
+
+def _load_companion(path: Path, booster: Any, names: list[str]
+                    ) -> tuple[Any, tuple[float, ...] | None]:
+    """The companion booster and stacking weights a response file carries, if any."""
+    import xgboost as xgb
+
+    encoded, weights = booster.attr(_COMPANION_ATTR), booster.attr(_STACK_ATTR)
+    if encoded is None and weights is None:
+        return None, None
+    try:
+        stack = tuple(float(w) for w in json.loads(weights or "null"))
+        companion = xgb.Booster()
+        companion.load_model(bytearray(base64.b64decode(encoded or "", validate=True)))
+    except (TypeError, ValueError, xgb.core.XGBoostError) as exc:
+        raise ValueError(f"{path}: its pain-reduction companion model cannot be read ({exc}); "
+                         "retrain with `dvc repro`") from None
+    if len(stack) != 3 or not np.all(np.isfinite(stack)) or companion.feature_names != names:
+        raise ValueError(f"{path}: its pain-reduction companion model does not fit this "
+                         "design (three finite stacking weights and the same features are "
+                         "needed); retrain with `dvc repro`")
+    return companion, stack
 
 
 class PooledTreatmentView:
@@ -380,6 +460,7 @@ class Candidate:
     n_estimators: int
     seed: int
     hyperparameters: Mapping[str, Any]
+    outcome_type: str = "binary"
 
 
 def fit_candidate(candidate: Candidate, X: pd.DataFrame, treatment: np.ndarray,
@@ -388,7 +469,12 @@ def fit_candidate(candidate: Candidate, X: pd.DataFrame, treatment: np.ndarray,
     """One candidate's booster (a task of its own on a Dask engine)."""
     return PooledModel.fit(X, treatment, labels[candidate.outcome], candidate.outcome,
                            candidate.n_estimators, candidate.seed, treatments, engine=engine,
-                           **candidate.hyperparameters)
+                           outcome_type=candidate.outcome_type, **candidate.hyperparameters)
+
+
+def _label(frame: pd.DataFrame, outcome: str) -> np.ndarray:
+    return (pain_reduction(frame) if outcome == PAIN_REDUCTION
+            else frame[outcome].to_numpy(float))
 
 
 def fit_candidates(candidates: Sequence[Candidate], train: pd.DataFrame,
@@ -401,7 +487,7 @@ def fit_candidates(candidates: Sequence[Candidate], train: pd.DataFrame,
     """
     tr = _observed(train, treatments)
     X, t = build_features(tr), tr["treatment"].astype(str).to_numpy()
-    labels = {o: tr[o].to_numpy(float) for o in {c.outcome for c in candidates}}
+    labels = {o: _label(tr, o) for o in {c.outcome for c in candidates}}
     if getattr(engine, "distributes", lambda n: False)(len(X)):
         return [fit_candidate(c, X, t, labels, treatments, engine) for c in candidates]
     return engine.map(fit_candidate, candidates, X, t, labels, tuple(treatments),
@@ -420,6 +506,45 @@ def response_candidates(settings: Mapping[str, Any], seed: int) -> list[Candidat
     fixed = _fixed(settings, ("n_estimators", "max_depth"))
     return [Candidate("response", trees, seed, {"max_depth": depth, **fixed})
             for depth in _grid(settings["max_depth"])]
+
+
+def companion_candidate(settings: Mapping[str, Any], seed: int) -> Candidate:
+    """The pain-reduction regressor: the response model's default depth and number of trees
+    and its other settings, squared error on the relative reduction in pain."""
+    default = settings.get("default", {})
+    depth = default.get("max_depth", max(_grid(settings["max_depth"])))
+    trees = default.get("n_estimators", max(_grid(settings["n_estimators"])))
+    return Candidate(PAIN_REDUCTION, int(trees), seed,
+                     {**_fixed(settings, ("n_estimators", "max_depth")), "max_depth": int(depth)},
+                     "continuous")
+
+
+def stack_companion(classifier: PooledModel, companion: PooledModel, valid: ValidationData
+                    ) -> PooledModel:
+    """The response classifier stacked with the pain-reduction regressor.
+
+    The responder flag is a threshold of a continuous outcome; a regressor of that outcome
+    learns from every patient's degree of relief, not only which side of 30 % it fell on
+    (dichotomizing throws away information: Altman & Royston, BMJ 2006). The stack is
+    P(response) = expit(a + b * classifier log-odds + c * predicted reduction), with (a, b,
+    c) a logistic regression of the validation patients' observed response on the two
+    models' predictions for the treatment they received: three numbers, fitted on patients
+    neither model saw. Where the follow-up score adds nothing beyond the flag, c goes to
+    about zero and the classifier is left as it was. If the fit fails, the classifier alone.
+    """
+    rows = np.flatnonzero(valid.treated >= 0)
+    t = valid.treated[rows]
+    margin = np.column_stack([classifier.raw(valid.X, name) for name in valid.treatments])
+    reduction = np.column_stack([companion.raw(valid.X, name) for name in valid.treatments])
+    features = np.column_stack([np.ones(len(rows)), margin[rows, t], reduction[rows, t]])
+    weights = logistic_coefficients(features, valid.response[rows])
+    if not np.all(np.isfinite(weights)):
+        log.warning("the pain-reduction companion could not be stacked (logistic fit failed "
+                    "on the validation split); the response classifier is used alone")
+        return classifier
+    log.info("response = expit(%.3f + %.3f * classifier log-odds + %.3f * predicted pain "
+             "reduction) (validation log-loss fit)", *weights)
+    return classifier.stacked(companion, weights)
 
 
 def fit_adverse_event(train: pd.DataFrame, valid: ValidationData, settings: Mapping[str, Any],
@@ -449,9 +574,11 @@ def select_pooled(train: pd.DataFrame, valid: ValidationData, settings: Mapping[
     The adverse-event booster and one response booster per max_depth are fitted first, as
     independent candidates (in parallel on a Dask engine); the choice follows."""
     response = settings["response"]
+    companion = [companion_candidate(response, seed + 2)] if settings.get("pain_companion") else []
     candidates = [adverse_event_candidate(settings["adverse_event"], seed + 1),
                   *response_candidates(response, seed)]
-    big_ae, *fitted = fit_candidates(candidates, train, valid.treatments, engine)
+    big_ae, *fitted = fit_candidates([*candidates, *companion], train, valid.treatments, engine)
+    fitted, companion_model = (fitted[:-1], fitted[-1]) if companion else (fitted, None)
     adverse_event, _ = fit_adverse_event(train, valid, settings["adverse_event"], seed + 1,
                                          big_ae)
     p_ae = adverse_event.predict_matrix(valid.X)
@@ -485,7 +612,26 @@ def select_pooled(train: pd.DataFrame, valid: ValidationData, settings: Mapping[
                                                / np.sqrt(len(terms[best]))),
               "valid_response_brier": float(row["valid_brier"])}
     chosen_model = boosters[int(row["max_depth"])].sliced(int(row["n_trees"]))
+    if companion_model is not None:
+        chosen_model = stack_companion(chosen_model, companion_model, valid)
+        if chosen_model.stack_ is not None:
+            chosen = {**chosen, **_stack_summary(chosen_model, valid, p_ae, harm_weight)}
     return PooledFit(chosen_model, adverse_event, chosen, table)
+
+
+def _stack_summary(stacked: PooledModel, valid: ValidationData, p_ae: np.ndarray,
+                   harm_weight: float) -> dict[str, float]:
+    """The stacking weights, and the stacked model's validation DR value and Brier score (the
+    figures training reports: they describe the model that ships)."""
+    p = stacked.predict_matrix(valid.X)
+    dr = valid.dr_terms(p, p_ae, harm_weight)
+    got, y = valid.received(p, "response")
+    a, b, c = stacked.stack_
+    return {"valid_stack_intercept": a, "valid_stack_classifier_weight": b,
+            "valid_stack_pain_reduction_weight": c,
+            "valid_dr_net_benefit": float(dr.mean()),
+            "valid_dr_standard_error": float(dr.std(ddof=1) / np.sqrt(len(dr))),
+            "valid_response_brier": float(np.mean((got - y) ** 2))}
 
 
 def choose(terms: np.ndarray, default: int | None, z: float) -> int:
@@ -521,9 +667,14 @@ def refit(fit: PooledFit, train: pd.DataFrame, valid: pd.DataFrame, settings: Ma
                   {**_fixed(response, ("n_estimators", "max_depth")),
                    "max_depth": int(chosen["valid_response_chosen_max_depth"])}),
     ]
+    stacked = fit.response.stack_ is not None
+    if stacked:
+        candidates.append(companion_candidate(response, seed + 2))
     both = pd.concat([train, valid], ignore_index=True)
-    adverse_event, response_model = fit_candidates(candidates, both, fit.response.treatments,
-                                                   engine)
+    adverse_event, response_model, *companion = fit_candidates(
+        candidates, both, fit.response.treatments, engine)
+    if stacked:
+        response_model = response_model.stacked(companion[0], fit.response.stack_)
     log.info("pooled models refitted on train + validation (%d episodes)",
              len(_observed(both, fit.response.treatments)))
     return PooledFit(response_model, adverse_event, {**chosen, "refit_on_validation": 1.0},

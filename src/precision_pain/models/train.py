@@ -158,7 +158,9 @@ def train_bundle(train: pd.DataFrame, valid: pd.DataFrame, treatments: Iterable[
     return bundle_from_training(fitted, model.type, metadata, propensity)
 
 
-_SELECTION_KEYS = ("valid_dr_net_benefit", "valid_dr_standard_error", "refit_on_validation")
+_SELECTION_KEYS = ("valid_dr_net_benefit", "valid_dr_standard_error", "refit_on_validation",
+                   "valid_stack_intercept", "valid_stack_classifier_weight",
+                   "valid_stack_pain_reduction_weight")
 
 
 def _selection(fitted: Mapping[str, TreatmentModels]) -> dict[str, float]:

@@ -27,7 +27,7 @@ Regenerate the page with ``python -m precision_pain.data.contract > docs/data-co
 from precision_pain.data.contract.deid import find_identifier_columns
 from precision_pain.data.contract.docs import render_contract_markdown
 from precision_pain.data.contract.errors import ContractError, Problem
-from precision_pain.data.contract.outcome import derive_response
+from precision_pain.data.contract.outcome import derive_response, relative_reduction
 from precision_pain.data.contract.read import (
     TableNotFoundError,
     check_header,
@@ -54,5 +54,5 @@ __all__ = [
     "Problem", "Role", "TableNotFoundError", "check_header", "column", "csv_header",
     "derive_response", "feature_columns", "find_identifier_columns", "genotype_columns",
     "iter_table", "outcome_columns", "read_pipeline_table", "read_table",
-    "render_contract_markdown", "validate_cohort",
+    "relative_reduction", "render_contract_markdown", "validate_cohort",
 ]
