@@ -222,3 +222,14 @@ def test_enumerate_plans_columns_and_empty():
     empty = enumerate_plans(_one("*1/*1").iloc[:0])
     assert empty.empty and "plan" in empty.columns
     assert np.array_equal(check_plans(_one("*1/*1"), []).action.shape, (1, 0))
+
+
+def test_a_duplicate_class_rule_excludes_its_pairs():
+    from precision_pain.plans import PlanRule
+
+    # the registry holds one drug per class today; a class of two must still be refused
+    rule = PlanRule("duplicate_class_antidepressant", ("duloxetine", "amitriptyline"), EXCLUDE,
+                    "two antidepressants", "one per plan", "test")
+    plans = valid_plans("fibromyalgia", rules=(*PLAN_RULES, rule))
+    assert not [p for p in plans if {"duloxetine", "amitriptyline"} <= set(p)]
+    assert [p for p in valid_plans("fibromyalgia") if {"duloxetine", "amitriptyline"} <= set(p)]

@@ -24,7 +24,7 @@ names the pair and the source.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from types import MappingProxyType
@@ -33,16 +33,21 @@ import numpy as np
 import pandas as pd
 
 from precision_pain.data.pgx import CYP2D6_INHIBITORS
-from precision_pain.registry import CONDITIONS, TREATMENT_NAMES, TREATMENTS, get_treatment
+from precision_pain.registry import (
+    CONDITIONS,
+    TREATMENT_NAMES,
+    TREATMENTS,
+    Treatment,
+    get_treatment,
+)
 
 SEPARATOR = "+"
 # Components a plan may hold per registry ``kind``, and in all (issue 14: up to 3).
 SLOTS: Mapping[str, int] = MappingProxyType({"drug": 2, "behavioural": 1, "procedure": 1})
 MAX_COMPONENTS = 3
-# Actions a plan rule may take: ``exclude`` = not a plan; the others are guideline actions
-# (precision_pain.predict.guidelines.ACTIONS) and keep the plan, flagged.
+# A plan rule's action: ``exclude`` = not a plan; any other is a guideline action
+# (precision_pain.predict.guidelines.ACTIONS) that keeps the plan, flagged.
 EXCLUDE = "exclude"
-PLAN_ACTIONS: tuple[str, ...] = (EXCLUDE, "avoid", "caution", "monitor")
 
 Plan = tuple[str, ...]
 
@@ -96,7 +101,8 @@ DUPLICATE_CLASS = ("project rule, no primary source: a plan combines mechanisms;
                    "of one class adds exposure, not a mechanism (therapeutic duplication)")
 
 
-def _names(predicate) -> tuple[str, ...]:
+def _names(predicate: Callable[[Treatment], bool]) -> tuple[str, ...]:
+    """Registry treatment names for which ``predicate`` holds, in registry order."""
     return tuple(t.name for t in TREATMENTS.values() if predicate(t))
 
 
@@ -162,11 +168,11 @@ def parse_plan(text: str) -> Plan:
     repeated = sorted({p for p in parts if parts.count(p) > 1})
     if repeated:
         raise ValueError(f"plan {text!r} repeats {', '.join(repeated)}")
-    return tuple(get_treatment(p).name for p in parse_order(parts))
+    return tuple(get_treatment(p).name for p in _registry_order(parts))
 
 
-def parse_order(parts: Sequence[str]) -> list[str]:
-    """Registry order (unknown names last, so get_treatment names them)."""
+def _registry_order(parts: Sequence[str]) -> list[str]:
+    """Names in registry order (unknown ones last, so get_treatment names them)."""
     order = {name: i for i, name in enumerate(TREATMENT_NAMES)}
     return sorted(parts, key=lambda p: order.get(p, len(order)))
 
@@ -206,7 +212,7 @@ def valid_plans(condition: str | None = None, treatments: Sequence[str] | None =
     Ordered by number of components, then registry order: one-component plans first.
     """
     names = TREATMENT_NAMES if treatments is None else tuple(
-        get_treatment(t).name for t in parse_order(list(dict.fromkeys(treatments))))
+        get_treatment(t).name for t in _registry_order(list(dict.fromkeys(treatments))))
     return tuple(plan for size in range(1, MAX_COMPONENTS + 1)
                  for plan in combinations(names, size) if is_valid_plan(plan, condition, rules))
 
