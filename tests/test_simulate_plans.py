@@ -66,6 +66,9 @@ def test_one_component_plans_are_the_single_treatments(planned):
     assert len(merged) == len(planned.truth)
     for column in ("p_response", "p_adverse_event", "expected_nrs_change", "eligible"):
         assert (merged[column] == merged[f"{column}_single"]).all(), column
+    # per-treatment truth: usual care given a one-component episode; plan truth: unconditional
+    np.testing.assert_allclose(merged["p_usual_care"], 0.7 * merged["p_usual_care_single"])
+    np.testing.assert_allclose(planned.truth.groupby("patient_id")["p_usual_care"].sum(), 1.0)
 
 
 def test_sub_additive_gains():
@@ -128,3 +131,21 @@ def test_cli_writes_the_plan_truth_only_with_plans(tmp_path):
                                            str(plan_out)])
         assert result.exit_code == 0, result.output
         assert plan_out.exists() is plans
+
+
+@pytest.mark.slow
+def test_single_treatment_models_train_on_a_plan_cohort(params):
+    from precision_pain.data.split import split_cohort
+    from precision_pain.models.train import train_bundle
+    from precision_pain.registry import select_treatments
+
+    sim = simulate_cohort(params.simulate.model_copy(update={"plans": True}), 0.3,
+                          n_patients=2000, seed=2)
+    splits = split_cohort(prepare_cohort(sim.cohort, "plans", 0.3), 0.15, 0.25, seed=1)
+    model = params.model.model_copy(update={"type": "xgboost", "seed": 0, "hyperparameters": {
+        "xgboost": {"n_estimators": 30, "max_depth": 2, "learning_rate": 0.1},
+        "propensity": {"logistic": {"C": 1.0, "max_iter": 500}}}})
+    bundle = train_bundle(splits["train"], splits["valid"],
+                          select_treatments(["tramadol", "physical_therapy"]), model,
+                          response_threshold=0.3, harm_weight=0.5, propensity_clip=0.01)
+    assert set(bundle.treatments) == {"tramadol", "physical_therapy"}

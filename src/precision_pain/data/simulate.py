@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from types import MappingProxyType
 
 import numpy as np
@@ -693,9 +693,10 @@ def _simulate_plans(patients: pd.DataFrame, truth: _Truth, params: SimulateParam
     reported = mask_genotypes(patients[genotypes], params.missing_genotype_rate, rng)
     cohort = pd.concat([patients.drop(columns=genotypes), reported, outcome], axis=1)
     ids = patients["patient_id"].to_numpy()
-    single = replace(truth, p_usual_care=(1.0 - params.plan_share) * truth.p_usual_care)
+    # the per-treatment truth's p_usual_care: given a one-component episode (sums to 1), the
+    # policy behind the episodes prepare keeps; the plan truth holds the unconditional one
     return SyntheticCohort(cohort=cohort[list(PLAN_COHORT_COLUMNS)],
-                           truth=_truth_frame(ids, single),
+                           truth=_truth_frame(ids, truth),
                            plan_truth=sp.plan_truth_frame(ids, plans))
 
 
