@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -149,3 +151,20 @@ def test_single_treatment_models_train_on_a_plan_cohort(params):
                           select_treatments(["tramadol", "physical_therapy"]), model,
                           response_threshold=0.3, harm_weight=0.5, propensity_clip=0.01)
     assert set(bundle.treatments) == {"tramadol", "physical_therapy"}
+
+
+def test_simulate_omop_writes_single_treatment_episodes_with_plans_on(tmp_path, caplog):
+    import yaml
+    from conftest import ROOT
+
+    from precision_pain.cli import main
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["simulate"]["plans"] = True
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with caplog.at_level(logging.WARNING):
+        result = CliRunner().invoke(main, ["simulate-omop", "--params", str(path), "--n", "40",
+                                           "--out", str(tmp_path / "world")])
+    assert result.exit_code == 0, result.output
+    assert "simulate.plans is ignored here" in caplog.text

@@ -578,7 +578,11 @@ def simulate_omop(params_path: Path, world_name: str | None, n_patients: int | N
     out = out or (world.out if world else None)
     if out is None:
         raise click.ClickException("give --out or --world")
-    sim = simulate_cohort(params.simulate, params.prepare.response_threshold, n, seed)
+    if params.simulate.plans:
+        log.warning("simulate-omop writes one-treatment episodes only (OMOP plan episodes are "
+                    "not written yet): simulate.plans is ignored here")
+    sim = simulate_cohort(params.simulate.model_copy(update={"plans": False}),
+                          params.prepare.response_threshold, n, seed)
     result = synthetic_world(sim.cohort, sim.truth, load_study(params.extract.study), seed)
     save_world(result, sim.cohort, out)
     log.info("wrote synthetic OMOP world %s: %s", out,
