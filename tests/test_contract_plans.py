@@ -6,6 +6,8 @@ import logging
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_contract import valid_cohort_frame
 
 from precision_pain.data.contract import (
@@ -15,6 +17,8 @@ from precision_pain.data.contract import (
     validate_cohort,
 )
 from precision_pain.data.prepare import prepare_cohort
+from precision_pain.plans import parse_plan, plan_name
+from precision_pain.registry import TREATMENT_NAMES
 
 
 def _v2(plans: list[str], treatments: list[str], **extra) -> pd.DataFrame:
@@ -101,3 +105,15 @@ def test_prediction_ignores_the_plan_column():
     out = validate_cohort(frame.drop(columns=["pain_followup", "adverse_event"]), "p.csv",
                           require_outcomes=False)
     assert "plan" not in out.columns and "treatment" not in out.columns
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(TREATMENT_NAMES), min_size=1, max_size=4, unique=True),
+       st.randoms(use_true_random=False))
+def test_any_spelling_of_a_plan_reads_as_its_canonical_name(names, rnd):
+    spelled = [rnd.choice([n, n.upper(), f" {n} ", n.replace("_", " ")]) for n in names]
+    frame = _v2([" + ".join(spelled)], [""])
+    out = validate_cohort(frame, "v2.csv", True)
+    assert out["plan"].iloc[0] == plan_name(names)
+    assert parse_plan(out["plan"].iloc[0]) == tuple(sorted(names, key=TREATMENT_NAMES.index))
+    assert out["treatment"].iloc[0] == (names[0] if len(names) == 1 else "")
