@@ -593,7 +593,7 @@ def expected_clipped_change(baseline: np.ndarray, mean_reduction: np.ndarray,
     m, s = b * (1.0 - mean_reduction), b * response_sd
     safe = np.where(s > 0, s, 1.0)
     a, g = -m / safe, (10.0 - m) / safe
-    pdf = lambda x: np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+    pdf = lambda x: np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)  # noqa: E731
     mean = 10.0 * (1.0 - ndtr(g)) + m * (ndtr(g) - ndtr(a)) + s * (pdf(a) - pdf(g))
     return np.where(s > 0, mean, np.clip(m, 0.0, 10.0)) - b
 
