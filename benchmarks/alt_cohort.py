@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from precision_pain.data.pgx import annotate_pgx
-from precision_pain.registry import CONDITIONS, TREATMENT_NAMES, TREATMENTS
+from precision_pain.registry import CONDITIONS, TREATMENTS
 
 ANCESTRIES = ("european", "african_american", "east_asian", "latino", "south_asian", "other")
 ANCESTRY_MIX = (0.50, 0.18, 0.10, 0.15, 0.05, 0.02)
@@ -162,13 +162,16 @@ BASE = {  # clbp, radic, fbss, fibro, dpn, koa
 AE_BASE = {"nsaid": 0.05, "tramadol": 0.07, "oxycodone": 0.10, "duloxetine": 0.06,
            "amitriptyline": 0.07, "pregabalin": 0.06, "physical_therapy": 0.015, "cbt": 0.005,
            "spinal_cord_stimulation": 0.09, "epidural_steroid": 0.04}
+# The treatments this generator simulates, in registry order. The registry may hold more
+# (e.g. neurofeedback, an opt-in of the project's simulator); they are never given here.
+SIMULATED = tuple(t for t in TREATMENTS if t in BASE)
 
 
 def _truth(p: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(n, k) eligibility, P(response), P(adverse event) from the annotated cohort."""
     c = p["condition"].to_numpy()
     ci = np.array([CONDITIONS.index(x) for x in c])
-    elig = np.array([[TREATMENTS[t].eligible(x) for t in TREATMENT_NAMES] for x in CONDITIONS]
+    elig = np.array([[TREATMENTS[t].eligible(x) for t in SIMULATED] for x in CONDITIONS]
                     )[ci]
     age, bmi, pain = p["age"].to_numpy(float), p["bmi"].to_numpy(float), \
         p["pain_baseline"].to_numpy(float)
@@ -189,8 +192,8 @@ def _truth(p: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     dpn = c == "diabetic_neuropathy"
     opioid_tolerant = mme >= 50
 
-    base = np.array([BASE[t] for t in TREATMENT_NAMES]).T[ci]  # (n, k)
-    r: dict[str, np.ndarray] = {t: base[:, j].copy() for j, t in enumerate(TREATMENT_NAMES)}
+    base = np.array([BASE[t] for t in SIMULATED]).T[ci]  # (n, k)
+    r: dict[str, np.ndarray] = {t: base[:, j].copy() for j, t in enumerate(SIMULATED)}
     # NSAID: knee OA with BMI < 32 responds well; high pain blunts it.
     r["nsaid"] += 0.22 * (koa & (bmi < 32)) - 0.10 * (pain >= 8) + 0.06 * (age < 50)
     # Tramadol: prodrug; effective CYP2D6 PM -> almost useless, IM -> reduced.
@@ -215,14 +218,14 @@ def _truth(p: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     r["spinal_cord_stimulation"] += 0.30 * (fbss & (dur > 24)) + 0.15 * (dpn & (pain >= 8))
     # Epidural steroid: recent radicular pain only.
     r["epidural_steroid"] += 0.38 * (radic & (dur < 12)) + 0.10 * (radic & (dur < 24))
-    raw = np.column_stack([r[t] for t in TREATMENT_NAMES])
+    raw = np.column_stack([r[t] for t in SIMULATED])
     # Shrink every contrast between a patient's options toward the patient's mean over
     # eligible options (EFFECT_SCALE), so the oracle's gain over the best single treatment
     # is of the default simulator's order (~0.07-0.10) rather than twice it.
     center = np.nanmean(np.where(elig, raw, np.nan), axis=1, keepdims=True)
     p_resp = np.clip(center + EFFECT_SCALE * (raw - center), 0.03, 0.92)
 
-    rr: dict[str, np.ndarray] = {t: np.full(len(p), AE_BASE[t]) for t in TREATMENT_NAMES}
+    rr: dict[str, np.ndarray] = {t: np.full(len(p), AE_BASE[t]) for t in SIMULATED}
     rr["nsaid"] *= np.where(ulcer & anticoag, 8.0, np.where(ulcer | anticoag, 2.5, 1.0)) \
         * np.where(egfr < 45, 3.0, 1.0) * np.where(c9 == "PM", 2.5, 1.0) \
         * np.where(age >= 70, 1.6, 1.0)
@@ -236,14 +239,14 @@ def _truth(p: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rr["spinal_cord_stimulation"] *= np.where(smoker | (bmi >= 35), 2.5, 1.0)
     rr["epidural_steroid"] *= np.where(anticoag, 3.0, 1.0)
     rr["physical_therapy"] *= np.where(age >= 75, 3.0, 1.0)
-    p_ae = np.clip(np.column_stack([rr[t] for t in TREATMENT_NAMES]), 0.002, 0.85)
+    p_ae = np.clip(np.column_stack([rr[t] for t in SIMULATED]), 0.002, 0.85)
     return elig, np.where(elig, p_resp, np.nan), np.where(elig, p_ae, np.nan)
 
 
 def _usual_care(p: pd.DataFrame, elig: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Physician styles x threshold rules; every eligible option keeps >= 3 %."""
     n, k = elig.shape
-    col = {t: j for j, t in enumerate(TREATMENT_NAMES)}
+    col = {t: j for j, t in enumerate(SIMULATED)}
     style = rng.integers(0, 4, n)  # unobserved physician, independent of outcomes
     prefs = np.zeros((4, k))
     prefs[0, [col["nsaid"], col["tramadol"], col["oxycodone"]]] = 1.5  # prescribes drugs
@@ -293,13 +296,13 @@ def generate(n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     for column in ("CYP2D6", "CYP2C9", "CYP2C19", "OPRM1_rs1799971", "COMT_rs4680"):
         miss = rng.random(n) < MISSING_GENOTYPE
         cohort.loc[miss, column] = "unknown" if column.startswith("CYP") else ""
-    cohort["treatment"] = np.array(TREATMENT_NAMES, dtype=object)[got]
+    cohort["treatment"] = np.array(SIMULATED, dtype=object)[got]
     cohort["pain_followup"] = follow
     cohort["adverse_event"] = adverse
-    k = len(TREATMENT_NAMES)
+    k = len(SIMULATED)
     truth = pd.DataFrame({
         "patient_id": np.repeat(ids, k),
-        "treatment": np.tile(np.array(TREATMENT_NAMES, dtype=object), n),
+        "treatment": np.tile(np.array(SIMULATED, dtype=object), n),
         "eligible": elig.ravel(),
         "p_response": p_resp.ravel(),
         "p_adverse_event": p_ae.ravel(),

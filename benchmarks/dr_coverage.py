@@ -24,8 +24,7 @@ from precision_pain.data.prepare import align_truth, prepare_cohort
 from precision_pain.data.simulate import simulate_cohort
 from precision_pain.data.split import split_cohort
 from precision_pain.evaluate.core import evaluate
-from precision_pain.models.train import train_bundle
-from precision_pain.registry import select_treatments
+from precision_pain.models.train import modeled_treatments, train_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,8 +47,8 @@ def main() -> None:
     print("seed  DR estimate (95 % interval)   true    error")
     for k in range(args.seeds):
         model = params.model.model_copy(update={"seed": params.model.seed + k})
-        bundle = train_bundle(parts["train"], parts["valid"],
-                              select_treatments(params.model.treatments), model,
+        treatments, _ = modeled_treatments(parts["train"], parts["valid"], model)
+        bundle = train_bundle(parts["train"], parts["valid"], treatments, model,
                               params.prepare.response_threshold,
                               harm_weight=params.evaluate.harm_weight,
                               propensity_clip=params.evaluate.propensity_clip)

@@ -36,8 +36,7 @@ from precision_pain.data.prepare import align_truth, prepare_cohort  # noqa: E40
 from precision_pain.data.simulate import simulate_cohort  # noqa: E402
 from precision_pain.data.split import split_cohort  # noqa: E402
 from precision_pain.evaluate.core import evaluate  # noqa: E402
-from precision_pain.models.train import train_bundle  # noqa: E402
-from precision_pain.registry import select_treatments  # noqa: E402
+from precision_pain.models.train import modeled_treatments, train_bundle  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 HARM_WEIGHTS = (0.0, 0.5, 1.0)
@@ -63,7 +62,8 @@ def run_one(prepared: pd.DataFrame, truth: pd.DataFrame, model_type: str, harm_w
                          params.split.seed)
     model = params.model.model_copy(update={"type": model_type})
     start = time.perf_counter()
-    bundle = train_bundle(parts["train"], parts["valid"], select_treatments(None), model,
+    treatments, _ = modeled_treatments(parts["train"], parts["valid"], model)
+    bundle = train_bundle(parts["train"], parts["valid"], treatments, model,
                           params.prepare.response_threshold, harm_weight=harm_weight,
                           propensity_clip=params.evaluate.propensity_clip)
     seconds = time.perf_counter() - start
@@ -91,6 +91,9 @@ def main() -> None:
     parser.add_argument("--n-bootstrap", type=int, default=100)
     parser.add_argument("--harm-weights", type=float, nargs="+", default=list(HARM_WEIGHTS))
     parser.add_argument("--quick", action="store_true", help="2,000 patients, pooled only")
+    parser.add_argument("--no-refit", action="store_true",
+                        help="the pooled learner without its refit on train + validation "
+                             "(refit_on_validation: false), to measure what the refit adds")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "learning_curve")
     parser.add_argument("--merge", type=Path, nargs="*", default=[],
                         help="earlier runs' <out>.csv files to put in the same tables and plot "
@@ -100,6 +103,12 @@ def main() -> None:
         args.sizes, args.models, args.n_bootstrap = [2000], ["pooled_xgboost"], 20
     logging.basicConfig(level=logging.WARNING)
     params = load_params(ROOT / "params.yaml")
+    if args.no_refit:
+        hyper = params.model.hyperparameters
+        hyper = {**hyper, "pooled_xgboost": {**hyper["pooled_xgboost"],
+                                             "refit_on_validation": False}}
+        params = params.model_copy(update={
+            "model": params.model.model_copy(update={"hyperparameters": hyper})})
     rows = []
     for generator in args.generators:
         for n in args.sizes:
@@ -114,11 +123,11 @@ def main() -> None:
                           f"{100 * r['share_high']:.1f}) slopes {r['slopes_in_range']:.1f} "
                           f"DR-true {r['dr_error']:+.3f} train {r['train_seconds']:.0f} s",
                           flush=True)
-    table = pd.DataFrame(rows)
-    table.to_csv(args.out.with_suffix(".csv"), index=False)
     keys = ["generator", "patients", "model", "harm_weight"]
-    table = (pd.concat([*(pd.read_csv(f) for f in args.merge), table])
+    earlier = [pd.read_csv(f) for f in args.merge]  # read before <out>.csv may be rewritten
+    table = (pd.concat([*earlier, pd.DataFrame(rows)])
              .drop_duplicates(keys, keep="last").sort_values(keys[1:], kind="stable"))
+    table.to_csv(args.out.with_suffix(".csv"), index=False)
     write_markdown(table, args.out.with_suffix(".md"))
     plot(table, args.out.with_suffix(".png"))
 

@@ -114,15 +114,14 @@ def train_bundle(params, out: Path) -> Path:
     from precision_pain.data.split import split_cohort
     from precision_pain.models import train
     from precision_pain.models.bundle import save_bundle
-    from precision_pain.registry import select_treatments
 
     start = time.perf_counter()
     cohort = simulate_cohort(params.simulate, params.prepare.response_threshold).cohort
     prepared = prepare_cohort(cohort, "synthetic", params.prepare.response_threshold)
     parts = split_cohort(prepared, params.split.valid_fraction, params.split.test_fraction,
                          params.split.seed)
-    bundle = train.train_bundle(parts["train"], parts["valid"],
-                                select_treatments(params.model.treatments), params.model,
+    treatments, _ = train.modeled_treatments(parts["train"], parts["valid"], params.model)
+    bundle = train.train_bundle(parts["train"], parts["valid"], treatments, params.model,
                                 params.prepare.response_threshold,
                                 harm_weight=params.evaluate.harm_weight,
                                 propensity_clip=params.evaluate.propensity_clip)

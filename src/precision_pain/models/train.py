@@ -151,10 +151,21 @@ def train_bundle(train: pd.DataFrame, valid: pd.DataFrame, treatments: Iterable[
                                engine)
         profile = training_profile(train, valid, {n: r.models for n, r in fitted.items()})
     metadata = {"response_threshold": response_threshold, "hyperparameters": hyper, **profile,
+                **({"selection": _selection(fitted)} if model.type in POOLED_MODEL_TYPES else {}),
                 **({"propensity": report} if report else {}),
                 "not_modeled": [a.__dict__ for a in not_modeled],
                 "min_patients": model.min_patients, "min_events": model.min_events}
     return bundle_from_training(fitted, model.type, metadata, propensity)
+
+
+_SELECTION_KEYS = ("valid_dr_net_benefit", "valid_dr_standard_error", "refit_on_validation")
+
+
+def _selection(fitted: Mapping[str, TreatmentModels]) -> dict[str, float]:
+    """What the pooled learner's choice found on the validation split (the same for every
+    treatment: one model serves them all)."""
+    first = next(iter(fitted.values())).validation
+    return {k: float(first[k]) for k in _SELECTION_KEYS if k in first}
 
 
 def training_summary(bundle: ModelBundle, valid: pd.DataFrame, harm_weight: float,
@@ -162,10 +173,18 @@ def training_summary(bundle: ModelBundle, valid: pd.DataFrame, harm_weight: floa
     """Training's figures for metrics/training.json, comparable across model types: the
     wall time and the doubly robust value of the recommendations' first choice on the
     validation split (net benefit at ``harm_weight``; no ground truth needed). Only the
-    pooled learner chose anything by that value; for the others it is a check."""
+    pooled learner chose anything by that value; for the others it is a check. Models
+    refitted on train + validation have seen the validation split, so for them the value is
+    the one their train-only fit had when it was chosen (``valid_dr_of`` says so)."""
     summary: dict[str, Any] = {"model_type": bundle.model_type,
                                "train_seconds": round(float(seconds), 1),
                                "n_treatments_modeled": len(bundle.treatments)}
+    selection = bundle.metadata.get("selection", {})
+    if selection.get("refit_on_validation"):
+        return {**summary, "valid_dr_net_benefit": selection["valid_dr_net_benefit"],
+                "valid_dr_standard_error": selection["valid_dr_standard_error"],
+                "valid_dr_of": "the train-only models chosen on the validation split, before "
+                               "the refit on train + validation"}
     if bundle.propensity is None or len(bundle.treatments) < 2:
         return summary
     data = ValidationData.build(valid, bundle.propensity, bundle.treatments, propensity_clip)
@@ -187,11 +206,12 @@ def train_pooled(treatments: Sequence[Treatment], train: pd.DataFrame, valid: pd
     fit = fit_pooled(train, valid, names, settings, propensity, harm_weight, propensity_clip,
                      seed, engine)
     fitted = {}
+    validated = fit.validation_views()  # out of sample on the validation split
     for name, views in fit.views().items():
         tr, va = train[train["treatment"] == name], valid[valid["treatment"] == name]
         X_va = build_features(va)
         validation = dict(fit.chosen)
-        for outcome, view in views.items():
+        for outcome, view in validated[name].items():
             for metric, value in binary_metrics(va[outcome].to_numpy(),
                                                 view.predict_proba(X_va)).items():
                 validation[f"valid_{outcome}_{metric}"] = value
