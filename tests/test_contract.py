@@ -100,7 +100,7 @@ def test_schema_names_unique_and_kinds_valid() -> None:
     assert {s.kind for s in SCHEMA} <= {"id", "int", "float", "bool", "category", "diplotype",
                                         "genotype"}
     assert {s.role for s in SCHEMA} == {"identity", "feature", "genotype", "outcome"}
-    assert contract.CONTRACT_VERSION == 1
+    assert contract.CONTRACT_VERSION == 2  # v2: treatment plans (test_contract_plans.py)
 
 
 def test_accessors() -> None:

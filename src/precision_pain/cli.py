@@ -82,19 +82,24 @@ def main(verbose: bool, quiet: bool) -> None:
               help="Cohort file to write (.csv or .parquet).")
 @click.option("--truth-out", type=click.Path(dir_okay=False, path_type=Path),
               help="Ground-truth file [beside --out as <stem>_ground_truth.<ext>].")
+@click.option("--plan-truth-out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Per-plan ground truth, written with simulate.plans only "
+                   "[data.synthetic_plan_truth, else beside --out as <stem>_plan_truth.<ext>].")
 @_friendly_errors
 def simulate(params_path: Path, n_patients: int | None, seed: int | None, out: Path,
-             truth_out: Path | None) -> None:
-    """Write a synthetic cohort and, separately, its ground truth."""
+             truth_out: Path | None, plan_truth_out: Path | None) -> None:
+    """Write a synthetic cohort and, separately, its ground truth (and per-plan truth)."""
     from precision_pain.config import load_params
+    from precision_pain.data.simulate import simulate_cohort
     from precision_pain.io import check_writable, table_format, write_tables
     from precision_pain.progress import progress_bar
-    from precision_pain.data.simulate import simulate_cohort
 
     params = load_params(params_path)
     table_format(out)
     truth_out = truth_out or out.with_name(f"{out.stem}_ground_truth{out.suffix}")
-    check_writable([out, truth_out])
+    plan_out = (plan_truth_out or params.data.synthetic_plan_truth
+                or out.with_name(f"{out.stem}_plan_truth{out.suffix}"))
+    check_writable([out, truth_out, *([plan_out] if params.simulate.plans else [])])
     log.info("simulating %d patients (seed %d) with %s",
              params.simulate.n_patients if n_patients is None else n_patients,
              params.simulate.seed if seed is None else seed, params_path)
@@ -102,10 +107,15 @@ def simulate(params_path: Path, n_patients: int | None, seed: int | None, out: P
         result = simulate_cohort(params.simulate, params.prepare.response_threshold,
                                  n_patients=n_patients, seed=seed)
         bar.update()
-        write_tables({out: result.cohort, truth_out: result.truth})  # published together
+        tables = {out: result.cohort, truth_out: result.truth}
+        if result.plan_truth is not None:
+            tables[plan_out] = result.plan_truth
+        write_tables(tables)  # published together
         bar.update()
     log.info("wrote cohort %s (%d rows x %d columns) and ground truth %s (%d rows)",
              out, *result.cohort.shape, truth_out, len(result.truth))
+    if result.plan_truth is not None:
+        log.info("wrote per-plan ground truth %s (%d rows)", plan_out, len(result.plan_truth))
 
 
 @main.command()
@@ -200,9 +210,9 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
     from precision_pain.config import load_params
     from precision_pain.data.contract import read_pipeline_table
     from precision_pain.engine import open_engine
+    from precision_pain.io import write_json
     from precision_pain.models.bundle import save_bundle
     from precision_pain.models.estimators import get_model_class
-    from precision_pain.io import write_json
     from precision_pain.models.train import modeled_treatments, train_bundle, training_summary
     from precision_pain.progress import progress_bar
 
@@ -240,9 +250,7 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
     if tracking:
         from precision_pain.predict.recommend import options_from_params
         from precision_pain.predict.serve import model_config
-        from precision_pain.tracking import log_recommender
-
-        from precision_pain.tracking import log_training_summary
+        from precision_pain.tracking import log_recommender, log_training_summary
 
         parent = bundle.metadata["mlflow_run_ids"]["parent"]
         log_training_summary(params.tracking, parent, summary)
@@ -300,12 +308,12 @@ def evaluate(params_path: Path, splits_dir: Path | None, truth: Path | None,
     Writes the metrics files, the plots and the markdown report named in params.yaml
     (``evaluate:``); docs/evaluation.md explains every number.
     """
-    from precision_pain.models.bundle import load_bundle
     from precision_pain.config import load_params
-    from precision_pain.evaluate.core import evaluate as run_evaluation
     from precision_pain.data.contract import read_pipeline_table
     from precision_pain.engine import open_engine
+    from precision_pain.evaluate.core import evaluate as run_evaluation
     from precision_pain.io import write_json
+    from precision_pain.models.bundle import load_bundle
 
     params = load_params(params_path)
     settings = params.evaluate
@@ -338,8 +346,8 @@ def evaluate(params_path: Path, splits_dir: Path | None, truth: Path | None,
 
 def _write_plots(result: Any, directory: Path) -> list[Path]:
     """Save every evaluation figure as PNG; the folder is replaced whole."""
-    from precision_pain.io import atomic_dir
     from precision_pain.evaluate.plots import evaluation_figures
+    from precision_pain.io import atomic_dir
 
     figures = evaluation_figures(result)
     with atomic_dir(directory) as tmp:
@@ -384,12 +392,12 @@ def predict(params_path: Path, input_path: Path, out: Path, models_dir: Path | N
             report_max_patients: int | None) -> None:
     """Rank, guideline-check and explain every treatment for each patient of INPUT."""
     from precision_pain.config import load_params
-    from precision_pain.io import check_writable, table_format
-    from precision_pain.predict.recommend import options_from_params, predict_chunks
     from precision_pain.data.contract import iter_table
     from precision_pain.engine import open_engine
+    from precision_pain.io import check_writable, table_format
     from precision_pain.predict.outputs import output_paths, write_predictions
     from precision_pain.predict.partitioned import predict_partitions
+    from precision_pain.predict.recommend import options_from_params, predict_chunks
 
     params = load_params(params_path)
     table_format(out)
@@ -451,8 +459,7 @@ def _load_bundle(params: Any, models_dir: Path | None, alias: str | None,
         bundle_dir, registered_sha256 = downloaded
         return load_bundle(bundle_dir, expected_sha256=expected_sha256 or registered_sha256)
     from precision_pain.data.features import FEATURE_NAMES
-    from precision_pain.registry import select_treatments
-    from precision_pain.registry import OUTCOMES
+    from precision_pain.registry import OUTCOMES, select_treatments
     from precision_pain.tracking import load_registered_models
 
     names = tuple(t.name for t in select_treatments(params.model.treatments))
@@ -557,9 +564,9 @@ def simulate_omop(params_path: Path, world_name: str | None, n_patients: int | N
                   seed: int | None, out: Path | None) -> None:
     """Write simulated patients as an OMOP CDM (DuckDB) plus PharmCAT outputs."""
     from precision_pain.config import load_params
+    from precision_pain.data.simulate import simulate_cohort
     from precision_pain.extract.omop.study import load_study
     from precision_pain.extract.omop.synthetic import save_world, synthetic_world
-    from precision_pain.data.simulate import simulate_cohort
 
     params = load_params(params_path)
     world = params.extract.synthetic_worlds.get(world_name) if world_name else None
@@ -571,7 +578,11 @@ def simulate_omop(params_path: Path, world_name: str | None, n_patients: int | N
     out = out or (world.out if world else None)
     if out is None:
         raise click.ClickException("give --out or --world")
-    sim = simulate_cohort(params.simulate, params.prepare.response_threshold, n, seed)
+    if params.simulate.plans:
+        log.warning("simulate-omop writes one-treatment episodes only (OMOP plan episodes are "
+                    "not written yet): simulate.plans is ignored here")
+    sim = simulate_cohort(params.simulate.model_copy(update={"plans": False}),
+                          params.prepare.response_threshold, n, seed)
     result = synthetic_world(sim.cohort, sim.truth, load_study(params.extract.study), seed)
     save_world(result, sim.cohort, out)
     log.info("wrote synthetic OMOP world %s: %s", out,

@@ -25,6 +25,8 @@ class DataParams(_Section):
     ground_truth: Path | None
     synthetic_cohort: Path
     synthetic_truth: Path
+    # Per-plan ground truth of the synthetic cohort (header only unless simulate.plans).
+    synthetic_plan_truth: Path | None = None
     prepared: Path
     prepared_truth: Path
     splits_dir: Path
@@ -44,6 +46,10 @@ class SimulateParams(_Section):
     missing_genotype_rate: float = Field(default=0.02, ge=0, lt=1)
     # Opt-in registry treatments to simulate (data.simulate.OPT_IN_TREATMENTS: neurofeedback).
     optional_treatments: list[str] = []
+    # Opt-in treatment plans (docs/synthetic-cohort.md): usual care gives a share plan_share
+    # of the episodes a plan of two or more components; a per-plan ground truth is written.
+    plans: bool = False
+    plan_share: float = Field(default=0.3, ge=0, lt=1)
 
     @field_validator("ancestry_mix")
     @classmethod

@@ -454,3 +454,21 @@ def annotate_pgx(df: pd.DataFrame) -> pd.DataFrame:
     }
     out = df.drop(columns=[c for c in PGX_COLUMNS if c in df.columns])
     return out.assign(**{k: pd.Series(v, index=df.index) for k, v in new.items()})
+
+
+def with_inhibitor_drugs(df: pd.DataFrame, drugs: tuple[str, ...]) -> pd.DataFrame:
+    """A new frame: ``df`` taking ``drugs`` (CYP2D6 inhibitors) as well, re-annotated.
+
+    The drugs join the optional ``cyp2d6_inhibitor_drugs`` column and :func:`annotate_pgx`
+    recomputes the effective CYP2D6 phenotype (the strongest inhibitor wins), e.g. for a
+    treatment plan that contains duloxetine.
+    """
+    if not drugs:
+        return annotate_pgx(df)
+    added = ";".join(drugs)
+    if INHIBITOR_DRUGS_COLUMN in df.columns:
+        taken = df[INHIBITOR_DRUGS_COLUMN].fillna("").astype(str).str.strip()
+        column = np.where(taken == "", added, taken + ";" + added)
+    else:
+        column = np.full(len(df), added, dtype=object)
+    return annotate_pgx(df.assign(**{INHIBITOR_DRUGS_COLUMN: column}))

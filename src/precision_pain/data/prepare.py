@@ -8,6 +8,7 @@ for prediction alike.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
@@ -16,14 +17,17 @@ import pandas as pd
 
 from precision_pain.data.contract import ContractError, derive_response, validate_cohort
 from precision_pain.data.contract.errors import Problem
+from precision_pain.data.contract.schema import PLAN_COLUMN
 from precision_pain.data.pgx import annotate_pgx
+
+logger = logging.getLogger(__name__)
 
 
 def prepare_cohort(raw: pd.DataFrame, source: str, response_threshold: float | None,
                    require_outcomes: bool = True) -> pd.DataFrame:
     """Validate ``raw`` against the contract, add PGx columns and, for training, ``response``."""
     valid = validate_cohort(raw, source=source, require_outcomes=require_outcomes)
-    prepared = annotate_pgx(valid)
+    prepared = annotate_pgx(single_treatment_episodes(valid, source))
     if require_outcomes:
         if response_threshold is None:
             raise ValueError("response_threshold is required when outcomes are present")
@@ -31,6 +35,23 @@ def prepare_cohort(raw: pd.DataFrame, source: str, response_threshold: float | N
                                    response_threshold)
         prepared = prepared.assign(response=response.astype(bool))
     return prepared
+
+
+def single_treatment_episodes(valid: pd.DataFrame, source: str) -> pd.DataFrame:
+    """The episodes of one treatment (one-component plans); plan episodes counted and logged.
+
+    The models train per treatment (or pooled over treatments); episodes of two or more
+    components (contract v2 ``plan`` column) are set aside, with their number in the log,
+    until plan models read them (issue 14). A file without a plan column is returned as is.
+    """
+    if PLAN_COLUMN not in valid.columns:
+        return valid
+    multi = valid[PLAN_COLUMN].astype(str).str.contains("+", regex=False)
+    if multi.any():
+        logger.warning("%s: %d of %d episodes are plans of two or more components; the "
+                       "single-treatment models leave them out", source, int(multi.sum()),
+                       len(valid))
+    return valid.loc[~multi] if multi.any() else valid
 
 
 def prepare_partitions(chunks: Iterable[pd.DataFrame], source: str, response_threshold: float,

@@ -508,26 +508,48 @@ def _by_condition(table: Mapping[str, tuple[float, ...]], cond: np.ndarray,
     return np.column_stack([np.asarray(table[t])[cond] for t in names])
 
 
-def _mean_reduction(z: pd.DataFrame, cond: np.ndarray, names: Sequence[str]) -> np.ndarray:
-    """True mean relative NRS reduction per patient and treatment."""
-    prognosis = PLACEBO_MEAN + z[list(PROGNOSTIC)].to_numpy() @ np.array(list(PROGNOSTIC.values()))
+def _prognosis(z: pd.DataFrame) -> np.ndarray:
+    """(n,) placebo-like mean relative NRS reduction, shared by every treatment."""
+    return PLACEBO_MEAN + z[list(PROGNOSTIC)].to_numpy() @ np.array(list(PROGNOSTIC.values()))
+
+
+def _gains(z: pd.DataFrame, cond: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """(n, T) gain in mean relative NRS reduction over placebo, per treatment."""
     x = z.to_numpy()
     scale = np.maximum(0.0, 1.0 + x @ _coefficients(BENEFIT_SCALE, z.columns, names))
-    gain = (_by_condition(BENEFIT, cond, names) * scale
+    return (_by_condition(BENEFIT, cond, names) * scale
             + x @ _coefficients(BENEFIT_MODIFIERS, z.columns, names))
-    return prognosis[:, None] + gain
+
+
+def _mean_reduction(z: pd.DataFrame, cond: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """True mean relative NRS reduction per patient and treatment."""
+    return _prognosis(z)[:, None] + _gains(z, cond, names)
+
+
+def _harm_logit(z: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
+    """(n, T) log odds of a serious adverse event per treatment."""
+    base = logit(np.array([HARM_BASE[t] for t in names]))
+    return base[None, :] + z.to_numpy() @ _coefficients(HARM_MODIFIERS, z.columns, names)
 
 
 def _adverse_probability(z: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
-    base = logit(np.array([HARM_BASE[t] for t in names]))
-    return expit(base[None, :] + z.to_numpy() @ _coefficients(HARM_MODIFIERS, z.columns, names))
+    return expit(_harm_logit(z, names))
+
+
+def _usual_care_score(z: pd.DataFrame, cond: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """(n, T) clinicians' log-weights per treatment (habits by condition plus confounders)."""
+    return _by_condition(USUAL_CARE_BASE, cond, names) + \
+        z.to_numpy() @ _coefficients(USUAL_CARE_MODIFIERS, z.columns, names)
 
 
 def _usual_care(z: pd.DataFrame, cond: np.ndarray, eligible: np.ndarray, floor: float,
                 names: Sequence[str]) -> np.ndarray:
     """Usual-care probabilities: confounded softmax mixed with a uniform over eligible options."""
-    score = _by_condition(USUAL_CARE_BASE, cond, names) + \
-        z.to_numpy() @ _coefficients(USUAL_CARE_MODIFIERS, z.columns, names)
+    return softmax_with_floor(_usual_care_score(z, cond, names), eligible, floor)
+
+
+def softmax_with_floor(score: np.ndarray, eligible: np.ndarray, floor: float) -> np.ndarray:
+    """Row-wise softmax over eligible columns, mixed so each keeps >= ``floor`` (overlap)."""
     weight = np.where(eligible, np.exp(score - score.max(axis=1, keepdims=True)), 0.0)
     softmax = weight / weight.sum(axis=1, keepdims=True)
     k = eligible.sum(axis=1, keepdims=True)
@@ -538,10 +560,12 @@ def _usual_care(z: pd.DataFrame, cond: np.ndarray, eligible: np.ndarray, floor: 
 # ------------------------------------------------------------------------------- assembly
 @dataclass(frozen=True)
 class SyntheticCohort:
-    """A simulated cohort (contract columns) and its per-treatment ground truth."""
+    """A simulated cohort (contract columns), its per-treatment ground truth and, with
+    ``simulate.plans``, its per-plan ground truth (:mod:`.simulate_plans`)."""
 
     cohort: pd.DataFrame
     truth: pd.DataFrame
+    plan_truth: pd.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -633,12 +657,47 @@ def simulate_cohort(params: SimulateParams, response_threshold: float,
     rng = np.random.default_rng(params.seed if seed is None else seed)
     patients = _draw_patients(n, params, rng)
     truth = _true_model(patients, params, response_threshold)
+    if params.plans:
+        return _simulate_plans(patients, truth, params, response_threshold, rng)
     outcome = _draw_outcomes(patients["pain_baseline"].to_numpy(), truth, params.response_sd, rng)
     genotypes = list(pgx.GENOTYPE_COLUMNS)
     reported = mask_genotypes(patients[genotypes], params.missing_genotype_rate, rng)
     cohort = pd.concat([patients.drop(columns=genotypes), reported, outcome], axis=1)
     return SyntheticCohort(cohort=cohort[list(COHORT_COLUMNS)],
                            truth=_truth_frame(patients["patient_id"].to_numpy(), truth))
+
+
+PLAN_COHORT_COLUMNS: tuple[str, ...] = (*COHORT_COLUMNS, "plan", "contract_version")
+
+
+def _simulate_plans(patients: pd.DataFrame, truth: _Truth, params: SimulateParams,
+                    threshold: float, rng: np.random.Generator) -> SyntheticCohort:
+    """simulate.plans: usual care gives plans; the truth covers every valid plan."""
+    from precision_pain.data import simulate_plans as sp
+
+    cond = pd.Categorical(patients["condition"], categories=CONDITIONS).codes
+    scores = _usual_care_score(_modifiers(patients), cond, truth.treatments)
+    plans = sp.plan_truth(patients, truth.treatments, scores, params.response_sd, threshold,
+                          params.plan_share, truth.p_usual_care)
+    assigned = _draw_from_rows(plans.p_usual_care, rng)
+    rows, baseline = np.arange(len(patients)), patients["pain_baseline"].to_numpy()
+    reduction = rng.normal(plans.mean_reduction[rows, assigned], params.response_sd)
+    names = np.array([sp.plan_name(p) for p in plans.plans], dtype=object)[assigned]
+    outcome = pd.DataFrame({
+        "treatment": np.where(np.char.find(names.astype(str), "+") >= 0, "", names),
+        "plan": names, "contract_version": 2,
+        "pain_followup": np.clip(baseline * (1 - reduction), 0.0, 10.0),
+        "adverse_event": rng.random(len(baseline)) < plans.p_adverse_event[rows, assigned],
+    })
+    genotypes = list(pgx.GENOTYPE_COLUMNS)
+    reported = mask_genotypes(patients[genotypes], params.missing_genotype_rate, rng)
+    cohort = pd.concat([patients.drop(columns=genotypes), reported, outcome], axis=1)
+    ids = patients["patient_id"].to_numpy()
+    # the per-treatment truth's p_usual_care: given a one-component episode (sums to 1), the
+    # policy behind the episodes prepare keeps; the plan truth holds the unconditional one
+    return SyntheticCohort(cohort=cohort[list(PLAN_COHORT_COLUMNS)],
+                           truth=_truth_frame(ids, truth),
+                           plan_truth=sp.plan_truth_frame(ids, plans))
 
 
 def best_treatment_shares(truth: pd.DataFrame, harm_weight: float = 0.0) -> pd.Series:

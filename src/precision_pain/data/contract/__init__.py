@@ -1,4 +1,4 @@
-"""Cohort data contract, version 1: the schema as data, ingest and validation.
+"""Cohort data contract, version 2 (v1 files read unchanged): schema as data, ingest, checks.
 
 ``SCHEMA`` is the one machine-readable copy of the contract (one row = one
 treatment episode of one patient). ``docs/data-contract.md`` is generated from it

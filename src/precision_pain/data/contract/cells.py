@@ -75,7 +75,7 @@ def _first_distinct(cells: pd.Series, spec: ColumnSpec) -> list[str]:
 
 # Longest cell echoed per kind: a plausible value of the column is never longer.
 _SHOW_LENGTH = {"int": 12, "float": 16, "bool": 12, "category": 40, "diplotype": 24,
-                "genotype": 12, "list": 80}
+                "genotype": 12, "list": 80, "plan": 80}
 _PERSON_NAME = re.compile(r"[A-Z][a-z'-]+,?(\s+[A-Z]\.?)*\s+[A-Z][a-z'-]+")
 
 
@@ -229,8 +229,36 @@ def _check_list(spec: ColumnSpec, s: pd.Series) -> _Checked:
     return cells.take(canonical, ""), problems
 
 
+def _plan_parts(text: str) -> list[str]:
+    return [_category_key(v) for v in text.split("+") if v.strip()]
+
+
+def _check_plan(spec: ColumnSpec, s: pd.Series) -> _Checked:
+    """'+'-joined registry names (any case, any order); written back in the canonical form
+    (registry order, :func:`precision_pain.plans.plan_name`); an empty cell stays empty."""
+    from precision_pain.plans import plan_name
+
+    lookup = {_category_key(v): v for v in spec.allowed}
+    cells = _cells(s)
+    parts = [[] if t.lower() in _MISSING else _plan_parts(t) for t in cells.texts]
+    unknown = cells.take([any(p not in lookup for p in row) for row in parts], False, bool)
+    repeated = cells.take([len(set(row)) < len(row) for row in parts], False, bool)
+    problems = []
+    if unknown.any():
+        problems.append(_problem(spec, unknown, s, "with an unknown treatment",
+                                 f"join registry treatment names with '+' ({_DOC})",
+                                 ", ".join(spec.allowed)))
+    if repeated.any():
+        problems.append(_problem(spec, repeated, s, "naming a component twice",
+                                 "name each component of the plan once"))
+    canonical = [plan_name(lookup[p] for p in row)
+                 if all(p in lookup for p in row) and len(set(row)) == len(row) else ""
+                 for row in parts]
+    return cells.take(canonical, ""), problems
+
+
 _CHECKERS: dict[str, Callable[[ColumnSpec, pd.Series], _Checked]] = {
     "id": _check_id, "int": _check_number, "float": _check_number, "bool": _check_bool,
     "category": _check_category, "diplotype": _check_genotype, "genotype": _check_genotype,
-    "list": _check_list,
+    "list": _check_list, "plan": _check_plan,
 }

@@ -35,6 +35,7 @@ def render_contract_markdown() -> str:
         _column_table("outcome"), _response_rules(),
         "## Optional columns (a file may leave them out)", _OPTIONAL_NOTE,
         _column_table("option"),
+        "## Treatment plans and contract versions", _PLANS_NOTE,
     ]
     return "\n\n".join(parts) + "\n"
 
@@ -93,6 +94,32 @@ treated as no); `harm_weight` and `exclude_modalities` are patient preferences u
 `precision-pain predict` and the served model (docs/predictions.md)."""
 
 
+_PLANS_NOTE = """Version 2 records treatment plans: an episode may combine registry
+treatments, e.g. a drug, an active therapy and a procedure. The optional `plan` column
+holds the components joined by `+` in any order and any case (`Duloxetine + physical_therapy`
+is read as `duloxetine+physical_therapy`, components in registry order). Where `plan` is
+given, `treatment` may be left empty; a one-component plan may repeat it, and a row whose
+`treatment` differs from its `plan` is an error. A row with an empty `plan` is the plan of
+its `treatment` alone. After validation both columns are filled: `plan` on every row,
+`treatment` on one-component rows (empty on plans of two or more components).
+
+The contract checks that every component is a registry treatment named once; it does not
+refuse combinations that the plan rules (`precision_pain.plans`: two opioids, two drugs of
+one class, more than two drugs, one behavioural therapy and one procedure) would not
+recommend, since a record says what was given. `prepare` keeps the episodes of one
+component for the single-treatment models and counts the plan episodes it leaves out in
+the log.
+
+How a version 1 file maps: unchanged. A v1 file has no `plan` column; each row's
+`treatment` is a one-component plan (`treatment` = `nsaid` is the plan `nsaid`), and the
+file validates, prepares and trains exactly as before.
+
+The version a file follows is its optional `contract_version` column (the same on every
+row), or, without it, 2 when the file has a `plan` column and 1 otherwise. A file that says
+version 1 but has a `plan` column, one whose rows disagree, and one that names a version
+newer than this pipeline reads are refused with the rows and the fix."""
+
+
 def _column_table(role: Role) -> str:
     rows = [(f"`{s.name}`", _TYPE_LABEL.get(s.kind, s.kind), _allowed_text(s), s.description)
             for s in (*SCHEMA, *OPTIONAL_SCHEMA) if s.role == role]
@@ -120,6 +147,8 @@ def _allowed_text(spec: ColumnSpec) -> str:
         return ", ".join(f"`{v}`" for v in spec.examples) + " (any two alleles `a/b`)"
     if spec.kind in ("int", "float"):
         return _range_text(spec) + ("; empty allowed" if spec.nullable else "")
+    if spec.kind == "plan":
+        return "registry names (above) joined by `+`; empty = the row's `treatment`"
     if spec.kind == "list":
         return ("`;`-separated, any of " + ", ".join(f"`{v}`" for v in spec.allowed)
                 + "; empty = none")

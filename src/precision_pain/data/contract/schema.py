@@ -8,9 +8,15 @@ from typing import Literal
 from precision_pain.data.pgx import CYP2D6_INHIBITORS
 from precision_pain.registry import CONDITIONS, MODALITIES, TREATMENT_NAMES
 
-CONTRACT_VERSION = 1
+# Version 2 adds treatment plans (the optional ``plan`` column); version 1 files stay valid
+# and read unchanged: a v1 ``treatment`` is a one-component plan.
+CONTRACT_VERSION = 2
+CONTRACT_VERSIONS: tuple[int, ...] = (1, 2)
+VERSION_COLUMN = "contract_version"
+PLAN_COLUMN = "plan"
 
-Kind = Literal["id", "int", "float", "bool", "category", "diplotype", "genotype", "list"]
+Kind = Literal["id", "int", "float", "bool", "category", "diplotype", "genotype", "list",
+               "plan"]
 Role = Literal["identity", "feature", "genotype", "outcome", "option"]
 
 
@@ -21,7 +27,8 @@ class ColumnSpec:
     ``ceiling`` (age only) is the largest plausible value: values in
     (``max``, ``ceiling``] are top-coded to ``max`` instead of refused.
     ``examples`` are documentation for diplotypes, whose alleles are open-ended.
-    A ``list`` cell holds ';'-separated values of ``allowed`` (empty: none).
+    A ``list`` cell holds ';'-separated values of ``allowed`` (empty: none); a ``plan`` cell
+    holds '+'-joined registry treatment names (empty: the row's ``treatment``).
     """
 
     name: str
@@ -112,6 +119,14 @@ OPTIONAL_SCHEMA: tuple[ColumnSpec, ...] = (
                "modalities the patient declines, ';'-separated (e.g. procedure;opioid): "
                "a kind, opioid, a drug class or a treatment name; they rank last",
                allowed=tuple(MODALITIES), nullable=True),
+    ColumnSpec(PLAN_COLUMN, "plan", "outcome",
+               "contract v2: the components of the episode's treatment plan, registry names "
+               "joined by '+' in any order (e.g. duloxetine+physical_therapy); empty: the "
+               "row's treatment alone. With this column, treatment may be left empty",
+               allowed=TREATMENT_NAMES, nullable=True),
+    ColumnSpec(VERSION_COLUMN, "int", "option",
+               "the contract version the file follows, the same on every row (absent: 2 "
+               "with a plan column, else 1)", min=1),
 )
 
 _BY_NAME = {spec.name: spec for spec in (*SCHEMA, *OPTIONAL_SCHEMA)}
