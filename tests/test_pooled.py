@@ -67,9 +67,11 @@ def test_refit_reports_the_validation_figures_of_the_train_only_fit(bundles, sma
 
 @pytest.fixture(scope="module")
 def stacked(small_splits, params):
-    """The pooled learner with its pain-reduction companion, refitted."""
+    """The pooled learner with its pain-reduction companion, refitted. The gate is opened
+    wide (alpha 0.5): these tests are about the stack itself; the gate has its own."""
     model = _pooled(params, True)
-    settings = {**model.hyperparameters["pooled_xgboost"], "pain_companion": True}
+    settings = {**model.hyperparameters["pooled_xgboost"], "pain_companion": True,
+                "pain_companion_alpha": 0.5}
     model = model.model_copy(update={"hyperparameters": {**model.hyperparameters,
                                                          "pooled_xgboost": settings}})
     return train_bundle(small_splits["train"], small_splits["valid"],
@@ -128,3 +130,43 @@ def test_a_tampered_companion_is_refused(stacked, tmp_path):
     booster.save_model(str(path))
     with pytest.raises(ValueError, match="companion model cannot be read"):
         PooledModel.load(path)
+
+
+def test_companion_is_left_out_where_the_follow_up_score_says_nothing_beyond_the_flag(
+        small_splits, params):
+    """Follow-up scores redrawn from the flag alone (uniform within the responder or the
+    non-responder range, as benchmarks/alt_cohort.py does): the regressor can only add noise,
+    and the likelihood-ratio gate keeps the classifier alone."""
+    rng = np.random.default_rng(0)
+
+    def flag_only(frame):
+        relief = np.where(frame["response"], rng.uniform(0.32, 0.9, len(frame)),
+                          rng.uniform(-0.2, 0.27, len(frame)))
+        return frame.assign(pain_followup=frame["pain_baseline"] * (1 - relief))
+
+    model = _pooled(params, False)
+    settings = {**model.hyperparameters["pooled_xgboost"], "pain_companion": True}
+    model = model.model_copy(update={"hyperparameters": {**model.hyperparameters,
+                                                         "pooled_xgboost": settings}})
+    bundle = train_bundle(flag_only(small_splits["train"]), flag_only(small_splits["valid"]),
+                          select_treatments(TREATMENTS), model, response_threshold=0.3,
+                          harm_weight=0.5, propensity_clip=0.01)
+    assert bundle.model("tramadol", "response").pooled.stack_ is None
+    assert "valid_stack_pain_reduction_weight" not in bundle.metadata["selection"]
+
+
+def test_within_flag_p_value_sees_relief_beyond_the_flag_and_nothing_else():
+    from precision_pain.models.pooled import within_flag_p_value
+
+    rng = np.random.default_rng(1)
+    mean = rng.normal(0.2, 0.15, 3000)  # the patients' expected relief
+    relief = mean + rng.normal(0, 0.3, 3000)
+    flag = relief >= 0.3
+    assert within_flag_p_value(relief, mean, flag) < 1e-6  # a continuous outcome
+    p_values = [within_flag_p_value(
+        np.where(flag, rng.uniform(0.32, 0.9, 3000), rng.uniform(-0.2, 0.27, 3000)), mean, flag)
+        for _ in range(50)]
+    # drawn from the flag alone: p-values uniform, about 5 % below 0.05
+    assert np.mean(np.array(p_values) < 0.05) <= 0.16 and 0.25 < np.median(p_values) < 0.75
+    assert within_flag_p_value(relief, -mean, flag) > 0.99  # one-sided
+    assert np.isnan(within_flag_p_value(relief[:2], mean[:2], flag[:2]))
