@@ -63,3 +63,25 @@ def options(params):
     from precision_pain.predict.recommend import options_from_params
 
     return options_from_params(params)
+
+
+# The modules that take minutes (dvc repro several times, a Dask cluster, notebook kernels),
+# longest first (measured 2026-12-02). Only the order in which tests start depends on this.
+LONGEST_FIRST = ("test_treatment_support.py", "test_pipeline_integration.py",
+                 "test_dask_engine.py", "test_notebooks.py")
+
+
+def pytest_collection_modifyitems(items):
+    """Longest modules first, then the other modules with end-to-end (slow) tests, then the
+    rest; each module's tests together and in their order. README's `pytest -n 2` hands whole
+    modules to two worker processes in this order (pyproject.toml: `--dist loadfile
+    --no-loadscope-reorder`), so the long modules start at once and the short ones fill in at
+    the end: both workers finish together."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+
+    def rank(item) -> tuple[int, int]:
+        name = item.path.name
+        return (LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST),
+                item.path not in slow)
+
+    items.sort(key=rank)

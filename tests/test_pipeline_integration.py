@@ -19,8 +19,11 @@ import pandas as pd
 import pytest
 import yaml
 
+from short_grids import short_grids
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+N_NEW = 300  # patients in the new cohort predicted
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +36,8 @@ def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Complete
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> tuple[Path, dict[str, str]]:
-    """A fresh git+DVC repo with the project's pipeline on 6,000 patients, reproduced once."""
+    """A fresh git+DVC repo with the project's pipeline on 6,000 patients (short grids),
+    reproduced once."""
     repo = tmp_path_factory.mktemp("repo")
     for name in ("dvc.yaml", "pyproject.toml", ".dvcignore"):
         shutil.copy(ROOT / name, repo / name)
@@ -41,6 +45,12 @@ def project(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["simulate"]["n_patients"] = 6000
     params["evaluate"]["n_bootstrap"] = 20
+    short_grids(params)
+    # test_models_beat_chance_on_test_split needs a real fit: params.yaml's default response
+    # model (depth 4, 1,000 trees), against a sliced 300-tree candidate
+    params["model"]["hyperparameters"]["pooled_xgboost"]["response"].update(
+        {"max_depth": [4], "n_estimators": [300, 1000],
+         "default": {"max_depth": 4, "n_estimators": 1000}})
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
            "MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}",
@@ -144,14 +154,14 @@ def test_mlflow_has_one_run_per_treatment_and_aliases_resolve(project):
 def test_predict_new_cohort_ranks_every_treatment(project):
     repo, env = project
     cli = str(BIN / "precision-pain")
-    _run([cli, "simulate", "--n", "1000", "--seed", "99", "--out", "new.csv"], repo, env)
+    _run([cli, "simulate", "--n", str(N_NEW), "--seed", "99", "--out", "new.csv"], repo, env)
     new = pd.read_csv(repo / "new.csv").drop(columns=["treatment", "pain_followup",
                                                       "adverse_event"])
     new.to_csv(repo / "new_patients.csv", index=False)
     _run([cli, "predict", "new_patients.csv", "--out", "out/pred.parquet"], repo, env)
     pred = pd.read_parquet(repo / "out/pred.parquet")
     shap = pd.read_parquet(repo / "out/pred.shap.parquet")
-    assert pred["patient_id"].nunique() == 1000
+    assert pred["patient_id"].nunique() == N_NEW
     ranks = pred.groupby("patient_id")["rank"].apply(sorted)
     assert all(r == list(range(1, 11)) for r in ranks)
     explained = pred["rank"] <= 3  # predict.top_k_explained

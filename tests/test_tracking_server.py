@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from servers import free_port, stop, wait_for
+from short_grids import short_grids
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -55,6 +56,7 @@ def project(server, tmp_path_factory):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["simulate"]["n_patients"] = 3000
     params["evaluate"]["n_bootstrap"] = 10
+    short_grids(params)  # the route to the server is under test, not the models
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true",
            "PRECISION_PAIN_PROGRESS": "0"}

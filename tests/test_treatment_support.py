@@ -1,7 +1,8 @@
 """A real extract rarely holds every treatment: model what the data supports, say what not.
 
-Unit tests of the support rule, then extracts with 1, 3 and 9 of the 10 treatments, a
-small arm and an arm without adverse events through `dvc repro` in a temporary repo.
+Unit tests of the support rule, then extracts with 1, 3 and 9 of the 10 treatments, and
+one with a small arm and an arm without adverse events, through `dvc repro` in a temporary
+repo (each `dvc repro` starts four stage processes: one run per scenario, short grids).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import yaml
 
 from precision_pain.models.train import arm_support, modeled_treatments
 from precision_pain.registry import TREATMENT_NAMES, select_treatments
+from short_grids import short_grids
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -112,9 +114,7 @@ def repo(tmp_path_factory, small_synthetic):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"]["ground_truth"] = None
     params["evaluate"]["n_bootstrap"] = 10
-    pooled = params["model"]["hyperparameters"]["pooled_xgboost"]["response"]
-    pooled.update({"max_depth": [3], "n_estimators": [100, 200],
-                   "default": {"max_depth": 3, "n_estimators": 200}})
+    short_grids(params)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     cohort = small_synthetic.cohort
     external = repo / "data" / "external"
@@ -124,12 +124,11 @@ def repo(tmp_path_factory, small_synthetic):
     for name, treatments in keep.items():
         cohort[cohort["treatment"].isin(treatments)].to_csv(external / f"{name}.csv",
                                                              index=False)
+    # one extract, two independent defects: 30 tramadol patients, no adverse event under cbt
     small = cohort[cohort["treatment"] != "tramadol"]
     small = pd.concat([small, cohort[cohort["treatment"] == "tramadol"].head(30)])
-    small.to_csv(external / "small_arm.csv", index=False)
-    no_ae = cohort.copy()
-    no_ae.loc[no_ae["treatment"] == "cbt", "adverse_event"] = False
-    no_ae.to_csv(external / "no_adverse_events.csv", index=False)
+    small.loc[small["treatment"] == "cbt", "adverse_event"] = False
+    small.to_csv(external / "small_arm_no_adverse_events.csv", index=False)
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
            "MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}", "DVC_NO_ANALYTICS": "1",
            "MLFLOW_DISABLE_TELEMETRY": "true", "CI": "true"}
@@ -182,12 +181,11 @@ def test_extract_with_some_treatments_runs_and_says_what_is_not_modeled(repo, co
 @pytest.mark.slow
 def test_a_small_arm_is_skipped_and_an_arm_without_adverse_events_is_modeled(repo):
     repo_dir, env = repo
-    small = _repro(repo_dir, env, "small_arm")
-    (arm,) = [a for a in small["manifest"]["metadata"]["not_modeled"]
+    out = _repro(repo_dir, env, "small_arm_no_adverse_events")
+    (arm,) = [a for a in out["manifest"]["metadata"]["not_modeled"]
               if a["treatment"] == "tramadol"]
     assert 0 < arm["n_train"] < 50 and "model.min_patients = 50" in arm["reason"]
-    no_ae = _repro(repo_dir, env, "no_adverse_events")
-    assert "cbt" in no_ae["manifest"]["treatments"]
+    assert "cbt" in out["manifest"]["treatments"]
     per_treatment = json.loads((repo_dir / "metrics/per_treatment.json").read_text())
     assert per_treatment["cbt"]["training"]["adverse_events"] == 0
 

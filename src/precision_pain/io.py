@@ -29,9 +29,10 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # annotations only: publishing files needs no pandas import
+    import pandas as pd
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 _FAILPOINT_ENV = "PRECISION_PAIN_FAILPOINT"

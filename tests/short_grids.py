@@ -1,0 +1,20 @@
+"""Short hyperparameter grids for end-to-end tests whose assertions do not depend on how
+good the models are (the route through DVC, MLflow or a server is under test, not the fit).
+
+Every stage still runs as configured: the pooled learner still searches a grid (two tree
+counts, the smaller sliced from the larger booster) and evaluate still picks a propensity
+model; only the sizes shrink. params.yaml's own grids run in `dvc repro` and benchmarks/.
+"""
+
+from __future__ import annotations
+
+
+def short_grids(params: dict) -> dict:
+    """Shrink ``params`` (params.yaml as a dict) in place and return it."""
+    hyper = params["model"]["hyperparameters"]
+    hyper["pooled_xgboost"]["response"].update(
+        {"max_depth": [3], "n_estimators": [100, 200],
+         "default": {"max_depth": 3, "n_estimators": 200}})
+    hyper["pooled_xgboost"]["adverse_event"]["n_estimators"] = [50, 100]
+    hyper["propensity"].pop("xgboost")  # the logistic candidate remains
+    return params
