@@ -63,6 +63,10 @@ def test_refit_reports_the_validation_figures_of_the_train_only_fit(bundles, sma
     assert after["valid_dr_net_benefit"] == before["valid_dr_net_benefit"]
     assert after["valid_dr_standard_error"] == pytest.approx(before["valid_dr_standard_error"])
     assert "train-only" in after["valid_dr_of"] and "valid_dr_of" not in before
+    # what was chosen is reported too (metrics/training.json, `dvc exp show`)
+    assert after["valid_response_chosen_max_depth"] in (2.0, 3.0)
+    assert after["valid_response_chosen_n_estimators"] in (20.0, 40.0)
+    assert after["valid_adverse_event_chosen_n_estimators"] in (10.0, 30.0)
 
 
 @pytest.fixture(scope="module")

@@ -158,9 +158,11 @@ def train_bundle(train: pd.DataFrame, valid: pd.DataFrame, treatments: Iterable[
     return bundle_from_training(fitted, model.type, metadata, propensity)
 
 
+_CHOSEN_KEYS = ("valid_response_chosen_max_depth", "valid_response_chosen_n_estimators",
+                "valid_adverse_event_chosen_n_estimators", "valid_stack_intercept",
+                "valid_stack_classifier_weight", "valid_stack_pain_reduction_weight")
 _SELECTION_KEYS = ("valid_dr_net_benefit", "valid_dr_standard_error", "refit_on_validation",
-                   "valid_stack_intercept", "valid_stack_classifier_weight",
-                   "valid_stack_pain_reduction_weight")
+                   *_CHOSEN_KEYS)
 
 
 def _selection(fitted: Mapping[str, TreatmentModels]) -> dict[str, float]:
@@ -182,6 +184,7 @@ def training_summary(bundle: ModelBundle, valid: pd.DataFrame, harm_weight: floa
                                "train_seconds": round(float(seconds), 1),
                                "n_treatments_modeled": len(bundle.treatments)}
     selection = bundle.metadata.get("selection", {})
+    summary |= {k: selection[k] for k in _CHOSEN_KEYS if k in selection}  # what was chosen
     if selection.get("refit_on_validation"):
         return {**summary, "valid_dr_net_benefit": selection["valid_dr_net_benefit"],
                 "valid_dr_standard_error": selection["valid_dr_standard_error"],
