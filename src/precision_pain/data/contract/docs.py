@@ -163,7 +163,10 @@ def _response_rules() -> str:
         "Derived, never supplied: `response` = (pain_baseline - pain_followup) / "
         "pain_baseline >= threshold (0.30 by default, IMMPACT \"moderate\"; Dworkin et al. "
         "2008). When outcomes are required (training), rows with `pain_baseline` = 0 cannot "
-        "define response and are refused with a clear error. For prediction the outcome "
-        "columns are optional and ignored when present.\n\n"
+        "define response and are refused with a clear error. Record `pain_followup` as "
+        "measured, not only on which side of the threshold it fell: the default learner also "
+        "learns from the relative reduction itself where it says more than the flag "
+        "(docs/evaluation.md). For prediction the outcome columns are optional and ignored "
+        "when present.\n\n"
         f"Default treatment registry: {registry}."
     )
