@@ -221,8 +221,9 @@ class PooledModel:
         return PooledModel(self.booster_, self.treatments, self.outcome, companion.booster_,
                            stack)
 
-    def raw(self, X: pd.DataFrame, treatment: str) -> np.ndarray:
-        """The booster's own output: log-odds for a classifier, the value for a regressor."""
+    def raw(self, X: pd.DataFrame, treatment: str | np.ndarray) -> np.ndarray:
+        """The booster's own output (log-odds for a classifier, the value for a regressor)
+        under ``treatment``: one name, or one per row."""
         return self.booster_.inplace_predict(design(X, treatment, self.treatments),
                                              validate_features=False, predict_type="margin")
 
@@ -542,17 +543,17 @@ def stack_companion(classifier: PooledModel, companion: PooledModel, valid: Vali
     or if a fit fails, the classifier alone, unchanged.
     """
     rows = np.flatnonzero(valid.treated >= 0)
-    t, y = valid.treated[rows], valid.response[rows]
-    margin = np.column_stack([classifier.raw(valid.X, name) for name in valid.treatments])
-    reduction = np.column_stack([companion.raw(valid.X, name) for name in valid.treatments])
-    features = np.column_stack([np.ones(len(rows)), margin[rows, t], reduction[rows, t]])
+    y = valid.response[rows]
+    received = np.asarray(valid.treatments, dtype=object)[valid.treated[rows]]
+    X = valid.X.iloc[rows]
+    reduction = companion.raw(X, received)  # each patient under the treatment received
+    features = np.column_stack([np.ones(len(rows)), classifier.raw(X, received), reduction])
     weights = logistic_coefficients(features, y)
     if not np.all(np.isfinite(weights)):
         log.warning("the pain-reduction companion could not be stacked (logistic fit failed "
                     "on the validation split); the response classifier is used alone")
         return classifier
-    p_value = within_flag_p_value(pain_reduction(valid.prepared.iloc[rows]),
-                                  reduction[rows, t], y)
+    p_value = within_flag_p_value(pain_reduction(valid.prepared.iloc[rows]), reduction, y)
     if weights[2] <= 0 or not p_value < alpha:
         log.info("pain-reduction companion not used: on the validation split the follow-up "
                  "score adds nothing beyond the flag (stack weight %.3f; within-flag p = "
