@@ -201,19 +201,28 @@ def split(params_path: Path, prepared: Path | None, out_dir: Path | None) -> Non
               help="Folder with train/valid parquet files [data.splits_dir].")
 @click.option("--models-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where to write the fitted models [model.dir].")
+@click.option("--evaluated-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where to write the bundle that evaluation scores [model.evaluated_dir; "
+                   "with --models-dir DIR: DIR-evaluated].")
 @click.option("--tracking/--no-tracking", default=True, show_default=True,
               help="Log runs and register models in MLflow.")
 @_friendly_errors
 def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
-          tracking: bool) -> None:
-    """Fit one response and one adverse-event model per treatment; track them in MLflow."""
+          evaluated_dir: Path | None, tracking: bool) -> None:
+    """Fit the response and adverse-event models; track them in MLflow.
+
+    With the pooled learner's ``refit_on_all`` the bundle fitted without the test split goes
+    to model.evaluated_dir (evaluate scores it) and the same models refitted on every split
+    go to model.dir (predict, serve and the registry use it); otherwise both hold the same
+    bundle."""
     from precision_pain.config import load_params
     from precision_pain.data.contract import read_pipeline_table
     from precision_pain.engine import open_engine
     from precision_pain.io import write_json
     from precision_pain.models.bundle import save_bundle
     from precision_pain.models.estimators import get_model_class
-    from precision_pain.models.train import modeled_treatments, train_bundle, training_summary
+    from precision_pain.models.train import (modeled_treatments, refit_on_all, refits_on_all,
+                                             train_bundle, training_summary)
     from precision_pain.progress import progress_bar
 
     params = load_params(params_path)
@@ -240,11 +249,25 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
                                   propensity_clip=params.evaluate.propensity_clip,
                                   not_modeled=skipped, on_done=lambda _: bar.update(),
                                   engine=engine)
+        evaluated = bundle
+        if refits_on_all(params.model):
+            test_df = read_pipeline_table(splits_dir / "test.parquet")
+            bundle = refit_on_all(evaluated, {"train": train_df, "valid": valid_df,
+                                              "test": test_df}, params.model, engine)
     seconds = time.perf_counter() - started
+    evaluated_dir = evaluated_dir or _evaluated_dir(params.model, models_dir)
+    if evaluated_dir is not None:
+        save_bundle(evaluated, evaluated_dir)
+        log.info("wrote the bundle evaluation scores (fitted on %s) to %s",
+                 " + ".join(evaluated.metadata["fitted_on"]["splits"]), evaluated_dir)
     out = save_bundle(bundle, models_dir or params.model.dir)
-    log.info("wrote %d treatments' models to %s", len(bundle.treatments), out)
-    summary = training_summary(bundle, valid_df, params.evaluate.harm_weight,
+    log.info("wrote %d treatments' models (fitted on %s, %d episodes) to %s",
+             len(bundle.treatments), " + ".join(bundle.metadata["fitted_on"]["splits"]),
+             bundle.metadata["fitted_on"]["n_episodes"], out)
+    summary = training_summary(evaluated, valid_df, params.evaluate.harm_weight,
                                params.evaluate.propensity_clip, seconds)
+    summary["deployed_fitted_on"] = " + ".join(bundle.metadata["fitted_on"]["splits"])
+    summary["deployed_n_episodes"] = bundle.metadata["fitted_on"]["n_episodes"]
     if params.model.metrics is not None:
         write_json(summary, params.model.metrics)
     if tracking:
@@ -257,6 +280,15 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
         log_recommender(params.tracking, out, parent,
                         model_config(options_from_params(params),
                                      params.predict.max_request_rows))
+
+
+def _evaluated_dir(model: Any, models_dir: Path | None) -> Path | None:
+    """Where the bundle evaluation scores goes: params' model.evaluated_dir, or beside a
+    --models-dir given on the command line (never over the project's own)."""
+    if model.evaluated_dir is None:
+        return None
+    return model.evaluated_dir if models_dir is None else models_dir.with_name(
+        f"{models_dir.name}-evaluated")
 
 
 def _train_tracked(params: Any, treatments: Any, skipped: Any, train_df: Any, valid_df: Any,
@@ -297,7 +329,7 @@ def _train_tracked(params: Any, treatments: Any, skipped: Any, train_df: Any, va
 @click.option("--truth", type=click.Path(dir_okay=False, path_type=Path),
               help="Aligned ground truth [data.prepared_truth].")
 @click.option("--models-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Fitted models [model.dir].")
+              help="Fitted models [model.evaluated_dir, or model.dir without it].")
 @click.option("--tracking/--no-tracking", default=True, show_default=True,
               help="Log the metrics into the training's MLflow runs.")
 @_friendly_errors
@@ -317,7 +349,14 @@ def evaluate(params_path: Path, splits_dir: Path | None, truth: Path | None,
 
     params = load_params(params_path)
     settings = params.evaluate
-    bundle = load_bundle(models_dir or params.model.dir, own_bundle=True)
+    bundle_dir = models_dir or params.model.evaluated_dir or params.model.dir
+    bundle = load_bundle(bundle_dir, own_bundle=True)
+    if "test" in bundle.metadata.get("fitted_on", {}).get("splits", []):
+        evaluated = params.model.evaluated_dir or "<the bundle in model.evaluated_dir>"
+        raise click.ClickException(
+            f"{bundle_dir}: these models were refitted on the test split too (the pooled "
+            "learner's refit_on_all), so scoring them on it would flatter them; evaluate the "
+            f"bundle fitted without it: --models-dir {evaluated}")
     test_path = (splits_dir or params.data.splits_dir) / "test.parquet"
     test = read_pipeline_table(test_path)
     truth_frame = read_pipeline_table(truth or params.data.prepared_truth)
