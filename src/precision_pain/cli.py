@@ -352,7 +352,10 @@ def evaluate(params_path: Path, splits_dir: Path | None, truth: Path | None,
     bundle_dir = models_dir or params.model.evaluated_dir or params.model.dir
     bundle = load_bundle(bundle_dir, own_bundle=True)
     if "test" in bundle.metadata.get("fitted_on", {}).get("splits", []):
-        evaluated = params.model.evaluated_dir or "<the bundle in model.evaluated_dir>"
+        custom = models_dir is not None and Path(models_dir).resolve() != Path(
+            params.model.dir).resolve()
+        evaluated = (_evaluated_dir(params.model, Path(models_dir) if custom else None)
+                     or "<the bundle in model.evaluated_dir>")
         raise click.ClickException(
             f"{bundle_dir}: these models were refitted on the test split too (the pooled "
             "learner's refit_on_all), so scoring them on it would flatter them; evaluate the "
