@@ -166,8 +166,12 @@ def _fitted_on(fitted: Mapping[str, TreatmentModels], train: pd.DataFrame, valid
     refitted = model_type in POOLED_MODEL_TYPES and hyper.get("refit_on_validation", False)
     frames = [train, valid] if refitted else [train]
     return {"splits": ["train", "valid"][:len(frames)],
-            "n_episodes": sum(int(f["treatment"].astype(str).isin(list(fitted)).sum())
-                              for f in frames)}
+            "n_episodes": _n_episodes(frames, list(fitted))}
+
+
+def _n_episodes(frames: Iterable[pd.DataFrame], treatments: Sequence[str]) -> int:
+    """Episodes of ``treatments`` in ``frames``: the rows the models were fitted on."""
+    return sum(int(f["treatment"].astype(str).isin(treatments).sum()) for f in frames)
 
 
 def refits_on_all(model: ModelParams) -> bool:
@@ -199,9 +203,9 @@ def refit_on_all(bundle: ModelBundle, splits: Mapping[str, pd.DataFrame], model:
     with training_threads():
         final = refit(fit, episodes, model.hyperparameters[model.type], model.seed, engine,
                       "refit_on_all")
-    n = int(episodes["treatment"].astype(str).isin(bundle.treatments).sum())
     metadata = {**bundle.metadata, "selection": {**chosen, "refit_on_all": 1.0},
-                "fitted_on": {"splits": list(splits), "n_episodes": n}}
+                "fitted_on": {"splits": list(splits),
+                              "n_episodes": _n_episodes([episodes], bundle.treatments)}}
     return replace(bundle, models=final.views(), metadata=metadata)
 
 
