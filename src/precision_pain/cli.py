@@ -219,8 +219,12 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
     params = load_params(params_path)
     get_model_class(params.model.type)
     splits_dir = splits_dir or params.data.splits_dir
-    train_df = read_pipeline_table(splits_dir / "train.parquet")
-    valid_df = read_pipeline_table(splits_dir / "valid.parquet")
+    from precision_pain.data.prepare import single_treatment_episodes
+
+    train_all = read_pipeline_table(splits_dir / "train.parquet")
+    valid_all = read_pipeline_table(splits_dir / "valid.parquet")
+    train_df = single_treatment_episodes(train_all, str(splits_dir / "train.parquet"))
+    valid_df = single_treatment_episodes(valid_all, str(splits_dir / "valid.parquet"))
     log.info("read %s (%d rows) and %s (%d rows)", splits_dir / "train.parquet", len(train_df),
              splits_dir / "valid.parquet", len(valid_df))
     # which treatments the data supports: decided (and refused) before any MLflow run opens
@@ -240,11 +244,14 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
                                   propensity_clip=params.evaluate.propensity_clip,
                                   not_modeled=skipped, on_done=lambda _: bar.update(),
                                   engine=engine)
+        bundle = _with_plans(bundle, train_all, valid_all, params, engine)
     seconds = time.perf_counter() - started
     out = save_bundle(bundle, models_dir or params.model.dir)
     log.info("wrote %d treatments' models to %s", len(bundle.treatments), out)
     summary = training_summary(bundle, valid_df, params.evaluate.harm_weight,
                                params.evaluate.propensity_clip, seconds)
+    if bundle.plan_models is not None:
+        summary |= dict(bundle.plan_models.summary)
     if params.model.metrics is not None:
         write_json(summary, params.model.metrics)
     if tracking:
@@ -257,6 +264,27 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
         log_recommender(params.tracking, out, parent,
                         model_config(options_from_params(params),
                                      params.predict.max_request_rows))
+
+
+def _with_plans(bundle: Any, train_all: Any, valid_all: Any, params: Any, engine: Any) -> Any:
+    """The bundle with the plan learner when the training episodes hold plans (contract v2;
+    models/plan_model.py), on the pooled learner's settings; the bundle as is otherwise."""
+    from dataclasses import replace
+
+    from precision_pain.models.plan_model import fit_plan_models, has_plan_episodes
+
+    if not has_plan_episodes(train_all):
+        return bundle
+    settings = params.model.hyperparameters.get("pooled_xgboost")
+    if not settings:
+        raise ValueError("the training episodes hold treatment plans; the plan learner uses "
+                         "model.hyperparameters.pooled_xgboost, which params.yaml lacks")
+    from precision_pain.models.estimators import training_threads
+
+    with training_threads():
+        plans = fit_plan_models(train_all, valid_all, bundle.treatments, settings,
+                                params.model.seed, engine)
+    return replace(bundle, plan_models=plans)
 
 
 def _train_tracked(params: Any, treatments: Any, skipped: Any, train_df: Any, valid_df: Any,
@@ -319,7 +347,10 @@ def evaluate(params_path: Path, splits_dir: Path | None, truth: Path | None,
     settings = params.evaluate
     bundle = load_bundle(models_dir or params.model.dir, own_bundle=True)
     test_path = (splits_dir or params.data.splits_dir) / "test.parquet"
-    test = read_pipeline_table(test_path)
+    from precision_pain.data.prepare import single_treatment_episodes
+
+    test_all = read_pipeline_table(test_path)
+    test = single_treatment_episodes(test_all, str(test_path))
     truth_frame = read_pipeline_table(truth or params.data.prepared_truth)
     log.info("evaluating %s models on %d test rows (ground truth: %d rows, %d bootstrap "
              "replicates)", bundle.model_type, len(test), len(truth_frame), settings.n_bootstrap)

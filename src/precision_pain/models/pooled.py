@@ -202,10 +202,21 @@ class PooledModel:
 
         ``engine`` trains the booster (:mod:`precision_pain.engine`: in this process, or with
         xgboost.dask over a cluster's workers for a training set too large for one)."""
-        booster = fit_pooled_booster(design(X, treatment, treatments), design_names(treatments),
-                                     y, n_estimators, seed, outcome_type, engine=engine,
-                                     **hyperparameters)
+        booster = fit_pooled_booster(cls.design_of(X, treatment, treatments),
+                                     cls.names_of(treatments), y, n_estimators, seed,
+                                     outcome_type, engine=engine, **hyperparameters)
         return cls(booster, treatments, outcome)
+
+    @staticmethod
+    def design_of(X: pd.DataFrame, treatment: str | np.ndarray, treatments: Sequence[str]
+                  ) -> np.ndarray:
+        """The design the booster reads (:func:`design`; the plan learner's is its own)."""
+        return design(X, treatment, treatments)
+
+    @staticmethod
+    def names_of(treatments: Sequence[str]) -> list[str]:
+        """Column names of :meth:`design_of`."""
+        return design_names(treatments)
 
     @property
     def n_trees(self) -> int:
@@ -214,22 +225,22 @@ class PooledModel:
 
     def sliced(self, k: int) -> PooledModel:
         """The first k trees (predicts exactly like a k-tree fit with the same seed)."""
-        return PooledModel(self.booster_[: int(k)], self.treatments, self.outcome)
+        return type(self)(self.booster_[: int(k)], self.treatments, self.outcome)
 
     def stacked(self, companion: PooledModel, stack: Sequence[float]) -> PooledModel:
         """This classifier stacked with ``companion``'s booster, weights ``stack``."""
-        return PooledModel(self.booster_, self.treatments, self.outcome, companion.booster_,
+        return type(self)(self.booster_, self.treatments, self.outcome, companion.booster_,
                            stack)
 
     def raw(self, X: pd.DataFrame, treatment: str | np.ndarray) -> np.ndarray:
         """The booster's own output (log-odds for a classifier, the value for a regressor)
         under ``treatment``: one name, or one per row."""
-        return self.booster_.inplace_predict(design(X, treatment, self.treatments),
+        return self.booster_.inplace_predict(self.design_of(X, treatment, self.treatments),
                                              validate_features=False, predict_type="margin")
 
     def predict_proba(self, X: pd.DataFrame, treatment: str) -> np.ndarray:
         """P(outcome = 1) of every patient in X under ``treatment``."""
-        matrix = design(X, treatment, self.treatments)
+        matrix = self.design_of(X, treatment, self.treatments)
         if self.stack_ is None:
             return self.booster_.inplace_predict(matrix, validate_features=False)
         a, b, c = self.stack_
@@ -246,8 +257,8 @@ class PooledModel:
         """Exact TreeSHAP over the whole design (log-odds), bias last."""
         import xgboost as xgb
 
-        matrix = xgb.DMatrix(design(X, treatment, self.treatments),
-                             feature_names=design_names(self.treatments))
+        matrix = xgb.DMatrix(self.design_of(X, treatment, self.treatments),
+                             feature_names=self.names_of(self.treatments))
         phi = self.booster_.predict(matrix, pred_contribs=True)
         if self.stack_ is None:
             return phi
@@ -286,11 +297,11 @@ class PooledModel:
         booster = xgb.Booster(model_file=str(path))
         treatments = json.loads(booster.attr("pooled_treatments") or "[]")
         unknown = [t for t in treatments if t not in TREATMENTS]
-        if not treatments or unknown or booster.feature_names != design_names(treatments):
+        if not treatments or unknown or booster.feature_names != cls.names_of(treatments):
             raise ValueError(f"{path}: not a pooled model of this version of precision-pain "
                              f"(unknown treatments {unknown} or another design); retrain with "
                              "`dvc repro`")
-        companion, stack = _load_companion(path, booster, design_names(treatments))
+        companion, stack = _load_companion(path, booster, cls.names_of(treatments))
         return cls(booster, treatments, booster.attr("pooled_outcome") or "", companion, stack)
 
 
