@@ -49,6 +49,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, ClassVar
 
 import numpy as np
@@ -58,7 +59,8 @@ from precision_pain.data.contract.schema import PLAN_COLUMN
 from precision_pain.data.features import FEATURE_NAMES, build_features
 from precision_pain.engine import LOCAL
 from precision_pain.models.pooled import PooledModel, _fixed, _grid, design, design_names
-from precision_pain.plans import MAX_COMPONENTS, SEPARATOR, parse_plan, plan_name, valid_plans
+from precision_pain.plans import SEPARATOR, parse_plan, plan_name, valid_plans
+from precision_pain.registry import CONDITIONS
 
 log = logging.getLogger(__name__)
 
@@ -71,33 +73,55 @@ _SEED_OFFSET = 10
 
 # ------------------------------------------------------------------------------ design
 
-def plan_slots(plan: str | np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(n, MAX_COMPONENTS) component names per row ('' = empty slot) and (n,) sizes.
-
-    ``plan`` is one plan name (every row gets it) or one per row.
-    """
+def plan_membership(plan: str | np.ndarray, n: int, treatments: Sequence[str]
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(n, T) float32 multi-hot of each row's plan components over ``treatments``, and (n,)
+    sizes. ``plan`` is one plan name (every row gets it) or one per row; a component
+    outside ``treatments`` has no column (as a treatment outside them has none in
+    :func:`~precision_pain.models.pooled.design`)."""
     names = np.full(n, plan, dtype=object) if isinstance(plan, str) else np.asarray(plan, object)
     codes, uniques = pd.factorize(names)
-    table = np.full((len(uniques), MAX_COMPONENTS), "", dtype=object)
+    index = {t: j for j, t in enumerate(treatments)}
+    table = np.zeros((len(uniques), len(treatments)), dtype=np.float32)
     sizes = np.zeros(len(uniques), dtype=np.float32)
     for i, text in enumerate(uniques):
         parts = parse_plan(text)
-        table[i, :len(parts)] = parts
+        table[i, [index[t] for t in parts if t in index]] = 1.0
         sizes[i] = len(parts)
     return table[codes], sizes[codes]
+
+
+@lru_cache(maxsize=8)
+def _indicator_basis(treatments: tuple[str, ...]) -> np.ndarray:
+    """(C + 1, T, K): the indicator part (one-hot and pair columns) of
+    :func:`~precision_pain.models.pooled.design` for each condition (last: none) and
+    treatment, computed by that function itself so the two designs cannot drift."""
+    f = len(FEATURE_NAMES)
+    basis = []
+    for condition in (*CONDITIONS, None):
+        frame = pd.DataFrame(np.zeros((len(treatments), f), dtype=np.float32),
+                             columns=list(FEATURE_NAMES))
+        if condition is not None:
+            frame[f"condition={condition}"] = 1.0
+        basis.append(design(frame, np.asarray(treatments, dtype=object), treatments)[:, f:])
+    return np.stack(basis)
 
 
 def plan_design(X: pd.DataFrame, plan: str | np.ndarray, treatments: Sequence[str]
                 ) -> np.ndarray:
     """(n, F + T + P + 1) float32: the pooled design with a multi-hot of the plan's
-    components (each slot's one-hot and pair indicators, element-wise maximum) and the
-    number of components."""
-    slots, sizes = plan_slots(plan, len(X))
-    matrix = design(X, slots[:, 0], treatments)
-    for k in range(1, slots.shape[1]):
-        if (slots[:, k] != "").any():
-            np.maximum(matrix, design(X, slots[:, k], treatments), out=matrix)
-    return np.hstack([matrix, sizes[:, None]])
+    components (the sum of each component's one-hot and pair indicators, which never
+    overlap) and the number of components."""
+    treatments = tuple(treatments)
+    member, sizes = plan_membership(plan, len(X), treatments)
+    basis = _indicator_basis(treatments)
+    conditions = X[[f"condition={c}" for c in CONDITIONS]].to_numpy()
+    code = np.where(conditions.any(axis=1), conditions.argmax(axis=1), len(CONDITIONS))
+    indicators = np.zeros((len(X), basis.shape[2]), dtype=np.float32)
+    for c in np.unique(code):
+        rows = np.flatnonzero(code == c)
+        indicators[rows] = member[rows] @ basis[c]
+    return np.hstack([X.to_numpy(np.float32), indicators, sizes[:, None]])
 
 
 def plan_design_names(treatments: Sequence[str]) -> list[str]:

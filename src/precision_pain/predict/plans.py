@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from precision_pain.data.features import FEATURE_NAMES
 from precision_pain.models.plan_model import N_COMPONENTS, PlanModels, split_contributions
 from precision_pain.plans import SEPARATOR, parse_plan, plan_eligibility
 from precision_pain.predict.guidelines import NON_OPIOID_NOTE, opioid_demotion
@@ -51,6 +52,8 @@ PLAN_COLUMNS: tuple[str, ...] = (
     "stewardship_note", "best_single_treatment", "best_single_net_benefit",
     "net_benefit_over_best_single", "explanation", "adverse_event_explanation",
 )
+# (patient, plan) pairs per booster call: one design matrix of this many rows (~25 MB).
+_PAIRS_PER_CALL = 100_000
 _OUTCOME_WORDS = {"response": "the chance of response", "adverse_event": "the risk of a "
                   "serious adverse event"}
 
@@ -82,17 +85,18 @@ def membership(plans: Sequence[str], treatments: Sequence[str]) -> np.ndarray:
         len(treatments), len(plans))
 
 
-def predict_eligible(X: pd.DataFrame, conditions: pd.Series, plan_models: PlanModels,
-                     plans: Sequence[str], eligible: np.ndarray, outcome: str) -> np.ndarray:
-    """(n, P) P(outcome) of the eligible (patient, plan) pairs, NaN elsewhere (never scored)."""
+def predict_eligible(X: pd.DataFrame, plan_models: PlanModels, plans: Sequence[str],
+                     eligible: np.ndarray, outcome: str) -> np.ndarray:
+    """(n, P) P(outcome) of the eligible (patient, plan) pairs, NaN elsewhere (never scored).
+
+    One booster call per block of pairs (one design matrix), not one per plan."""
     out = np.full(eligible.shape, np.nan)
+    rows, cols = np.nonzero(eligible)
+    names = np.asarray(plans, dtype=object)
     model = plan_models.model(outcome)
-    codes, uniques = pd.factorize(conditions.astype(str))
-    for c in range(len(uniques)):
-        rows = np.flatnonzero(codes == c)
-        Xc = X.iloc[rows]
-        for j in np.flatnonzero(eligible[rows[0]]):
-            out[rows, j] = model.predict_proba(Xc, plans[j])
+    for start in range(0, len(rows), _PAIRS_PER_CALL):
+        r, c = rows[start:start + _PAIRS_PER_CALL], cols[start:start + _PAIRS_PER_CALL]
+        out[r, c] = model.predict_proba(X.iloc[r], names[c])
     return out
 
 
@@ -126,8 +130,7 @@ def score_plans(prepared: pd.DataFrame, X: pd.DataFrame, plan_models: PlanModels
     ``preferences`` are over ``plan_models.treatments``."""
     plans = plan_models.plans
     eligible = plan_eligibility(prepared["condition"], [parse_plan(p) for p in plans])
-    p = {o: predict_eligible(X, prepared["condition"], plan_models, plans, eligible, o)
-         for o in OUTCOMES}
+    p = {o: predict_eligible(X, plan_models, plans, eligible, o) for o in OUTCOMES}
     return decide_plans(prepared, plans, plan_models.treatments, p["response"],
                         p["adverse_event"], preferences, non_opioid_first=non_opioid_first,
                         eligible=eligible)
@@ -139,13 +142,10 @@ def plan_shap(X: pd.DataFrame, plan_models: PlanModels, ranked: RankedPlans, dep
               outcome: str) -> np.ndarray:
     """(n, depth, D + 1) exact SHAP (full plan design, bias last) of ranks 1..depth."""
     model = plan_models.model(outcome)
-    width = len(model.names_of(plan_models.treatments)) + 1
-    out = np.zeros((len(X), depth, width), dtype=np.float32)
-    top = ranked.order[:, :depth]
-    for j in np.unique(top):
-        rows, ranks = np.nonzero(top == j)
-        out[rows, ranks] = model.contributions_full(X.iloc[rows], ranked.plans[j])
-    return out
+    rows = np.repeat(np.arange(len(X)), depth)
+    plans = np.asarray(ranked.plans, dtype=object)[ranked.order[:, :depth].reshape(-1)]
+    phi = model.contributions_full(X.iloc[rows], plans)
+    return phi.reshape(len(X), depth, -1).astype(np.float32)
 
 
 def _component_words(parts: dict[str, np.ndarray], plan: str) -> np.ndarray:
@@ -166,18 +166,17 @@ def plan_explanations(phi: np.ndarray, ranked: RankedPlans, X: pd.DataFrame,
     n, depth = phi.shape[:2]
     values = X.to_numpy(np.float32)
     out = np.full((n, depth), "", dtype=object)
+    labels = np.full(n, "patient", dtype=object)
+    f = len(FEATURE_NAMES)
     for r in range(depth):
         cols = ranked.order[:, r]
+        features = np.hstack([phi[:, r, :f], phi[:, r, -1:]])  # the plan's columns -> bias
+        about = explain_matrix(features, values, labels, n_features, outcome)
         for j in np.unique(cols):
             rows = np.flatnonzero(cols == j)
             parts = split_contributions(phi[rows, r].astype(float), ranked.plans[j], treatments)
-            why = _component_words(parts, ranked.plans[j])
-            features = np.hstack([parts["features"], phi[rows, r, -1:]])
-            about = explain_matrix(features, values[rows], np.full(len(rows), "patient",
-                                                                    dtype=object),
-                                   n_features, outcome)
             out[rows, r] = (f"components, by how much each moves {_OUTCOME_WORDS[outcome]}: "
-                            + why + ". " + about)
+                            + _component_words(parts, ranked.plans[j]) + ". " + about[rows])
     return out
 
 
