@@ -357,12 +357,16 @@ def evaluate(params_path: Path, splits_dir: Path | None, truth: Path | None,
     with open_engine(params.engine) as engine:
         result = run_evaluation(test, bundle, truth_frame if len(truth_frame) else None,
                                 settings, engine)
+    plans = _evaluate_plans(test_all, bundle, params, len(truth_frame) > 0)
+    if plans is not None:
+        result.summary["plans"] = _plans_headline(plans)
+        result.policy["plans"] = plans
     files = {settings.metrics: result.summary, settings.per_treatment: result.per_treatment,
              settings.policy: result.policy, settings.subgroups: result.subgroups}
     for path, content in files.items():
         write_json(content, path)
     plots = _write_plots(result, settings.plots_dir)
-    _write_report(result, plots, settings.report)
+    _write_report(result, plots, settings.report, plans)
     log.info("wrote %s, %d plots in %s and %s", ", ".join(map(str, files)), len(plots),
              settings.plots_dir, settings.report)
     run_ids = bundle.metadata.get("mlflow_run_ids")
@@ -373,6 +377,33 @@ def evaluate(params_path: Path, splits_dir: Path | None, truth: Path | None,
                        [*files, settings.report], params.tracking, plots=plots,
                        detail={"detail": result.policy, "subgroups": result.subgroups},
                        inputs=[split_input("test", test_path, test, params.data.cohort)])
+
+
+def _evaluate_plans(test_all: Any, bundle: Any, params: Any, has_truth: bool) -> Any:
+    """The plan learner against the per-plan truth (evaluate/plans.py), when the bundle has
+    the plan learner, the cohort has a ground truth and data.synthetic_plan_truth exists;
+    None otherwise."""
+    path = params.data.synthetic_plan_truth
+    if bundle.plan_models is None:
+        return None
+    if not has_truth or path is None or not Path(path).is_file():
+        log.info("the bundle has the plan learner but there is no per-plan ground truth (%s): "
+                 "plans are not evaluated", path)
+        return None
+    from precision_pain.data.contract import read_pipeline_table
+    from precision_pain.evaluate.plans import evaluate_plans
+
+    settings = params.evaluate
+    return evaluate_plans(test_all, bundle, read_pipeline_table(path), settings.harm_weight,
+                          settings.non_opioid_first, settings.n_bootstrap, settings.seed)
+
+
+def _plans_headline(plans: dict[str, Any]) -> dict[str, float]:
+    """evaluation.json's compact view of the plan evaluation (policy.json has it all)."""
+    shares = plans["share_of_oracle_gain_over_best_single_for_everyone"]
+    values = plans["mean_true_net_benefit"]
+    return {**{f"share_of_oracle_gain.{p}": v["estimate"] for p, v in shares.items()},
+            **{f"mean_true_net_benefit.{p}": v["estimate"] for p, v in values.items()}}
 
 
 def _write_plots(result: Any, directory: Path) -> list[Path]:
@@ -388,16 +419,22 @@ def _write_plots(result: Any, directory: Path) -> list[Path]:
     return [directory / f"{name}.png" for name in figures]
 
 
-def _write_report(result: Any, plots: list[Path], path: Path) -> None:
-    """Write the markdown report, linking the plots relative to it."""
+def _write_report(result: Any, plots: list[Path], path: Path, plans: Any = None) -> None:
+    """Write the markdown report, linking the plots relative to it (and, with ``plans``, its
+    section on treatment plans)."""
     import os
 
     from precision_pain.evaluate.report_md import evaluation_report
     from precision_pain.io import atomic_path
 
     links = [Path(os.path.relpath(p, path.parent)).as_posix() for p in plots]
+    text = evaluation_report(result, RESEARCH_NOTICE, links)
+    if plans is not None:
+        from precision_pain.evaluate.plans import plans_report
+
+        text += plans_report(plans)
     with atomic_path(path) as tmp:
-        tmp.write_text(evaluation_report(result, RESEARCH_NOTICE, links), encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
 
 
 @main.command()
