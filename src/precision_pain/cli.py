@@ -471,6 +471,8 @@ def predict(params_path: Path, input_path: Path, out: Path, models_dir: Path | N
     table_format(out)
     check_writable(list(output_paths(out).values()))
     bundle = _load_bundle(params, models_dir, registry_alias, bundle_sha256)
+    has_plans = getattr(bundle, "plan_models", None) is not None
+    check_writable(list(output_paths(out, has_plans).values()))
     options = options_from_params(params, top_k)
     chunks = iter_table(input_path, params.predict.chunk_size)
     meta = {"source": str(input_path), "models": str(registry_alias or models_dir
@@ -487,7 +489,7 @@ def predict(params_path: Path, input_path: Path, out: Path, models_dir: Path | N
             source = _bundle_source(bundle, None if registry_alias else
                                     models_dir or params.model.dir)
             results = predict_partitions(chunks, source, str(input_path), options, engine)
-        written = write_predictions(results, out, meta, max_patients)
+        written = write_predictions(results, out, meta, max_patients, has_plans)
     log.info("wrote %s (%d rows: %d patients x %d treatments), %s", out, written.n_rows,
              written.n_patients, len(bundle.treatments),
              ", ".join(str(p) for k, p in written.paths.items() if k != "table"))
