@@ -39,6 +39,15 @@ def test_bad_params_name_the_key(tmp_path, edit, named):
         load_params(_params_with(tmp_path, edit))
 
 
+def test_refit_on_all_needs_an_evaluated_bundle_apart(tmp_path):
+    # without model.evaluated_dir, evaluation would score models fitted on its test split
+    with pytest.raises(ParamsError, match=r"refit_on_all.*model\.evaluated_dir"):
+        load_params(_params_with(tmp_path, lambda r: r["model"].pop("evaluated_dir")))
+    off = lambda r: (r["model"].pop("evaluated_dir"),  # noqa: E731
+                     r["model"]["hyperparameters"]["pooled_xgboost"].update(refit_on_all=False))
+    assert load_params(_params_with(tmp_path, off)).model.evaluated_dir is None
+
+
 def test_overrides_use_dotted_keys():
     params = load_params(ROOT / "params.yaml", {"model.type": "logistic", "split.seed": 3})
     assert (params.model.type, params.split.seed) == ("logistic", 3)

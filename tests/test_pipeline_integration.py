@@ -74,7 +74,7 @@ def test_models_beat_chance_on_test_split(project):
     from precision_pain.models.bundle import load_bundle
     from precision_pain.data.features import build_features
 
-    bundle = load_bundle(repo / "models/bundle")
+    bundle = load_bundle(repo / "models/evaluated")  # the bundle that never saw the test split
     test = pd.read_parquet(repo / "data/splits/test.parquet")
     truth = pd.read_parquet(repo / "data/prepared/ground_truth.parquet")
     X = build_features(test)
@@ -100,6 +100,32 @@ def test_models_beat_chance_on_test_split(project):
     assert np.mean(list(correlations.values())) > 0.15, correlations
     per_treatment = json.loads((repo / "metrics/per_treatment.json").read_text())
     assert set(per_treatment) == set(bundle.treatments)
+
+
+def test_deployed_bundle_is_the_evaluated_one_refitted_on_every_split(project):
+    repo, env = project
+    from precision_pain.models.bundle import load_bundle
+
+    evaluated = load_bundle(repo / "models/evaluated")
+    deployed = load_bundle(repo / "models/bundle")
+    splits = {name: pd.read_parquet(repo / f"data/splits/{name}.parquet")
+              for name in ("train", "valid", "test")}
+    assert evaluated.metadata["fitted_on"] == {
+        "splits": ["train", "valid"],
+        "n_episodes": len(splits["train"]) + len(splits["valid"])}
+    assert deployed.metadata["fitted_on"] == {
+        "splits": ["train", "valid", "test"], "n_episodes": sum(map(len, splits.values()))}
+    # every choice is evaluation's; only the data differ
+    chosen = {k: v for k, v in deployed.metadata["selection"].items() if k != "refit_on_all"}
+    assert chosen == evaluated.metadata["selection"]
+    assert deployed.metadata["selection"]["refit_on_all"] == 1.0
+    # evaluation refuses the bundle that saw the test split, and says which one to score
+    refused = subprocess.run([str(BIN / "precision-pain"), "evaluate", "--no-tracking",
+                              "--models-dir", "models/bundle"], cwd=repo, env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0
+    assert "refitted on the test split" in refused.stderr
+    assert "--models-dir models/evaluated" in refused.stderr
 
 
 def test_policy_values_are_reported_against_the_truth(project):

@@ -35,6 +35,8 @@ def run(tmp_path_factory) -> Path:
     raw["simulate"].update({"plans": True, "n_patients": 2500})
     raw["data"] = {k: (str(d / v) if isinstance(v, str) else v) for k, v in raw["data"].items()}
     raw["model"].update({"dir": str(d / "models"), "metrics": str(d / "training.json")})
+    if "evaluated_dir" in raw["model"]:
+        raw["model"]["evaluated_dir"] = str(d / "evaluated")
     for key in ("metrics", "per_treatment", "policy", "subgroups", "plots_dir", "report"):
         raw["evaluate"][key] = str(d / raw["evaluate"][key])
     raw["evaluate"]["n_bootstrap"] = 20
@@ -61,6 +63,13 @@ def run(tmp_path_factory) -> Path:
 def test_training_and_evaluation_report_the_plan_learner(run):
     training = json.loads((run / "training.json").read_text())
     assert training["plan_train_multi_component_episodes"] > 0
+    from precision_pain.models.bundle import load_bundle
+
+    deployed = load_bundle(run / "models").plan_models
+    evaluated = load_bundle(run / "evaluated").plan_models
+    assert evaluated.plans == deployed.plans
+    assert deployed.summary.get("plan_refit_on_all") == 1.0  # refitted on every split
+    assert "plan_refit_on_all" not in evaluated.summary
     plans = json.loads((run / "metrics/evaluation.json").read_text())["plans"]
     values = json.loads((run / "metrics/policy.json").read_text())["plans"][
         "mean_true_net_benefit"]

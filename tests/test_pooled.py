@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from precision_pain.data.features import build_features
 from precision_pain.models.pooled import design
-from precision_pain.models.train import train_bundle, training_summary
+from precision_pain.models.pooled import Candidate, fit_candidates
+from precision_pain.models.train import refit_on_all, train_bundle, training_summary
 from precision_pain.registry import select_treatments
 
 TREATMENTS = ["tramadol", "duloxetine", "physical_therapy"]
@@ -23,6 +25,48 @@ def _pooled(params, refit: bool):
         "replace_z": 2.0, "refit_on_validation": refit}
     return params.model.model_copy(update={"type": "pooled_xgboost", "seed": 3, "hyperparameters": {
         "pooled_xgboost": settings, "propensity": {"logistic": {"C": 1.0, "max_iter": 2000}}}})
+
+
+def test_refit_on_all_keeps_every_choice_and_adds_the_test_split(bundles, small_splits, params):
+    _, evaluated, _ = bundles
+    model = _pooled(params, True)
+    splits = {name: small_splits[name] for name in ("train", "valid", "test")}
+    final = refit_on_all(evaluated, splits, model)
+    modeled = [f[f["treatment"].isin(TREATMENTS)] for f in splits.values()]
+    assert final.metadata["fitted_on"] == {"splits": ["train", "valid", "test"],
+                                           "n_episodes": sum(map(len, modeled))}
+    assert evaluated.metadata["fitted_on"] == {"splits": ["train", "valid"],
+                                               "n_episodes": sum(map(len, modeled[:2]))}
+    assert final.metadata["selection"] == {**evaluated.metadata["selection"], "refit_on_all": 1.0}
+    assert final.propensity is evaluated.propensity
+    X = build_features(small_splits["test"])
+    for outcome, seed in (("response", 3), ("adverse_event", 4)):
+        got = _matrix(final, X, outcome)
+        assert not np.allclose(got, _matrix(evaluated, X, outcome)), outcome
+        # exactly the evaluated model's settings, seed and trees, on the three splits' rows
+        pooled = evaluated.model(TREATMENTS[0], outcome).pooled
+        settings = model.hyperparameters["pooled_xgboost"][outcome]
+        fixed = {k: v for k, v in settings.items() if k not in ("n_estimators", "default")}
+        if outcome == "response":
+            fixed["max_depth"] = int(evaluated.metadata["selection"][
+                "valid_response_chosen_max_depth"])
+        direct = fit_candidates([Candidate(outcome, pooled.n_trees, seed, fixed)],
+                                pd.concat(modeled), TREATMENTS)[0]
+        np.testing.assert_allclose(got, np.column_stack(
+            [direct.predict_proba(X, t) for t in TREATMENTS]), rtol=1e-6)
+    again = refit_on_all(evaluated, splits, model)
+    np.testing.assert_array_equal(_matrix(again, X, "response"), _matrix(final, X, "response"))
+
+
+def test_refit_on_all_needs_a_pooled_bundle(small_splits, params):
+    per_treatment = params.model.model_copy(update={"type": "logistic", "hyperparameters": {
+        "logistic": {"C": 1.0, "max_iter": 2000}}})
+    bundle = train_bundle(small_splits["train"], small_splits["valid"],
+                          select_treatments(TREATMENTS), per_treatment, response_threshold=0.3,
+                          harm_weight=0.5, propensity_clip=0.01)
+    assert bundle.metadata["fitted_on"]["splits"] == ["train"]
+    with pytest.raises(ValueError, match="pooled model type"):
+        refit_on_all(bundle, dict(small_splits), per_treatment)
 
 
 @pytest.fixture(scope="module")

@@ -201,19 +201,28 @@ def split(params_path: Path, prepared: Path | None, out_dir: Path | None) -> Non
               help="Folder with train/valid parquet files [data.splits_dir].")
 @click.option("--models-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where to write the fitted models [model.dir].")
+@click.option("--evaluated-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where to write the bundle that evaluation scores [model.evaluated_dir; "
+                   "with --models-dir DIR: DIR-evaluated].")
 @click.option("--tracking/--no-tracking", default=True, show_default=True,
               help="Log runs and register models in MLflow.")
 @_friendly_errors
 def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
-          tracking: bool) -> None:
-    """Fit one response and one adverse-event model per treatment; track them in MLflow."""
+          evaluated_dir: Path | None, tracking: bool) -> None:
+    """Fit the response and adverse-event models; track them in MLflow.
+
+    With the pooled learner's ``refit_on_all`` the bundle fitted without the test split goes
+    to model.evaluated_dir (evaluate scores it) and the same models refitted on every split
+    go to model.dir (predict, serve and the registry use it); otherwise both hold the same
+    bundle."""
     from precision_pain.config import load_params
     from precision_pain.data.contract import read_pipeline_table
     from precision_pain.engine import open_engine
     from precision_pain.io import write_json
     from precision_pain.models.bundle import save_bundle
     from precision_pain.models.estimators import get_model_class
-    from precision_pain.models.train import modeled_treatments, train_bundle, training_summary
+    from precision_pain.models.train import (modeled_treatments, refit_on_all, refits_on_all,
+                                             train_bundle, training_summary)
     from precision_pain.progress import progress_bar
 
     params = load_params(params_path)
@@ -244,14 +253,31 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
                                   propensity_clip=params.evaluate.propensity_clip,
                                   not_modeled=skipped, on_done=lambda _: bar.update(),
                                   engine=engine)
-        bundle = _with_plans(bundle, train_all, valid_all, params, engine)
+        evaluated = bundle
+        test_all = None
+        if refits_on_all(params.model):
+            test_all = read_pipeline_table(splits_dir / "test.parquet")
+            test_df = single_treatment_episodes(test_all, str(splits_dir / "test.parquet"))
+            bundle = refit_on_all(evaluated, {"train": train_df, "valid": valid_df,
+                                              "test": test_df}, params.model, engine)
+        evaluated, bundle = _with_plans(evaluated, bundle, (train_all, valid_all, test_all),
+                                        params, engine)
     seconds = time.perf_counter() - started
+    evaluated_dir = evaluated_dir or _evaluated_dir(params.model, models_dir)
+    if evaluated_dir is not None:
+        save_bundle(evaluated, evaluated_dir)
+        log.info("wrote the bundle evaluation scores (fitted on %s) to %s",
+                 " + ".join(evaluated.metadata["fitted_on"]["splits"]), evaluated_dir)
     out = save_bundle(bundle, models_dir or params.model.dir)
-    log.info("wrote %d treatments' models to %s", len(bundle.treatments), out)
-    summary = training_summary(bundle, valid_df, params.evaluate.harm_weight,
+    log.info("wrote %d treatments' models (fitted on %s, %d episodes) to %s",
+             len(bundle.treatments), " + ".join(bundle.metadata["fitted_on"]["splits"]),
+             bundle.metadata["fitted_on"]["n_episodes"], out)
+    summary = training_summary(evaluated, valid_df, params.evaluate.harm_weight,
                                params.evaluate.propensity_clip, seconds)
-    if bundle.plan_models is not None:
-        summary |= dict(bundle.plan_models.summary)
+    summary["deployed_fitted_on"] = " + ".join(bundle.metadata["fitted_on"]["splits"])
+    summary["deployed_n_episodes"] = bundle.metadata["fitted_on"]["n_episodes"]
+    if evaluated.plan_models is not None:
+        summary |= dict(evaluated.plan_models.summary)
     if params.model.metrics is not None:
         write_json(summary, params.model.metrics)
     if tracking:
@@ -266,25 +292,45 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
                                      params.predict.max_request_rows))
 
 
-def _with_plans(bundle: Any, train_all: Any, valid_all: Any, params: Any, engine: Any) -> Any:
-    """The bundle with the plan learner when the training episodes hold plans (contract v2;
-    models/plan_model.py), on the pooled learner's settings; the bundle as is otherwise."""
+def _with_plans(evaluated: Any, deployed: Any, splits: tuple[Any, Any, Any], params: Any,
+                engine: Any) -> tuple[Any, Any]:
+    """Both bundles with the plan learner when the training episodes hold plans (contract
+    v2; models/plan_model.py), on the pooled learner's settings: fitted on train +
+    validation for the evaluated bundle, refitted with the same choices on every split for a
+    deployed bundle refitted on all (``splits``' test frame given); as they are otherwise."""
     from dataclasses import replace
 
-    from precision_pain.models.plan_model import fit_plan_models, has_plan_episodes
+    import pandas as pd
 
+    from precision_pain.models.estimators import training_threads
+    from precision_pain.models.plan_model import (fit_plan_models, has_plan_episodes,
+                                                  refit_plan_models)
+
+    train_all, valid_all, test_all = splits
     if not has_plan_episodes(train_all):
-        return bundle
+        return evaluated, deployed
     settings = params.model.hyperparameters.get("pooled_xgboost")
     if not settings:
         raise ValueError("the training episodes hold treatment plans; the plan learner uses "
                          "model.hyperparameters.pooled_xgboost, which params.yaml lacks")
-    from precision_pain.models.estimators import training_threads
-
     with training_threads():
-        plans = fit_plan_models(train_all, valid_all, bundle.treatments, settings,
+        plans = fit_plan_models(train_all, valid_all, evaluated.treatments, settings,
                                 params.model.seed, engine)
-    return replace(bundle, plan_models=plans)
+        if test_all is None:  # no refit on every split: one bundle
+            with_plans = replace(evaluated, plan_models=plans)
+            return with_plans, with_plans
+        every = pd.concat([train_all, valid_all, test_all], ignore_index=True)
+        refitted = refit_plan_models(plans, every, settings, params.model.seed, engine)
+    return replace(evaluated, plan_models=plans), replace(deployed, plan_models=refitted)
+
+
+def _evaluated_dir(model: Any, models_dir: Path | None) -> Path | None:
+    """Where the bundle evaluation scores goes: params' model.evaluated_dir, or beside a
+    --models-dir given on the command line (never over the project's own)."""
+    if model.evaluated_dir is None:
+        return None
+    return model.evaluated_dir if models_dir is None else models_dir.with_name(
+        f"{models_dir.name}-evaluated")
 
 
 def _train_tracked(params: Any, treatments: Any, skipped: Any, train_df: Any, valid_df: Any,
@@ -325,7 +371,7 @@ def _train_tracked(params: Any, treatments: Any, skipped: Any, train_df: Any, va
 @click.option("--truth", type=click.Path(dir_okay=False, path_type=Path),
               help="Aligned ground truth [data.prepared_truth].")
 @click.option("--models-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Fitted models [model.dir].")
+              help="Fitted models [model.evaluated_dir, or model.dir without it].")
 @click.option("--tracking/--no-tracking", default=True, show_default=True,
               help="Log the metrics into the training's MLflow runs.")
 @_friendly_errors
@@ -345,7 +391,17 @@ def evaluate(params_path: Path, splits_dir: Path | None, truth: Path | None,
 
     params = load_params(params_path)
     settings = params.evaluate
-    bundle = load_bundle(models_dir or params.model.dir, own_bundle=True)
+    bundle_dir = models_dir or params.model.evaluated_dir or params.model.dir
+    bundle = load_bundle(bundle_dir, own_bundle=True)
+    if "test" in bundle.metadata.get("fitted_on", {}).get("splits", []):
+        custom = models_dir is not None and Path(models_dir).resolve() != Path(
+            params.model.dir).resolve()
+        evaluated = (_evaluated_dir(params.model, Path(models_dir) if custom else None)
+                     or "<the bundle in model.evaluated_dir>")
+        raise click.ClickException(
+            f"{bundle_dir}: these models were refitted on the test split too (the pooled "
+            "learner's refit_on_all), so scoring them on it would flatter them; evaluate the "
+            f"bundle fitted without it: --models-dir {evaluated}")
     test_path = (splits_dir or params.data.splits_dir) / "test.parquet"
     from precision_pain.data.prepare import single_treatment_episodes
 

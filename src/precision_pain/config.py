@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 
 class _Section(BaseModel):
@@ -89,6 +90,21 @@ class ModelParams(_Section):
     # Training's own figures (model type, wall time, validation DR value): a DVC metrics file
     # so `dvc exp show` lists them beside the evaluation's. None: not written.
     metrics: Path | None = None
+    # The bundle the evaluate stage scores on the test split. None: evaluation scores model.dir
+    # itself (needed for the pooled learner's refit_on_all, which refits model.dir on every
+    # split after this bundle is saved).
+    evaluated_dir: Path | None = None
+
+    @model_validator(mode="after")
+    def _refit_needs_evaluated_dir(self) -> ModelParams:
+        settings = self.hyperparameters.get(self.type, {})
+        if settings.get("refit_on_all") and self.evaluated_dir is None:
+            raise ValueError(
+                f"model.hyperparameters.{self.type}.refit_on_all is true, which refits "
+                "model.dir on the test split too, but model.evaluated_dir is not set: set it "
+                "(e.g. models/evaluated) so evaluation scores a bundle that never saw the "
+                "test split, or set refit_on_all: false")
+        return self
 
 
 class EvaluateParams(_Section):

@@ -250,17 +250,41 @@ def _adverse_event_trees(model: PlanModel, valid: pd.DataFrame, grid: Sequence[i
     return min(losses, key=losses.get), losses
 
 
+def _response_settings(settings: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
+    """The response booster's xgboost parameters and trees: the pooled learner's default."""
+    response = settings["response"]
+    default = response.get("default", {})
+    hyper = {**_fixed(response, ("n_estimators", "max_depth")),
+             "max_depth": int(default.get("max_depth", max(_grid(response["max_depth"]))))}
+    return hyper, int(default.get("n_estimators", max(_grid(response["n_estimators"]))))
+
+
+def refit_plan_models(models: PlanModels, episodes: pd.DataFrame, settings: Mapping[str, Any],
+                      seed: int, engine: Any = LOCAL) -> PlanModels:
+    """The same boosters (settings, seeds, numbers of trees) fitted again on ``episodes``
+    (every split, for the deployed bundle of the pooled learner's ``refit_on_all``)."""
+    episodes = modelable(episodes, models.treatments)
+    r_hyper, r_trees = _response_settings(settings)
+    a_hyper = _fixed(settings["adverse_event"], ("n_estimators",))
+    a_trees = int(models.summary["plan_adverse_event_n_estimators"])
+    seed = seed + _SEED_OFFSET
+    response = fit_plan_outcome(episodes, "response", r_trees, seed, models.treatments, r_hyper,
+                                engine)
+    adverse = fit_plan_outcome(episodes, "adverse_event", a_trees, seed + 1, models.treatments,
+                               a_hyper, engine)
+    log.info("plan learner refitted on %d episodes (every split)", len(episodes))
+    return PlanModels(response, adverse, models.plans,
+                      {**models.summary, "plan_refit_on_all": 1.0})
+
+
 def fit_plan_models(train: pd.DataFrame, valid: pd.DataFrame, treatments: Sequence[str],
                     settings: Mapping[str, Any], seed: int, engine: Any = LOCAL) -> PlanModels:
     """Both plan boosters over the episodes of ``treatments`` (settings: the pooled
     learner's, ``model.hyperparameters.pooled_xgboost``)."""
     treatments = tuple(treatments)
     train, valid = modelable(train, treatments), modelable(valid, treatments)
-    response, adverse = settings["response"], settings["adverse_event"]
-    default = response.get("default", {})
-    r_hyper = {**_fixed(response, ("n_estimators", "max_depth")),
-               "max_depth": int(default.get("max_depth", max(_grid(response["max_depth"]))))}
-    r_trees = int(default.get("n_estimators", max(_grid(response["n_estimators"]))))
+    adverse = settings["adverse_event"]
+    r_hyper, r_trees = _response_settings(settings)
     a_hyper, a_grid = _fixed(adverse, ("n_estimators",)), _grid(adverse["n_estimators"])
     seed = seed + _SEED_OFFSET
     big_ae = fit_plan_outcome(train, "adverse_event", max(a_grid), seed + 1, treatments,

@@ -699,16 +699,17 @@ def choose(terms: np.ndarray, default: int | None, z: float) -> int:
     return int(clearly[np.argmax(means[clearly])]) if clearly.size else int(default)
 
 
-def refit(fit: PooledFit, train: pd.DataFrame, valid: pd.DataFrame, settings: Mapping[str, Any],
-          seed: int, engine: Any = LOCAL) -> PooledFit:
-    """The chosen models fitted again, with the same settings, seeds and numbers of trees, on
-    the train and validation splits together.
+def refit(fit: PooledFit, episodes: pd.DataFrame, settings: Mapping[str, Any], seed: int,
+          engine: Any = LOCAL, marker: str = "refit_on_validation") -> PooledFit:
+    """The chosen models fitted again, with the same settings, seeds, numbers of trees and
+    stacking weights, on ``episodes``: more patients than the choice was made with.
 
     Every choice was made before, on the validation split; the refit only gives the final
-    models the validation patients too (a quarter more data with the default splits, and
-    the learning curve is steep at the cohort sizes real studies have: docs/evaluation.md).
-    The test split stays untouched. The validation figures keep describing the train-only
-    models (``PooledFit.validated``), which saw none of it.
+    models more data (the learning curve is steep at the cohort sizes real studies have:
+    docs/evaluation.md). ``marker`` names the refit in the chosen figures:
+    ``refit_on_validation`` (train + validation; the test split stays untouched and the
+    validation figures keep describing the train-only models, ``PooledFit.validated``) or
+    ``refit_on_all`` (every split: the deployed bundle, after evaluation's bundle is saved).
     """
     chosen = fit.chosen
     response = settings["response"]
@@ -722,15 +723,14 @@ def refit(fit: PooledFit, train: pd.DataFrame, valid: pd.DataFrame, settings: Ma
     stacked = fit.response.stack_ is not None
     if stacked:
         candidates.append(companion_candidate(response, seed + 2))
-    both = pd.concat([train, valid], ignore_index=True)
     adverse_event, response_model, *companion = fit_candidates(
-        candidates, both, fit.response.treatments, engine)
+        candidates, episodes, fit.response.treatments, engine)
     if stacked:
         response_model = response_model.stacked(companion[0], fit.response.stack_)
-    log.info("pooled models refitted on train + validation (%d episodes)",
-             len(_observed(both, fit.response.treatments)))
-    return PooledFit(response_model, adverse_event, {**chosen, "refit_on_validation": 1.0},
-                     fit.table, validated=fit)
+    log.info("pooled models refitted (%s) on %d episodes", marker,
+             len(_observed(episodes, fit.response.treatments)))
+    return PooledFit(response_model, adverse_event, {**chosen, marker: 1.0}, fit.table,
+                     validated=fit.validated or fit)
 
 
 def fit_pooled(train: pd.DataFrame, valid: pd.DataFrame, treatments: Sequence[str],
@@ -746,6 +746,7 @@ def fit_pooled(train: pd.DataFrame, valid: pd.DataFrame, treatments: Sequence[st
     data = ValidationData.build(valid, propensity, treatments, clip)
     fit = select_pooled(train, data, settings, harm_weight, seed, engine)
     if settings.get("refit_on_validation", False):
-        return refit(fit, train, valid, settings, seed, engine)
+        return refit(fit, pd.concat([train, valid], ignore_index=True), settings, seed,
+                     engine)
     return fit
 
