@@ -192,8 +192,10 @@ def plan_table(ids: np.ndarray, ranked: RankedPlans, depth: int, best_single: np
     pick = (rows, cols)
     plans = np.asarray(ranked.plans, dtype=object)
     single_col = {p: j for j, p in enumerate(ranked.plans) if SEPARATOR not in p}
-    single_net = np.array([ranked.net_benefit[i, single_col[s]] if s in single_col else np.nan
-                           for i, s in enumerate(best_single)])
+    codes, names = pd.factorize(np.asarray(best_single, dtype=object))
+    column = np.array([single_col.get(name, -1) for name in names], dtype=np.int64)[codes]
+    single_net = np.where(column >= 0, ranked.net_benefit[np.arange(n), np.maximum(column, 0)],
+                          np.nan)
     rules = np.array([";".join(r) for r in ranked.checks.rules], dtype=object)
     stewardship = np.where(ranked.demoted[pick], NON_OPIOID_NOTE, "")
     return pd.DataFrame({
