@@ -1,12 +1,22 @@
-"""What treatment plans cost: the synthetic generator with and without simulate.plans, and
-the plan checks over every valid plan (a script, not a test).
+"""What treatment plans cost: the synthetic generator with and without simulate.plans, the
+plan checks over every valid plan, and predict with the plan learner (a script, not a test).
 
     python benchmarks/plans.py --n 20000
+    python benchmarks/plans.py --n 20000 --predict-models models/bundle --predict-n 20000
 
 Prints, side by side in one run, the generator's wall time without and with plans (and
 their ratio), the number of plan-truth rows, and the time of
 ``plan_checks.enumerate_plans`` on the prepared cohort (every valid plan of each
 patient's condition with the checks that fire), per 1,000 patients.
+
+With ``--predict-models`` (a bundle trained on a plan cohort, so it carries the plan
+learner: ``simulate.plans: true``, then prepare, split, train), it also times predict's
+core (:func:`precision_pain.predict.recommend.recommend`, chunk by chunk as
+``precision-pain predict`` runs it, every output but the file writing) on ``--predict-n``
+patients of the simulated cohort, with the plan learner (every valid plan of up to 3
+components scored, checked and ranked, the top ``predict.top_k_explained`` explained with
+exact SHAP) and without it (the same bundle, single treatments only): wall and CPU seconds
+and patients per second, medians of ``--repeat``, alternately in one run.
 """
 
 from __future__ import annotations
@@ -25,6 +35,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     parser.add_argument("--n", type=int, default=20_000, help="patients to simulate")
     parser.add_argument("--repeat", type=int, default=3, help="timings per case; medians")
+    parser.add_argument("--predict-models", type=Path,
+                        help="a bundle with the plan learner: also time predict with plans")
+    parser.add_argument("--predict-n", type=int, default=20_000,
+                        help="patients to predict for with --predict-models")
     return parser.parse_args()
 
 
@@ -55,6 +69,46 @@ def main() -> None:
     t_chk, table = _median_time(lambda: enumerate_plans(prepared), args.repeat)
     print(f"enumerate_plans on {len(prepared):,} patients: {t_chk:.2f} s "
           f"({1000 * t_chk / len(prepared):.2f} s per 1,000 patients, {len(table):,} rows)")
+    if args.predict_models is not None:
+        time_predict(params, args.predict_models, sim.cohort, args.predict_n, args.repeat)
+
+
+def time_predict(params, bundle_dir: Path, cohort, n: int, repeat: int) -> None:
+    """predict's core with and without the plan learner, alternately; medians."""
+    from dataclasses import replace
+
+    from precision_pain.models.bundle import load_bundle
+    from precision_pain.predict.recommend import options_from_params, predict_chunks
+
+    with_plans = load_bundle(bundle_dir)
+    if with_plans.plan_models is None:
+        raise SystemExit(f"{bundle_dir}: this bundle has no plan learner; train it on a plan "
+                         "cohort (simulate.plans: true)")
+    bundles = {"with plans": with_plans, "single treatments only": replace(with_plans,
+                                                                           plan_models=None)}
+    raw = cohort.drop(columns=["treatment", "plan", "contract_version", "pain_followup",
+                               "adverse_event"]).head(n)
+    options = options_from_params(params)
+    size = params.predict.chunk_size
+    chunks = [raw.iloc[i:i + size] for i in range(0, len(raw), size)]
+    wall: dict[str, list[float]] = {k: [] for k in bundles}
+    cpu: dict[str, list[float]] = {k: [] for k in bundles}
+    for _ in range(repeat):
+        for name, bundle in bundles.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            for _result in predict_chunks(iter(chunks), bundle, "bench", options):
+                pass
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    plans = len(with_plans.plan_models.plans)
+    for name in bundles:
+        w, c = statistics.median(wall[name]), statistics.median(cpu[name])
+        print(f"predict core, {name} ({plans if name == 'with plans' else 0} plans): "
+              f"{len(raw):,} patients in {w:.2f} s wall ({len(raw) / w:,.0f} patients/s), "
+              f"{c:.2f} CPU s ({len(raw) / c:,.0f} patients per CPU-second)")
+    ratio = statistics.median(wall["with plans"]) / statistics.median(
+        wall["single treatments only"])
+    print(f"plans cost {ratio:.1f}x the single-treatment predict (wall)")
 
 
 if __name__ == "__main__":

@@ -91,12 +91,17 @@ def test_csv_round_trip(tmp_path):
     assert out["plan"].tolist() == ["duloxetine+physical_therapy", "tramadol"]
 
 
-def test_prepare_sets_plan_episodes_aside_and_says_how_many(caplog):
+def test_prepare_keeps_plan_episodes_and_single_models_set_them_aside(caplog):
+    from precision_pain.data.prepare import single_treatment_episodes
+
     frame = _v2(["duloxetine+physical_therapy", "tramadol", "nsaid+cbt+epidural_steroid", "cbt"],
                 ["", "", "", "cbt"])
+    prepared = prepare_cohort(frame, "v2.csv", 0.3)
+    assert prepared["plan"].tolist() == ["duloxetine+physical_therapy", "tramadol",
+                                         "nsaid+cbt+epidural_steroid", "cbt"]
     with caplog.at_level(logging.WARNING):
-        prepared = prepare_cohort(frame, "v2.csv", 0.3)
-    assert prepared["treatment"].tolist() == ["tramadol", "cbt"]
+        single = single_treatment_episodes(prepared, "v2.csv")
+    assert single["treatment"].tolist() == ["tramadol", "cbt"]
     assert "v2.csv: 2 of 4 episodes are plans of two or more components" in caplog.text
 
 

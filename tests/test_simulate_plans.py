@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from precision_pain.data.prepare import prepare_cohort
+from precision_pain.data.prepare import prepare_cohort, single_treatment_episodes
 from precision_pain.data.simulate import COHORT_COLUMNS, simulate_cohort
 from precision_pain.data.simulate_plans import (
     PLAN_ADDED_SHARE,
@@ -42,7 +42,8 @@ def test_plan_cohort_follows_contract_v2(planned, params):
     for plan, condition in zip(cohort["plan"], cohort["condition"]):
         assert parse_plan(plan) in valid_plans(condition)
     prepared = prepare_cohort(cohort, "plans", 0.3)
-    assert len(prepared) == int((~multi).sum())
+    assert len(prepared) == len(cohort)
+    assert len(single_treatment_episodes(prepared, "plans")) == int((~multi).sum())
 
 
 def test_plan_truth_covers_every_valid_plan(planned):
@@ -115,7 +116,7 @@ def test_duloxetine_phenoconverts_tramadol_in_the_truth(params):
     assert converted < plain
 
 
-def test_cli_writes_the_plan_truth_only_with_plans(tmp_path):
+def test_cli_writes_a_plan_truth_with_rows_only_with_plans(tmp_path):
     import yaml
     from conftest import ROOT
 
@@ -132,7 +133,10 @@ def test_cli_writes_the_plan_truth_only_with_plans(tmp_path):
                                            "--out", str(out), "--plan-truth-out",
                                            str(plan_out)])
         assert result.exit_code == 0, result.output
-        assert plan_out.exists() is plans
+        # given explicitly (as dvc.yaml does), the file is always written: no rows without plans
+        written = pd.read_parquet(plan_out)
+        assert tuple(written.columns) == PLAN_TRUTH_COLUMNS
+        assert written["patient_id"].nunique() == (50 if plans else 0)
 
 
 @pytest.mark.slow
@@ -143,7 +147,8 @@ def test_single_treatment_models_train_on_a_plan_cohort(params):
 
     sim = simulate_cohort(params.simulate.model_copy(update={"plans": True}), 0.3,
                           n_patients=2000, seed=2)
-    splits = split_cohort(prepare_cohort(sim.cohort, "plans", 0.3), 0.15, 0.25, seed=1)
+    prepared = single_treatment_episodes(prepare_cohort(sim.cohort, "plans", 0.3), "plans")
+    splits = split_cohort(prepared, 0.15, 0.25, seed=1)
     model = params.model.model_copy(update={"type": "xgboost", "seed": 0, "hyperparameters": {
         "xgboost": {"n_estimators": 30, "max_depth": 2, "learning_rate": 0.1},
         "propensity": {"logistic": {"C": 1.0, "max_iter": 500}}}})

@@ -83,7 +83,8 @@ def main(verbose: bool, quiet: bool) -> None:
 @click.option("--truth-out", type=click.Path(dir_okay=False, path_type=Path),
               help="Ground-truth file [beside --out as <stem>_ground_truth.<ext>].")
 @click.option("--plan-truth-out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Per-plan ground truth, written with simulate.plans only "
+              help="Per-plan ground truth: written with simulate.plans; given explicitly, also "
+                   "without (no rows), so a pipeline can declare it "
                    "[data.synthetic_plan_truth, else beside --out as <stem>_plan_truth.<ext>].")
 @_friendly_errors
 def simulate(params_path: Path, n_patients: int | None, seed: int | None, out: Path,
@@ -91,6 +92,7 @@ def simulate(params_path: Path, n_patients: int | None, seed: int | None, out: P
     """Write a synthetic cohort and, separately, its ground truth (and per-plan truth)."""
     from precision_pain.config import load_params
     from precision_pain.data.simulate import simulate_cohort
+    from precision_pain.data.simulate_plans import empty_plan_truth
     from precision_pain.io import check_writable, table_format, write_tables
     from precision_pain.progress import progress_bar
 
@@ -99,7 +101,8 @@ def simulate(params_path: Path, n_patients: int | None, seed: int | None, out: P
     truth_out = truth_out or out.with_name(f"{out.stem}_ground_truth{out.suffix}")
     plan_out = (plan_truth_out or params.data.synthetic_plan_truth
                 or out.with_name(f"{out.stem}_plan_truth{out.suffix}"))
-    check_writable([out, truth_out, *([plan_out] if params.simulate.plans else [])])
+    write_plan_truth = params.simulate.plans or plan_truth_out is not None
+    check_writable([out, truth_out, *([plan_out] if write_plan_truth else [])])
     log.info("simulating %d patients (seed %d) with %s",
              params.simulate.n_patients if n_patients is None else n_patients,
              params.simulate.seed if seed is None else seed, params_path)
@@ -108,14 +111,16 @@ def simulate(params_path: Path, n_patients: int | None, seed: int | None, out: P
                                  n_patients=n_patients, seed=seed)
         bar.update()
         tables = {out: result.cohort, truth_out: result.truth}
-        if result.plan_truth is not None:
-            tables[plan_out] = result.plan_truth
+        if write_plan_truth:
+            tables[plan_out] = (result.plan_truth if result.plan_truth is not None
+                                else empty_plan_truth())
         write_tables(tables)  # published together
         bar.update()
     log.info("wrote cohort %s (%d rows x %d columns) and ground truth %s (%d rows)",
              out, *result.cohort.shape, truth_out, len(result.truth))
-    if result.plan_truth is not None:
-        log.info("wrote per-plan ground truth %s (%d rows)", plan_out, len(result.plan_truth))
+    if write_plan_truth:
+        log.info("wrote per-plan ground truth %s (%d rows)", plan_out,
+                 0 if result.plan_truth is None else len(result.plan_truth))
 
 
 @main.command()
@@ -228,8 +233,12 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
     params = load_params(params_path)
     get_model_class(params.model.type)
     splits_dir = splits_dir or params.data.splits_dir
-    train_df = read_pipeline_table(splits_dir / "train.parquet")
-    valid_df = read_pipeline_table(splits_dir / "valid.parquet")
+    from precision_pain.data.prepare import single_treatment_episodes
+
+    train_all = read_pipeline_table(splits_dir / "train.parquet")
+    valid_all = read_pipeline_table(splits_dir / "valid.parquet")
+    train_df = single_treatment_episodes(train_all, str(splits_dir / "train.parquet"))
+    valid_df = single_treatment_episodes(valid_all, str(splits_dir / "valid.parquet"))
     log.info("read %s (%d rows) and %s (%d rows)", splits_dir / "train.parquet", len(train_df),
              splits_dir / "valid.parquet", len(valid_df))
     # which treatments the data supports: decided (and refused) before any MLflow run opens
@@ -250,10 +259,14 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
                                   not_modeled=skipped, on_done=lambda _: bar.update(),
                                   engine=engine)
         evaluated = bundle
+        test_all = None
         if refits_on_all(params.model):
-            test_df = read_pipeline_table(splits_dir / "test.parquet")
+            test_all = read_pipeline_table(splits_dir / "test.parquet")
+            test_df = single_treatment_episodes(test_all, str(splits_dir / "test.parquet"))
             bundle = refit_on_all(evaluated, {"train": train_df, "valid": valid_df,
                                               "test": test_df}, params.model, engine)
+        evaluated, bundle = _with_plans(evaluated, bundle, (train_all, valid_all, test_all),
+                                        params, engine)
     seconds = time.perf_counter() - started
     evaluated_dir = evaluated_dir or _evaluated_dir(params.model, models_dir)
     if evaluated_dir is not None:
@@ -268,6 +281,8 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
                                params.evaluate.propensity_clip, seconds)
     summary["deployed_fitted_on"] = " + ".join(bundle.metadata["fitted_on"]["splits"])
     summary["deployed_n_episodes"] = bundle.metadata["fitted_on"]["n_episodes"]
+    if evaluated.plan_models is not None:
+        summary |= dict(evaluated.plan_models.summary)
     if params.model.metrics is not None:
         write_json(summary, params.model.metrics)
     if tracking:
@@ -280,6 +295,38 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
         log_recommender(params.tracking, out, parent,
                         model_config(options_from_params(params),
                                      params.predict.max_request_rows))
+
+
+def _with_plans(evaluated: Any, deployed: Any, splits: tuple[Any, Any, Any], params: Any,
+                engine: Any) -> tuple[Any, Any]:
+    """Both bundles with the plan learner when the training episodes hold plans (contract
+    v2; models/plan_model.py), on the pooled learner's settings: fitted on train +
+    validation for the evaluated bundle, refitted with the same choices on every split for a
+    deployed bundle refitted on all (``splits``' test frame given); as they are otherwise."""
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from precision_pain.models.estimators import training_threads
+    from precision_pain.models.plan_model import (fit_plan_models, has_plan_episodes,
+                                                  refit_plan_models)
+
+    train_all, valid_all, test_all = splits
+    if not has_plan_episodes(train_all):
+        return evaluated, deployed
+    settings = params.model.hyperparameters.get("pooled_xgboost")
+    if not settings:
+        raise ValueError("the training episodes hold treatment plans; the plan learner uses "
+                         "model.hyperparameters.pooled_xgboost, which params.yaml lacks")
+    with training_threads():
+        plans = fit_plan_models(train_all, valid_all, evaluated.treatments, settings,
+                                params.model.seed, engine)
+        if test_all is None:  # no refit on every split: one bundle
+            with_plans = replace(evaluated, plan_models=plans)
+            return with_plans, with_plans
+        every = pd.concat([train_all, valid_all, test_all], ignore_index=True)
+        refitted = refit_plan_models(plans, every, settings, params.model.seed, engine)
+    return replace(evaluated, plan_models=plans), replace(deployed, plan_models=refitted)
 
 
 def _evaluated_dir(model: Any, models_dir: Path | None) -> Path | None:
@@ -361,19 +408,26 @@ def evaluate(params_path: Path, splits_dir: Path | None, truth: Path | None,
             "learner's refit_on_all), so scoring them on it would flatter them; evaluate the "
             f"bundle fitted without it: --models-dir {evaluated}")
     test_path = (splits_dir or params.data.splits_dir) / "test.parquet"
-    test = read_pipeline_table(test_path)
+    from precision_pain.data.prepare import single_treatment_episodes
+
+    test_all = read_pipeline_table(test_path)
+    test = single_treatment_episodes(test_all, str(test_path))
     truth_frame = read_pipeline_table(truth or params.data.prepared_truth)
     log.info("evaluating %s models on %d test rows (ground truth: %d rows, %d bootstrap "
              "replicates)", bundle.model_type, len(test), len(truth_frame), settings.n_bootstrap)
     with open_engine(params.engine) as engine:
         result = run_evaluation(test, bundle, truth_frame if len(truth_frame) else None,
                                 settings, engine)
+    plans = _evaluate_plans(test_all, bundle, params, len(truth_frame) > 0)
+    if plans is not None:
+        result.summary["plans"] = _plans_headline(plans)
+        result.policy["plans"] = plans
     files = {settings.metrics: result.summary, settings.per_treatment: result.per_treatment,
              settings.policy: result.policy, settings.subgroups: result.subgroups}
     for path, content in files.items():
         write_json(content, path)
     plots = _write_plots(result, settings.plots_dir)
-    _write_report(result, plots, settings.report)
+    _write_report(result, plots, settings.report, plans)
     log.info("wrote %s, %d plots in %s and %s", ", ".join(map(str, files)), len(plots),
              settings.plots_dir, settings.report)
     run_ids = bundle.metadata.get("mlflow_run_ids")
@@ -384,6 +438,38 @@ def evaluate(params_path: Path, splits_dir: Path | None, truth: Path | None,
                        [*files, settings.report], params.tracking, plots=plots,
                        detail={"detail": result.policy, "subgroups": result.subgroups},
                        inputs=[split_input("test", test_path, test, params.data.cohort)])
+
+
+def _evaluate_plans(test_all: Any, bundle: Any, params: Any, has_truth: bool) -> Any:
+    """The plan learner against the per-plan truth (evaluate/plans.py), when the bundle has
+    the plan learner, the cohort is the synthetic one with its ground truth and
+    data.synthetic_plan_truth has rows; None otherwise."""
+    path = params.data.synthetic_plan_truth
+    if bundle.plan_models is None:
+        return None
+    from precision_pain.data.contract import read_pipeline_table
+
+    synthetic = Path(params.data.cohort) == Path(params.data.synthetic_cohort)
+    truth = (read_pipeline_table(path) if has_truth and synthetic and path is not None
+             and Path(path).is_file() else None)
+    if truth is None or truth.empty:
+        log.info("the bundle has the plan learner but the cohort has no per-plan ground truth "
+                 "(%s, written by simulate with simulate.plans: true): plans are not "
+                 "evaluated", path)
+        return None
+    from precision_pain.evaluate.plans import evaluate_plans
+
+    settings = params.evaluate
+    return evaluate_plans(test_all, bundle, truth, settings.harm_weight,
+                          settings.non_opioid_first, settings.n_bootstrap, settings.seed)
+
+
+def _plans_headline(plans: dict[str, Any]) -> dict[str, float]:
+    """evaluation.json's compact view of the plan evaluation (policy.json has it all)."""
+    shares = plans["share_of_oracle_gain_over_best_single_for_everyone"]
+    values = plans["mean_true_net_benefit"]
+    return {**{f"share_of_oracle_gain.{p}": v["estimate"] for p, v in shares.items()},
+            **{f"mean_true_net_benefit.{p}": v["estimate"] for p, v in values.items()}}
 
 
 def _write_plots(result: Any, directory: Path) -> list[Path]:
@@ -399,16 +485,22 @@ def _write_plots(result: Any, directory: Path) -> list[Path]:
     return [directory / f"{name}.png" for name in figures]
 
 
-def _write_report(result: Any, plots: list[Path], path: Path) -> None:
-    """Write the markdown report, linking the plots relative to it."""
+def _write_report(result: Any, plots: list[Path], path: Path, plans: Any = None) -> None:
+    """Write the markdown report, linking the plots relative to it (and, with ``plans``, its
+    section on treatment plans)."""
     import os
 
     from precision_pain.evaluate.report_md import evaluation_report
     from precision_pain.io import atomic_path
 
     links = [Path(os.path.relpath(p, path.parent)).as_posix() for p in plots]
+    text = evaluation_report(result, RESEARCH_NOTICE, links)
+    if plans is not None:
+        from precision_pain.evaluate.plans import plans_report
+
+        text += plans_report(plans)
     with atomic_path(path) as tmp:
-        tmp.write_text(evaluation_report(result, RESEARCH_NOTICE, links), encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
 
 
 @main.command()
@@ -445,6 +537,8 @@ def predict(params_path: Path, input_path: Path, out: Path, models_dir: Path | N
     table_format(out)
     check_writable(list(output_paths(out).values()))
     bundle = _load_bundle(params, models_dir, registry_alias, bundle_sha256)
+    has_plans = getattr(bundle, "plan_models", None) is not None
+    check_writable(list(output_paths(out, has_plans).values()))
     options = options_from_params(params, top_k)
     chunks = iter_table(input_path, params.predict.chunk_size)
     meta = {"source": str(input_path), "models": str(registry_alias or models_dir
@@ -461,7 +555,7 @@ def predict(params_path: Path, input_path: Path, out: Path, models_dir: Path | N
             source = _bundle_source(bundle, None if registry_alias else
                                     models_dir or params.model.dir)
             results = predict_partitions(chunks, source, str(input_path), options, engine)
-        written = write_predictions(results, out, meta, max_patients)
+        written = write_predictions(results, out, meta, max_patients, has_plans)
     log.info("wrote %s (%d rows: %d patients x %d treatments), %s", out, written.n_rows,
              written.n_patients, len(bundle.treatments),
              ", ".join(str(p) for k, p in written.paths.items() if k != "table"))

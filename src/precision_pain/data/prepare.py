@@ -27,7 +27,7 @@ def prepare_cohort(raw: pd.DataFrame, source: str, response_threshold: float | N
                    require_outcomes: bool = True) -> pd.DataFrame:
     """Validate ``raw`` against the contract, add PGx columns and, for training, ``response``."""
     valid = validate_cohort(raw, source=source, require_outcomes=require_outcomes)
-    prepared = annotate_pgx(single_treatment_episodes(valid, source))
+    prepared = annotate_pgx(valid)
     if require_outcomes:
         if response_threshold is None:
             raise ValueError("response_threshold is required when outcomes are present")
@@ -40,16 +40,17 @@ def prepare_cohort(raw: pd.DataFrame, source: str, response_threshold: float | N
 def single_treatment_episodes(valid: pd.DataFrame, source: str) -> pd.DataFrame:
     """The episodes of one treatment (one-component plans); plan episodes counted and logged.
 
-    The models train per treatment (or pooled over treatments); episodes of two or more
-    components (contract v2 ``plan`` column) are set aside, with their number in the log,
-    until plan models read them (issue 14). A file without a plan column is returned as is.
+    The prepared cohort keeps every episode; the single-treatment models and their
+    evaluation read the episodes of one component (train and evaluate call this), and the
+    plan learner (:mod:`precision_pain.models.plan_model`) reads them all. A file without a
+    plan column is returned as is.
     """
     if PLAN_COLUMN not in valid.columns:
         return valid
     multi = valid[PLAN_COLUMN].astype(str).str.contains("+", regex=False)
     if multi.any():
         logger.warning("%s: %d of %d episodes are plans of two or more components; the "
-                       "single-treatment models leave them out", source, int(multi.sum()),
+                       "single-treatment models leave them out (the plan learner reads them)", source, int(multi.sum()),
                        len(valid))
     return valid.loc[~multi] if multi.any() else valid
 

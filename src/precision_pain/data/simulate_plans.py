@@ -16,7 +16,10 @@ better than either drug at a high dose; Chaparro et al., Cochrane CD008943, 2012
 neuropathic pain drugs add modestly) than when it brings another modality (exercise or
 psychological therapy with a drug: multidisciplinary rehabilitation beats usual care by a
 small margin, Kamper et al., BMJ 2015;350:h444). The factors are approximations where the
-evidence is thin; a one-component plan is the single treatment exactly.
+evidence is thin; a one-component plan is the single treatment exactly. A longer plan
+must earn its place: each component beyond the first multiplies the plan's gain by an
+adherence factor (:data:`PLAN_ADHERENCE_PER_EXTRA_COMPONENT`; regimen complexity lowers
+adherence, Claxton et al., Clin Ther 2001;23:1296).
 
 Harms combine as independent events, ``1 - prod(1 - p_k)``, with the log odds ratio of each
 interaction rule the plan fires added (:data:`PLAN_HARM_INTERACTIONS`).
@@ -46,6 +49,13 @@ from precision_pain.registry import CONDITIONS, TREATMENTS
 
 # Share of a further component's gain that adds to the plan's (the largest counts in full).
 PLAN_ADDED_SHARE: Mapping[str, float] = MappingProxyType({"same_kind": 0.35, "other_kind": 0.6})
+# Burden of a longer plan: each component beyond the first multiplies the whole plan's
+# delivered gain by this adherence factor (approx.). Adherence falls as a regimen grows:
+# 79 % with one daily dose, 69 % with two, 65 % with three (Claxton et al., Clin Ther
+# 2001;23:1296), about 0.87 of the previous level per added dose; up to 70 % of patients do
+# not fully adhere to prescribed home exercise (Jack et al., Man Ther 2010;15:220). A plan
+# that holds a component with its own regimen asks more of the patient for each one.
+PLAN_ADHERENCE_PER_EXTRA_COMPONENT = 0.85
 # Log odds ratio of a serious adverse event added when a plan fires an interaction rule.
 # gabapentinoid + opioid: Gomes 2017 (opioid-related death OR 1.49 with gabapentin); the
 # serotonergic, TCA-exposure and bleeding interactions: direction from the US labels, size
@@ -156,7 +166,13 @@ def plan_truth(patients: pd.DataFrame, names: Sequence[str], single_scores: np.n
 
 def _plan_gain(components: _Components, names: Sequence[str], plan: Plan) -> np.ndarray:
     idx = [names.index(t) for t in plan]
-    return combine_gains(components.gain[:, idx], [TREATMENTS[t].kind for t in plan])
+    return (combine_gains(components.gain[:, idx], [TREATMENTS[t].kind for t in plan])
+            * plan_adherence(len(plan)))
+
+
+def plan_adherence(n_components: int) -> float:
+    """Share of a plan's gain delivered, given its size (1 for a single treatment)."""
+    return PLAN_ADHERENCE_PER_EXTRA_COMPONENT ** (n_components - 1)
 
 
 def _plan_harm(components: _Components, names: Sequence[str], plan: Plan) -> np.ndarray:
@@ -205,3 +221,12 @@ PLAN_TRUTH_COLUMNS: tuple[str, ...] = (
     "patient_id", "plan", "n_components", "eligible", "p_response", "p_adverse_event",
     "p_usual_care", "expected_nrs_change",
 )
+
+
+def empty_plan_truth() -> pd.DataFrame:
+    """The per-plan truth of a cohort simulated without plans: the columns, no rows (the
+    pipeline declares the file either way, so evaluate's dependency cannot go stale)."""
+    none = np.empty((0, 0))
+    return plan_truth_frame(np.array([], dtype=object), PlanTruth(
+        plans=(), eligible=none.astype(bool), mean_reduction=none, p_response=none,
+        p_adverse_event=none, p_usual_care=none, expected_nrs_change=none))

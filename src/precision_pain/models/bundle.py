@@ -8,6 +8,8 @@ Layout under ``model.dir`` (default ``models/``)::
     pooled/response.pooled_xgboost.ubj  instead, for the pooled learner: one model per outcome
     pooled/adverse_event.pooled_xgboost.ubj  that every treatment's manifest entry points at
     propensity.<kind>.<ext>             optional: P(treatment | features), for off-policy evaluation
+    plans/<outcome>.pooled_plans.ubj    optional: the plan learner (models/plan_model.py), when
+                                        the training episodes held plans (contract v2)
 
 Formats are non-pickle (xgboost UBJSON, skops, JSON); see :mod:`precision_pain.models.estimators`.
 The folder is written to a temporary name and swapped in whole, so a failed
@@ -42,6 +44,7 @@ from precision_pain.models.propensity import PropensityModel, load_propensity
 from precision_pain.registry import OUTCOMES
 
 if TYPE_CHECKING:
+    from precision_pain.models.plan_model import PlanModels
     from precision_pain.models.train import TreatmentModels
 
 MANIFEST = "manifest.json"
@@ -63,6 +66,7 @@ class ModelBundle:
     models: Mapping[str, Mapping[str, BinaryModel]]
     metadata: Mapping[str, Any]
     propensity: PropensityModel | None = None
+    plan_models: PlanModels | None = None  # the plan learner, when trained on plan episodes
 
     @property
     def treatments(self) -> tuple[str, ...]:
@@ -137,6 +141,8 @@ def save_bundle(bundle: ModelBundle, directory: str | Path) -> Path:
         if bundle.propensity is not None:
             saved = bundle.propensity.save(tmp / PROPENSITY_STEM)
             manifest["propensity"] = saved.relative_to(tmp).as_posix()
+        if bundle.plan_models is not None:
+            manifest["plan_models"] = _save_plan_models(bundle.plan_models, tmp)
         manifest["sha256"] = {rel: sha256_file(tmp / rel) for rel in _referenced(manifest)}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return directory
@@ -162,7 +168,30 @@ def load_bundle(directory: str | Path, *, expected_sha256: str | None = None,
     propensity = (load_propensity(directory / manifest["propensity"])
                   if manifest.get("propensity") else None)
     return ModelBundle(manifest["model_type"], FEATURE_NAMES, models, manifest["metadata"],
-                       propensity)
+                       propensity, _load_plan_models(directory, manifest))
+
+
+def _save_plan_models(plan_models: PlanModels, folder: Path) -> dict[str, Any]:
+    """The plan learner's files (``plans/<outcome>.pooled_plans.ubj``) and what it scores."""
+    from precision_pain.models.plan_model import PLAN_FOLDER
+
+    (folder / PLAN_FOLDER).mkdir()
+    files = {o: plan_models.model(o).save(folder / PLAN_FOLDER / o).relative_to(folder)
+             .as_posix() for o in OUTCOMES}
+    return {"files": files, "plans": list(plan_models.plans),
+            "summary": dict(plan_models.summary)}
+
+
+def _load_plan_models(directory: Path, manifest: Mapping[str, Any]) -> PlanModels | None:
+    """The plan learner of a verified manifest, if it has one."""
+    entry = manifest.get("plan_models")
+    if not entry:
+        return None
+    from precision_pain.models.plan_model import PlanModel, PlanModels
+
+    models = {o: PlanModel.load(directory / entry["files"][o]) for o in OUTCOMES}
+    return PlanModels(models["response"], models["adverse_event"], tuple(entry["plans"]),
+                      entry.get("summary", {}))
 
 
 def _model(directory: Path, relative: str, treatment: str, loaded: dict[str, Any]
@@ -220,9 +249,11 @@ def _model_files(manifest: Mapping[str, Any]) -> list[str]:
 
 
 def _referenced(manifest: Mapping[str, Any]) -> list[str]:
-    """Every file the manifest points at: the outcome models and the propensity model."""
+    """Every file the manifest points at: the outcome models, the propensity model and the
+    plan learner's."""
+    plans = list((manifest.get("plan_models") or {}).get("files", {}).values())
     return _model_files(manifest) + ([manifest["propensity"]] if manifest.get("propensity")
-                                     else [])
+                                     else []) + plans
 
 
 def _verify_files(directory: Path, manifest: Mapping[str, Any]) -> None:

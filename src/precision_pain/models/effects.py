@@ -46,8 +46,8 @@ import pandas as pd
 
 from precision_pain.evaluate import policy as pol
 from precision_pain.models.estimators import training_threads
-from precision_pain.models.pooled import (OBJECTIVES, _fixed, _grid, choose,
-                                          fit_pooled_booster, treatment_design)
+from precision_pain.models.pooled import (OBJECTIVES, choose, fit_pooled_booster,
+                                          fixed_settings, grid_values, treatment_design)
 from precision_pain.models.propensity import XGBoostPropensity
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ class PooledEffectLearner:
 
     def _booster(self, X: pd.DataFrame, t: np.ndarray, y: np.ndarray, depth: int,
                  trees: int) -> Any:
-        fixed = _fixed(self.settings, ("n_estimators", "max_depth"))
+        fixed = fixed_settings(self.settings, ("n_estimators", "max_depth"))
         return fit_pooled_booster(treatment_design(X.to_numpy(), t, self.treatments_),
                                   self._names(), y, trees, self.seed, self.outcome_type,
                                   max_depth=depth, **fixed)
@@ -129,12 +129,12 @@ class PooledEffectLearner:
     def _select(self, X: pd.DataFrame, t: np.ndarray, y: np.ndarray, X_val: pd.DataFrame,
                 t_val: np.ndarray, y_val: np.ndarray, propensity: np.ndarray
                 ) -> tuple[Any, pd.DataFrame]:
-        trees = sorted(int(k) for k in _grid(self.settings["n_estimators"]))
+        trees = sorted(int(k) for k in grid_values(self.settings["n_estimators"]))
         sign = 1.0 if self.higher_is_better else -1.0
         lookup = {name: j for j, name in enumerate(self.treatments_)}
         treated = np.array([lookup.get(name, -1) for name in t_val])
         rows, terms, boosters = [], [], {}
-        for depth in _grid(self.settings["max_depth"]):
+        for depth in grid_values(self.settings["max_depth"]):
             boosters[depth] = self._booster(X, t, y, depth, max(trees))
             for k in trees:
                 mu = self._matrix(boosters[depth][:k], X_val)

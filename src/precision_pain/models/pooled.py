@@ -202,10 +202,21 @@ class PooledModel:
 
         ``engine`` trains the booster (:mod:`precision_pain.engine`: in this process, or with
         xgboost.dask over a cluster's workers for a training set too large for one)."""
-        booster = fit_pooled_booster(design(X, treatment, treatments), design_names(treatments),
-                                     y, n_estimators, seed, outcome_type, engine=engine,
-                                     **hyperparameters)
+        booster = fit_pooled_booster(cls.design_of(X, treatment, treatments),
+                                     cls.names_of(treatments), y, n_estimators, seed,
+                                     outcome_type, engine=engine, **hyperparameters)
         return cls(booster, treatments, outcome)
+
+    @staticmethod
+    def design_of(X: pd.DataFrame, treatment: str | np.ndarray, treatments: Sequence[str]
+                  ) -> np.ndarray:
+        """The design the booster reads (:func:`design`; the plan learner's is its own)."""
+        return design(X, treatment, treatments)
+
+    @staticmethod
+    def names_of(treatments: Sequence[str]) -> list[str]:
+        """Column names of :meth:`design_of`."""
+        return design_names(treatments)
 
     @property
     def n_trees(self) -> int:
@@ -214,22 +225,22 @@ class PooledModel:
 
     def sliced(self, k: int) -> PooledModel:
         """The first k trees (predicts exactly like a k-tree fit with the same seed)."""
-        return PooledModel(self.booster_[: int(k)], self.treatments, self.outcome)
+        return type(self)(self.booster_[: int(k)], self.treatments, self.outcome)
 
     def stacked(self, companion: PooledModel, stack: Sequence[float]) -> PooledModel:
         """This classifier stacked with ``companion``'s booster, weights ``stack``."""
-        return PooledModel(self.booster_, self.treatments, self.outcome, companion.booster_,
+        return type(self)(self.booster_, self.treatments, self.outcome, companion.booster_,
                            stack)
 
     def raw(self, X: pd.DataFrame, treatment: str | np.ndarray) -> np.ndarray:
         """The booster's own output (log-odds for a classifier, the value for a regressor)
         under ``treatment``: one name, or one per row."""
-        return self.booster_.inplace_predict(design(X, treatment, self.treatments),
+        return self.booster_.inplace_predict(self.design_of(X, treatment, self.treatments),
                                              validate_features=False, predict_type="margin")
 
     def predict_proba(self, X: pd.DataFrame, treatment: str) -> np.ndarray:
         """P(outcome = 1) of every patient in X under ``treatment``."""
-        matrix = design(X, treatment, self.treatments)
+        matrix = self.design_of(X, treatment, self.treatments)
         if self.stack_ is None:
             return self.booster_.inplace_predict(matrix, validate_features=False)
         a, b, c = self.stack_
@@ -246,8 +257,8 @@ class PooledModel:
         """Exact TreeSHAP over the whole design (log-odds), bias last."""
         import xgboost as xgb
 
-        matrix = xgb.DMatrix(design(X, treatment, self.treatments),
-                             feature_names=design_names(self.treatments))
+        matrix = xgb.DMatrix(self.design_of(X, treatment, self.treatments),
+                             feature_names=self.names_of(self.treatments))
         phi = self.booster_.predict(matrix, pred_contribs=True)
         if self.stack_ is None:
             return phi
@@ -286,11 +297,11 @@ class PooledModel:
         booster = xgb.Booster(model_file=str(path))
         treatments = json.loads(booster.attr("pooled_treatments") or "[]")
         unknown = [t for t in treatments if t not in TREATMENTS]
-        if not treatments or unknown or booster.feature_names != design_names(treatments):
+        if not treatments or unknown or booster.feature_names != cls.names_of(treatments):
             raise ValueError(f"{path}: not a pooled model of this version of precision-pain "
                              f"(unknown treatments {unknown} or another design); retrain with "
                              "`dvc repro`")
-        companion, stack = _load_companion(path, booster, design_names(treatments))
+        companion, stack = _load_companion(path, booster, cls.names_of(treatments))
         return cls(booster, treatments, booster.attr("pooled_outcome") or "", companion, stack)
 
 
@@ -440,11 +451,12 @@ class PooledFit:
         return (self.validated or self).views()
 
 
-def _grid(values: Any) -> list[Any]:
+def grid_values(values: Any) -> list[Any]:
+    """A searched setting's candidates: the list, or the one value as a list."""
     return list(values) if isinstance(values, list) else [values]
 
 
-def _fixed(settings: Mapping[str, Any], searched: tuple[str, ...]) -> dict[str, Any]:
+def fixed_settings(settings: Mapping[str, Any], searched: tuple[str, ...]) -> dict[str, Any]:
     """The xgboost parameters of an outcome's settings that are not searched."""
     return {k: v for k, v in settings.items() if k not in {*searched, "default"}}
 
@@ -497,26 +509,26 @@ def fit_candidates(candidates: Sequence[Candidate], train: pd.DataFrame,
 
 def adverse_event_candidate(settings: Mapping[str, Any], seed: int) -> Candidate:
     """The adverse-event booster, at the largest number of trees searched."""
-    return Candidate("adverse_event", max(_grid(settings["n_estimators"])), seed,
-                     _fixed(settings, ("n_estimators",)))
+    return Candidate("adverse_event", max(grid_values(settings["n_estimators"])), seed,
+                     fixed_settings(settings, ("n_estimators",)))
 
 
 def response_candidates(settings: Mapping[str, Any], seed: int) -> list[Candidate]:
     """One response booster per max_depth, at the largest number of trees searched."""
-    trees = max(_grid(settings["n_estimators"]))
-    fixed = _fixed(settings, ("n_estimators", "max_depth"))
+    trees = max(grid_values(settings["n_estimators"]))
+    fixed = fixed_settings(settings, ("n_estimators", "max_depth"))
     return [Candidate("response", trees, seed, {"max_depth": depth, **fixed})
-            for depth in _grid(settings["max_depth"])]
+            for depth in grid_values(settings["max_depth"])]
 
 
 def companion_candidate(settings: Mapping[str, Any], seed: int) -> Candidate:
     """The pain-reduction regressor: the response model's default depth and number of trees
     and its other settings, squared error on the relative reduction in pain."""
     default = settings.get("default", {})
-    depth = default.get("max_depth", max(_grid(settings["max_depth"])))
-    trees = default.get("n_estimators", max(_grid(settings["n_estimators"])))
-    return Candidate(PAIN_REDUCTION, int(trees), seed,
-                     {**_fixed(settings, ("n_estimators", "max_depth")), "max_depth": int(depth)},
+    depth = default.get("max_depth", max(grid_values(settings["max_depth"])))
+    trees = default.get("n_estimators", max(grid_values(settings["n_estimators"])))
+    fixed = fixed_settings(settings, ("n_estimators", "max_depth"))
+    return Candidate(PAIN_REDUCTION, int(trees), seed, {**fixed, "max_depth": int(depth)},
                      "continuous")
 
 
@@ -595,7 +607,7 @@ def fit_adverse_event(train: pd.DataFrame, valid: ValidationData, settings: Mapp
     big = fitted or fit_candidates([adverse_event_candidate(settings, seed)], train,
                                    valid.treatments)[0]
     rows = []
-    for k in _grid(settings["n_estimators"]):
+    for k in grid_values(settings["n_estimators"]):
         got, y = valid.received(big.sliced(k).predict_matrix(valid.X), "adverse_event")
         got = np.clip(got, 1e-7, 1 - 1e-7)
         rows.append({"n_trees": k, "log_loss": -float(np.mean(y * np.log(got)
@@ -622,7 +634,7 @@ def select_pooled(train: pd.DataFrame, valid: ValidationData, settings: Mapping[
     adverse_event, _ = fit_adverse_event(train, valid, settings["adverse_event"], seed + 1,
                                          big_ae)
     p_ae = adverse_event.predict_matrix(valid.X)
-    trees = _grid(response["n_estimators"])
+    trees = grid_values(response["n_estimators"])
     rows, terms = [], []
     boosters = {int(c.hyperparameters["max_depth"]): m for c, m in zip(candidates[1:], fitted)}
     for depth, booster in boosters.items():
@@ -704,9 +716,9 @@ def refit(fit: PooledFit, episodes: pd.DataFrame, settings: Mapping[str, Any], s
     response = settings["response"]
     candidates = [
         Candidate("adverse_event", int(chosen["valid_adverse_event_chosen_n_estimators"]),
-                  seed + 1, _fixed(settings["adverse_event"], ("n_estimators",))),
+                  seed + 1, fixed_settings(settings["adverse_event"], ("n_estimators",))),
         Candidate("response", int(chosen["valid_response_chosen_n_estimators"]), seed,
-                  {**_fixed(response, ("n_estimators", "max_depth")),
+                  {**fixed_settings(response, ("n_estimators", "max_depth")),
                    "max_depth": int(chosen["valid_response_chosen_max_depth"])}),
     ]
     stacked = fit.response.stack_ is not None

@@ -578,6 +578,13 @@ def non_opioid_demotion(eligible: np.ndarray, avoid: np.ndarray, excluded: np.nd
     guideline and not declined; otherwise (no such option) nothing moves.
     """
     opioid = np.array([TREATMENTS[t].opioid for t in treatments], dtype=bool)
+    return opioid_demotion(eligible, avoid, excluded, opioid)
+
+
+def opioid_demotion(eligible: np.ndarray, avoid: np.ndarray, excluded: np.ndarray,
+                    opioid: np.ndarray) -> np.ndarray:
+    """(n, K) options holding an opioid (``opioid``: (K,) bool) to rank below the others, for
+    any options: treatments, or plans (an opioid in any component)."""
     usable = eligible & ~avoid & ~excluded & ~opioid[None, :]
     return usable.any(axis=1)[:, None] & opioid[None, :]
 

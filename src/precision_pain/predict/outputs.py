@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +34,7 @@ from precision_pain.predict.report_html import (
     patient_sections,
     render_report,
     summarize,
+    with_plans,
 )
 
 log = logging.getLogger(__name__)
@@ -41,12 +42,19 @@ log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- output
 
-def output_paths(out: str | Path) -> dict[str, Path]:
-    """The four files one prediction run writes."""
+def output_paths(out: str | Path, plans: bool = False) -> dict[str, Path]:
+    """The four files one prediction run writes; with ``plans`` (a bundle with the plan
+    learner), three more: ``<stem>.plans.<ext>``, ``<stem>.plans.shap.<ext>`` and
+    ``<stem>.plans.json``."""
     out = Path(out)
-    return {"table": out, "shap": out.with_name(f"{out.stem}.shap{out.suffix}"),
-            "json": out.with_name(f"{out.stem}.json"),
-            "html": out.with_name(f"{out.stem}.html")}
+    paths = {"table": out, "shap": out.with_name(f"{out.stem}.shap{out.suffix}"),
+             "json": out.with_name(f"{out.stem}.json"),
+             "html": out.with_name(f"{out.stem}.html")}
+    if plans:
+        paths |= {"plans": out.with_name(f"{out.stem}.plans{out.suffix}"),
+                  "plans_shap": out.with_name(f"{out.stem}.plans.shap{out.suffix}"),
+                  "plans_json": out.with_name(f"{out.stem}.plans.json")}
+    return paths
 
 
 @dataclass(frozen=True)
@@ -105,9 +113,10 @@ class _JsonSink:
 
     slice_rows = 100_000  # rows serialized at a time, to bound the size of one string
 
-    def __init__(self, path: Path, meta: Mapping[str, Any]):
+    def __init__(self, path: Path, meta: Mapping[str, Any],
+                 columns: Sequence[str] = OUTPUT_COLUMNS):
         self._handle = open(path, "w", encoding="utf-8")
-        head = {"notice": RESEARCH_NOTICE, "meta": dict(meta), "columns": list(OUTPUT_COLUMNS)}
+        head = {"notice": RESEARCH_NOTICE, "meta": dict(meta), "columns": list(columns)}
         self._handle.write(json.dumps(head, default=str)[:-1] + ', "rows": [')
         self._first = True
 
@@ -139,6 +148,7 @@ class _Outputs:
         self.tmp, self.meta, self.max_patients = tmp, meta, max_patients
         self.table, self.shap = _TableSink(tmp["table"], fmt), _TableSink(tmp["shap"], fmt)
         self.json = _JsonSink(tmp["json"], meta)
+        self.plans = _PlanSinks(tmp, fmt, meta) if "plans" in tmp else None
         self.summary: pd.DataFrame | None = None
         self.sections: list[Any] = []
         self.n_patients = self.n_rows = 0
@@ -149,8 +159,12 @@ class _Outputs:
         self.shap.write(result.shap)
         self.json.write(result.table)
         self.summary = add_summaries(self.summary, summarize(result.table))
-        self.sections += patient_sections(result.table, result.shap, result.features,
-                                          self.max_patients - len(self.sections))
+        sections = patient_sections(result.table, result.shap, result.features,
+                                    self.max_patients - len(self.sections))
+        if self.plans is not None:
+            self.plans.write(result.plans)
+            sections = with_plans(sections, result.plans.table)
+        self.sections += sections
         self.n_patients += len(result.features)
         self.n_rows += len(result.table)
         log.info("predicted %d patients so far", self.n_patients)
@@ -161,8 +175,43 @@ class _Outputs:
         self.table.close()
         self.shap.close()
         self.json.finish(_json_summary(self.summary, self.n_patients))
+        if self.plans is not None:
+            self.plans.finish(self.n_patients)
         html = render_report(self.summary, self.sections, self.n_patients, self.meta)
         self.tmp["html"].write_text(html, encoding="utf-8")
+
+    def close(self) -> None:
+        """Close every open file (safe to call twice)."""
+        for sink in (self.table, self.shap, self.json):
+            sink.close()
+        if self.plans is not None:
+            self.plans.close()
+
+
+class _PlanSinks:
+    """The plan files of a run with the plan learner: table, SHAP and JSON."""
+
+    def __init__(self, tmp: Mapping[str, Path], fmt: str, meta: Mapping[str, Any]):
+        from precision_pain.predict.plans import PLAN_COLUMNS
+
+        self.table, self.shap = _TableSink(tmp["plans"], fmt), _TableSink(tmp["plans_shap"], fmt)
+        self.json = _JsonSink(tmp["plans_json"], meta, PLAN_COLUMNS)
+        self.n_rows = 0
+
+    def write(self, plans: Any) -> None:
+        """Append one chunk's listed plans and their SHAP values."""
+        if plans is None:
+            raise ValueError("the bundle has the plan learner but a chunk came without plans")
+        self.table.write(plans.table)
+        self.shap.write(plans.shap)
+        self.json.write(plans.table)
+        self.n_rows += len(plans.table)
+
+    def finish(self, n_patients: int) -> None:
+        """Close the tables and end the JSON with its counts."""
+        self.table.close()
+        self.shap.close()
+        self.json.finish({"n_patients": n_patients, "n_rows": self.n_rows})
 
     def close(self) -> None:
         """Close every open file (safe to call twice)."""
@@ -171,9 +220,11 @@ class _Outputs:
 
 
 def write_predictions(results: Iterable[Recommendations], out: str | Path,
-                      meta: Mapping[str, Any], max_patients: int) -> PredictionSummary:
-    """Write table, SHAP, JSON and HTML from a stream of chunk results, all or nothing."""
-    paths = output_paths(out)
+                      meta: Mapping[str, Any], max_patients: int, plans: bool = False
+                      ) -> PredictionSummary:
+    """Write table, SHAP, JSON and HTML from a stream of chunk results, all or nothing;
+    with ``plans``, the plan files too (:func:`output_paths`)."""
+    paths = output_paths(out, plans)
     fmt = table_format(paths["table"])
     results = iter(results)
     result = next(results)  # the first chunk is validated before any file or folder exists

@@ -108,6 +108,7 @@ class Recommendations:
     table: pd.DataFrame
     shap: pd.DataFrame
     features: pd.DataFrame
+    plans: Any = None  # predict.plans.PlanRecommendations when the bundle has the plan learner
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,23 @@ def recommend(prepared: pd.DataFrame, bundle: ModelBundle, options: PredictOptio
     n_t = len(scores.treatments)
     depth = n_t if options.shap_rows == "all" else min(options.top_k, n_t)
     shap = _shap_frame(ids, scores, contrib, depth)
-    return Recommendations(table, shap, X.assign(patient_id=ids)[["patient_id", *X.columns]])
+    return Recommendations(table, shap, X.assign(patient_id=ids)[["patient_id", *X.columns]],
+                           _plans(prepared, X, bundle, scores, options))
+
+
+def _plans(prepared: pd.DataFrame, X: pd.DataFrame, bundle: ModelBundle, scores: RankedScores,
+           options: PredictOptions) -> Any:
+    """Ranked plans (:mod:`precision_pain.predict.plans`) when the bundle has the plan
+    learner, compared with this ranking's first choice; None otherwise."""
+    if getattr(bundle, "plan_models", None) is None:
+        return None
+    from precision_pain.predict.plans import recommend_plans
+
+    first = np.asarray(scores.treatments, dtype=object)[scores.order[:, 0]]
+    best_single = np.where(scores.eligible.any(axis=1), first, "")
+    prefs = patient_preferences(prepared, bundle.plan_models.treatments, options.harm_weight)
+    return recommend_plans(prepared, X, bundle.plan_models, prefs, best_single, options.top_k,
+                           options.n_features, options.non_opioid_first)
 
 
 def predict_chunks(chunks: Iterable[pd.DataFrame], bundle: ModelBundle, source: str,

@@ -68,6 +68,18 @@ class PatientSection:
     patient_id: str
     rows: pd.DataFrame  # the patient's ranked rows
     charts: tuple[str, ...]  # inline SVG markup
+    plans: pd.DataFrame | None = None  # the patient's listed plans (predict/plans.py), if any
+
+
+def with_plans(sections: list[PatientSection], plans: pd.DataFrame | None
+               ) -> list[PatientSection]:
+    """The sections with each patient's listed plans attached (unchanged without plans)."""
+    if plans is None:
+        return sections
+    by_patient = dict(tuple(plans.groupby("patient_id", sort=False)))
+    return [PatientSection(s.patient_id, s.rows, s.charts,
+                           by_patient.get(s.patient_id, plans.iloc[:0]).reset_index(drop=True))
+            for s in sections]
 
 
 def patient_sections(table: pd.DataFrame, shap: pd.DataFrame, features: pd.DataFrame,
@@ -255,6 +267,29 @@ is miscalibrated for patients like this one, and the range is the better estimat
 {% endif %}{% endfor %}
 </ul>
 <div class="charts">{% for c in s.charts %}{{ c | safe }}{% endfor %}</div>
+{% if s.plans is not none and s.plans|length %}
+<h3>Treatment plans</h3>
+<table class="plans">
+<thead><tr><th>rank</th><th>plan (components)</th><th>P(response)</th><th>P(adverse event)</th>
+<th>net benefit</th><th>vs best single treatment</th><th>checks</th></tr></thead>
+<tbody>
+{% for r in s.plans.itertuples() %}
+<tr class="{{ 'avoid' if r.action == 'avoid' else '' }}">
+<td class="num">{{ r.rank }}</td>
+<td>{{ r.components }}{% if r.excluded_by_preference %}<br><span class="small"><strong>declined by the patient</strong></span>{% endif %}</td>
+<td class="num">{{ '%.2f' % r.p_response }}</td>
+<td class="num">{{ '%.3f' % r.p_adverse_event }}</td>
+<td class="num">{{ '%.3f' % r.net_benefit }}</td>
+<td class="num">{{ '%+.3f' % r.net_benefit_over_best_single }} ({{ r.best_single_treatment }})</td>
+<td>{% if r.action != 'none' %}<strong>{{ r.action.replace('_', ' ') }}</strong>: {% endif %}{{ r.note }}
+{%- if r.dose_guidance %}<br><span class="small"><strong>dose:</strong> {{ r.dose_guidance }}</span>{% endif %}
+{%- if r.stewardship_note %}<br><span class="small">{{ r.stewardship_note }}</span>{% endif %}</td>
+</tr>
+{% endfor %}</tbody></table>
+<ul class="plan-explanations">
+{% for r in s.plans.itertuples() %}<li><strong>{{ r.components }}</strong>: {{ r.explanation }}.<br><span class="small">{{ r.adverse_event_explanation }}.</span></li>
+{% endfor %}</ul>
+{% endif %}
 </section>
 {% endfor %}
 <p class="notice" role="note">{{ notice }}</p>

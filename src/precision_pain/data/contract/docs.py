@@ -106,9 +106,10 @@ its `treatment` alone. After validation both columns are filled: `plan` on every
 The contract checks that every component is a registry treatment named once; it does not
 refuse combinations that the plan rules (`precision_pain.plans`: two opioids, two drugs of
 one class, more than two drugs, one behavioural therapy and one procedure) would not
-recommend, since a record says what was given. `prepare` keeps the episodes of one
-component for the single-treatment models and counts the plan episodes it leaves out in
-the log.
+recommend, since a record says what was given. `prepare` keeps every episode; the
+single-treatment models (train and evaluate) read the episodes of one component and count
+the plan episodes they leave out in the log, and the plan learner reads them all
+(docs/predictions.md, "Treatment plans").
 
 How a version 1 file maps: unchanged. A v1 file has no `plan` column; each row's
 `treatment` is a one-component plan (`treatment` = `nsaid` is the plan `nsaid`), and the

@@ -1,0 +1,319 @@
+"""Plan learner: one pooled booster per outcome over every episode, single or multi-component.
+
+A treatment plan (:mod:`precision_pain.plans`) is a set of up to three registry treatments.
+One model per combination would need episodes of every combination; the registry's
+treatments make over a hundred valid plans, most given to a few dozen patients at best.
+The plan learner instead extends the pooled learner's design
+(:func:`precision_pain.models.pooled.design`) from one treatment to a set of them:
+
+    [patient features (data.features)]
+    + [multi-hot of the plan's components:                 ``treatment=<t>``]
+    + [one indicator per eligible (condition, component): ``pair=<condition>:<t>``]
+    + [number of components:                               ``n_components``]
+
+The columns are those of the single-treatment design (the multi-hot is the element-wise
+maximum of each component's one-hot, so a one-component plan has exactly the pooled
+learner's row) plus the plan's size. One binary booster per outcome (response, serious
+adverse event) is fitted on *every* episode, single treatments and plans alike: a
+component's effect is learned from every plan that holds it, the sub-additivity of
+combining (or the burden of a longer plan) from ``n_components`` and splits on two
+component indicators, and any valid plan can be scored, including plans no training
+patient received.
+
+Reading SHAP of a plan
+----------------------
+xgboost's exact TreeSHAP over the whole design, in log-odds. For one patient and plan:
+
+- a component's part is the sum of the SHAP of its ``treatment=<t>`` column and its
+  ``pair=*`` columns: how much having that component moves the plan's log-odds for this
+  patient, against the training mix of plans. By the Shapley split, it carries half of each
+  interaction between the component and the patient's features (and with the other
+  components): "amitriptyline is there because this patient sleeps badly" shows up as a
+  positive amitriptyline part, the other half on the sleep feature;
+- ``n_components``' part is the plan's size (a longer plan's burden, or its extra reach);
+- the ``treatment=``/``pair=`` columns of treatments *not* in the plan are zeros whose SHAP
+  says how the plan differs from the training mix by what it leaves out; with the bias
+  they form the baseline;
+- a patient feature's part is how it moves P(outcome | plan) for this patient.
+
+Choices (never on the test split): the response booster takes the pooled learner's
+``default`` depth and number of trees (a doubly robust choice over plans would need a
+propensity model over a hundred-odd plans, too sparse: docs/evaluation.md); the
+adverse-event booster's number of trees is chosen by validation log-loss over observed
+episodes, as the pooled learner's is. With ``refit_on_validation`` both are then refitted,
+same settings, on train + validation.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from precision_pain.data.contract.schema import PLAN_COLUMN
+from precision_pain.data.features import FEATURE_NAMES, build_features
+from precision_pain.engine import LOCAL
+from precision_pain.models.pooled import (PooledModel, design, design_names, fixed_settings,
+                                          grid_values)
+from precision_pain.plans import SEPARATOR, parse_plan, plan_name, valid_plans
+from precision_pain.registry import CONDITIONS
+
+log = logging.getLogger(__name__)
+
+KIND = "pooled_plans"
+N_COMPONENTS = "n_components"
+PLAN_FOLDER = "plans"
+# Seeds of the plan boosters, offset from the single-treatment pooled learner's.
+_SEED_OFFSET = 10
+
+
+# ------------------------------------------------------------------------------ design
+
+def plan_membership(plan: str | np.ndarray, n: int, treatments: Sequence[str]
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(n, T) float32 multi-hot of each row's plan components over ``treatments``, and (n,)
+    sizes. ``plan`` is one plan name (every row gets it) or one per row; a component
+    outside ``treatments`` has no column (as a treatment outside them has none in
+    :func:`~precision_pain.models.pooled.design`)."""
+    names = np.full(n, plan, dtype=object) if isinstance(plan, str) else np.asarray(plan, object)
+    codes, uniques = pd.factorize(names)
+    index = {t: j for j, t in enumerate(treatments)}
+    table = np.zeros((len(uniques), len(treatments)), dtype=np.float32)
+    sizes = np.zeros(len(uniques), dtype=np.float32)
+    for i, text in enumerate(uniques):
+        parts = parse_plan(text)
+        table[i, [index[t] for t in parts if t in index]] = 1.0
+        sizes[i] = len(parts)
+    return table[codes], sizes[codes]
+
+
+@lru_cache(maxsize=8)
+def _indicator_basis(treatments: tuple[str, ...]) -> np.ndarray:
+    """(C + 1, T, K): the indicator part (one-hot and pair columns) of
+    :func:`~precision_pain.models.pooled.design` for each condition (last: none) and
+    treatment, computed by that function itself so the two designs cannot drift."""
+    f = len(FEATURE_NAMES)
+    basis = []
+    for condition in (*CONDITIONS, None):
+        frame = pd.DataFrame(np.zeros((len(treatments), f), dtype=np.float32),
+                             columns=list(FEATURE_NAMES))
+        if condition is not None:
+            frame[f"condition={condition}"] = 1.0
+        basis.append(design(frame, np.asarray(treatments, dtype=object), treatments)[:, f:])
+    return np.stack(basis)
+
+
+def plan_design(X: pd.DataFrame, plan: str | np.ndarray, treatments: Sequence[str]
+                ) -> np.ndarray:
+    """(n, F + T + P + 1) float32: the pooled design with a multi-hot of the plan's
+    components (the sum of each component's one-hot and pair indicators, which never
+    overlap) and the number of components."""
+    treatments = tuple(treatments)
+    member, sizes = plan_membership(plan, len(X), treatments)
+    basis = _indicator_basis(treatments)
+    conditions = X[[f"condition={c}" for c in CONDITIONS]].to_numpy()
+    code = np.where(conditions.any(axis=1), conditions.argmax(axis=1), len(CONDITIONS))
+    indicators = np.zeros((len(X), basis.shape[2]), dtype=np.float32)
+    for c in np.unique(code):
+        rows = np.flatnonzero(code == c)
+        indicators[rows] = member[rows] @ basis[c]
+    return np.hstack([X.to_numpy(np.float32), indicators, sizes[:, None]])
+
+
+def plan_design_names(treatments: Sequence[str]) -> list[str]:
+    """Column names of :func:`plan_design`."""
+    return [*design_names(treatments), N_COMPONENTS]
+
+
+class PlanModel(PooledModel):
+    """A pooled booster over the plan design, for one outcome (one file, UBJSON)."""
+
+    kind: ClassVar[str] = KIND
+
+    @staticmethod
+    def design_of(X: pd.DataFrame, treatment: str | np.ndarray, treatments: Sequence[str]
+                  ) -> np.ndarray:
+        """:func:`plan_design` (``treatment``: a plan name, or one per row)."""
+        return plan_design(X, treatment, treatments)
+
+    @staticmethod
+    def names_of(treatments: Sequence[str]) -> list[str]:
+        """:func:`plan_design_names`."""
+        return plan_design_names(treatments)
+
+    def predict_plans(self, X: pd.DataFrame, plans: Sequence[str]) -> np.ndarray:
+        """(n, P) P(outcome) of every patient under every plan."""
+        if not plans:
+            return np.zeros((len(X), 0))
+        return np.column_stack([self.predict_proba(X, p) for p in plans]).astype(float)
+
+    def view(self, treatment: str) -> Any:
+        """Plans have no per-treatment view (the bundle keeps them apart)."""
+        raise TypeError("a plan model scores plans (predict_plans), not one treatment's view")
+
+
+# ------------------------------------------------------------------------------ SHAP parts
+
+def component_parts(phi: np.ndarray, plan: str, treatments: Sequence[str]
+                    ) -> dict[str, np.ndarray]:
+    """Per component of ``plan``: (n,) its share of the plan's log-odds (the SHAP of its
+    ``treatment=`` and ``pair=`` columns), from full-design SHAP ``phi`` (n, D + 1)."""
+    names = plan_design_names(treatments)
+    return {t: phi[:, [j for j, c in enumerate(names)
+                       if c == f"treatment={t}" or (c.startswith("pair=")
+                                                    and c.endswith(f":{t}"))]].sum(axis=1)
+            for t in parse_plan(plan)}
+
+
+def split_contributions(phi: np.ndarray, plan: str, treatments: Sequence[str]
+                        ) -> dict[str, np.ndarray]:
+    """SHAP of a plan in parts: ``features`` (n, F), one (n,) part per component,
+    ``n_components`` (n,) and ``baseline`` (n,: bias plus the columns of treatments not in
+    the plan). Every row's parts sum to the plan's log-odds."""
+    f = len(FEATURE_NAMES)
+    components = component_parts(phi, plan, treatments)
+    size = phi[:, -2]
+    rest = phi[:, f:-2].sum(axis=1) - sum(components.values(), np.zeros(len(phi)))
+    return {"features": phi[:, :f], **{f"component={t}": v for t, v in components.items()},
+            N_COMPONENTS: size, "baseline": phi[:, -1] + rest}
+
+
+# ------------------------------------------------------------------------------ fitting
+
+@dataclass(frozen=True)
+class PlanModels:
+    """The plan learner's two boosters, the plans it scores and what training found."""
+
+    response: PlanModel
+    adverse_event: PlanModel
+    plans: tuple[str, ...]
+    summary: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def treatments(self) -> tuple[str, ...]:
+        """The components the boosters know."""
+        return self.response.treatments
+
+    def model(self, outcome: str) -> PlanModel:
+        """The booster of one outcome."""
+        return {"response": self.response, "adverse_event": self.adverse_event}[outcome]
+
+
+def episode_plans(frame: pd.DataFrame) -> np.ndarray:
+    """Each episode's plan name: the contract-v2 ``plan`` column, else the treatment."""
+    if PLAN_COLUMN in frame.columns:
+        plan = frame[PLAN_COLUMN].astype(str).to_numpy(dtype=object)
+        single = frame["treatment"].astype(str).to_numpy(dtype=object)
+        return np.where(np.isin(plan, ["", "nan", "None"]), single, plan)
+    return frame["treatment"].astype(str).to_numpy(dtype=object)
+
+
+def has_plan_episodes(frame: pd.DataFrame) -> bool:
+    """Whether any episode is a plan of two or more components."""
+    return bool(pd.Series(episode_plans(frame)).str.contains(SEPARATOR, regex=False).any())
+
+
+def modelable(frame: pd.DataFrame, treatments: Sequence[str]) -> pd.DataFrame:
+    """The episodes whose every component is a modeled treatment (others counted, logged)."""
+    known = set(treatments)
+    plans = episode_plans(frame)
+    keep = np.array([set(p.split(SEPARATOR)) <= known for p in plans], dtype=bool)
+    if not keep.all():
+        log.warning("plan learner: %d of %d episodes hold a treatment that is not modeled; "
+                    "left out", int((~keep).sum()), len(frame))
+    return frame.loc[keep]
+
+
+def fit_plan_outcome(frame: pd.DataFrame, outcome: str, trees: int, seed: int,
+                     treatments: Sequence[str], hyperparameters: Mapping[str, Any],
+                     engine: Any = LOCAL) -> PlanModel:
+    """One booster of ``outcome`` on every episode of ``frame`` (already :func:`modelable`)."""
+    return PlanModel.fit(build_features(frame), episode_plans(frame),
+                         frame[outcome].to_numpy(float), outcome, trees, seed, treatments,
+                         engine=engine, **hyperparameters)
+
+
+def _log_loss(p: np.ndarray, y: np.ndarray) -> float:
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    return -float(np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def _adverse_event_trees(model: PlanModel, valid: pd.DataFrame, grid: Sequence[int]
+                         ) -> tuple[int, dict[str, float]]:
+    """The adverse-event tree count with the lowest validation log-loss (observed plans)."""
+    X, plans, y = build_features(valid), episode_plans(valid), valid["adverse_event"].to_numpy(float)
+    losses = {int(k): _log_loss(model.sliced(k).predict_proba(X, plans), y) for k in grid}
+    return min(losses, key=losses.get), losses
+
+
+def _response_settings(settings: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
+    """The response booster's xgboost parameters and trees: the pooled learner's default."""
+    response = settings["response"]
+    default = response.get("default", {})
+    hyper = {**fixed_settings(response, ("n_estimators", "max_depth")),
+             "max_depth": int(default.get("max_depth", max(grid_values(response["max_depth"]))))}
+    return hyper, int(default.get("n_estimators", max(grid_values(response["n_estimators"]))))
+
+
+def refit_plan_models(models: PlanModels, episodes: pd.DataFrame, settings: Mapping[str, Any],
+                      seed: int, engine: Any = LOCAL) -> PlanModels:
+    """The same boosters (settings, seeds, numbers of trees) fitted again on ``episodes``
+    (every split, for the deployed bundle of the pooled learner's ``refit_on_all``)."""
+    episodes = modelable(episodes, models.treatments)
+    r_hyper, r_trees = _response_settings(settings)
+    a_hyper = fixed_settings(settings["adverse_event"], ("n_estimators",))
+    a_trees = int(models.summary["plan_adverse_event_n_estimators"])
+    seed = seed + _SEED_OFFSET
+    response = fit_plan_outcome(episodes, "response", r_trees, seed, models.treatments, r_hyper,
+                                engine)
+    adverse = fit_plan_outcome(episodes, "adverse_event", a_trees, seed + 1, models.treatments,
+                               a_hyper, engine)
+    log.info("plan learner refitted on %d episodes (every split)", len(episodes))
+    return PlanModels(response, adverse, models.plans,
+                      {**models.summary, "plan_refit_on_all": 1.0})
+
+
+def fit_plan_models(train: pd.DataFrame, valid: pd.DataFrame, treatments: Sequence[str],
+                    settings: Mapping[str, Any], seed: int, engine: Any = LOCAL) -> PlanModels:
+    """Both plan boosters over the episodes of ``treatments`` (settings: the pooled
+    learner's, ``model.hyperparameters.pooled_xgboost``)."""
+    treatments = tuple(treatments)
+    train, valid = modelable(train, treatments), modelable(valid, treatments)
+    adverse = settings["adverse_event"]
+    r_hyper, r_trees = _response_settings(settings)
+    a_hyper = fixed_settings(adverse, ("n_estimators",))
+    a_grid = grid_values(adverse["n_estimators"])
+    seed = seed + _SEED_OFFSET
+    big_ae = fit_plan_outcome(train, "adverse_event", max(a_grid), seed + 1, treatments,
+                              a_hyper, engine)
+    a_trees, losses = _adverse_event_trees(big_ae, valid, a_grid)
+    resp_model = fit_plan_outcome(train, "response", r_trees, seed, treatments, r_hyper, engine)
+    ae_model = big_ae.sliced(a_trees)
+    valid_loss = _log_loss(resp_model.predict_proba(build_features(valid), episode_plans(valid)),
+                           valid["response"].to_numpy(float))
+    if settings.get("refit_on_validation", False):
+        both = pd.concat([train, valid], ignore_index=True)
+        resp_model = fit_plan_outcome(both, "response", r_trees, seed, treatments, r_hyper,
+                                      engine)
+        ae_model = fit_plan_outcome(both, "adverse_event", a_trees, seed + 1, treatments,
+                                    a_hyper, engine)
+    multi = pd.Series(episode_plans(train)).str.contains(SEPARATOR, regex=False)
+    summary = {"plan_train_episodes": float(len(train)),
+               "plan_train_multi_component_episodes": float(multi.sum()),
+               "plan_response_max_depth": float(r_hyper["max_depth"]),
+               "plan_response_n_estimators": float(r_trees),
+               "plan_adverse_event_n_estimators": float(a_trees),
+               "plan_valid_response_log_loss": valid_loss,
+               "plan_valid_adverse_event_log_loss": losses[a_trees],
+               "plan_refit_on_validation": float(bool(settings.get("refit_on_validation")))}
+    log.info("plan learner: %d training episodes (%d plans of 2+ components); response depth "
+             "%d, %d trees; adverse event %d trees (validation log-loss %s)", len(train),
+             int(multi.sum()), r_hyper["max_depth"], r_trees, a_trees,
+             " / ".join(f"{v:.4f}" for v in losses.values()))
+    plans = tuple(plan_name(p) for p in valid_plans(None, treatments))
+    return PlanModels(resp_model, ae_model, plans, summary)

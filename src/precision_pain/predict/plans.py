@@ -1,0 +1,267 @@
+"""Ranked treatment plans per patient: the plan learner's scores, the plan checks, preferences.
+
+When the bundle carries the plan learner (:mod:`precision_pain.models.plan_model`), predict
+ranks every valid plan (:func:`precision_pain.plans.valid_plans`) of each patient's
+condition as the single-treatment ranking ranks treatments
+(:func:`precision_pain.predict.recommend.rank_order`), per patient:
+
+1. plans valid for the patient's condition before every other one;
+2. plans holding a modality the patient declines (``exclude_modalities``) after every
+   accepted one;
+3. plans a check says to avoid (a component's CPIC rule on the patient's effective
+   phenotype in that plan, or an interaction rule:
+   :func:`precision_pain.predict.plan_checks.check_plans`) after every allowed one: the
+   model never overrides a check. A plan an ``exclude`` rule forbids (two opioids, two
+   drugs of one class) is not a plan at all and is never scored;
+4. with ``non_opioid_first``, plans holding an opioid after the patient's valid, allowed,
+   accepted plans without one (CDC 2022, recommendation 2);
+5. then by net benefit, P(response) - harm_weight * P(serious adverse event), with the
+   patient's own harm weight where the ``harm_weight`` column gives one.
+
+Each listed plan is compared with the best single treatment: the single-treatment
+recommender's first choice for the patient, valued by the plan learner (its one-component
+plan), so the two net benefits come from one model.
+
+Explanations: exact TreeSHAP of the plan learner, per outcome, split as
+:func:`precision_pain.models.plan_model.split_contributions` says: each component's part
+(why it is in the plan for this patient), the part of the plan's size, and the patient's
+features that move the plan's prediction most.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from precision_pain.data.features import FEATURE_NAMES
+from precision_pain.models.plan_model import N_COMPONENTS, PlanModels, split_contributions
+from precision_pain.plans import SEPARATOR, parse_plan, plan_eligibility
+from precision_pain.predict.guidelines import NON_OPIOID_NOTE, opioid_demotion
+from precision_pain.predict.plan_checks import PlanChecks, check_plans
+from precision_pain.predict.preferences import Preferences
+from precision_pain.predict.recommend import explain_matrix, format_numbers, rank_order
+from precision_pain.registry import OUTCOMES, TREATMENTS
+
+PLAN_COLUMNS: tuple[str, ...] = (
+    "patient_id", "rank", "plan", "components", "n_components", "eligible", "p_response",
+    "p_adverse_event", "net_benefit", "harm_weight", "action", "rules", "note",
+    "dose_guidance", "cyp2d6_effective_phenotype", "excluded_by_preference",
+    "stewardship_note", "best_single_treatment", "best_single_net_benefit",
+    "net_benefit_over_best_single", "explanation", "adverse_event_explanation",
+)
+# (patient, plan) pairs per booster call: one design matrix of this many rows (~25 MB).
+_PAIRS_PER_CALL = 100_000
+_OUTCOME_WORDS = {"response": "the chance of response", "adverse_event": "the risk of a "
+                  "serious adverse event"}
+
+
+@dataclass(frozen=True)
+class RankedPlans:
+    """Per patient (rows) and plan (columns): scores, checks, flags and ranks."""
+
+    plans: tuple[str, ...]
+    p_response: np.ndarray
+    p_adverse_event: np.ndarray
+    net_benefit: np.ndarray
+    eligible: np.ndarray
+    checks: PlanChecks
+    excluded: np.ndarray
+    demoted: np.ndarray
+    harm_weight: np.ndarray
+    order: np.ndarray  # (n, P) column index of the plan at each rank
+
+    def first(self) -> np.ndarray:
+        """(n,) column of each patient's first-ranked plan (-1: no valid plan)."""
+        return np.where(self.eligible.any(axis=1), self.order[:, 0], -1)
+
+
+def membership(plans: Sequence[str], treatments: Sequence[str]) -> np.ndarray:
+    """(T, P) bool: treatment t is a component of plan p."""
+    parts = [set(parse_plan(p)) for p in plans]
+    return np.array([[t in p for p in parts] for t in treatments], dtype=bool).reshape(
+        len(treatments), len(plans))
+
+
+def predict_eligible(X: pd.DataFrame, plan_models: PlanModels, plans: Sequence[str],
+                     eligible: np.ndarray, outcome: str) -> np.ndarray:
+    """(n, P) P(outcome) of the eligible (patient, plan) pairs, NaN elsewhere (never scored).
+
+    One booster call per block of pairs (one design matrix), not one per plan."""
+    out = np.full(eligible.shape, np.nan)
+    rows, cols = np.nonzero(eligible)
+    names = np.asarray(plans, dtype=object)
+    model = plan_models.model(outcome)
+    for start in range(0, len(rows), _PAIRS_PER_CALL):
+        r, c = rows[start:start + _PAIRS_PER_CALL], cols[start:start + _PAIRS_PER_CALL]
+        out[r, c] = model.predict_proba(X.iloc[r], names[c])
+    return out
+
+
+def decide_plans(prepared: pd.DataFrame, plans: Sequence[str], treatments: Sequence[str],
+                 p_response: np.ndarray, p_adverse_event: np.ndarray,
+                 preferences: Preferences, *, non_opioid_first: bool = True,
+                 eligible: np.ndarray | None = None) -> RankedPlans:
+    """Checks and ranking of every plan for given scores (the model's, or any)."""
+    plans = tuple(plans)
+    if eligible is None:
+        eligible = plan_eligibility(prepared["condition"], [parse_plan(p) for p in plans])
+    checks = check_plans(prepared, plans)
+    member = membership(plans, treatments)
+    excluded = (preferences.excluded.astype(np.int64) @ member.astype(np.int64)) > 0
+    weight = np.asarray(preferences.harm_weight, dtype=float)
+    net = p_response - weight[:, None] * p_adverse_event
+    opioid = np.array([any(TREATMENTS[t].opioid for t in parse_plan(p)) for p in plans],
+                      dtype=bool)
+    demoted = (opioid_demotion(eligible, checks.avoid, excluded, opioid) if non_opioid_first
+               else np.zeros_like(excluded))
+    order = rank_order(eligible, checks.avoid, np.nan_to_num(net, nan=-np.inf), plans,
+                       demoted=demoted, excluded=excluded)
+    return RankedPlans(plans, p_response, p_adverse_event, net, eligible, checks, excluded,
+                       demoted, weight, order)
+
+
+def score_plans(prepared: pd.DataFrame, X: pd.DataFrame, plan_models: PlanModels,
+                preferences: Preferences, *, non_opioid_first: bool = True) -> RankedPlans:
+    """The plan learner's P(response) and P(adverse event) of every valid plan, ranked.
+
+    ``preferences`` are over ``plan_models.treatments``."""
+    plans = plan_models.plans
+    eligible = plan_eligibility(prepared["condition"], [parse_plan(p) for p in plans])
+    p = {o: predict_eligible(X, plan_models, plans, eligible, o) for o in OUTCOMES}
+    return decide_plans(prepared, plans, plan_models.treatments, p["response"],
+                        p["adverse_event"], preferences, non_opioid_first=non_opioid_first,
+                        eligible=eligible)
+
+
+# --------------------------------------------------------------------------- explanations
+
+def plan_shap(X: pd.DataFrame, plan_models: PlanModels, ranked: RankedPlans, depth: int,
+              outcome: str) -> np.ndarray:
+    """(n, depth, D + 1) exact SHAP (full plan design, bias last) of ranks 1..depth."""
+    model = plan_models.model(outcome)
+    rows = np.repeat(np.arange(len(X)), depth)
+    plans = np.asarray(ranked.plans, dtype=object)[ranked.order[:, :depth].reshape(-1)]
+    phi = model.contributions_full(X.iloc[rows], plans)
+    return phi.reshape(len(X), depth, -1).astype(np.float32)
+
+
+def _component_words(parts: dict[str, np.ndarray], plan: str) -> np.ndarray:
+    """'<component> (odds xA.BC), ...; plan size (odds xA.BC)' per row, one plan."""
+    texts = [TREATMENTS[t].label + " (odds x"
+             + format_numbers(np.exp(parts[f"component={t}"]), ".2f") + ")"
+             for t in parse_plan(plan)]
+    texts.append("plan size (odds x" + format_numbers(np.exp(parts[N_COMPONENTS]), ".2f") + ")")
+    out = texts[0]
+    for t in texts[1:]:
+        out = out + ", " + t
+    return out
+
+
+def plan_explanations(phi: np.ndarray, ranked: RankedPlans, X: pd.DataFrame,
+                      treatments: Sequence[str], n_features: int, outcome: str) -> np.ndarray:
+    """(n, depth) sentences: why each component is there, and the patient's features."""
+    n, depth = phi.shape[:2]
+    values = X.to_numpy(np.float32)
+    out = np.full((n, depth), "", dtype=object)
+    labels = np.full(n, "patient", dtype=object)
+    f = len(FEATURE_NAMES)
+    for r in range(depth):
+        cols = ranked.order[:, r]
+        features = np.hstack([phi[:, r, :f], phi[:, r, -1:]])  # the plan's columns -> bias
+        about = explain_matrix(features, values, labels, n_features, outcome)
+        for j in np.unique(cols):
+            rows = np.flatnonzero(cols == j)
+            parts = split_contributions(phi[rows, r].astype(float), ranked.plans[j], treatments)
+            out[rows, r] = (f"components, by how much each moves {_OUTCOME_WORDS[outcome]}: "
+                            + _component_words(parts, ranked.plans[j]) + ". " + about[rows])
+    return out
+
+
+# --------------------------------------------------------------------------- the table
+
+def plan_table(ids: np.ndarray, ranked: RankedPlans, depth: int, best_single: np.ndarray,
+               explanations: dict[str, np.ndarray]) -> pd.DataFrame:
+    """The top ``depth`` plans of every patient, in patient then rank order.
+
+    ``best_single`` (n,) names each patient's best single treatment ('' if none)."""
+    n = len(ids)
+    rows, cols = np.repeat(np.arange(n), depth), ranked.order[:, :depth].reshape(-1)
+    pick = (rows, cols)
+    plans = np.asarray(ranked.plans, dtype=object)
+    single_col = {p: j for j, p in enumerate(ranked.plans) if SEPARATOR not in p}
+    codes, names = pd.factorize(np.asarray(best_single, dtype=object))
+    column = np.array([single_col.get(name, -1) for name in names], dtype=np.int64)[codes]
+    single_net = np.where(column >= 0, ranked.net_benefit[np.arange(n), np.maximum(column, 0)],
+                          np.nan)
+    rules = np.array([";".join(r) for r in ranked.checks.rules], dtype=object)
+    stewardship = np.where(ranked.demoted[pick], NON_OPIOID_NOTE, "")
+    return pd.DataFrame({
+        "patient_id": np.repeat(ids, depth),
+        "rank": np.tile(np.arange(1, depth + 1), n),
+        "plan": plans[cols],
+        "components": np.char.replace(plans[cols].astype(str), SEPARATOR, "; ").astype(object),
+        "n_components": np.array([len(parse_plan(p)) for p in ranked.plans])[cols],
+        "eligible": ranked.eligible[pick],
+        "p_response": ranked.p_response[pick],
+        "p_adverse_event": ranked.p_adverse_event[pick],
+        "net_benefit": ranked.net_benefit[pick],
+        "harm_weight": ranked.harm_weight[rows],
+        "action": ranked.checks.action[pick],
+        "rules": rules[cols],
+        "note": ranked.checks.note[pick],
+        "dose_guidance": ranked.checks.dose[pick],
+        "cyp2d6_effective_phenotype": ranked.checks.cyp2d6_effective_phenotype[pick],
+        "excluded_by_preference": ranked.excluded[pick],
+        "stewardship_note": stewardship.astype(object),
+        "best_single_treatment": np.asarray(best_single, dtype=object)[rows],
+        "best_single_net_benefit": single_net[rows],
+        "net_benefit_over_best_single": ranked.net_benefit[pick] - single_net[rows],
+        "explanation": explanations["response"].reshape(-1),
+        "adverse_event_explanation": explanations["adverse_event"].reshape(-1),
+    }, columns=list(PLAN_COLUMNS))
+
+
+def plan_shap_frame(ids: np.ndarray, ranked: RankedPlans, phi: dict[str, np.ndarray],
+                    treatments: Sequence[str]) -> pd.DataFrame:
+    """Long SHAP table of the listed plans: patient_id, plan, outcome, rank, then every
+    column of the plan design and ``bias`` (a row sums to that outcome's log-odds)."""
+    from precision_pain.models.plan_model import plan_design_names
+
+    names = [*plan_design_names(treatments), "bias"]
+    frames = []
+    for outcome, values in phi.items():
+        n, depth, width = values.shape
+        frame = pd.DataFrame(values.reshape(n * depth, width), columns=names)
+        frame.insert(0, "patient_id", np.repeat(ids, depth))
+        frame.insert(1, "plan", np.asarray(ranked.plans, dtype=object)[
+            ranked.order[:, :depth].reshape(-1)])
+        frame.insert(2, "outcome", outcome)
+        frame.insert(3, "rank", np.tile(np.arange(1, depth + 1), n))
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class PlanRecommendations:
+    """The listed plans per patient and their SHAP values."""
+
+    table: pd.DataFrame
+    shap: pd.DataFrame
+
+
+def recommend_plans(prepared: pd.DataFrame, X: pd.DataFrame, plan_models: PlanModels,
+                    preferences: Preferences, best_single: np.ndarray, depth: int,
+                    n_features: int, non_opioid_first: bool = True) -> PlanRecommendations:
+    """The top ``depth`` plans of every patient, checked, compared and explained."""
+    ranked = score_plans(prepared, X, plan_models, preferences,
+                         non_opioid_first=non_opioid_first)
+    depth = min(depth, len(ranked.plans))
+    phi = {o: plan_shap(X, plan_models, ranked, depth, o) for o in OUTCOMES}
+    words = {o: plan_explanations(phi[o], ranked, X, plan_models.treatments, n_features, o)
+             for o in OUTCOMES}
+    ids = prepared["patient_id"].astype(str).to_numpy()
+    return PlanRecommendations(plan_table(ids, ranked, depth, best_single, words),
+                               plan_shap_frame(ids, ranked, phi, plan_models.treatments))

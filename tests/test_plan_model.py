@@ -1,0 +1,109 @@
+"""The plan learner: component-wise pooled design, exact SHAP per plan, the bundle round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from precision_pain.data.features import build_features
+from precision_pain.data.prepare import prepare_cohort
+from precision_pain.data.simulate import simulate_cohort
+from precision_pain.data.split import split_cohort
+from precision_pain.models.plan_model import (
+    N_COMPONENTS,
+    PlanModel,
+    episode_plans,
+    fit_plan_models,
+    has_plan_episodes,
+    plan_design,
+    plan_design_names,
+    split_contributions,
+)
+from precision_pain.models.pooled import design, design_names
+
+TREATMENTS = ("nsaid", "duloxetine", "tramadol", "physical_therapy", "epidural_steroid")
+
+
+@pytest.fixture(scope="module")
+def planned(params):
+    sim = simulate_cohort(params.simulate.model_copy(update={"plans": True}), 0.3,
+                          n_patients=1500, seed=5)
+    return prepare_cohort(sim.cohort, "plans", 0.3)
+
+
+@pytest.fixture(scope="module")
+def fitted(planned, params):
+    hyper = params.model.hyperparameters["pooled_xgboost"]
+    settings = {**hyper, "response": {**hyper["response"], "default": {"max_depth": 3,
+                                                                        "n_estimators": 60}},
+                "adverse_event": {**hyper["adverse_event"], "n_estimators": [20, 40]}}
+    splits = split_cohort(planned, 0.15, 0.25, seed=1)
+    treatments = sorted({t for p in episode_plans(planned) for t in p.split("+")})
+    return fit_plan_models(splits["train"], splits["valid"], treatments, settings, 3), splits
+
+
+def test_one_component_plan_is_the_pooled_design_plus_its_size(planned):
+    X = build_features(planned.head(4))
+    got = plan_design(X, "duloxetine", TREATMENTS)
+    np.testing.assert_array_equal(got[:, :-1], design(X, "duloxetine", TREATMENTS))
+    assert (got[:, -1] == 1).all()
+    assert plan_design_names(TREATMENTS) == [*design_names(TREATMENTS), N_COMPONENTS]
+
+
+def test_plan_design_is_the_union_of_its_components(planned):
+    X = build_features(planned.head(6))
+    got = plan_design(X, "duloxetine+physical_therapy+epidural_steroid", TREATMENTS)
+    parts = [design(X, t, TREATMENTS) for t in ("duloxetine", "physical_therapy",
+                                                 "epidural_steroid")]
+    np.testing.assert_array_equal(got[:, :-1], np.maximum.reduce(parts))
+    assert (got[:, -1] == 3).all()
+    per_row = plan_design(X, np.array(["nsaid", "tramadol+physical_therapy"] * 3, object),
+                          TREATMENTS)
+    names = plan_design_names(TREATMENTS)
+    onehot = per_row[:, [names.index(f"treatment={t}") for t in TREATMENTS]]
+    assert onehot.sum(axis=1).tolist() == [1, 2] * 3
+    assert per_row[:, -1].tolist() == [1, 2] * 3
+
+
+def test_episode_plans_read_v1_and_v2_rows():
+    v1 = pd.DataFrame({"treatment": ["nsaid", "cbt"]})
+    v2 = pd.DataFrame({"treatment": ["", "cbt"], "plan": ["nsaid+cbt", "cbt"]})
+    assert episode_plans(v1).tolist() == ["nsaid", "cbt"]
+    assert episode_plans(v2).tolist() == ["nsaid+cbt", "cbt"]
+    assert not has_plan_episodes(v1) and has_plan_episodes(v2)
+
+
+def test_plan_shap_parts_sum_to_the_plan_log_odds(fitted):
+    models, splits = fitted
+    X = build_features(splits["test"].head(20))
+    plan = "duloxetine+physical_therapy"
+    for outcome in ("response", "adverse_event"):
+        model = models.model(outcome)
+        phi = model.contributions_full(X, plan)
+        parts = split_contributions(phi, plan, models.treatments)
+        assert {"component=duloxetine", "component=physical_therapy"} <= set(parts)
+        total = parts["features"].sum(axis=1) + sum(v for k, v in parts.items()
+                                                    if k != "features")
+        np.testing.assert_allclose(total, model.raw(X, plan), atol=1e-4)
+
+
+def test_every_valid_plan_is_scored_and_the_bundle_keeps_the_plan_learner(fitted, tmp_path):
+    from precision_pain.models.bundle import ModelBundle, load_bundle, save_bundle
+    from precision_pain.data.features import FEATURE_NAMES
+
+    models, splits = fitted
+    assert models.summary["plan_train_multi_component_episodes"] > 0
+    X = build_features(splits["test"].head(30))
+    p = models.response.predict_plans(X, models.plans)
+    assert p.shape == (30, len(models.plans)) and ((p > 0) & (p < 1)).all()
+    bundle = ModelBundle("pooled_xgboost", FEATURE_NAMES, {}, {}, None, models)
+    save_bundle(bundle, tmp_path / "b")
+    loaded = load_bundle(tmp_path / "b")
+    assert loaded.plan_models.plans == models.plans
+    np.testing.assert_allclose(loaded.plan_models.response.predict_plans(X, models.plans), p,
+                               rtol=1e-6)
+    assert isinstance(loaded.plan_models.adverse_event, PlanModel)
+    (tmp_path / "b" / "plans" / "response.pooled_plans.ubj").write_bytes(b"x")
+    with pytest.raises(ValueError, match="plans/response.pooled_plans.ubj does not match"):
+        load_bundle(tmp_path / "b")

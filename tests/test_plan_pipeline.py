@@ -1,0 +1,105 @@
+"""Plans end to end, in process: simulate (plans on) -> prepare -> split -> train -> evaluate
+-> predict, on a small cohort with short grids (the route is under test, not the fit)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from precision_pain.cli import main
+from precision_pain.plans import parse_plan
+from precision_pain.predict.plans import PLAN_COLUMNS
+from precision_pain.predict.recommend import OUTPUT_COLUMNS
+from precision_pain.registry import MODALITIES, TREATMENTS
+from short_grids import short_grids
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.slow
+
+
+def _invoke(args: list[str]) -> None:
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("plans")
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["simulate"].update({"plans": True, "n_patients": 2500})
+    raw["data"] = {k: (str(d / v) if isinstance(v, str) else v) for k, v in raw["data"].items()}
+    raw["model"].update({"dir": str(d / "models"), "metrics": str(d / "training.json")})
+    if "evaluated_dir" in raw["model"]:
+        raw["model"]["evaluated_dir"] = str(d / "evaluated")
+    for key in ("metrics", "per_treatment", "policy", "subgroups", "plots_dir", "report"):
+        raw["evaluate"][key] = str(d / raw["evaluate"][key])
+    raw["evaluate"]["n_bootstrap"] = 20
+    short_grids(raw)
+    raw["model"]["hyperparameters"]["pooled_xgboost"]["response"]["default"] = {
+        "max_depth": 3, "n_estimators": 100}
+    params = d / "params.yaml"
+    params.write_text(yaml.safe_dump(raw))
+    p = ["--params", str(params)]
+    _invoke(["simulate", *p, "--out", raw["data"]["synthetic_cohort"],
+             "--truth-out", raw["data"]["synthetic_truth"]])
+    for stage in (["prepare"], ["split"], ["train", "--no-tracking"],
+                  ["evaluate", "--no-tracking"]):
+        _invoke([stage[0], *p, *stage[1:]])
+    cohort = pd.read_parquet(raw["data"]["synthetic_cohort"]).head(60)
+    new = cohort.drop(columns=["treatment", "plan", "contract_version", "pain_followup",
+                               "adverse_event"])
+    new["exclude_modalities"] = ["procedure;opioid" if i % 2 else "" for i in range(len(new))]
+    new.to_csv(d / "new.csv", index=False)
+    _invoke(["predict", *p, str(d / "new.csv"), "--out", str(d / "out" / "pred.csv")])
+    return d
+
+
+def test_training_and_evaluation_report_the_plan_learner(run):
+    training = json.loads((run / "training.json").read_text())
+    assert training["plan_train_multi_component_episodes"] > 0
+    from precision_pain.models.bundle import load_bundle
+
+    deployed = load_bundle(run / "models").plan_models
+    evaluated = load_bundle(run / "evaluated").plan_models
+    assert evaluated.plans == deployed.plans
+    assert deployed.summary.get("plan_refit_on_all") == 1.0  # refitted on every split
+    assert "plan_refit_on_all" not in evaluated.summary
+    plans = json.loads((run / "metrics/evaluation.json").read_text())["plans"]
+    values = json.loads((run / "metrics/policy.json").read_text())["plans"][
+        "mean_true_net_benefit"]
+    oracle = values["oracle"]["estimate"]
+    assert all(v["estimate"] <= oracle + 1e-12 for v in values.values())
+    assert {"share_of_oracle_gain.model", "share_of_oracle_gain.best_plan_for_everyone",
+            "share_of_oracle_gain.single_recommender"} <= set(plans)
+    assert "## Treatment plans" in (run / "reports/evaluation.md").read_text()
+
+
+def test_predict_lists_checked_plans_and_keeps_the_single_table(run):
+    out = run / "out"
+    single = pd.read_csv(out / "pred.csv")
+    assert tuple(single.columns) == OUTPUT_COLUMNS
+    plans = pd.read_csv(out / "pred.plans.csv", keep_default_na=False)
+    assert tuple(plans.columns) == PLAN_COLUMNS
+    assert plans.groupby("patient_id").size().eq(3).all()  # predict.top_k_explained
+    declined = {t for m in ("procedure", "opioid") for t in MODALITIES[m]}
+    new = pd.read_csv(run / "new.csv", keep_default_na=False).set_index("patient_id")
+    for row in plans[plans["rank"] == 1].itertuples():
+        parts = parse_plan(row.plan)
+        assert sum(TREATMENTS[t].opioid for t in parts) <= 1
+        assert row.action != "avoid"
+        if new.loc[row.patient_id, "exclude_modalities"]:
+            assert not set(parts) & declined
+        assert row.explanation.startswith("components, by how much")
+    assert plans["net_benefit_over_best_single"].to_numpy(float) == pytest.approx(
+        (plans["net_benefit"] - plans["best_single_net_benefit"]).to_numpy(float))
+    doc = json.loads((out / "pred.plans.json").read_text())
+    assert doc["columns"] == list(PLAN_COLUMNS) and len(doc["rows"]) == len(plans)
+    shap = pd.read_csv(out / "pred.plans.shap.csv")
+    assert len(shap) == 2 * len(plans)
+    assert "Treatment plans" in (out / "pred.html").read_text()

@@ -1,0 +1,98 @@
+"""Ranking plans: checks no score can override, declined modalities, harm weight, the table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from precision_pain.data.prepare import prepare_cohort
+from precision_pain.data.simulate import simulate_cohort
+from precision_pain.plans import parse_plan, plan_name, valid_plans
+from precision_pain.predict.plans import decide_plans, membership
+from precision_pain.predict.preferences import patient_preferences
+from precision_pain.registry import MODALITIES, TREATMENT_NAMES, TREATMENTS
+
+TREATMENTS_USED = tuple(t for t in TREATMENT_NAMES if t != "neurofeedback")
+PLANS = tuple(plan_name(p) for p in valid_plans(None, TREATMENTS_USED))
+
+
+@pytest.fixture(scope="module")
+def patients(params):
+    sim = simulate_cohort(params.simulate, 0.3, n_patients=120, seed=9)
+    return prepare_cohort(sim.cohort.drop(columns=["pain_followup", "adverse_event"]), "p",
+                          None, require_outcomes=False).reset_index(drop=True)
+
+
+def _opioid(plan: str) -> bool:
+    return any(TREATMENTS[t].opioid for t in parse_plan(plan))
+
+
+def test_membership_marks_components():
+    member = membership(["nsaid+cbt", "cbt"], ["nsaid", "cbt", "tramadol"])
+    assert member.tolist() == [[True, False], [True, True], [False, False]]
+
+
+def test_no_plan_has_two_opioids_or_two_drugs_of_a_class():
+    for plan in PLANS:
+        parts = parse_plan(plan)
+        assert sum(TREATMENTS[t].opioid for t in parts) <= 1
+        classes = [TREATMENTS[t].drug_class for t in parts if TREATMENTS[t].kind == "drug"]
+        assert len(classes) == len(set(classes))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1),
+       declined=st.lists(st.sampled_from(sorted(MODALITIES)), max_size=2, unique=True),
+       harm=st.floats(0.0, 5.0), non_opioid_first=st.booleans())
+def test_no_score_overrides_a_check_or_a_declined_modality(patients, seed, declined, harm,
+                                                          non_opioid_first):
+    rng = np.random.default_rng(seed)
+    frame = patients.assign(exclude_modalities=";".join(declined))
+    prefs = patient_preferences(frame, TREATMENTS_USED, harm)
+    shape = (len(frame), len(PLANS))
+    ranked = decide_plans(frame, PLANS, TREATMENTS_USED, rng.random(shape),
+                          rng.random(shape) * 0.3, prefs, non_opioid_first=non_opioid_first)
+    rank = np.empty_like(ranked.order)
+    np.put_along_axis(rank, ranked.order, np.arange(len(PLANS))[None, :], axis=1)
+    usable = ranked.eligible & ~ranked.checks.avoid & ~ranked.excluded
+    for i in range(len(frame)):
+        first = ranked.order[i, 0]
+        if usable[i].any():
+            # the first choice is valid, allowed by every check and accepted by the patient
+            assert usable[i, first]
+            worst_usable = rank[i][usable[i]].max()
+            # every avoided or declined plan ranks below every usable one
+            assert (rank[i][ranked.eligible[i] & ~usable[i]] > worst_usable).all()
+        if non_opioid_first and (usable[i] & ~np.array([_opioid(p) for p in PLANS])).any():
+            assert not _opioid(PLANS[first])
+        if declined:
+            banned = {t for m in declined for t in MODALITIES[m]}
+            if usable[i].any():
+                assert not set(parse_plan(PLANS[first])) & banned
+
+
+def test_the_patients_harm_weight_changes_net_benefit(patients):
+    shape = (len(patients), len(PLANS))
+    p_resp, p_ae = np.full(shape, 0.4), np.full(shape, 0.1)
+    frame = patients.assign(harm_weight=[2.0] + [np.nan] * (len(patients) - 1))
+    prefs = patient_preferences(frame, TREATMENTS_USED, 0.5)
+    ranked = decide_plans(frame, PLANS, TREATMENTS_USED, p_resp, p_ae, prefs)
+    assert ranked.net_benefit[0, 0] == pytest.approx(0.2)
+    assert ranked.net_benefit[1, 0] == pytest.approx(0.35)
+
+
+def test_a_cyp2d6_inhibitor_in_a_plan_changes_tramadols_action(patients):
+    normal = patients[patients["cyp2d6_phenotype"] == "NM"].head(3)
+    if normal.empty:
+        pytest.skip("no normal metabolizer in the small cohort")
+    plans = ("tramadol", "tramadol+duloxetine")
+    plans = tuple(plan_name(parse_plan(p)) for p in plans)
+    prefs = patient_preferences(normal, TREATMENTS_USED, 0.5)
+    ranked = decide_plans(normal, plans, TREATMENTS_USED, np.full((len(normal), 2), 0.4),
+                          np.full((len(normal), 2), 0.05), prefs)
+    assert "cyp2d6_inhibitor_in_plan" in ranked.checks.rules[1]
+    assert (ranked.checks.cyp2d6_effective_phenotype[:, 1] != "NM").all()
+    assert pd.Series(ranked.checks.note[:, 1]).str.contains("serotonin").all()
