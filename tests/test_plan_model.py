@@ -40,6 +40,7 @@ def fitted(planned, params):
                 "adverse_event": {**hyper["adverse_event"], "n_estimators": [20, 40]}}
     splits = split_cohort(planned, 0.15, 0.25, seed=1)
     treatments = sorted({t for p in episode_plans(planned) for t in p.split("+")})
+    settings["plan_optimism_correction"] = True
     return fit_plan_models(splits["train"], splits["valid"], treatments, settings, 3), splits
 
 
@@ -107,3 +108,28 @@ def test_every_valid_plan_is_scored_and_the_bundle_keeps_the_plan_learner(fitted
     (tmp_path / "b" / "plans" / "response.pooled_plans.ubj").write_bytes(b"x")
     with pytest.raises(ValueError, match="plans/response.pooled_plans.ubj does not match"):
         load_bundle(tmp_path / "b")
+
+
+def test_the_ranking_penalty_is_the_extra_selection_optimism_of_a_plans_size(fitted, params):
+    models, splits = fitted
+    summary = models.summary
+    optimism = {k: summary[f"plan_selection_optimism_{k}"] for k in (1, 2, 3)}
+    for k in (1, 2, 3):
+        assert summary[f"plan_ranking_penalty_{k}"] == pytest.approx(
+            max(0.0, optimism[k] - optimism[1]))
+    penalty = models.ranking_penalty()
+    sizes = np.array([p.count("+") + 1 for p in models.plans])
+    assert (penalty[sizes == 1] == 0).all()
+    np.testing.assert_allclose(penalty[sizes == 3], summary["plan_ranking_penalty_3"])
+    # choosing the best of many noisy estimates promises more than an independent fit confirms
+    assert optimism[3] > 0
+    # seeded: the same settings give the same correction
+    from precision_pain.models.plan_model import selection_optimism, fit_plan_outcome
+
+    treatments = models.treatments
+
+    def fit(frame, outcome, seed):
+        return fit_plan_outcome(frame, outcome, 30, seed, treatments, {"max_depth": 2})
+
+    args = (splits["train"], splits["valid"], treatments, fit, 7, 0.5)
+    assert selection_optimism(*args) == selection_optimism(*args)

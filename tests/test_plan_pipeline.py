@@ -103,3 +103,32 @@ def test_predict_lists_checked_plans_and_keeps_the_single_table(run):
     shap = pd.read_csv(out / "pred.plans.shap.csv")
     assert len(shap) == 2 * len(plans)
     assert "Treatment plans" in (out / "pred.html").read_text()
+
+
+def test_the_served_model_answers_with_plans_on_request(run, tmp_path, monkeypatch):
+    import mlflow
+
+    from precision_pain import tracking
+    from precision_pain.config import load_params
+    from precision_pain.predict.recommend import options_from_params
+    from precision_pain.predict.serve import model_config
+
+    params = load_params(run / "params.yaml")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+    track = params.tracking.model_copy(update={"uri": uri,
+                                               "artifact_location": tmp_path / "artifacts"})
+    with mlflow.start_run(experiment_id=tracking.start(track)) as active:
+        run_id = active.info.run_id
+    model_uri = tracking.log_recommender(track, run / "models", run_id,
+                                         model_config(options_from_params(params), 50))
+    model = mlflow.pyfunc.load_model(model_uri)
+    new = pd.read_csv(run / "new.csv", keep_default_na=False).head(4)
+    plans = model.predict(new, params={"output": "plans"})
+    assert tuple(plans.columns) == PLAN_COLUMNS and len(plans) == 4 * 3
+    expected = pd.read_csv(run / "out" / "pred.plans.csv", keep_default_na=False)
+    first = expected[expected["patient_id"].isin(new["patient_id"].astype(str))]
+    # the same plans, in the same order, as `precision-pain predict` wrote
+    assert plans["plan"].tolist() == first["plan"].tolist()
+    assert tuple(model.predict(new).columns) == OUTPUT_COLUMNS

@@ -53,8 +53,10 @@ def test_no_score_overrides_a_check_or_a_declined_modality(patients, seed, decli
     frame = patients.assign(exclude_modalities=";".join(declined))
     prefs = patient_preferences(frame, TREATMENTS_USED, harm)
     shape = (len(frame), len(PLANS))
+    # any ranking penalty (the plan learner's winner's-curse correction) is part of the score
     ranked = decide_plans(frame, PLANS, TREATMENTS_USED, rng.random(shape),
-                          rng.random(shape) * 0.3, prefs, non_opioid_first=non_opioid_first)
+                          rng.random(shape) * 0.3, prefs, non_opioid_first=non_opioid_first,
+                          penalty=rng.random(len(PLANS)) * 0.1)
     rank = np.empty_like(ranked.order)
     np.put_along_axis(rank, ranked.order, np.arange(len(PLANS))[None, :], axis=1)
     usable = ranked.eligible & ~ranked.checks.avoid & ~ranked.excluded
@@ -96,3 +98,20 @@ def test_a_cyp2d6_inhibitor_in_a_plan_changes_tramadols_action(patients):
     assert "cyp2d6_inhibitor_in_plan" in ranked.checks.rules[1]
     assert (ranked.checks.cyp2d6_effective_phenotype[:, 1] != "NM").all()
     assert pd.Series(ranked.checks.note[:, 1]).str.contains("serotonin").all()
+
+
+def test_a_plan_ranks_by_net_benefit_less_its_sizes_penalty(patients):
+    plans = ("duloxetine", "duloxetine+physical_therapy")
+    frame = patients.head(2)
+    prefs = patient_preferences(frame, TREATMENTS_USED, 0.5)
+    p_resp = np.array([[0.40, 0.43], [0.40, 0.46]])
+    p_ae = np.zeros((2, 2))
+    eligible = np.ones((2, 2), dtype=bool)
+    plain = decide_plans(frame, plans, TREATMENTS_USED, p_resp, p_ae, prefs, eligible=eligible)
+    assert (plain.order[:, 0] == 1).all()  # without a penalty the plan wins for both
+    ranked = decide_plans(frame, plans, TREATMENTS_USED, p_resp, p_ae, prefs, eligible=eligible,
+                          penalty=np.array([0.0, 0.05]))
+    # the plan must beat the single treatment by more than its penalty: only the second does
+    assert ranked.order[:, 0].tolist() == [0, 1]
+    np.testing.assert_allclose(ranked.ranking_score, ranked.net_benefit - [0.0, 0.05])
+    np.testing.assert_allclose(ranked.net_benefit, plain.net_benefit)  # shown estimates kept

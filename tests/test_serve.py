@@ -86,6 +86,13 @@ def test_registered_recommender_loads_without_pickle(registered, small_synthetic
     from precision_pain.predict.serve import RequestRefused
     with pytest.raises(RequestRefused, match="exclude_modalities.*'surgery'"):
         model.predict(pd.DataFrame([{**records[0], "exclude_modalities": "surgery"}]))
+    # the one declared parameter: which table; plans need the plan learner this bundle lacks
+    same = model.predict(pd.DataFrame(records), params={"output": "treatments"})
+    pd.testing.assert_frame_equal(same, out)
+    with pytest.raises(RequestRefused, match="plan learner"):
+        model.predict(pd.DataFrame(records), params={"output": "plans"})
+    with pytest.raises(RequestRefused, match="'tables' is not known"):
+        model.predict(pd.DataFrame(records), params={"output": "tables"})
 
 
 def _free_port() -> int:

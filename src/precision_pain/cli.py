@@ -320,7 +320,7 @@ def _with_plans(evaluated: Any, deployed: Any, splits: tuple[Any, Any, Any], par
                          "model.hyperparameters.pooled_xgboost, which params.yaml lacks")
     with training_threads():
         plans = fit_plan_models(train_all, valid_all, evaluated.treatments, settings,
-                                params.model.seed, engine)
+                                params.model.seed, engine, params.evaluate.harm_weight)
         if test_all is None:  # no refit on every split: one bundle
             with_plans = replace(evaluated, plan_models=plans)
             return with_plans, with_plans

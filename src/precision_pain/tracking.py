@@ -26,6 +26,7 @@ import re
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, redirect_stderr
 from pathlib import Path
@@ -580,25 +581,31 @@ def log_recommender(params: TrackingParams, models_dir: Path, run_id: str,
     import mlflow
 
     from precision_pain.models.bundle import manifest_sha256
-    from precision_pain.predict.serve import ARTIFACT, MODEL_CODE, PACKAGE_DIR, pip_requirements
+    from precision_pain.predict.serve import (ARTIFACT, MODEL_CODE, PACKAGE_DIR,
+                                              pip_requirements, signature)
 
     start(params)
     name = recommender_name(params)
     pinned = manifest_sha256(models_dir)
     # The recommender takes and returns DataFrames that the data contract validates (its own
-    # errors name column, rows and fix); MLflow cannot infer a signature from a DataFrame type
-    # hint and would warn so on every training run.
+    # errors name column, rows and fix): the signature declares only the `output` parameter
+    # (predict/serve.py). MLflow would still warn on every training run that it cannot infer
+    # one from a DataFrame type hint.
     pyfunc_log = logging.getLogger("mlflow.pyfunc")
     level = pyfunc_log.level
     pyfunc_log.setLevel(logging.ERROR)
     try:
-        with mlflow.start_run(run_id=run_id), _without_registry_chatter():
+        with (mlflow.start_run(run_id=run_id), _without_registry_chatter(),
+              warnings.catch_warnings()):
+            # an input example would copy patient rows into the tracking store: never given
+            warnings.filterwarnings("ignore", message=".*input example was not provided")
             info = mlflow.pyfunc.log_model(
                 name="recommender", python_model=str(MODEL_CODE),
                 artifacts={ARTIFACT: str(Path(models_dir).resolve())},
                 code_paths=[str(PACKAGE_DIR)],
                 model_config={**dict(model_config), "bundle_sha256": pinned},
-                pip_requirements=pip_requirements(), registered_model_name=name)
+                signature=signature(), pip_requirements=pip_requirements(),
+                registered_model_name=name)
             mlflow.set_tag(BUNDLE_SHA256_TAG, pinned)
     finally:
         pyfunc_log.setLevel(level)

@@ -36,6 +36,25 @@ xgboost's exact TreeSHAP over the whole design, in log-odds. For one patient and
   they form the baseline;
 - a patient feature's part is how it moves P(outcome | plan) for this patient.
 
+Ranking correction for the winner's curse
+-----------------------------------------
+A patient has 10-40 valid plans of three components but only a handful of single
+treatments, and the learner estimates a plan's net benefit with noise of a few hundredths
+(the multi-component plans were each received by a few dozen training patients). The
+largest of many noisy estimates is biased upwards, more so the more candidates there are,
+so an argmax over every plan picks three-component plans because they are many, not
+because they are better (the optimism of a selected maximum: Tibshirani & Tibshirani,
+Ann Appl Stat 2009, for the minimum cross-validation error; Varma & Simon, BMC
+Bioinformatics 2006). With ``plan_optimism_correction`` the optimism is estimated from the
+data, without any outcome: two boosters fitted on the two halves of the training patients
+(same settings) each choose the best plan of every size for the validation patients, and
+the other half's booster values the choice; the mean gap, ``optimism[k]`` for plans of
+``k`` components, is what the choosing half promised over what the independent half
+confirms. The ranking then subtracts ``optimism[k] - optimism[1]`` from the net benefit of
+a plan of ``k`` components (``ranking_penalty``): one-component plans are ranked as before,
+a longer plan must beat them by more than the extra optimism of its larger pool. The
+estimate uses the training harm weight (evaluate.harm_weight).
+
 Choices (never on the test split): the response booster takes the pooled learner's
 ``default`` depth and number of trees (a doubly robust choice over plans would need a
 propensity model over a hundred-odd plans, too sparse: docs/evaluation.md); the
@@ -199,6 +218,13 @@ class PlanModels:
         """The components the boosters know."""
         return self.response.treatments
 
+    def ranking_penalty(self, plans: Sequence[str] | None = None) -> np.ndarray:
+        """(P,) what the ranking subtracts from each plan's net benefit: the selection
+        optimism of its size beyond that of one-component plans (0 where not estimated)."""
+        plans = self.plans if plans is None else plans
+        return np.array([self.summary.get(f"plan_ranking_penalty_{len(parse_plan(p))}", 0.0)
+                         for p in plans], dtype=float)
+
     def model(self, outcome: str) -> PlanModel:
         """The booster of one outcome."""
         return {"response": self.response, "adverse_event": self.adverse_event}[outcome]
@@ -260,6 +286,48 @@ def _response_settings(settings: Mapping[str, Any]) -> tuple[dict[str, Any], int
     return hyper, int(default.get("n_estimators", max(grid_values(response["n_estimators"]))))
 
 
+def _net_benefits(models: tuple[PlanModel, PlanModel], X: pd.DataFrame, plans: Sequence[str],
+                  eligible: np.ndarray, harm_weight: float) -> np.ndarray:
+    """(n, P) P(response) - harm_weight x P(adverse event) of every plan, -inf where not
+    valid for the patient's condition."""
+    response, adverse = (m.predict_plans(X, plans) for m in models)
+    return np.where(eligible, response - harm_weight * adverse, -np.inf)
+
+
+def selection_optimism(train: pd.DataFrame, valid: pd.DataFrame, treatments: Sequence[str],
+                       fit: Any, seed: int, harm_weight: float) -> dict[int, float]:
+    """Per plan size k: the mean over the validation patients of what the best plan of k
+    components promises by one half of the training patients' boosters minus what the
+    other half's boosters give the same plan, both ways round (module docstring).
+
+    ``fit(frame, outcome, seed)`` fits one booster with the learner's settings."""
+    from precision_pain.plans import plan_eligibility
+
+    ids = train["patient_id"].astype(str).unique()
+    first = set(np.random.default_rng(seed).permutation(ids)[: len(ids) // 2])
+    in_first = train["patient_id"].astype(str).isin(first).to_numpy()
+    halves = [train.loc[in_first], train.loc[~in_first]]
+    boosters = [(fit(h, "response", seed), fit(h, "adverse_event", seed + 1)) for h in halves]
+    patients = valid.drop_duplicates("patient_id")
+    X = build_features(patients)
+    plans = tuple(plan_name(p) for p in valid_plans(None, treatments))
+    sizes = np.array([len(parse_plan(p)) for p in plans])
+    eligible = plan_eligibility(patients["condition"], [parse_plan(p) for p in plans])
+    nets = [_net_benefits(b, X, plans, eligible, harm_weight) for b in boosters]
+    rows = np.arange(len(X))
+    optimism: dict[int, float] = {}
+    for k in sorted(set(sizes.tolist())):
+        gaps = []
+        for chooser, checker in ((nets[0], nets[1]), (nets[1], nets[0])):
+            masked = np.where(sizes[None, :] == k, chooser, -np.inf)
+            pick = masked.argmax(axis=1)
+            valid_rows = np.isfinite(masked[rows, pick])
+            gaps.append(masked[rows, pick][valid_rows] - checker[rows, pick][valid_rows])
+        both = np.concatenate(gaps)
+        optimism[int(k)] = float(both.mean()) if len(both) else 0.0
+    return optimism
+
+
 def refit_plan_models(models: PlanModels, episodes: pd.DataFrame, settings: Mapping[str, Any],
                       seed: int, engine: Any = LOCAL) -> PlanModels:
     """The same boosters (settings, seeds, numbers of trees) fitted again on ``episodes``
@@ -278,10 +346,17 @@ def refit_plan_models(models: PlanModels, episodes: pd.DataFrame, settings: Mapp
                       {**models.summary, "plan_refit_on_all": 1.0})
 
 
+def _fmt(values: Mapping[int, float]) -> str:
+    return ", ".join(f"{k}: {v:.4f}" for k, v in values.items())
+
+
 def fit_plan_models(train: pd.DataFrame, valid: pd.DataFrame, treatments: Sequence[str],
-                    settings: Mapping[str, Any], seed: int, engine: Any = LOCAL) -> PlanModels:
+                    settings: Mapping[str, Any], seed: int, engine: Any = LOCAL,
+                    harm_weight: float = 0.5) -> PlanModels:
     """Both plan boosters over the episodes of ``treatments`` (settings: the pooled
-    learner's, ``model.hyperparameters.pooled_xgboost``)."""
+    learner's, ``model.hyperparameters.pooled_xgboost``), and with
+    ``plan_optimism_correction`` the ranking's correction for the winner's curse at
+    ``harm_weight`` (:func:`selection_optimism`)."""
     treatments = tuple(treatments)
     train, valid = modelable(train, treatments), modelable(valid, treatments)
     adverse = settings["adverse_event"]
@@ -302,8 +377,21 @@ def fit_plan_models(train: pd.DataFrame, valid: pd.DataFrame, treatments: Sequen
                                       engine)
         ae_model = fit_plan_outcome(both, "adverse_event", a_trees, seed + 1, treatments,
                                     a_hyper, engine)
+    correction = {}
+    if settings.get("plan_optimism_correction", False):
+        def fit(frame: pd.DataFrame, outcome: str, s: int) -> PlanModel:
+            trees, hyper = ((r_trees, r_hyper) if outcome == "response" else (a_trees, a_hyper))
+            return fit_plan_outcome(frame, outcome, trees, s, treatments, hyper, engine)
+
+        optimism = selection_optimism(train, valid, treatments, fit, seed + 2, harm_weight)
+        correction = {**{f"plan_selection_optimism_{k}": v for k, v in optimism.items()},
+                      **{f"plan_ranking_penalty_{k}": max(0.0, v - optimism.get(1, 0.0))
+                         for k, v in optimism.items()}}
+        log.info("plan learner: selection optimism by plan size %s (net benefit at harm "
+                 "weight %g); the ranking subtracts %s", _fmt(optimism), harm_weight,
+                 _fmt({k: correction[f"plan_ranking_penalty_{k}"] for k in optimism}))
     multi = pd.Series(episode_plans(train)).str.contains(SEPARATOR, regex=False)
-    summary = {"plan_train_episodes": float(len(train)),
+    summary = {**correction, "plan_train_episodes": float(len(train)),
                "plan_train_multi_component_episodes": float(multi.sum()),
                "plan_response_max_depth": float(r_hyper["max_depth"]),
                "plan_response_n_estimators": float(r_trees),

@@ -16,7 +16,10 @@ condition as the single-treatment ranking ranks treatments
 4. with ``non_opioid_first``, plans holding an opioid after the patient's valid, allowed,
    accepted plans without one (CDC 2022, recommendation 2);
 5. then by net benefit, P(response) - harm_weight * P(serious adverse event), with the
-   patient's own harm weight where the ``harm_weight`` column gives one.
+   patient's own harm weight where the ``harm_weight`` column gives one, less the plan
+   learner's correction for the winner's curse of its size (``ranking_penalty``, 0 for
+   one-component plans: :mod:`precision_pain.models.plan_model`); the difference is the
+   ``ranking_score`` column.
 
 Each listed plan is compared with the best single treatment: the single-treatment
 recommender's first choice for the patient, valued by the plan learner (its one-component
@@ -47,7 +50,8 @@ from precision_pain.registry import OUTCOMES, TREATMENTS
 
 PLAN_COLUMNS: tuple[str, ...] = (
     "patient_id", "rank", "plan", "components", "n_components", "eligible", "p_response",
-    "p_adverse_event", "net_benefit", "harm_weight", "action", "rules", "note",
+    "p_adverse_event", "net_benefit", "ranking_score", "harm_weight", "action", "rules",
+    "note",
     "dose_guidance", "cyp2d6_effective_phenotype", "excluded_by_preference",
     "stewardship_note", "best_single_treatment", "best_single_net_benefit",
     "net_benefit_over_best_single", "explanation", "adverse_event_explanation",
@@ -72,6 +76,7 @@ class RankedPlans:
     demoted: np.ndarray
     harm_weight: np.ndarray
     order: np.ndarray  # (n, P) column index of the plan at each rank
+    ranking_score: np.ndarray  # (n, P) net benefit less the plan size's ranking penalty
 
     def first(self) -> np.ndarray:
         """(n,) column of each patient's first-ranked plan (-1: no valid plan)."""
@@ -103,8 +108,10 @@ def predict_eligible(X: pd.DataFrame, plan_models: PlanModels, plans: Sequence[s
 def decide_plans(prepared: pd.DataFrame, plans: Sequence[str], treatments: Sequence[str],
                  p_response: np.ndarray, p_adverse_event: np.ndarray,
                  preferences: Preferences, *, non_opioid_first: bool = True,
-                 eligible: np.ndarray | None = None) -> RankedPlans:
-    """Checks and ranking of every plan for given scores (the model's, or any)."""
+                 eligible: np.ndarray | None = None,
+                 penalty: np.ndarray | None = None) -> RankedPlans:
+    """Checks and ranking of every plan for given scores (the model's, or any), ordered
+    within each tier by net benefit less ``penalty`` (P,), the plan's ranking penalty."""
     plans = tuple(plans)
     if eligible is None:
         eligible = plan_eligibility(prepared["condition"], [parse_plan(p) for p in plans])
@@ -117,10 +124,11 @@ def decide_plans(prepared: pd.DataFrame, plans: Sequence[str], treatments: Seque
                       dtype=bool)
     demoted = (opioid_demotion(eligible, checks.avoid, excluded, opioid) if non_opioid_first
                else np.zeros_like(excluded))
-    order = rank_order(eligible, checks.avoid, np.nan_to_num(net, nan=-np.inf), plans,
+    score = net - (np.zeros(len(plans)) if penalty is None else np.asarray(penalty, float))
+    order = rank_order(eligible, checks.avoid, np.nan_to_num(score, nan=-np.inf), plans,
                        demoted=demoted, excluded=excluded)
     return RankedPlans(plans, p_response, p_adverse_event, net, eligible, checks, excluded,
-                       demoted, weight, order)
+                       demoted, weight, order, score)
 
 
 def score_plans(prepared: pd.DataFrame, X: pd.DataFrame, plan_models: PlanModels,
@@ -133,7 +141,7 @@ def score_plans(prepared: pd.DataFrame, X: pd.DataFrame, plan_models: PlanModels
     p = {o: predict_eligible(X, plan_models, plans, eligible, o) for o in OUTCOMES}
     return decide_plans(prepared, plans, plan_models.treatments, p["response"],
                         p["adverse_event"], preferences, non_opioid_first=non_opioid_first,
-                        eligible=eligible)
+                        eligible=eligible, penalty=plan_models.ranking_penalty(plans))
 
 
 # --------------------------------------------------------------------------- explanations
@@ -208,6 +216,7 @@ def plan_table(ids: np.ndarray, ranked: RankedPlans, depth: int, best_single: np
         "p_response": ranked.p_response[pick],
         "p_adverse_event": ranked.p_adverse_event[pick],
         "net_benefit": ranked.net_benefit[pick],
+        "ranking_score": ranked.ranking_score[pick],
         "harm_weight": ranked.harm_weight[rows],
         "action": ranked.checks.action[pick],
         "rules": rules[cols],

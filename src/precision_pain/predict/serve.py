@@ -12,7 +12,9 @@ the package source travels in ``code_paths``, and the prediction settings in
 Request: rows of the data contract (docs/data-contract.md) without outcome
 columns, e.g. ``{"dataframe_records": [{"patient_id": "P1", "age": 54, ...}]}``, at most
 ``predict.max_request_rows`` patients. Response: the ranked rows (columns in
-docs/predictions.md). A request goes through exactly the code path of
+docs/predictions.md). With ``"params": {"output": "plans"}`` (the model's signature declares
+this one parameter), a bundle with the plan learner answers with the ranked plans instead
+(``<stem>.plans.<ext>``'s columns); ``"treatments"`` is the default. A request goes through exactly the code path of
 ``precision-pain predict`` (:func:`precision_pain.predict.recommend.predict_chunks`: the
 contract, the one-row-per-patient rule, ranking, checks, explanations). Anything refused is
 answered with HTTP 400 and the contract's message only: no stack trace, and none of the
@@ -41,6 +43,20 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the whole package travels w
 ARTIFACT = "bundle"
 _REQUIREMENTS = ("numpy", "pandas", "pyarrow", "scipy", "scikit-learn", "xgboost", "skops",
                  "mlflow")
+# The served model's one inference parameter: which table to answer with.
+OUTPUT_PARAM = "output"
+OUTPUTS: tuple[str, ...] = ("treatments", "plans")
+
+
+def signature() -> Any:
+    """The served model's signature: no input schema (the data contract validates the rows,
+    with errors that name column, rows and fix) and the ``output`` parameter."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ParamSchema, ParamSpec
+
+    return ModelSignature(params=ParamSchema([ParamSpec(OUTPUT_PARAM, "string", OUTPUTS[0])]))
+
+
 def pip_requirements() -> list[str]:
     """Pinned requirements of the served model (the versions installed now)."""
     from precision_pain.models.estimators import pinned_requirement
@@ -110,9 +126,19 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
 
     def predict(self, context: Any, model_input: pd.DataFrame,
                 params: dict[str, Any] | None = None) -> pd.DataFrame:
-        """Validate the rows exactly as the CLI does, then rank, check and explain."""
+        """Validate the rows exactly as the CLI does, then rank, check and explain
+        (``params["output"]``: ``"treatments"``, the default, or ``"plans"``)."""
         from precision_pain.predict.recommend import predict_chunks
 
+        output = str((params or {}).get(OUTPUT_PARAM) or OUTPUTS[0])
+        if output not in OUTPUTS:
+            raise RequestRefused(f"params: output {output!r} is not known. Fix: send "
+                                 f"{' or '.join(map(repr, OUTPUTS))}")
+        if output == "plans" and self.bundle_.plan_models is None:
+            raise RequestRefused(
+                "params: output 'plans' needs a bundle with the plan learner, which this model "
+                "lacks (it was trained on single-treatment episodes). Fix: ask for "
+                "'treatments', or train on a cohort with plan episodes (contract v2)")
         frame = pd.DataFrame(model_input)
         limit = int(self.config_.get("max_request_rows", 1000))
         if len(frame) > limit:
@@ -130,4 +156,6 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
                 "request: could not be read as rows of the data contract (every cell must be "
                 "a single value: a number, a text or empty). Fix: send one flat record per "
                 "patient with the contract's columns (docs/data-contract.md)") from None
+        if output == "plans":
+            return pd.concat([r.plans.table for r in results], ignore_index=True)
         return pd.concat([r.table for r in results], ignore_index=True)
