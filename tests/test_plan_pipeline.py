@@ -132,3 +132,26 @@ def test_the_served_model_answers_with_plans_on_request(run, tmp_path, monkeypat
     # the same plans, in the same order, as `precision-pain predict` wrote
     assert plans["plan"].tolist() == first["plan"].tolist()
     assert tuple(model.predict(new).columns) == OUTPUT_COLUMNS
+
+
+def test_predict_on_a_dask_cluster_writes_the_local_plans(run, tmp_path):
+    """predict with the plan learner on a LocalCluster of 2 worker processes, 3 partitions:
+    the same plan and treatment files as the local engine's run."""
+    raw = yaml.safe_load((run / "params.yaml").read_text())
+    raw["engine"] |= {"type": "dask", "n_workers": 2, "threads_per_worker": 1,
+                      "dashboard_address": None}
+    raw["predict"]["chunk_size"] = 25
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw))
+    _invoke(["predict", "--params", str(params), str(run / "new.csv"), "--out",
+             str(tmp_path / "pred.csv")])
+    for name in ("pred.plans.csv", "pred.csv", "pred.plans.shap.csv", "pred.shap.csv"):
+        local = pd.read_csv(run / "out" / name, keep_default_na=False)
+        dask = pd.read_csv(tmp_path / name, keep_default_na=False)
+        if ".shap." in name:  # rows are grouped by outcome within each chunk of patients
+            keys = [c for c in ("patient_id", "outcome", "rank", "plan", "treatment")
+                    if c in local.columns]
+            local, dask = (f.sort_values(keys, kind="stable").reset_index(drop=True)
+                           for f in (local, dask))
+        assert len(dask) == len(local), name
+        pd.testing.assert_frame_equal(dask, local, check_exact=False, rtol=1e-6, obj=name)
