@@ -155,3 +155,32 @@ def test_predict_on_a_dask_cluster_writes_the_local_plans(run, tmp_path):
                            for f in (local, dask))
         assert len(dask) == len(local), name
         pd.testing.assert_frame_equal(dask, local, check_exact=False, rtol=1e-6, obj=name)
+
+
+def test_the_explain_notebook_shows_a_patients_plans(run, monkeypatch):
+    """notebooks/03 against the plan project: the plan section lists ranked plans and the
+    SHAP part of each component; the helpers agree with predict's plan file."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from precision_pain import notebook_utils as nbu
+
+    monkeypatch.setenv(nbu.PROJECT_ENV, str(run / "params.yaml"))
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    project = nbu.find_project()
+    bundle = nbu.load_models(project)
+    patient = nbu.pick_patient(nbu.load_split(project, "test"))
+    recs = nbu.recommend_patient(project, patient, bundle)
+    plans = nbu.ranked_plans(recs)
+    assert list(plans.index) == [1, 2, 3] and plans["plan"].str.len().gt(0).all()
+    parts = nbu.plan_component_parts(recs, bundle)
+    first = plans.loc[1, "plan"]
+    assert set(parts.loc[(1, first)].index) == {*parse_plan(first), "n_components"}
+    assert set(parts.columns) == {"response", "adverse_event"}
+    nb = nbformat.read(ROOT / "notebooks" / "03_explain_patient.ipynb", as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(run)}}).execute()
+    outputs = [o for c in nb.cells for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"]
+    html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
+    assert "ranking_score" in html and "n_components" in html

@@ -296,6 +296,46 @@ def ranked_list(recommendations: Any) -> pd.DataFrame:
     return table[[c for c in RANKED_COLUMNS if c in table.columns]].set_index("rank")
 
 
+PLAN_LIST_COLUMNS = ("rank", "plan", "n_components", "p_response", "p_adverse_event",
+                     "net_benefit", "ranking_score", "action", "rules", "dose_guidance",
+                     "net_benefit_over_best_single", "explanation")
+NO_PLAN_LEARNER = ("this model bundle has no plan learner: train on a cohort with plan "
+                   "episodes (contract v2; simulate.plans: true) to rank treatment plans")
+
+
+def ranked_plans(recommendations: Any) -> pd.DataFrame:
+    """The ranked treatment plans (``predict``'s ``<stem>.plans`` rows), or a one-line note
+    when the bundle has no plan learner."""
+    plans = getattr(recommendations, "plans", None)
+    if plans is None:
+        return pd.DataFrame({"note": [NO_PLAN_LEARNER]})
+    table = plans.table
+    return table[[c for c in PLAN_LIST_COLUMNS if c in table.columns]].set_index("rank")
+
+
+def plan_component_parts(recommendations: Any, bundle: ModelBundle) -> pd.DataFrame:
+    """Why each component is in each listed plan: per plan, outcome and component, the
+    component's exact SHAP part in log-odds (its ``treatment=`` and ``pair=`` columns) and
+    the plan size's; empty (with the note) without the plan learner."""
+    from precision_pain.models.plan_model import N_COMPONENTS, component_parts
+
+    plans = getattr(recommendations, "plans", None)
+    if plans is None or bundle.plan_models is None:
+        return pd.DataFrame({"note": [NO_PLAN_LEARNER]})
+    shap = plans.shap
+    design = [c for c in shap.columns if c not in {"patient_id", "plan", "outcome", "rank"}]
+    phi = shap[design].to_numpy(float)
+    size = design.index(N_COMPONENTS)
+    rows = []
+    for i, (rank, plan, outcome) in enumerate(zip(shap["rank"], shap["plan"], shap["outcome"])):
+        parts = component_parts(phi[i:i + 1], plan, bundle.plan_models.treatments)
+        rows += [(rank, plan, outcome, c, float(v[0])) for c, v in parts.items()]
+        rows.append((rank, plan, outcome, N_COMPONENTS, float(phi[i, size])))
+    frame = pd.DataFrame(rows, columns=["rank", "plan", "outcome", "part", "log_odds"])
+    return frame.pivot_table(index=["rank", "plan", "part"], columns="outcome",
+                             values="log_odds", sort=False)
+
+
 def shap_by_treatment(bundle: ModelBundle, patient: pd.DataFrame, treatments: Sequence[str],
                       outcome: str = "response") -> pd.DataFrame:
     """Exact SHAP values (log-odds) of ``outcome`` for one patient: treatments x features + bias."""
