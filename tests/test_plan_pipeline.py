@@ -184,3 +184,24 @@ def test_the_explain_notebook_shows_a_patients_plans(run, monkeypatch):
     assert not [o for o in outputs if o.output_type == "error"]
     html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
     assert "ranking_score" in html and "n_components" in html
+
+
+def test_plan_rows_carry_their_training_support(run):
+    from precision_pain.models.bundle import load_bundle
+
+    from precision_pain.models.plan_model import modelable
+
+    learner = load_bundle(run / "models").plan_models
+    episodes = learner.episodes
+    splits = sorted((run / "data").rglob("splits/*.parquet"))
+    every = pd.concat([pd.read_parquet(f) for f in splits])
+    assert len(every) == 2500
+    # the deployed learner: every split's episodes whose components are all modeled
+    assert sum(episodes.values()) == len(modelable(every, learner.treatments))
+    plans = pd.read_csv(run / "out" / "pred.plans.csv", keep_default_na=False)
+    assert plans["training_episodes"].tolist() == [episodes.get(p, 0) for p in plans["plan"]]
+    few = plans["training_episodes"] < 20  # predict.min_plan_episodes
+    assert few.any() and plans.loc[few, "low_confidence"].all()
+    assert plans.loc[few, "confidence_reason"].str.contains(
+        "training patients received this plan").all()
+    assert (plans["low_confidence"] == plans["confidence_reason"].ne("")).all()

@@ -115,3 +115,30 @@ def test_a_plan_ranks_by_net_benefit_less_its_sizes_penalty(patients):
     assert ranked.order[:, 0].tolist() == [0, 1]
     np.testing.assert_allclose(ranked.ranking_score, ranked.net_benefit - [0.0, 0.05])
     np.testing.assert_allclose(ranked.net_benefit, plain.net_benefit)  # shown estimates kept
+
+
+def test_a_listed_plan_is_flagged_when_few_received_it_or_a_component_is_flagged(patients):
+    from precision_pain.predict.plans import ComponentConfidence, plan_confidence
+
+    plans = ("duloxetine", "duloxetine+physical_therapy", "physical_therapy")
+    frame = patients.head(2)
+    prefs = patient_preferences(frame, TREATMENTS_USED, 0.5)
+    p_resp = np.array([[0.5, 0.4, 0.3], [0.5, 0.4, 0.3]])
+    ranked = decide_plans(frame, plans, TREATMENTS_USED, p_resp, np.zeros_like(p_resp), prefs,
+                          eligible=np.ones((2, 3), dtype=bool))
+    assert ranked.order.tolist() == [[0, 1, 2], [0, 1, 2]]
+    components = ComponentConfidence(
+        ("duloxetine", "physical_therapy"), np.array([[False, True], [False, False]]),
+        np.array([["", "age above the training range"], ["", ""]], dtype=object))
+    episodes = {"duloxetine": 100, "duloxetine+physical_therapy": 5, "physical_therapy": 80}
+    counts, flag, reason = plan_confidence(ranked, 3, episodes, 20, components)
+    assert counts.tolist() == [100, 5, 80, 100, 5, 80]
+    # few patients received the combination; the first patient is outside PT's ranges
+    assert flag.tolist() == [False, True, True, False, True, False]
+    assert reason[1].startswith("5 training patients received this plan (fewer than 20)")
+    assert reason[1].endswith("physical_therapy: age above the training range")
+    assert reason[2] == "physical_therapy: age above the training range"
+    assert reason[3] == "" and reason[4].startswith("5 training patients")
+    # a bundle saved before the counts: no count flag, and -1 for "not recorded"
+    counts, flag, _ = plan_confidence(ranked, 3, {}, 20, None)
+    assert counts.tolist() == [-1] * 6 and not flag.any()

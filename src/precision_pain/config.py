@@ -157,6 +157,8 @@ class PredictParams(_Section):
     calibration_tolerance: float = Field(ge=0, le=1)
     # The served model refuses requests with more patients than this (HTTP 400).
     max_request_rows: int = Field(ge=1)
+    # Ranked plans: low_confidence when fewer training patients received the plan.
+    min_plan_episodes: int = Field(default=20, ge=0)
 
 
 class EngineParams(_Section):

@@ -179,7 +179,7 @@ def _save_plan_models(plan_models: PlanModels, folder: Path) -> dict[str, Any]:
     files = {o: plan_models.model(o).save(folder / PLAN_FOLDER / o).relative_to(folder)
              .as_posix() for o in OUTCOMES}
     return {"files": files, "plans": list(plan_models.plans),
-            "summary": dict(plan_models.summary)}
+            "summary": dict(plan_models.summary), "episodes": dict(plan_models.episodes)}
 
 
 def _load_plan_models(directory: Path, manifest: Mapping[str, Any]) -> PlanModels | None:
@@ -191,7 +191,7 @@ def _load_plan_models(directory: Path, manifest: Mapping[str, Any]) -> PlanModel
 
     models = {o: PlanModel.load(directory / entry["files"][o]) for o in OUTCOMES}
     return PlanModels(models["response"], models["adverse_event"], tuple(entry["plans"]),
-                      entry.get("summary", {}))
+                      entry.get("summary", {}), entry.get("episodes", {}))
 
 
 def _model(directory: Path, relative: str, treatment: str, loaded: dict[str, Any]

@@ -212,6 +212,8 @@ class PlanModels:
     adverse_event: PlanModel
     plans: tuple[str, ...]
     summary: Mapping[str, float] = field(default_factory=dict)
+    # training episodes per plan received (the boosters' fitting episodes; counts only)
+    episodes: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def treatments(self) -> tuple[str, ...]:
@@ -237,6 +239,12 @@ def episode_plans(frame: pd.DataFrame) -> np.ndarray:
         single = frame["treatment"].astype(str).to_numpy(dtype=object)
         return np.where(np.isin(plan, ["", "nan", "None"]), single, plan)
     return frame["treatment"].astype(str).to_numpy(dtype=object)
+
+
+def plan_counts(frame: pd.DataFrame) -> dict[str, int]:
+    """Episodes per plan received (one-component plans included), in canonical names."""
+    counts = pd.Series(episode_plans(frame)).value_counts()
+    return {plan_name(parse_plan(p)): int(n) for p, n in counts.items()}
 
 
 def has_plan_episodes(frame: pd.DataFrame) -> bool:
@@ -343,7 +351,7 @@ def refit_plan_models(models: PlanModels, episodes: pd.DataFrame, settings: Mapp
                                a_hyper, engine)
     log.info("plan learner refitted on %d episodes (every split)", len(episodes))
     return PlanModels(response, adverse, models.plans,
-                      {**models.summary, "plan_refit_on_all": 1.0})
+                      {**models.summary, "plan_refit_on_all": 1.0}, plan_counts(episodes))
 
 
 def _fmt(values: Mapping[int, float]) -> str:
@@ -371,8 +379,9 @@ def fit_plan_models(train: pd.DataFrame, valid: pd.DataFrame, treatments: Sequen
     ae_model = big_ae.sliced(a_trees)
     valid_loss = _log_loss(resp_model.predict_proba(build_features(valid), episode_plans(valid)),
                            valid["response"].to_numpy(float))
+    fitted_on = train
     if settings.get("refit_on_validation", False):
-        both = pd.concat([train, valid], ignore_index=True)
+        both = fitted_on = pd.concat([train, valid], ignore_index=True)
         resp_model = fit_plan_outcome(both, "response", r_trees, seed, treatments, r_hyper,
                                       engine)
         ae_model = fit_plan_outcome(both, "adverse_event", a_trees, seed + 1, treatments,
@@ -404,4 +413,4 @@ def fit_plan_models(train: pd.DataFrame, valid: pd.DataFrame, treatments: Sequen
              int(multi.sum()), r_hyper["max_depth"], r_trees, a_trees,
              " / ".join(f"{v:.4f}" for v in losses.values()))
     plans = tuple(plan_name(p) for p in valid_plans(None, treatments))
-    return PlanModels(resp_model, ae_model, plans, summary)
+    return PlanModels(resp_model, ae_model, plans, summary, plan_counts(fitted_on))

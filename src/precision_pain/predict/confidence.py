@@ -53,6 +53,7 @@ class ConfidenceSettings:
     min_propensity: float
     max_interval_width: float
     calibration_tolerance: float
+    min_plan_episodes: int = 20
 
 
 # --------------------------------------------------------------------------- predict time

@@ -54,7 +54,8 @@ PLAN_COLUMNS: tuple[str, ...] = (
     "note",
     "dose_guidance", "cyp2d6_effective_phenotype", "excluded_by_preference",
     "stewardship_note", "best_single_treatment", "best_single_net_benefit",
-    "net_benefit_over_best_single", "explanation", "adverse_event_explanation",
+    "net_benefit_over_best_single", "training_episodes", "low_confidence", "confidence_reason",
+    "explanation", "adverse_event_explanation",
 )
 # (patient, plan) pairs per booster call: one design matrix of this many rows (~25 MB).
 _PAIRS_PER_CALL = 100_000
@@ -190,11 +191,58 @@ def plan_explanations(phi: np.ndarray, ranked: RankedPlans, X: pd.DataFrame,
 
 # --------------------------------------------------------------------------- the table
 
+@dataclass(frozen=True)
+class ComponentConfidence:
+    """Per patient (rows) and treatment (columns, ``treatments``): the single-treatment
+    flags that carry over to a plan holding the treatment (training ranges, propensity)."""
+
+    treatments: tuple[str, ...]
+    flag: np.ndarray
+    reason: np.ndarray
+
+
+def plan_confidence(ranked: RankedPlans, depth: int, episodes: dict[str, int],
+                    min_episodes: int, components: ComponentConfidence | None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n * depth,) training episodes, low_confidence and reasons of the listed plans: a plan
+    fewer than ``min_episodes`` training patients received (its estimate rests on what its
+    components did in other plans), and every flag of its components."""
+    n = len(ranked.order)
+    rows, cols = np.repeat(np.arange(n), depth), ranked.order[:, :depth].reshape(-1)
+    counts = np.array([episodes.get(p, 0) for p in ranked.plans], dtype=np.int64)
+    known = bool(episodes)  # bundles saved before the counts existed: no count flag
+    few = known & (counts < min_episodes)
+    count_text = np.array([f"{c} training patients received this plan (fewer than "
+                           f"{min_episodes}): its estimate rests on what its components did "
+                           "in other plans" for c in counts], dtype=object)
+    flag = few[cols].copy()
+    reasons: list[list[str]] = [[str(count_text[c])] if few[c] else [] for c in cols]
+    if components is not None:
+        index = {t: j for j, t in enumerate(components.treatments)}
+        for j, plan in enumerate(ranked.plans):
+            at = np.flatnonzero(cols == j)
+            if not len(at):
+                continue
+            for t in parse_plan(plan):
+                k = index.get(t)
+                if k is None:
+                    continue
+                hit = at[components.flag[rows[at], k]]
+                flag[hit] = True
+                for i in hit:
+                    reasons[i].append(f"{t}: {components.reason[rows[i], k]}")
+    text = np.array(["; ".join(r) for r in reasons], dtype=object)
+    return (counts[cols] if known else np.full(len(cols), -1, dtype=np.int64)), flag, text
+
+
 def plan_table(ids: np.ndarray, ranked: RankedPlans, depth: int, best_single: np.ndarray,
-               explanations: dict[str, np.ndarray]) -> pd.DataFrame:
+               explanations: dict[str, np.ndarray],
+               confidence: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+               ) -> pd.DataFrame:
     """The top ``depth`` plans of every patient, in patient then rank order.
 
-    ``best_single`` (n,) names each patient's best single treatment ('' if none)."""
+    ``best_single`` (n,) names each patient's best single treatment ('' if none);
+    ``confidence``: :func:`plan_confidence` of the listed plans."""
     n = len(ids)
     rows, cols = np.repeat(np.arange(n), depth), ranked.order[:, :depth].reshape(-1)
     pick = (rows, cols)
@@ -205,6 +253,10 @@ def plan_table(ids: np.ndarray, ranked: RankedPlans, depth: int, best_single: np
     single_net = np.where(column >= 0, ranked.net_benefit[np.arange(n), np.maximum(column, 0)],
                           np.nan)
     rules = np.array([";".join(r) for r in ranked.checks.rules], dtype=object)
+    if confidence is None:
+        confidence = (np.full(len(cols), -1, dtype=np.int64), np.zeros(len(cols), dtype=bool),
+                      np.full(len(cols), "", dtype=object))
+    episodes, low, reason = confidence
     stewardship = np.where(ranked.demoted[pick], NON_OPIOID_NOTE, "")
     return pd.DataFrame({
         "patient_id": np.repeat(ids, depth),
@@ -228,6 +280,9 @@ def plan_table(ids: np.ndarray, ranked: RankedPlans, depth: int, best_single: np
         "best_single_treatment": np.asarray(best_single, dtype=object)[rows],
         "best_single_net_benefit": single_net[rows],
         "net_benefit_over_best_single": ranked.net_benefit[pick] - single_net[rows],
+        "training_episodes": episodes,
+        "low_confidence": low,
+        "confidence_reason": reason,
         "explanation": explanations["response"].reshape(-1),
         "adverse_event_explanation": explanations["adverse_event"].reshape(-1),
     }, columns=list(PLAN_COLUMNS))
@@ -263,8 +318,11 @@ class PlanRecommendations:
 
 def recommend_plans(prepared: pd.DataFrame, X: pd.DataFrame, plan_models: PlanModels,
                     preferences: Preferences, best_single: np.ndarray, depth: int,
-                    n_features: int, non_opioid_first: bool = True) -> PlanRecommendations:
-    """The top ``depth`` plans of every patient, checked, compared and explained."""
+                    n_features: int, non_opioid_first: bool = True,
+                    components: ComponentConfidence | None = None,
+                    min_plan_episodes: int = 20) -> PlanRecommendations:
+    """The top ``depth`` plans of every patient, checked, compared, explained and flagged
+    (:func:`plan_confidence`)."""
     ranked = score_plans(prepared, X, plan_models, preferences,
                          non_opioid_first=non_opioid_first)
     depth = min(depth, len(ranked.plans))
@@ -272,5 +330,7 @@ def recommend_plans(prepared: pd.DataFrame, X: pd.DataFrame, plan_models: PlanMo
     words = {o: plan_explanations(phi[o], ranked, X, plan_models.treatments, n_features, o)
              for o in OUTCOMES}
     ids = prepared["patient_id"].astype(str).to_numpy()
-    return PlanRecommendations(plan_table(ids, ranked, depth, best_single, words),
+    confidence = plan_confidence(ranked, depth, dict(plan_models.episodes), min_plan_episodes,
+                                 components)
+    return PlanRecommendations(plan_table(ids, ranked, depth, best_single, words, confidence),
                                plan_shap_frame(ids, ranked, phi, plan_models.treatments))

@@ -92,7 +92,7 @@ def options_from_params(params: Any, top_k: int | None = None) -> PredictOptions
         harm_weight=params.evaluate.harm_weight, n_features=p.n_explanation_features,
         top_k=p.top_k_explained if top_k is None else top_k, shap_rows=p.shap_rows,
         confidence=ConfidenceSettings(p.min_propensity, p.max_interval_width,
-                                      p.calibration_tolerance),
+                                      p.calibration_tolerance, p.min_plan_episodes),
         non_opioid_first=params.evaluate.non_opioid_first)
 
 
@@ -161,11 +161,20 @@ def _plans(prepared: pd.DataFrame, X: pd.DataFrame, bundle: ModelBundle, scores:
         return None
     from precision_pain.predict.plans import recommend_plans
 
+    from precision_pain.predict.plans import ComponentConfidence
+
     first = np.asarray(scores.treatments, dtype=object)[scores.order[:, 0]]
     best_single = np.where(scores.eligible.any(axis=1), first, "")
     prefs = patient_preferences(prepared, bundle.plan_models.treatments, options.harm_weight)
+    # the single-treatment flags that carry over to a plan: training ranges and propensity
+    # (no interval: those are of the single models' P(response), not the plan learner's)
+    none = np.full(scores.p_response.shape, np.nan)
+    flag, reason = low_confidence(X, bundle, scores.treatments, scores.p_response,
+                                  scores.eligible, (none, none), options.confidence)
     return recommend_plans(prepared, X, bundle.plan_models, prefs, best_single, options.top_k,
-                           options.n_features, options.non_opioid_first)
+                           options.n_features, options.non_opioid_first,
+                           ComponentConfidence(tuple(scores.treatments), flag, reason),
+                           options.confidence.min_plan_episodes)
 
 
 def predict_chunks(chunks: Iterable[pd.DataFrame], bundle: ModelBundle, source: str,

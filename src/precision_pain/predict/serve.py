@@ -14,9 +14,10 @@ columns, e.g. ``{"dataframe_records": [{"patient_id": "P1", "age": 54, ...}]}``,
 ``predict.max_request_rows`` patients. Response: the ranked rows (columns in
 docs/predictions.md). With ``"params": {"output": "plans"}`` (the model's signature declares
 this one parameter), a bundle with the plan learner answers with the ranked plans instead
-(``<stem>.plans.<ext>``'s columns); ``"treatments"`` is the default. A request goes through exactly the code path of
-``precision-pain predict`` (:func:`precision_pain.predict.recommend.predict_chunks`: the
-contract, the one-row-per-patient rule, ranking, checks, explanations). Anything refused is
+(``<stem>.plans.<ext>``'s columns); ``"treatments"`` is the default. A request goes through
+exactly the code path of ``precision-pain predict``
+(:func:`precision_pain.predict.recommend.predict_chunks`: the contract, the
+one-row-per-patient rule, ranking, checks, explanations). Anything refused is
 answered with HTTP 400 and the contract's message only: no stack trace, and none of the
 request's rows (MLflow's scoring server would prefix a printout of them, identifiers
 included; :class:`RequestRefused` keeps its message as written).
@@ -89,6 +90,7 @@ def model_config(options: Any, max_request_rows: int) -> dict[str, Any]:
             "min_propensity": options.confidence.min_propensity,
             "max_interval_width": options.confidence.max_interval_width,
             "calibration_tolerance": options.confidence.calibration_tolerance,
+            "min_plan_episodes": int(options.confidence.min_plan_episodes),
             "non_opioid_first": bool(options.non_opioid_first)}
 
 
@@ -105,7 +107,9 @@ def options_from_config(config: Mapping[str, Any]) -> Any:
     if missing:
         raise ValueError(f"the served model's config lacks {', '.join(missing)}; register it "
                          "again with `dvc repro` (train logs every prediction setting)")
-    confidence = ConfidenceSettings(**{key: float(config[key]) for key in _CONFIDENCE_KEYS})
+    # models registered before plan confidence flags existed use the params default (20)
+    confidence = ConfidenceSettings(**{key: float(config[key]) for key in _CONFIDENCE_KEYS},
+                                    min_plan_episodes=int(config.get("min_plan_episodes", 20)))
     # Models registered before non_opioid_first existed rank with the CDC 2022 default (on).
     return PredictOptions(float(config["harm_weight"]), int(config["n_features"]),
                           int(config["top_k"]), str(config["shap_rows"]), confidence,
