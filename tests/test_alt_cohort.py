@@ -74,3 +74,28 @@ def test_learning_curve_trains_and_scores_the_default_learner_on_it(params):
     row = curve.run_one(prepared, truth, "pooled_xgboost", 0.5, fast, n_bootstrap=5)
     assert np.isfinite(row["share"]) and row["share_low"] <= row["share"] <= row["share_high"]
     assert abs(row["dr_error"]) < 0.2 and row["train_seconds"] > 0
+
+
+def test_alt_plan_cohort_passes_contract_v2_and_its_truth_covers_every_valid_plan():
+    """benchmarks/alt_plans.py: the independent generator's plan episodes (the plan
+    learner's check on a second data-generating process, docs/evaluation.md)."""
+    from precision_pain.models.plan_model import episode_plans
+    from precision_pain.plans import parse_plan, plan_eligibility
+
+    plans_module = _benchmark("alt_plans")
+    raw, truth = plans_module.generate(800, seed=4)
+    prepared = prepare_cohort(raw, "alt_plans", 0.30)
+    received = episode_plans(prepared)
+    multi = np.array(["+" in p for p in received])
+    assert 0.1 < multi.mean() < 0.6  # usual care gives plans to a share of patients
+    names = truth["plan"].unique()
+    eligible = plan_eligibility(prepared["condition"], [parse_plan(p) for p in names])
+    wide = truth.pivot(index="patient_id", columns="plan", values="p_response")
+    wide = wide.loc[prepared["patient_id"], names].to_numpy()
+    assert np.isfinite(wide[eligible]).all() and np.isnan(wide[~eligible]).all()
+    assert ((wide[eligible] > 0) & (wide[eligible] < 1)).all()
+    # every received plan is valid for the patient's condition
+    column = {p: j for j, p in enumerate(names)}
+    assert eligible[np.arange(len(prepared)), [column[p] for p in received]].all()
+    again, _ = plans_module.generate(800, seed=4)
+    assert again.equals(raw)
