@@ -38,7 +38,7 @@ xgboost's exact TreeSHAP over the whole design, in log-odds. For one patient and
 
 Ranking correction for the winner's curse
 -----------------------------------------
-A patient has 10-40 valid plans of three components but only a handful of single
+A patient has 10-80 valid plans of three components (by condition) but only 6-10 single
 treatments, and the learner estimates a plan's net benefit with noise of a few hundredths
 (the multi-component plans were each received by a few dozen training patients). The
 largest of many noisy estimates is biased upwards, more so the more candidates there are,
