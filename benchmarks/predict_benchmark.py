@@ -221,16 +221,20 @@ def time_core(path: Path, bundle, options, chunk_size: int) -> tuple[float, floa
 
 
 def bare_inputs(bundle, treatment: str, outcome: str, X):
-    """(booster, its input matrix for every patient under ``treatment``, column names), or
-    None for a model without trees (constant rate)."""
+    """(boosters, their input matrix for every patient under ``treatment``, column names),
+    or None for a model without trees (constant rate). A pooled model stacked with a
+    companion regressor (the pain-reduction companion) has two boosters, and predict's exact
+    SHAP of it needs both (pooled.contributions_full), so the bare work counts both."""
     from precision_pain.models.pooled import design, design_names
 
     model = bundle.model(treatment, outcome)
     if model.kind == "xgboost":
-        return model.booster_, X.to_numpy(np.float32), list(X.columns)
+        return [model.booster_], X.to_numpy(np.float32), list(X.columns)
     if model.kind == "pooled_xgboost":
         pooled = model.shared
-        return (pooled.booster_, design(X, treatment, pooled.treatments),
+        boosters = [pooled.booster_, *([pooled.companion_] if pooled.companion_ is not None
+                                       else [])]
+        return (boosters, design(X, treatment, pooled.treatments),
                 design_names(pooled.treatments))
     return None
 
@@ -256,11 +260,12 @@ def time_bare(path: Path, bundle, options, chunk_size: int, every_row: bool
                 inputs = bare_inputs(bundle, treatment, outcome, X)
                 if inputs is None:
                     continue
-                booster, values, names = inputs
+                boosters, values, names = inputs
                 t0, c0 = time.perf_counter(), time.process_time()
-                booster.inplace_predict(values, validate_features=False)
                 matrix = xgb.DMatrix(values[rows], feature_names=names)
-                booster.predict(matrix, pred_contribs=True)
+                for booster in boosters:
+                    booster.inplace_predict(values, validate_features=False)
+                    booster.predict(matrix, pred_contribs=True)
                 wall += time.perf_counter() - t0
                 cpu += time.process_time() - c0
     return wall, cpu
@@ -280,8 +285,9 @@ def time_tree_explainer(path: Path, bundle, sample: int) -> tuple[float, int]:
             inputs = bare_inputs(bundle, treatment, outcome, X)
             if inputs is not None:
                 start = time.perf_counter()
-                shap.TreeExplainer(inputs[0]).shap_values(inputs[1].astype(np.float64),
-                                                          check_additivity=False)
+                for booster in inputs[0]:
+                    shap.TreeExplainer(booster).shap_values(inputs[1].astype(np.float64),
+                                                            check_additivity=False)
                 seconds += time.perf_counter() - start
     return seconds, len(X)
 
