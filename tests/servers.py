@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -19,11 +20,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_for(url: str, process: subprocess.Popen, seconds: float = 240) -> None:
-    """Poll ``url`` until it answers 200; fail early if the server process died."""
+def wait_for(url: str, process: subprocess.Popen, seconds: float = 240,
+             log: Path | None = None) -> None:
+    """Poll ``url`` until it answers 200; fail early if the server process died (with the
+    end of its ``log``, if it writes one)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        assert process.poll() is None, f"server exited with {process.returncode}"
+        if process.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:] if log is not None else ""
+            pytest.fail(f"server exited with {process.returncode} before {url} answered"
+                        + (f":\n{tail}" if tail else ""))
         try:
             with urllib.request.urlopen(url, timeout=5) as response:
                 if response.status == 200:

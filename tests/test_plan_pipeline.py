@@ -205,3 +205,39 @@ def test_plan_rows_carry_their_training_support(run):
     assert plans.loc[few, "confidence_reason"].str.contains(
         "training patients received this plan").all()
     assert (plans["low_confidence"] == plans["confidence_reason"].ne("")).all()
+
+
+def test_a_bring_your_own_extract_is_scored_against_its_own_plan_truth(run, tmp_path):
+    """data.plan_truth on the bring-your-own route: the same patients as a contract CSV with
+    their per-plan truth (components written in another order) give the synthetic run's plan
+    evaluation; left at the synthetic default, the extract's plans are not evaluated."""
+    raw = yaml.safe_load((run / "params.yaml").read_text())
+    data = raw["data"]
+    pd.read_parquet(data["synthetic_cohort"]).to_csv(tmp_path / "extract.csv", index=False)
+    truth = pd.read_parquet(data["synthetic_plan_truth"])
+    truth["plan"] = truth["plan"].str.split("+").map(lambda parts: " + ".join(parts[::-1]))
+    truth.to_csv(tmp_path / "plan_truth.csv", index=False)
+    expected = json.loads((run / "metrics/evaluation.json").read_text())["plans"]
+    for plan_truth, evaluated in ((str(tmp_path / "plan_truth.csv"), True),
+                                  (data["synthetic_plan_truth"], False)):
+        out = tmp_path / ("own" if evaluated else "default")
+        raw["data"] = {**data, "cohort": str(tmp_path / "extract.csv"),
+                       "ground_truth": data["synthetic_truth"], "plan_truth": plan_truth,
+                       "prepared": str(out / "prepared.parquet"),
+                       "prepared_truth": str(out / "prepared_truth.parquet"),
+                       "splits_dir": str(out / "splits")}
+        raw["evaluate"] = {**raw["evaluate"], **{
+            k: str(out / Path(raw["evaluate"][k]).name)
+            for k in ("metrics", "per_treatment", "policy", "subgroups", "plots_dir", "report")}}
+        params = out / "params.yaml"
+        out.mkdir()
+        params.write_text(yaml.safe_dump(raw))
+        for stage in ("prepare", "split", "evaluate"):
+            _invoke([stage, "--params", str(params),
+                     *(["--no-tracking", "--models-dir", str(run / "evaluated")]
+                       if stage == "evaluate" else [])])
+        got = json.loads((out / "evaluation.json").read_text())
+        if evaluated:
+            assert got["plans"] == pytest.approx(expected, rel=1e-9)
+        else:
+            assert "plans" not in got

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import replace
 
 import pytest
+from servers import free_port, wait_for
 
 from precision_pain.models.bundle import save_bundle
 from precision_pain.predict.recommend import OUTPUT_COLUMNS
@@ -95,12 +94,6 @@ def test_registered_recommender_loads_without_pickle(registered, small_synthetic
         model.predict(pd.DataFrame(records), params={"output": "tables"})
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _post(url: str, payload: dict) -> tuple[int, dict]:
     request = urllib.request.Request(url, data=json.dumps(payload).encode(),
                                      headers={"Content-Type": "application/json"})
@@ -111,26 +104,12 @@ def _post(url: str, payload: dict) -> tuple[int, dict]:
         return error.code, json.loads(error.read() or b"{}")
 
 
-def _wait_until_up(process: subprocess.Popen, url: str, timeout: float, log) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"mlflow models serve exited early:\n"
-                                 f"{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"mlflow models serve did not answer {url} within {timeout} s")
-
-
 @pytest.mark.slow
 def test_mlflow_models_serve_answers_ranked_explained_rows(registered, small_synthetic,
                                                           tmp_path):
     model_uri, tracking_uri, _ = registered
     log = tmp_path / "serve.log"
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri,
            "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
     command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri,
@@ -139,7 +118,7 @@ def test_mlflow_models_serve_answers_ranked_explained_rows(registered, small_syn
         process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"
-        _wait_until_up(process, f"{base}/ping", timeout=180, log=log)
+        wait_for(f"{base}/ping", process, seconds=180, log=log)
         status, body = _post(f"{base}/invocations",
                              {"dataframe_records": _records(small_synthetic, 3)})
         assert status == 200, body

@@ -442,20 +442,25 @@ def evaluate(params_path: Path, splits_dir: Path | None, truth: Path | None,
 
 def _evaluate_plans(test_all: Any, bundle: Any, params: Any, has_truth: bool) -> Any:
     """The plan learner against the per-plan truth (evaluate/plans.py), when the bundle has
-    the plan learner, the cohort is the synthetic one with its ground truth and
-    data.synthetic_plan_truth has rows; None otherwise."""
-    path = params.data.synthetic_plan_truth
+    the plan learner and the cohort's per-plan truth (data.plan_truth; by default the
+    synthetic cohort's, used only for it) has rows; None otherwise."""
     if bundle.plan_models is None:
         return None
-    from precision_pain.data.contract import read_pipeline_table
+    from precision_pain.data.contract import read_table
+    from precision_pain.evaluate.plans import check_plan_truth, plan_truth_path
 
-    synthetic = Path(params.data.cohort) == Path(params.data.synthetic_cohort)
-    truth = (read_pipeline_table(path) if has_truth and synthetic and path is not None
-             and Path(path).is_file() else None)
+    path = plan_truth_path(params.data, has_truth)
+    truth = None
+    if path is not None:
+        fix = ("set data.plan_truth to the cohort's per-plan truth file (docs/data-contract.md)"
+               if params.data.plan_truth not in (None, params.data.synthetic_plan_truth)
+               else "run `dvc repro simulate` (simulate.plans: true writes it)")
+        truth = check_plan_truth(read_table(path, typed=True, allow_empty=True,
+                                            missing_fix=fix), path)
     if truth is None or truth.empty:
         log.info("the bundle has the plan learner but the cohort has no per-plan ground truth "
-                 "(%s, written by simulate with simulate.plans: true): plans are not "
-                 "evaluated", path)
+                 "(data.plan_truth; the synthetic one is written by simulate with "
+                 "simulate.plans: true): plans are not evaluated")
         return None
     from precision_pain.evaluate.plans import evaluate_plans
 

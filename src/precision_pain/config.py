@@ -28,6 +28,9 @@ class DataParams(_Section):
     synthetic_truth: Path
     # Per-plan ground truth of the synthetic cohort (header only unless simulate.plans).
     synthetic_plan_truth: Path | None = None
+    # Per-plan ground truth of data.cohort that evaluate scores plans against (None: the
+    # synthetic one). The synthetic file is never used for another cohort.
+    plan_truth: Path | None = None
     prepared: Path
     prepared_truth: Path
     splits_dir: Path

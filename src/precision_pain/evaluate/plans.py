@@ -2,7 +2,8 @@
 
 Run by ``precision-pain evaluate`` when the bundle carries the plan learner
 (:mod:`precision_pain.models.plan_model`) and a per-plan truth is available
-(``data.synthetic_plan_truth``, written by ``simulate`` with ``simulate.plans: true``). On
+(``data.plan_truth``: by default the synthetic cohort's, written by ``simulate`` with
+``simulate.plans: true``; or a bring-your-own extract's own, :func:`plan_truth_path`). On
 the test split's patients, the true net benefit (P(response) - harm_weight x P(serious
 adverse event), from the truth) of each patient's first-ranked plan is compared with:
 
@@ -30,11 +31,14 @@ the counts that say so.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from precision_pain.config import DataParams
+from precision_pain.data.contract.errors import ContractError, Problem
 from precision_pain.data.features import build_features
 from precision_pain.evaluate import policy as pol
 from precision_pain.evaluate.metrics import estimate_with_ci
@@ -48,6 +52,76 @@ POLICIES: tuple[str, ...] = ("model", "oracle", "best_single_for_everyone",
                              "best_plan_for_everyone", "single_recommender")
 
 
+PLAN_TRUTH_REQUIRED: tuple[str, ...] = ("patient_id", "plan", "p_response", "p_adverse_event")
+PLAN_TRUTH_FIX = "write one row per (patient, plan): docs/data-contract.md, \"Per-plan truth\""
+
+
+def plan_truth_path(data: DataParams, has_truth: bool) -> Path | None:
+    """The per-plan truth ``evaluate`` scores plans against, or None.
+
+    ``data.plan_truth`` (default: the synthetic cohort's, ``data.synthetic_plan_truth``) is
+    used when the run has a ground truth at all, unless it is the synthetic cohort's file
+    while ``data.cohort`` is another cohort: a bring-your-own extract is scored only
+    against its own per-plan truth."""
+    path = data.plan_truth or data.synthetic_plan_truth
+    if not has_truth or path is None:
+        return None
+    synthetic_file = (data.synthetic_plan_truth is not None
+                      and Path(path) == Path(data.synthetic_plan_truth))
+    if synthetic_file and Path(data.cohort) != Path(data.synthetic_cohort):
+        return None
+    return Path(path)
+
+
+def _bad_rows(mask: np.ndarray) -> tuple[list[int], int]:
+    rows = (np.flatnonzero(mask) + 1).tolist()
+    return rows[:1000], len(rows)
+
+
+def check_plan_truth(truth: pd.DataFrame, source: str | Path) -> pd.DataFrame:
+    """A per-plan truth table, checked (every problem at once, as a ContractError naming
+    the file, columns and rows) and with canonical plan names (components in registry
+    order, so ``duloxetine+physical_therapy`` and ``physical_therapy + duloxetine`` agree)."""
+    from precision_pain.plans import parse_plan, plan_name
+
+    missing = [c for c in PLAN_TRUTH_REQUIRED if c not in truth.columns]
+    if missing:
+        raise ContractError(source, [Problem(None, f"missing required columns: "
+                                             f"{', '.join(missing)}", PLAN_TRUTH_FIX)])
+    problems: list[Problem] = []
+    names: dict[str, str | None] = {}
+    for text in pd.unique(truth["plan"].astype(str)):
+        try:
+            names[text] = plan_name(parse_plan(text))
+        except (KeyError, ValueError):
+            names[text] = None
+    canonical = truth["plan"].astype(str).map(names)
+    unknown = canonical.isna().to_numpy()
+    if unknown.any():
+        rows, count = _bad_rows(unknown)
+        problems.append(Problem("plan", "name no valid plan", "write registry treatment "
+                                "names joined by '+' (docs/predictions.md, plans)", rows, count,
+                                sorted(truth.loc[unknown, "plan"].astype(str).unique())[:5]))
+    for column in ("p_response", "p_adverse_event"):
+        values = pd.to_numeric(truth[column], errors="coerce").to_numpy(float)
+        bad = ~((values >= 0) & (values <= 1))
+        if bad.any():
+            rows, count = _bad_rows(bad)
+            problems.append(Problem(column, "are not probabilities in [0, 1]",
+                                    "write each plan's true probability", rows, count,
+                                    sorted(truth.loc[bad, column].astype(str).unique())[:5]))
+    keys = pd.DataFrame({"id": truth["patient_id"].astype(str), "plan": canonical})
+    repeated = keys.duplicated(keep=False).to_numpy() & ~unknown
+    if repeated.any():
+        rows, count = _bad_rows(repeated)
+        problems.append(Problem("plan", "repeat a (patient_id, plan) pair",
+                                "keep one row per patient and plan", rows, count))
+    if problems:
+        raise ContractError(source, problems)
+    return truth.assign(plan=canonical, patient_id=truth["patient_id"].astype(str),
+                        **{c: pd.to_numeric(truth[c]) for c in ("p_response", "p_adverse_event")})
+
+
 def true_plan_net(truth: pd.DataFrame, ids: np.ndarray, plans: tuple[str, ...],
                   eligible: np.ndarray, harm_weight: float) -> np.ndarray:
     """(n, P) true net benefit of every plan for every patient (NaN where not valid)."""
@@ -58,7 +132,8 @@ def true_plan_net(truth: pd.DataFrame, ids: np.ndarray, plans: tuple[str, ...],
     if np.isnan(np.where(eligible, net, 0.0)).any():
         raise ValueError("the per-plan ground truth lacks rows for some test (patient, valid "
                          "plan) pairs: it belongs to another cohort; regenerate it with the "
-                         "cohort (`precision-pain simulate` with simulate.plans: true)")
+                         "cohort (`precision-pain simulate` with simulate.plans: true), or "
+                         "give data.plan_truth a row for every patient and valid plan")
     return np.where(eligible, net, np.nan)
 
 

@@ -118,7 +118,19 @@ file validates, prepares and trains exactly as before.
 The version a file follows is its optional `contract_version` column (the same on every
 row), or, without it, 2 when the file has a `plan` column and 1 otherwise. A file that says
 version 1 but has a `plan` column, one whose rows disagree, and one that names a version
-newer than this pipeline reads are refused with the rows and the fix."""
+newer than this pipeline reads are refused with the rows and the fix.
+
+### Per-plan truth (optional, for evaluation)
+
+A cohort whose true outcome probabilities are known (a simulation of your own, say) can be
+scored on plans as the synthetic cohort is: set `data.plan_truth` to a CSV or Parquet file
+with one row per patient and plan, columns `patient_id`, `plan` (components joined by `+`,
+any order, as above), `p_response` and `p_adverse_event` (the plan's true probabilities,
+in [0, 1]); other columns are ignored. It needs a row for every test patient and every plan
+valid for the patient's condition, and is used only with a ground truth
+(`data.ground_truth`); left at its default (the synthetic cohort's file) it is never applied
+to another cohort. Unknown plan names, probabilities out of range and repeated
+(patient, plan) pairs are refused together, with the rows and the fix."""
 
 
 def _column_table(role: Role) -> str:
