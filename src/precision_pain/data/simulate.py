@@ -569,16 +569,23 @@ class SyntheticCohort:
 
 
 @dataclass(frozen=True)
-class _Truth:
-    """(patient x treatment) arrays of the structural model, over ``treatments``."""
+class TruthArrays:
+    """(patient x option) arrays of the structural model, an option being a treatment
+    (:class:`_Truth`) or a plan (:class:`.simulate_plans.PlanTruth`)."""
 
-    treatments: tuple[str, ...]
     eligible: np.ndarray
     mean_reduction: np.ndarray
     p_response: np.ndarray
     p_adverse_event: np.ndarray
     p_usual_care: np.ndarray
     expected_nrs_change: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Truth(TruthArrays):
+    """The truth arrays over ``treatments``."""
+
+    treatments: tuple[str, ...]
 
 
 def expected_clipped_change(baseline: np.ndarray, mean_reduction: np.ndarray,

@@ -37,6 +37,7 @@ import pandas as pd
 from scipy.special import expit, logit, ndtr
 
 from precision_pain.data import pgx
+from precision_pain.data.simulate import TruthArrays
 from precision_pain.plans import (
     PLAN_RULES,
     Plan,
@@ -78,16 +79,10 @@ if set(PLAN_HARM_INTERACTIONS) - _RULE_NAMES:  # pragma: no cover - a table typo
 
 
 @dataclass(frozen=True)
-class PlanTruth:
-    """(patient x plan) arrays of the structural model over ``plans``."""
+class PlanTruth(TruthArrays):
+    """The simulator's truth arrays over ``plans``."""
 
     plans: tuple[Plan, ...]
-    eligible: np.ndarray
-    mean_reduction: np.ndarray
-    p_response: np.ndarray
-    p_adverse_event: np.ndarray
-    p_usual_care: np.ndarray
-    expected_nrs_change: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -159,9 +154,10 @@ def plan_truth(patients: pd.DataFrame, names: Sequence[str], single_scores: np.n
     harm = np.column_stack([_plan_harm(contexts[_inhibitors(p)], names, p) for p in plans])
     usual = _plan_usual_care(plans, names, eligible, single_scores, single_usual_care,
                              plan_share)
-    return PlanTruth(plans, eligible, mu, ndtr((mu - threshold) / response_sd), harm, usual,
-                     expected_clipped_change(patients["pain_baseline"].to_numpy(), mu,
-                                             response_sd))
+    return PlanTruth(plans=plans, eligible=eligible, mean_reduction=mu,
+                     p_response=ndtr((mu - threshold) / response_sd), p_adverse_event=harm,
+                     p_usual_care=usual, expected_nrs_change=expected_clipped_change(
+                         patients["pain_baseline"].to_numpy(), mu, response_sd))
 
 
 def _plan_gain(components: _Components, names: Sequence[str], plan: Plan) -> np.ndarray:
