@@ -99,9 +99,13 @@ if __name__ == "__main__":
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "CI": "1",
-            "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
-            "PYTHONPYCACHEPREFIX": str(Path(tempfile.gettempdir()) / "pp-pycache")}
+    """The commands' environment: bytecode cached (as predict_benchmark.py does), so that no
+    run pays for compiling what an earlier one compiled; telemetry off."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "CI": "1",
+           "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
+           "PYTHONPYCACHEPREFIX": str(Path(tempfile.gettempdir()) / "pp-pycache")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
 
 
 def _params(engine: dict, **simulate: object) -> dict:
