@@ -74,3 +74,17 @@ def test_every_problem_is_listed_with_file_column_and_rows():
 def test_missing_columns_are_named():
     with pytest.raises(ContractError, match="missing required columns: plan, p_response"):
         check_plan_truth(pd.DataFrame({"patient_id": ["a"], "p_adverse_event": [0.1]}), "t")
+
+
+def test_a_null_plan_truth_is_refused_with_the_key(tmp_path):
+    """dvc.yaml declares data.plan_truth as evaluate's dependency: null would break `dvc
+    repro` with DVC's own unexpected error, so the params are refused first."""
+    import yaml
+
+    from precision_pain.config import load_params
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    raw["data"]["plan_truth"] = None
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(Exception, match=r"data\.plan_truth.*not null"):
+        load_params(tmp_path / "params.yaml")

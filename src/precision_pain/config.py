@@ -28,12 +28,21 @@ class DataParams(_Section):
     synthetic_truth: Path
     # Per-plan ground truth of the synthetic cohort (header only unless simulate.plans).
     synthetic_plan_truth: Path | None = None
-    # Per-plan ground truth of data.cohort that evaluate scores plans against (None: the
+    # Per-plan ground truth of data.cohort that evaluate scores plans against (absent: the
     # synthetic one). The synthetic file is never used for another cohort.
     plan_truth: Path | None = None
     prepared: Path
     prepared_truth: Path
     splits_dir: Path
+
+    @field_validator("plan_truth", mode="before")
+    @classmethod
+    def _a_file_not_null(cls, v: Any) -> Any:
+        if v is None:  # dvc.yaml declares the file as evaluate's dependency
+            raise ValueError("must name a file, not null: leave the synthetic default "
+                             "(data/synthetic/plan_truth.parquet), which is never applied to "
+                             "another cohort, or give your cohort's per-plan truth")
+        return v
 
 
 class SimulateParams(_Section):
