@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import pandas as pd
 import pytest
 
 from precision_pain.config import EngineParams, ParamsError, load_params
 from precision_pain.data.contract import ContractError
 from precision_pain.data.prepare import prepare_cohort, prepare_partitions
-from precision_pain.engine import LOCAL, EngineError, numbered, open_engine
+from precision_pain.engine import LOCAL, EngineError, LocalEngine, numbered, open_engine
 
 ROOT = pytest.importorskip("pathlib").Path(__file__).resolve().parents[1]
 
@@ -20,7 +23,40 @@ def _chunks(frame: pd.DataFrame, size: int) -> list[pd.DataFrame]:
 def test_default_engine_is_local(params):
     assert params.engine.type == "local"
     with open_engine(params.engine) as engine:
-        assert engine is LOCAL
+        assert isinstance(engine, LocalEngine) and engine.name == LOCAL.name
+        assert engine.max_threads == (params.engine.local_threads or os.cpu_count())
+
+
+def test_threaded_local_map_keeps_order_and_errors():
+    def slow_square(x: int, offset: int) -> int:
+        time.sleep(0.01 * max(0, 5 - x))  # later items finish first
+        if x == 99:
+            raise ValueError("task 99 failed")
+        return x * x + offset
+
+    engine = LocalEngine(max_threads=3)
+    assert engine.map(slow_square, range(5), 1, threads=True) == [1, 2, 5, 10, 17]
+    assert engine.map(slow_square, range(5), 1) == [1, 2, 5, 10, 17]
+    with pytest.raises(ValueError, match="task 99"):
+        engine.map(slow_square, [1, 99, 2], 0, threads=True)
+
+
+def test_pooled_boosters_fitted_on_threads_are_the_sequential_ones(small_synthetic):
+    """Each booster is single-threaded and seeded, so fitting the candidates concurrently
+    gives byte-identical models (same params, same numbers on any core count)."""
+    from precision_pain.data.prepare import prepare_cohort
+    from precision_pain.models.pooled import Candidate, fit_candidates
+
+    episodes = prepare_cohort(small_synthetic.cohort.iloc[:1500], "c", 0.3)
+    treatments = sorted(episodes["treatment"].astype(str).unique())
+    settings = {"max_depth": 3, "learning_rate": 0.1}
+    candidates = [Candidate("response", 30, 1, settings), Candidate("adverse_event", 20, 2,
+                                                                     settings),
+                  Candidate("response", 25, 3, {**settings, "max_depth": 2})]
+    one = fit_candidates(candidates, episodes, treatments, LocalEngine(max_threads=1))
+    three = fit_candidates(candidates, episodes, treatments, LocalEngine(max_threads=3))
+    for a, b in zip(one, three):
+        assert a.booster_.save_raw("ubj") == b.booster_.save_raw("ubj")
 
 
 def test_unknown_engine_is_refused_with_its_key(tmp_path):

@@ -193,6 +193,9 @@ class EngineParams(_Section):
     partitions_in_flight: int = Field(default=2, ge=1)
     # Seconds to wait for the first worker of a scheduler given by address.
     connect_timeout: float = Field(default=60, gt=0)
+    # local only: threads for independent single-threaded fits (the pooled learner's
+    # boosters); None = every core. The boosters, and so the results, do not depend on it.
+    local_threads: int | None = Field(default=None, ge=1)
     # The pooled learner trains with xgboost.dask (data spread over every worker) when its
     # training set has more rows than this; below it, each hyperparameter candidate's booster
     # is one task on one worker. null: never.

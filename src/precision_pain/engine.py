@@ -52,15 +52,34 @@ class EngineError(RuntimeError):
 
 
 class LocalEngine:
-    """Every task in this process, one after another (the default, today's behaviour)."""
+    """Every task in this process (the default). Tasks run one after another, except in a
+    ``map(..., threads=True)``: tasks whose work is native code that releases the GIL and
+    runs on one thread of its own (the pooled learner's boosters, each fitted with
+    ``nthread`` 1) then run on up to ``max_threads`` threads at once. Each task is the same
+    deterministic function of its inputs either way, so the results are identical."""
 
     name = "local"
     workers = 1
 
+    def __init__(self, max_threads: int | None = None):
+        self.max_threads = max(1, max_threads or os.cpu_count() or 1)
+
     def map(self, fn: Callable[..., R], items: Iterable[T], *shared: Any, desc: str = "tasks",
-            unit: str = "task") -> list[R]:
-        """``[fn(item, *shared) for item in items]``."""
-        return list(self.imap(fn, items, *shared, desc=desc, unit=unit))
+            unit: str = "task", threads: bool = False) -> list[R]:
+        """``[fn(item, *shared) for item in items]``; with ``threads``, concurrently."""
+        items = list(items)
+        n_threads = min(len(items), self.max_threads) if threads else 1
+        if n_threads <= 1:
+            return list(self.imap(fn, items, *shared, desc=desc, unit=unit))
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(n_threads) as pool, progress_bar(len(items), desc, unit) as bar:
+            futures = [pool.submit(fn, item, *shared) for item in items]
+            results = []
+            for future in futures:
+                results.append(future.result())
+                bar.update()
+        return results
 
     def imap(self, fn: Callable[..., R], items: Iterable[T], *shared: Any, desc: str = "tasks",
              unit: str = "task") -> Iterator[R]:
@@ -104,8 +123,9 @@ class DaskEngine:
         return max(1, sum(self.client.nthreads().values()))
 
     def map(self, fn: Callable[..., R], items: Iterable[T], *shared: Any, desc: str = "tasks",
-            unit: str = "task") -> list[R]:
-        """``[fn(item, *shared) for item in items]``, every item a task, all in flight at once.
+            unit: str = "task", threads: bool = False) -> list[R]:
+        """``[fn(item, *shared) for item in items]``, every item a task, all in flight at once
+        (``threads`` is the local engine's; here every task runs on a worker anyway).
 
         ``shared`` is sent once to every worker (a copy on each, so it survives a worker's
         death); each task carries its own item, so a task can be re-run elsewhere."""
@@ -212,7 +232,7 @@ def _key(fn: Callable[..., Any], index: int) -> str:
 def open_engine(settings: EngineParams) -> Iterator[LocalEngine | DaskEngine]:
     """The engine params.yaml asks for; a LocalCluster it starts is stopped on the way out."""
     if settings.type == "local":
-        yield LOCAL
+        yield LocalEngine(settings.local_threads)
         return
     with _client(settings) as client:
         link = client.dashboard_link if _has_dashboard(client) else None

@@ -494,9 +494,11 @@ def fit_candidates(candidates: Sequence[Candidate], train: pd.DataFrame,
                    treatments: Sequence[str], engine: Any = LOCAL) -> list[PooledModel]:
     """Every candidate's booster on the training episodes of ``treatments``.
 
-    Candidates are independent: on a Dask engine each is one task on one worker, unless the
-    training set is too large for one worker (``engine.distributed_training_rows``); then
-    they are fitted one after another, each with xgboost.dask over every worker.
+    Candidates are independent: on the local engine they are fitted on up to
+    ``engine.local_threads`` threads at once (each booster single-threaded, so the boosters
+    are those of a sequential loop); on a Dask engine each is one task on one worker, unless
+    the training set is too large for one worker (``engine.distributed_training_rows``);
+    then they are fitted one after another, each with xgboost.dask over every worker.
     """
     tr = _observed(train, treatments)
     X, t = build_features(tr), tr["treatment"].astype(str).to_numpy()
@@ -504,7 +506,7 @@ def fit_candidates(candidates: Sequence[Candidate], train: pd.DataFrame,
     if getattr(engine, "distributes", lambda n: False)(len(X)):
         return [fit_candidate(c, X, t, labels, treatments, engine) for c in candidates]
     return engine.map(fit_candidate, candidates, X, t, labels, tuple(treatments),
-                      desc="pooled boosters", unit="booster")
+                      desc="pooled boosters", unit="booster", threads=True)
 
 
 def adverse_event_candidate(settings: Mapping[str, Any], seed: int) -> Candidate:
