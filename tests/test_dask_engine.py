@@ -297,7 +297,7 @@ def test_pooled_learner_trains_with_xgboost_dask_above_the_row_limit(small_split
     valid = small_splits["valid"][small_splits["valid"]["treatment"].isin(treatments)]
     X = build_features(valid)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
         engine = DaskEngine(client, settings)
         assert engine.distributes(len(small_splits["train"]))
         (spread,) = fit_candidates(candidates, small_splits["train"], treatments, engine)
