@@ -452,9 +452,10 @@ def _evaluate_plans(test_all: Any, bundle: Any, params: Any, has_truth: bool) ->
     path = plan_truth_path(params.data, has_truth)
     truth = None
     if path is not None:
-        fix = ("set data.plan_truth to the cohort's per-plan truth file (docs/data-contract.md)"
-               if params.data.plan_truth not in (None, params.data.synthetic_plan_truth)
-               else "run `dvc repro simulate` (simulate.plans: true writes it)")
+        synthetic = params.data.synthetic_plan_truth
+        fix = ("run `dvc repro simulate` (simulate.plans: true writes it)"
+               if synthetic is not None and path == Path(synthetic) else
+               "set data.plan_truth to the cohort's per-plan truth file (docs/data-contract.md)")
         truth = check_plan_truth(read_table(path, typed=True, allow_empty=True,
                                             missing_fix=fix), path)
     if truth is None or truth.empty:

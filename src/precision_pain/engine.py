@@ -6,7 +6,8 @@ The pipeline's cores take an *engine* and call only two of its methods:
 - ``engine.imap(fn, items, *shared)``: the same as a stream (a partition's result is handed
   on while later partitions compute, so memory stays bounded by the partitions in flight).
 
-:data:`LOCAL` runs them in this process, exactly as the pipeline always has. A
+:class:`LocalEngine` runs them in this process (the pooled learner's independent boosters
+on threads, ``engine.local_threads``; the results are those of a sequential loop). A
 :class:`DaskEngine` runs each call of ``fn`` as one Dask task: ``shared`` arguments (the
 training splits, a model bundle) are sent to every worker once (``Client.scatter``), items
 one partition at a time, and at most ``partitions_in_flight`` tasks per worker thread are

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from precision_pain.config import DataParams
-from precision_pain.data.contract.errors import ContractError, Problem
+from precision_pain.data.contract.errors import _KEEP_ROWS, ContractError, Problem
 from precision_pain.data.features import build_features
 from precision_pain.evaluate import policy as pol
 from precision_pain.evaluate.metrics import estimate_with_ci
@@ -75,7 +75,7 @@ def plan_truth_path(data: DataParams, has_truth: bool) -> Path | None:
 
 def _bad_rows(mask: np.ndarray) -> tuple[list[int], int]:
     rows = (np.flatnonzero(mask) + 1).tolist()
-    return rows[:1000], len(rows)
+    return rows[:_KEEP_ROWS], len(rows)
 
 
 def check_plan_truth(truth: pd.DataFrame, source: str | Path) -> pd.DataFrame:
@@ -129,9 +129,11 @@ def true_plan_net(truth: pd.DataFrame, ids: np.ndarray, plans: tuple[str, ...],
     p_resp = pol.wide(long, "p_response", ids, plans)
     p_ae = pol.wide(long, "p_adverse_event", ids, plans)
     net = p_resp - harm_weight * p_ae
-    if np.isnan(np.where(eligible, net, 0.0)).any():
-        raise ValueError("the per-plan ground truth lacks rows for some test (patient, valid "
-                         "plan) pairs: it belongs to another cohort; regenerate it with the "
+    lacking = np.isnan(np.where(eligible, net, 0.0))
+    if lacking.any():
+        raise ValueError(f"the per-plan ground truth lacks rows for {int(lacking.sum())} test "
+                         f"(patient, valid plan) pairs of {int(lacking.any(axis=1).sum())} "
+                         "patients: it belongs to another cohort; regenerate it with the "
                          "cohort (`precision-pain simulate` with simulate.plans: true), or "
                          "give data.plan_truth a row for every patient and valid plan")
     return np.where(eligible, net, np.nan)
