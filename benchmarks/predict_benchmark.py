@@ -19,6 +19,9 @@ per-treatment xgboost, compared in one run on the same cohort):
   `pred_contribs` on the rows predict explains; and the ratio of end-to-end time to it.
   For a pooled bundle the booster scores the pooled design (patient features + treatment
   and pair indicators, built outside the timed part as for per-treatment models);
+- the same model work with the exact SHAP values from the per-leaf tables predict uses
+  (models/treeshap.py, the same values as pred_contribs, faster), and the ratio of
+  end-to-end time to that stricter baseline;
 - `shap.TreeExplainer` on every treatment model for every patient (timed on a
   sample, extrapolated), and predict's speed-up over it.
 
@@ -239,18 +242,22 @@ def bare_inputs(bundle, treatment: str, outcome: str, X):
     return None
 
 
-def time_bare(path: Path, bundle, options, chunk_size: int, every_row: bool
-              ) -> tuple[float, float]:
-    """Wall and CPU seconds of xgboost alone: each outcome's booster scores every (patient,
-    treatment) row, plus pred_contribs on the rows predict explains (or on every row, with
-    every_row). Inputs (feature matrix, pooled design) are built outside the timed part."""
+def time_bare(path: Path, bundle, options, chunk_size: int, every_row: bool,
+              shap: str = "xgboost") -> tuple[float, float]:
+    """Wall and CPU seconds of the model work alone: each outcome's booster scores every
+    (patient, treatment) row (xgboost), plus exact SHAP of the rows predict explains (or of
+    every row, with every_row) by xgboost's pred_contribs (``shap="xgboost"``) or by the
+    tables predict uses (``shap="tables"``, models/treeshap.py; building them is timed).
+    Inputs (feature matrix, pooled design) are built outside the timed part."""
     import xgboost as xgb
 
     from precision_pain.data.features import build_features
+    from precision_pain.models.treeshap import Explainer
     from precision_pain.predict.recommend import score_patients
 
     wall = cpu = 0.0
     width = min(max(options.top_k, 2), len(bundle.treatments))
+    explainers: dict[tuple[int, ...], Explainer] = {}
     for prepared in chunks_of(path, chunk_size):
         X = build_features(prepared)
         ranks = score_patients(prepared, X, bundle, options.harm_weight).rank
@@ -262,10 +269,16 @@ def time_bare(path: Path, bundle, options, chunk_size: int, every_row: bool
                     continue
                 boosters, values, names = inputs
                 t0, c0 = time.perf_counter(), time.process_time()
-                matrix = xgb.DMatrix(values[rows], feature_names=names)
                 for booster in boosters:
                     booster.inplace_predict(values, validate_features=False)
-                    booster.predict(matrix, pred_contribs=True)
+                if shap == "tables":
+                    key = tuple(id(b) for b in boosters)
+                    explainer = explainers.setdefault(key, Explainer(boosters))
+                    explainer(values[rows])
+                else:
+                    matrix = xgb.DMatrix(values[rows], feature_names=names)
+                    for booster in boosters:
+                        booster.predict(matrix, pred_contribs=True)
                 wall += time.perf_counter() - t0
                 cpu += time.process_time() - c0
     return wall, cpu
@@ -345,7 +358,7 @@ def bench_bundle(args, params, kind: str, models: Path, src: Path, work: Path) -
     print(f"\n== {kind}: {models}: {describe_bundle(bundle)}")
     options = options_from_params(params)
     chunk = params.predict.chunk_size
-    runs, bares = [], []
+    runs, bares, tables = [], [], []
     for i in range(args.repeat):
         runs.append(run_cli(src, work / f"out_{kind}" / f"pred.{args.format}", models,
                             args.params, work))
@@ -353,7 +366,11 @@ def bench_bundle(args, params, kind: str, models: Path, src: Path, work: Path) -
               f"peak RSS {runs[-1].peak_mb:6,.0f} MB")
         if not args.no_bare:
             bares.append(time_bare(src, bundle, options, chunk, every_row=False))
-            print(f"[bare] run {i + 1}: {bares[-1][0]:7.1f} s wall, {bares[-1][1]:7.1f} CPU-s")
+            tables.append(time_bare(src, bundle, options, chunk, every_row=False,
+                                    shap="tables"))
+            print(f"[bare] run {i + 1}: {bares[-1][0]:7.1f} s wall, {bares[-1][1]:7.1f} CPU-s; "
+                  f"with predict's SHAP tables {tables[-1][0]:7.1f} s wall, "
+                  f"{tables[-1][1]:7.1f} CPU-s")
     wall = statistics.median(r.seconds for r in runs)
     cpu = statistics.median(r.cpu for r in runs)
     peak = statistics.median(r.peak_mb for r in runs)
@@ -381,6 +398,13 @@ def bench_bundle(args, params, kind: str, models: Path, src: Path, work: Path) -
           f"{cpu / bare_cpu:.2f} CPU (medians; per run, CPU: "
           f"{', '.join(f'{c:.2f}' for _, c in ratios)}); recommend() / bare: "
           f"{core_wall / bare_wall:.2f} wall, {core_cpu / bare_cpu:.2f} CPU")
+    table_wall = statistics.median(b[0] for b in tables)
+    table_cpu = statistics.median(b[1] for b in tables)
+    print(f"[bare-tables] the same model work with exact SHAP from predict's tables "
+          f"(models/treeshap.py) instead of pred_contribs, median: {table_wall:.1f} s wall, "
+          f"{table_cpu:.1f} CPU-s; pred_contribs / tables: {bare_cpu / table_cpu:.2f} CPU")
+    print(f"[ratio] {kind}: end-to-end / bare-tables: {wall / table_wall:.2f} wall, "
+          f"{cpu / table_cpu:.2f} CPU")
     if args.bare_all:
         all_wall, all_cpu = time_bare(src, bundle, options, chunk, every_row=True)
         print(f"[bare-all] the same with pred_contribs on every row (SHAP for all rows): "

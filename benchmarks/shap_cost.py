@@ -9,6 +9,7 @@ predict's work with the pooled learner. For --rows explained rows of a synthetic
 (each patient under one treatment of the bundle, in turn) it prints the CPU and wall time
 of ``pred_contribs`` per 1,000 rows for the bundle's response booster cut to each tree
 count of --trees (``booster[:k]`` is the model a k-tree fit makes), with 1 and 2 threads,
+and of the same values from the per-leaf tables predict uses (models/treeshap.py),
 plus boosters refitted at each of --depths (same data and settings as training, the
 bundle's tree count) to show what a smaller model would cost. Choosing the model is the
 learner's business (validation DR value, params.yaml); this only measures speed.
@@ -70,6 +71,27 @@ def time_contribs(booster, values, names, threads: int, repeat: int) -> tuple[fl
     return statistics.median(cpu) * scale, statistics.median(wall) * scale
 
 
+def time_tables(booster, values, threads: int, repeat: int) -> tuple[float, float, float]:
+    """Median (CPU s, wall s) per 1,000 rows of the same values from predict's per-leaf
+    tables (models/treeshap.py), and the CPU seconds of building the tables once."""
+    from precision_pain.models import treeshap
+
+    c0 = time.process_time()
+    tables = treeshap.build_tables([booster])
+    build = time.process_time() - c0
+    if tables is None:
+        return float("nan"), float("nan"), build
+    treeshap.shap_values(tables, values[:10])  # load the compiled kernel
+    cpu, wall = [], []
+    for _ in range(repeat):
+        t0, c0 = time.perf_counter(), time.process_time()
+        treeshap.shap_values(tables, values, threads=threads)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    scale = 1000 / len(values)
+    return statistics.median(cpu) * scale, statistics.median(wall) * scale, build
+
+
 def refit(params, bundle, depth: int):
     """The pooled response booster refitted at ``depth`` on the training data of the
     project's synthetic cohort (params' settings, the bundle's tree count)."""
@@ -122,6 +144,11 @@ def main() -> None:
         two = time_contribs(model, values, names, 2, args.repeat)
         print(f"  {name:38s} {leaves(model):7,} leaves: 1 thread {one[0]:6.2f} CPU-s "
               f"{one[1]:6.2f} s wall; 2 threads {two[0]:6.2f} CPU-s {two[1]:6.2f} s wall")
+        t1 = time_tables(model, values, 1, args.repeat)
+        t2 = time_tables(model, values, 2, args.repeat)
+        print(f"  {'':38s} {'':7s} tables: 1 thread {t1[0]:6.2f} CPU-s {t1[1]:6.2f} s wall; "
+              f"2 threads {t2[0]:6.2f} CPU-s {t2[1]:6.2f} s wall (built once in {t1[2]:.2f} "
+              f"CPU-s); pred_contribs / tables {one[0] / t1[0]:.1f}x CPU, 1 thread")
 
 
 if __name__ == "__main__":

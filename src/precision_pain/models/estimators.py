@@ -221,12 +221,15 @@ class XGBoostModel:
         return self.booster_.inplace_predict(X.to_numpy(np.float32), validate_features=False)
 
     def contributions(self, X: pd.DataFrame) -> np.ndarray:
-        """Exact TreeSHAP values (log-odds), bias in the last column."""
-        import xgboost as xgb
+        """Exact TreeSHAP values (log-odds), bias in the last column (:mod:`.treeshap`: the
+        values of xgboost's ``pred_contribs``, table-driven)."""
+        from precision_pain.models.treeshap import Explainer
 
         _check_columns(self, X)
-        matrix = xgb.DMatrix(X.to_numpy(np.float32), feature_names=self.feature_names_)
-        return self.booster_.predict(matrix, pred_contribs=True)
+        cached = getattr(self, "_explainer", None)
+        if cached is None or cached.boosters[0] is not self.booster_:
+            cached = self._explainer = Explainer([self.booster_])
+        return cached(X.to_numpy(np.float32)).astype(np.float32)
 
     def save(self, stem: Path) -> Path:
         """Write the booster in xgboost's UBJSON format."""

@@ -80,6 +80,7 @@ from precision_pain.engine import LOCAL
 from precision_pain.evaluate import policy as pol
 from precision_pain.evaluate.metrics import logistic_coefficients
 from precision_pain.models.estimators import TRAIN_THREADS, MlflowArtifact, artifact_path
+from precision_pain.models.treeshap import Explainer
 from precision_pain.registry import CONDITIONS, TREATMENTS
 
 log = logging.getLogger(__name__)
@@ -193,6 +194,7 @@ class PooledModel:
         self.outcome = outcome
         self.companion_ = companion
         self.stack_ = None if stack is None else tuple(float(w) for w in stack)
+        self._explainer: Explainer | None = None
 
     @classmethod
     def fit(cls, X: pd.DataFrame, treatment: np.ndarray, y: np.ndarray, outcome: str,
@@ -254,20 +256,23 @@ class PooledModel:
         return np.column_stack([self.predict_proba(X, t) for t in self.treatments])
 
     def contributions_full(self, X: pd.DataFrame, treatment: str) -> np.ndarray:
-        """Exact TreeSHAP over the whole design (log-odds), bias last."""
-        import xgboost as xgb
+        """Exact TreeSHAP over the whole design (log-odds), bias last.
 
-        matrix = xgb.DMatrix(self.design_of(X, treatment, self.treatments),
-                             feature_names=self.names_of(self.treatments))
-        phi = self.booster_.predict(matrix, pred_contribs=True)
-        if self.stack_ is None:
-            return phi
-        # Shapley values are linear in the model: those of a + b * f + c * g are b * phi_f +
-        # c * phi_g, with a added to the bias. Still exact, still summing to the logit.
-        a, b, c = self.stack_
-        phi = b * phi + c * self.companion_.predict(matrix, pred_contribs=True)
-        phi[:, -1] += a
-        return phi
+        Shapley values are linear in the model: those of the stacked score a + b * f + c * g
+        are b * phi_f + c * phi_g, with a added to the bias; still exact, still summing to the
+        logit. One table-driven pass explains both boosters (:mod:`.treeshap`)."""
+        return self.explainer(self.design_of(X, treatment, self.treatments))
+
+    @property
+    def explainer(self) -> Explainer:
+        """Exact TreeSHAP of the (stacked) log-odds, built once per model."""
+        if self._explainer is None:
+            if self.stack_ is None:
+                self._explainer = Explainer([self.booster_])
+            else:
+                a, b, c = self.stack_
+                self._explainer = Explainer([self.booster_, self.companion_], [b, c], a)
+        return self._explainer
 
     def view(self, treatment: str) -> PooledTreatmentView:
         """This model as ``treatment``'s model (the project's model contract)."""

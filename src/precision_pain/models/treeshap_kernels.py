@@ -1,0 +1,98 @@
+"""The compiled loops of :mod:`precision_pain.models.treeshap` (numba; imported on first
+use, so that commands that explain nothing do not load numba). Compiled once, cached on disk
+(``cache=True``) beside this file or in numba's user cache folder."""
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True)
+def fill_tables(depth, path_slot, leaf_slots, cover_ratio, values, table_start, table,
+                weights):  # pragma: no cover - compiled
+    """Every leaf's table: for each pattern of satisfied splits, each distinct feature's
+    share of the leaf's value (the formula in treeshap's docstring)."""
+    d_max = path_slot.shape[1]
+    z = np.empty(d_max)
+    o = np.empty(d_max)
+    poly = np.empty(d_max + 1)
+    for leaf in range(len(depth)):
+        d = depth[leaf]
+        u = leaf_slots[leaf]
+        for s in range(u):
+            z[s] = 1.0
+        for k in range(d):
+            z[path_slot[leaf, k]] *= cover_ratio[leaf, k]
+        for pattern in range(1 << d):
+            for s in range(u):
+                o[s] = 1.0
+            for k in range(d):
+                if not (pattern >> k) & 1:
+                    o[path_slot[leaf, k]] = 0.0
+            base = table_start[leaf] + pattern * u
+            for j in range(u):
+                # coefficients of prod_{k != j} (z_k + o_k x): poly[s] sums the products
+                # over coalitions of s of the other features
+                poly[0] = 1.0
+                m = 0
+                for k in range(u):
+                    if k == j:
+                        continue
+                    m += 1
+                    poly[m] = 0.0
+                    for s in range(m, 0, -1):
+                        poly[s] = poly[s] * z[k] + poly[s - 1] * o[k]
+                    poly[0] *= z[k]
+                total = 0.0
+                for s in range(u):
+                    total += weights[u, s] * poly[s]
+                table[base + j] = values[leaf] * (o[j] - z[j]) * total
+
+
+@numba.njit(cache=True, nogil=True)
+def explain(X, out, node_feature, node_threshold, node_default_left, node_parent,
+            node_bit, node_leaf, tree_nodes, leaf_slots, slot_feature, table_start, table,
+            max_nodes):  # pragma: no cover - compiled
+    """Add each row's SHAP values to ``out``: per tree, the pattern of every leaf's path,
+    then the leaf table's row for it."""
+    # Rows go through the trees in blocks, so that a tree's nodes and tables are read from
+    # cache once per block rather than from memory once per row.
+    block = 64
+    go_left = np.empty((block, max_nodes), np.uint8)
+    pattern = np.empty((block, max_nodes), np.int64)
+    for lo in range(0, X.shape[0], block):
+        hi = min(lo + block, X.shape[0])
+        for t in range(len(tree_nodes) - 1):
+            first = tree_nodes[t]
+            # nodes come parents first: a node's pattern is its parent's, plus the bit of
+            # the parent's position on the path when the row goes the node's way there
+            for n in range(first, tree_nodes[t + 1]):
+                i = n - first
+                parent = node_parent[n]
+                leaf = node_leaf[n]
+                if parent < 0:
+                    for r in range(hi - lo):
+                        pattern[r, i] = 0
+                else:
+                    bit = node_bit[n]
+                    went_left = bit >= 0
+                    shift = bit if bit >= 0 else ~bit
+                    for r in range(hi - lo):
+                        pattern[r, i] = pattern[r, parent] | (
+                            np.int64(go_left[r, parent] == went_left) << shift)
+                if leaf < 0:
+                    feature = node_feature[n]
+                    threshold = node_threshold[n]
+                    default = node_default_left[n]
+                    for r in range(hi - lo):
+                        value = X[lo + r, feature]
+                        if np.isnan(value):
+                            go_left[r, i] = default
+                        else:
+                            go_left[r, i] = value < threshold
+                else:
+                    u = leaf_slots[leaf]
+                    start = table_start[leaf]
+                    for r in range(hi - lo):
+                        base = start + pattern[r, i] * u
+                        for s in range(u):
+                            out[lo + r, slot_feature[leaf, s]] += table[base + s]

@@ -1,0 +1,113 @@
+"""The table-driven exact TreeSHAP (models/treeshap.py) gives xgboost's own values."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import xgboost as xgb
+
+from precision_pain.models import treeshap
+
+# xgboost sums its SHAP values in float32; the tables sum in float64.
+ATOL = 2e-5
+
+
+def _data(n: int = 600, p: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, p)).astype(np.float32)
+    X[:, -1] = rng.integers(0, 2, n)  # a binary column, as the treatment indicators
+    X[rng.random((n, p)) < 0.1] = np.nan  # missing values take each split's default
+    margin = np.nan_to_num(X[:, 0] * X[:, -1] + np.abs(X[:, 1]) - (X[:, 0] > 0.5))
+    return X, (rng.random(n) < 1 / (1 + np.exp(-margin))).astype(float)
+
+
+def _booster(X: np.ndarray, y: np.ndarray, objective: str = "binary:logistic",
+             depth: int = 4, rounds: int = 40, seed: int = 0, **extra) -> xgb.Booster:
+    params = {"objective": objective, "max_depth": depth, "eta": 0.3, "seed": seed,
+              "nthread": 1, "subsample": 0.8, **extra}
+    names = [f"f{i}" for i in range(X.shape[1])]
+    return xgb.train(params, xgb.DMatrix(X, y, feature_names=names), rounds)
+
+
+def _xgboost_shap(booster: xgb.Booster, X: np.ndarray) -> np.ndarray:
+    return booster.predict(xgb.DMatrix(X, feature_names=booster.feature_names),
+                           pred_contribs=True)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 4, 6])
+@pytest.mark.parametrize("objective", ["binary:logistic", "reg:squarederror"])
+def test_equals_pred_contribs(depth: int, objective: str) -> None:
+    X, y = _data()
+    booster = _booster(X, y, objective, depth)
+    ours = treeshap.Explainer([booster])(X)
+    np.testing.assert_allclose(ours, _xgboost_shap(booster, X), rtol=0, atol=ATOL)
+    margin = booster.predict(xgb.DMatrix(X, feature_names=booster.feature_names),
+                             output_margin=True)
+    np.testing.assert_allclose(ours.sum(axis=1), margin, rtol=0, atol=ATOL)
+
+
+def test_repeated_features_on_a_path() -> None:
+    """Two features only: every deep path tests a feature more than once."""
+    X, y = _data(p=2, seed=1)
+    booster = _booster(X, y, depth=6, rounds=20)
+    tables = treeshap.build_tables([booster])
+    assert (tables.leaf_slots < 6).any()  # some paths repeat a feature
+    np.testing.assert_allclose(treeshap.shap_values(tables, X), _xgboost_shap(booster, X),
+                               rtol=0, atol=ATOL)
+
+
+def test_trees_without_a_split() -> None:
+    """A huge min_child_weight leaves every tree a single leaf: all in the bias."""
+    X, y = _data()
+    booster = _booster(X, y, rounds=5, min_child_weight=1e9)
+    ours = treeshap.Explainer([booster])(X[:50])
+    np.testing.assert_allclose(ours, _xgboost_shap(booster, X[:50]), rtol=0, atol=ATOL)
+    assert np.all(ours[:, :-1] == 0)
+
+
+def test_weighted_sum_of_boosters() -> None:
+    """a + b f + c g: the stacked pooled model's score (b phi_f + c phi_g, a in the bias)."""
+    X, y = _data()
+    f = _booster(X, y, depth=4, rounds=30)
+    g = _booster(X, np.nan_to_num(X[:, 0]), "reg:squarederror", depth=3, rounds=25, seed=3)
+    ours = treeshap.Explainer([f, g], [0.8, -1.7], 0.25)(X)
+    expected = 0.8 * _xgboost_shap(f, X) - 1.7 * _xgboost_shap(g, X)
+    expected[:, -1] += 0.25
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=ATOL)
+
+
+def test_threads_give_the_same_numbers() -> None:
+    X, y = _data(n=1000)
+    tables = treeshap.build_tables([_booster(X, y)])
+    one = treeshap.shap_values(tables, X, threads=1)
+    assert np.array_equal(one, treeshap.shap_values(tables, X, threads=2))
+    assert np.array_equal(one[:7], treeshap.shap_values(tables, X[:7], threads=2))
+
+
+def test_too_large_for_tables_falls_back_to_xgboost(monkeypatch) -> None:
+    X, y = _data()
+    booster = _booster(X, y)
+    monkeypatch.setattr(treeshap, "MAX_TABLE_VALUES", treeshap.table_size(booster) - 1)
+    explainer = treeshap.Explainer([booster], [2.0], 1.0)
+    assert explainer.tables is None
+    expected = 2.0 * _xgboost_shap(booster, X)
+    expected[:, -1] += 1.0
+    np.testing.assert_allclose(explainer(X), expected, rtol=0, atol=ATOL)
+
+
+def test_pickles_without_its_tables() -> None:
+    X, y = _data()
+    explainer = treeshap.Explainer([_booster(X, y)])
+    before = explainer(X[:20])
+    copy = pickle.loads(pickle.dumps(explainer))
+    assert not copy._built
+    assert np.array_equal(copy(X[:20]), before)
+
+
+def test_refuses_a_matrix_of_the_wrong_width() -> None:
+    X, y = _data()
+    tables = treeshap.build_tables([_booster(X, y)])
+    with pytest.raises(ValueError, match=r"\(rows, 8\)"):
+        treeshap.shap_values(tables, X[:, :5])
