@@ -1,4 +1,5 @@
-"""The default install is CPU-only, and served models ask for the xgboost build installed."""
+"""The default install is CPU-only, and served models ask for the xgboost build installed
+(and numba, which explains their answers)."""
 
 from __future__ import annotations
 
@@ -55,3 +56,5 @@ def test_served_model_pins_the_installed_xgboost_build():
     assert distribution in {"xgboost-cpu", "xgboost"}
     assert version(distribution) == pinned_version
     assert pin in pip_requirements()
+    # the served model explains with models/treeshap.py's compiled kernels
+    assert pinned_requirement("numba") in pip_requirements()

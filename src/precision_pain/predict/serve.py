@@ -42,8 +42,9 @@ log = logging.getLogger(__name__)
 MODEL_CODE = Path(__file__).with_name("serve_model_code.py")
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the whole package travels with the model
 ARTIFACT = "bundle"
+# numba: the exact TreeSHAP kernels (models/treeshap_kernels.py) that explain each answer.
 _REQUIREMENTS = ("numpy", "pandas", "pyarrow", "scipy", "scikit-learn", "xgboost", "skops",
-                 "mlflow")
+                 "mlflow", "numba")
 # The served model's one inference parameter: which table to answer with.
 OUTPUT_PARAM = "output"
 OUTPUTS: tuple[str, ...] = ("treatments", "plans")
