@@ -105,9 +105,11 @@ def main() -> None:
     parser.add_argument("--unseen", type=int, default=10000, help="new patients scored")
     parser.add_argument("--n-bootstrap", type=int, default=100)
     parser.add_argument("--out", type=Path, help="write <out>.csv and <out>.md")
+    parser.add_argument("--params", type=Path, default=ROOT / "params.yaml",
+                        help="the params to train with (e.g. a candidate default)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    params = load_params(ROOT / "params.yaml")
+    params = load_params(args.params)
     rows = []
     for seed in args.seeds:
         for generator in args.generators:
