@@ -111,3 +111,30 @@ def test_refuses_a_matrix_of_the_wrong_width() -> None:
     tables = treeshap.build_tables([_booster(X, y)])
     with pytest.raises(ValueError, match=r"\(rows, 8\)"):
         treeshap.shap_values(tables, X[:, :5])
+
+
+def test_compiles_where_no_cache_folder_can_be_written(monkeypatch) -> None:
+    """numba refuses cache=True when it finds no writable folder: compile without it."""
+    import importlib
+
+    import numba
+
+    from precision_pain.models import treeshap_kernels
+
+    real = numba.njit
+
+    def njit(*args, cache=False, **options):
+        if cache:
+            raise RuntimeError("cannot cache function 'explain': no locator available")
+        return real(*args, **options)
+
+    X, y = _data()
+    booster = _booster(X, y, rounds=5)
+    monkeypatch.setattr(numba, "njit", njit)
+    try:
+        importlib.reload(treeshap_kernels)
+        np.testing.assert_allclose(treeshap.Explainer([booster])(X[:30]),
+                                   _xgboost_shap(booster, X[:30]), rtol=0, atol=ATOL)
+    finally:
+        monkeypatch.setattr(numba, "njit", real)
+        importlib.reload(treeshap_kernels)

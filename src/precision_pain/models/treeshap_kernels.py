@@ -1,12 +1,23 @@
 """The compiled loops of :mod:`precision_pain.models.treeshap` (numba; imported on first
-use, so that commands that explain nothing do not load numba). Compiled once, cached on disk
-(``cache=True``) beside this file or in numba's user cache folder."""
+use, so that commands that explain nothing do not load numba). Compiled once and cached on
+disk beside this file or in numba's user cache folder (``NUMBA_CACHE_DIR``); where neither
+is writable, compiled in each process instead (a few seconds)."""
 
 import numba
 import numpy as np
 
 
-@numba.njit(cache=True)
+def _jit(**options):
+    """``numba.njit`` with the on-disk cache when a cache folder can be written."""
+    def decorate(function):
+        try:
+            return numba.njit(cache=True, **options)(function)
+        except RuntimeError:  # numba found no writable cache folder
+            return numba.njit(**options)(function)
+    return decorate
+
+
+@_jit()
 def fill_tables(depth, path_slot, leaf_slots, cover_ratio, values, table_start, table,
                 weights):  # pragma: no cover - compiled
     """Every leaf's table: for each pattern of satisfied splits, each distinct feature's
@@ -48,7 +59,7 @@ def fill_tables(depth, path_slot, leaf_slots, cover_ratio, values, table_start, 
                 table[base + j] = values[leaf] * (o[j] - z[j]) * total
 
 
-@numba.njit(cache=True, nogil=True)
+@_jit(nogil=True)
 def explain(X, out, node_feature, node_threshold, node_default_left, node_parent,
             node_bit, node_leaf, tree_nodes, leaf_slots, slot_feature, table_start, table,
             max_nodes):  # pragma: no cover - compiled
