@@ -266,7 +266,7 @@ class PooledModel:
     @property
     def explainer(self) -> Explainer:
         """Exact TreeSHAP of the (stacked) log-odds, built once per model."""
-        if self._explainer is None:
+        if getattr(self, "_explainer", None) is None:
             if self.stack_ is None:
                 self._explainer = Explainer([self.booster_])
             else:
