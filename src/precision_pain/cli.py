@@ -226,12 +226,15 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
     from precision_pain.io import write_json
     from precision_pain.models.bundle import save_bundle
     from precision_pain.models.estimators import get_model_class
-    from precision_pain.models.train import (modeled_treatments, refit_on_all, refits_on_all,
-                                             train_bundle, training_summary)
+    from precision_pain.models.train import (check_outcome_support, modeled_treatments,
+                                             refit_on_all, refits_on_all, train_bundle,
+                                             training_summary)
+    from precision_pain.outcome import outcome_from_params
     from precision_pain.progress import progress_bar
 
     params = load_params(params_path)
     get_model_class(params.model.type)
+    check_outcome_support(params.model.type, outcome_from_params(params))
     splits_dir = splits_dir or params.data.splits_dir
     from precision_pain.data.prepare import single_treatment_episodes
 
@@ -257,7 +260,7 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
                                   harm_weight=params.evaluate.harm_weight,
                                   propensity_clip=params.evaluate.propensity_clip,
                                   not_modeled=skipped, on_done=lambda _: bar.update(),
-                                  engine=engine)
+                                  engine=engine, outcome=outcome_from_params(params))
         evaluated = bundle
         test_all = None
         if refits_on_all(params.model):
@@ -314,6 +317,11 @@ def _with_plans(evaluated: Any, deployed: Any, splits: tuple[Any, Any, Any], par
     train_all, valid_all, test_all = splits
     if not has_plan_episodes(train_all):
         return evaluated, deployed
+    if evaluated.outcome.continuous:
+        raise ValueError("the training episodes hold treatment plans, which the plan learner "
+                         "models with the responder outcome only; prepare.outcome is "
+                         "nrs_change. Fix: set prepare.outcome: responder, or train on "
+                         "single-treatment episodes")
     settings = params.model.hyperparameters.get("pooled_xgboost")
     if not settings:
         raise ValueError("the training episodes hold treatment plans; the plan learner uses "
@@ -345,6 +353,7 @@ def _train_tracked(params: Any, treatments: Any, skipped: Any, train_df: Any, va
 
     from precision_pain import tracking
     from precision_pain.models.train import train_bundle
+    from precision_pain.outcome import outcome_from_params
 
     run_ids: dict[str, str] = {}
     tags = tracking.provenance_tags([splits_dir / "train.parquet", splits_dir / "valid.parquet"],
@@ -365,7 +374,8 @@ def _train_tracked(params: Any, treatments: Any, skipped: Any, train_df: Any, va
                               params.prepare.response_threshold,
                               harm_weight=params.evaluate.harm_weight,
                               propensity_clip=params.evaluate.propensity_clip,
-                              not_modeled=skipped, on_done=on_done, engine=engine)
+                              not_modeled=skipped, on_done=on_done, engine=engine,
+                              outcome=outcome_from_params(params))
     return replace(bundle, metadata={**bundle.metadata, "mlflow_run_ids": run_ids})
 
 
@@ -551,7 +561,8 @@ def predict(params_path: Path, input_path: Path, out: Path, models_dir: Path | N
                                                     or params.model.dir),
             "model_type": bundle.model_type, "harm_weight": options.harm_weight,
             "top_k_explained": options.top_k, "version": __version__,
-            "treatments_not_modeled": not_modeled(bundle)}
+            "treatments_not_modeled": not_modeled(bundle), "outcome": bundle.outcome.type,
+            "adverse_event_nrs_points": bundle.outcome.adverse_event_nrs_points}
     max_patients = (params.predict.report_max_patients if report_max_patients is None
                     else report_max_patients)
     with open_engine(params.engine) as engine:

@@ -74,9 +74,11 @@ class SimulateParams(_Section):
 
 
 class PrepareParams(_Section):
-    """Outcome definition."""
+    """Outcome definition (:mod:`precision_pain.outcome`)."""
 
     response_threshold: float = Field(gt=0, lt=1)
+    # What the response model predicts: the responder flag, or the change in NRS pain.
+    outcome: Literal["responder", "nrs_change"] = "responder"
 
 
 class SplitParams(_Section):
@@ -123,6 +125,8 @@ class EvaluateParams(_Section):
     """Evaluation settings and output paths."""
 
     harm_weight: float = Field(ge=0)
+    # prepare.outcome nrs_change: NRS points one adverse event costs at harm weight 1.
+    adverse_event_nrs_points: float = Field(default=2.0, gt=0)
     metrics: Path
     per_treatment: Path
     policy: Path

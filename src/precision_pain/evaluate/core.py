@@ -19,6 +19,13 @@ All on the held-out test split (docs/evaluation.md explains every number):
    true value of the same policy.
 4. Everything by ancestry and by sex.
 
+With ``prepare.outcome: nrs_change`` (:mod:`precision_pain.outcome`, read from the bundle) the
+response is the reduction in NRS pain in points: its models get RMSE, MAE, R^2 and a linear
+calibration slope and intercept instead of AUC, Brier score and the logistic ones; policy
+values are mean expected reductions (and net benefit in NRS points); with a truth, sqrt-PEHE
+(the error of the predicted differences between a patient's eligible treatments) is
+reported; expected trials until a first response, a binary notion, are left out.
+
 One table with a row per test episode holds every per-patient quantity; every
 summary (whole test split, each subgroup, each bootstrap replicate) is a
 weighted mean over its rows, so the bootstrap is a matrix product. Bootstrap
@@ -39,11 +46,13 @@ from precision_pain.models.bundle import ModelBundle
 from precision_pain.config import EvaluateParams
 from precision_pain.data.features import build_features
 from precision_pain.engine import LOCAL
-from precision_pain.evaluate.metrics import (METRICS, binary_metrics_ci, bootstrap_weights,
+from precision_pain.evaluate.metrics import (CONTINUOUS_METRICS, METRICS, bootstrap_weights,
                                              calibration_intercept, calibration_slope,
-                                             estimate_with_ci)
+                                             estimate_with_ci, linear_calibration_slope,
+                                             mean_error, outcome_metrics_ci)
 from precision_pain.predict.recommend import decide
 from precision_pain.models.propensity import predict_propensity
+from precision_pain.outcome import OutcomeSpec
 from precision_pain.registry import OUTCOMES, eligibility
 
 SUBGROUP_COLUMNS: tuple[str, ...] = ("ancestry", "sex")
@@ -114,8 +123,8 @@ def patient_weights(patient_ids: np.ndarray, n_boot: int, seed: int) -> np.ndarr
 
 # ---------------------------------------------------------------------- model metrics
 def model_metrics(test: pd.DataFrame, scores: EpisodeScores, weights: np.ndarray,
-                  true: dict[str, np.ndarray] | None = None, engine: Any = LOCAL
-                  ) -> dict[str, dict[str, Any]]:
+                  true: dict[str, np.ndarray] | None = None, engine: Any = LOCAL,
+                  outcome: OutcomeSpec = OutcomeSpec()) -> dict[str, dict[str, Any]]:
     """Per treatment and outcome: metrics with bootstrap CIs on the treated test rows.
 
     With a ground truth, ``true_probability`` holds the same metrics for the true
@@ -126,9 +135,10 @@ def model_metrics(test: pd.DataFrame, scores: EpisodeScores, weights: np.ndarray
     for j, treatment in enumerate(scores.treatments):
         rows = scores.treated == j
         if rows.any():
-            arms.append((treatment, {o: (test[o].to_numpy(float)[rows],
+            arms.append((treatment, {o: (outcome.values(test, o)[rows],
                                          _predictions(scores, o)[rows, j],
-                                         None if true is None else true[o][rows, j])
+                                         None if true is None else true[o][rows, j],
+                                         outcome.continuous and o == "response")
                                      for o in OUTCOMES}, weights[:, rows]))
     results = engine.map(_arm_metrics, arms, desc="bootstrap metrics", unit="treatment")
     return {arm[0]: result for arm, result in zip(arms, results)}
@@ -137,7 +147,8 @@ def model_metrics(test: pd.DataFrame, scores: EpisodeScores, weights: np.ndarray
 def _arm_metrics(arm: tuple[str, dict[str, tuple[Any, ...]], np.ndarray]
                  ) -> dict[str, Any]:
     _, outcomes, weights = arm
-    return {o: _outcome_metrics(y, p, weights, p_true) for o, (y, p, p_true) in outcomes.items()}
+    return {o: _outcome_metrics(y, p, weights, p_true, continuous)
+            for o, (y, p, p_true, continuous) in outcomes.items()}
 
 
 def with_arm_sizes(per_treatment: dict[str, Any], bundle: ModelBundle, small_arm: int
@@ -157,17 +168,18 @@ def with_arm_sizes(per_treatment: dict[str, Any], bundle: ModelBundle, small_arm
 
 
 def _outcome_metrics(y: np.ndarray, p: np.ndarray, weights: np.ndarray,
-                     p_true: np.ndarray | None) -> dict[str, Any]:
-    metrics = binary_metrics_ci(y, p, weights)
+                     p_true: np.ndarray | None, continuous: bool = False) -> dict[str, Any]:
+    metrics = outcome_metrics_ci(y, p, weights, continuous)
     if p_true is None:
         return metrics
-    ceiling = binary_metrics_ci(y, p_true, weights)
-    return {**metrics, "true_probability": {m: ceiling[m] for m in METRICS},
-            "against_truth": calibration_against_truth(p_true, p, weights)}
+    ceiling = outcome_metrics_ci(y, p_true, weights, continuous)
+    names = CONTINUOUS_METRICS if continuous else METRICS
+    return {**metrics, "true_probability": {m: ceiling[m] for m in names},
+            "against_truth": calibration_against_truth(p_true, p, weights, continuous)}
 
 
-def calibration_against_truth(p_true: np.ndarray, p: np.ndarray, weights: np.ndarray
-                              ) -> dict[str, dict[str, float]]:
+def calibration_against_truth(p_true: np.ndarray, p: np.ndarray, weights: np.ndarray,
+                              continuous: bool = False) -> dict[str, dict[str, float]]:
     """Calibration slope and intercept with the true probability in place of the outcome.
 
     The same logistic recalibration as the observed-outcome metrics, fitted to the expected
@@ -176,17 +188,19 @@ def calibration_against_truth(p_true: np.ndarray, p: np.ndarray, weights: np.nda
     miscalibration, not the coin flips of a few hundred test outcomes.
     """
     both = np.vstack([np.ones((1, len(p))), weights])
+    slope, intercept = ((linear_calibration_slope, mean_error) if continuous
+                        else (calibration_slope, calibration_intercept))
     return {name: estimate_with_ci(values[0], values[1:]) for name, values in (
-        ("calibration_slope", calibration_slope(p_true, p, both)),
-        ("calibration_intercept", calibration_intercept(p_true, p, both)))}
+        ("calibration_slope", slope(p_true, p, both)),
+        ("calibration_intercept", intercept(p_true, p, both)))}
 
 
 def _predictions(scores: EpisodeScores, outcome: str) -> np.ndarray:
     return scores.p_response if outcome == "response" else scores.p_adverse_event
 
 
-def reliability_table(test: pd.DataFrame, scores: EpisodeScores, n_bins: int = N_RELIABILITY_BINS
-                      ) -> pd.DataFrame:
+def reliability_table(test: pd.DataFrame, scores: EpisodeScores, n_bins: int = N_RELIABILITY_BINS,
+                      outcome_spec: OutcomeSpec = OutcomeSpec()) -> pd.DataFrame:
     """Mean prediction vs observed rate in quantile bins, per treatment and outcome."""
     frames = []
     for j, treatment in enumerate(scores.treatments):
@@ -194,7 +208,7 @@ def reliability_table(test: pd.DataFrame, scores: EpisodeScores, n_bins: int = N
         for outcome in OUTCOMES:
             if rows.sum() >= n_bins:
                 p = _predictions(scores, outcome)[rows, j]
-                frames.append(_bins(p, test[outcome].to_numpy(float)[rows], n_bins)
+                frames.append(_bins(p, outcome_spec.values(test, outcome)[rows], n_bins)
                               .assign(treatment=treatment, outcome=outcome))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=["treatment", "outcome", "mean_predicted", "observed", "n"])
@@ -209,11 +223,13 @@ def _bins(p: np.ndarray, y: np.ndarray, n_bins: int) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------- per-episode columns
-def true_matrices(scores: EpisodeScores, truth: pd.DataFrame, harm_weight: float
-                  ) -> dict[str, np.ndarray]:
-    """(n, k) true P(response), P(adverse event) and net benefit of every test episode."""
+def true_matrices(scores: EpisodeScores, truth: pd.DataFrame, harm_weight: float,
+                  outcome: OutcomeSpec = OutcomeSpec()) -> dict[str, np.ndarray]:
+    """(n, k) true P(response) (or expected reduction in NRS points), P(adverse event) and
+    net benefit of every test episode (``harm_weight`` in the response's units)."""
     ids, names = scores.patient_ids, scores.treatments
-    p_resp = pol.wide(truth, "p_response", ids, names)
+    truth = truth.assign(_response=outcome.truth_response(truth).to_numpy(float))
+    p_resp = pol.wide(truth, "_response", ids, names)
     p_ae = pol.wide(truth, "p_adverse_event", ids, names)
     if np.isnan(np.where(scores.eligible, p_resp + p_ae, 0.0)).any():
         raise ValueError("ground truth lacks rows for some test (patient, eligible treatment) "
@@ -223,9 +239,10 @@ def true_matrices(scores: EpisodeScores, truth: pd.DataFrame, harm_weight: float
 
 
 def truth_columns(scores: EpisodeScores, truth: pd.DataFrame, true: dict[str, np.ndarray],
-                  ranks: np.ndarray, stepped_care: Sequence[str]
+                  ranks: np.ndarray, stepped_care: Sequence[str], continuous: bool = False
                   ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """True value under every policy, regret and trials, per test episode; and the choices."""
+    """True value under every policy, regret and trials (a responder outcome) or squared
+    effect errors (a continuous one), per test episode; and the choices."""
     names = scores.treatments
     policies, single = _truth_policies(scores, truth, true["net_benefit"], ranks)
     columns = {f"true.{v}.{p}": pol.policy_value(m, true[v])
@@ -233,8 +250,26 @@ def truth_columns(scores: EpisodeScores, truth: pd.DataFrame, true: dict[str, np
     columns |= {f"regret.{p}": columns["true.net_benefit.oracle"] - columns[f"true.net_benefit.{p}"]
                 for p in policies}
     columns["match_oracle"] = (policies["model"] * policies["oracle"]).sum(axis=1)
-    columns |= _trial_columns(scores, true["response"], ranks, stepped_care)
+    if continuous:
+        columns["pehe.squared_error"] = effect_squared_error(scores.p_response, true["response"],
+                                                             scores.eligible)
+    else:
+        columns |= _trial_columns(scores, true["response"], ranks, stepped_care)
     return columns, {"one_size_fits_all": names[single] if single >= 0 else None}
+
+
+def effect_squared_error(predicted: np.ndarray, true: np.ndarray, eligible: np.ndarray
+                         ) -> np.ndarray:
+    """Per patient, the mean squared error of the predicted effects of the eligible treatments
+    against their mean (the same centring for prediction and truth): (tau_hat - tau)^2
+    averaged over the eligible treatments, where tau_t = mu_t - the patient's mean over them.
+    With two treatments it is the squared error of the effect of one against the other over
+    4, so sqrt(mean) = sqrt-PEHE (Hill 2011) / 2; NaN without an eligible treatment."""
+    count = eligible.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centre = lambda m: m - (np.where(eligible, m, 0.0).sum(axis=1) / count)[:, None]  # noqa: E731
+        diff = np.where(eligible, centre(predicted) - centre(true), 0.0)
+        return np.where(count > 0, (diff ** 2).sum(axis=1) / count, np.nan)
 
 
 def _truth_policies(scores: EpisodeScores, truth: pd.DataFrame, true_net: np.ndarray,
@@ -277,14 +312,16 @@ def _trial_columns(scores: EpisodeScores, true_response: np.ndarray, ranks: np.n
 
 
 def ope_columns(test: pd.DataFrame, scores: EpisodeScores, ranks: np.ndarray, propensity: np.ndarray,
-                settings: EvaluateParams, true: dict[str, np.ndarray] | None
+                settings: EvaluateParams, true: dict[str, np.ndarray] | None,
+                outcome: OutcomeSpec = OutcomeSpec()
                 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Per-episode DM/IPW/DR terms for each policy and outcome (and the truth, if known)."""
     k = len(scores.treatments)
-    observed = {"response": test["response"].to_numpy(float),
-                "net_benefit": test["response"].to_numpy(float)
-                - settings.harm_weight * test["adverse_event"].to_numpy(float)}
-    mu = {"response": scores.p_response, "net_benefit": scores.net_benefit(settings.harm_weight)}
+    harm_weight = settings.harm_weight * outcome.harm_scale
+    response = outcome.values(test, "response")
+    observed = {"response": response,
+                "net_benefit": response - harm_weight * test["adverse_event"].to_numpy(float)}
+    mu = {"response": scores.p_response, "net_benefit": scores.net_benefit(harm_weight)}
     logged = {v: pol.Logged(scores.treated, observed[v], mu[v], propensity) for v in VALUES}
     single = _best_single_by_dr(scores, logged["net_benefit"], settings.propensity_clip)
     policies = {"model": _first_choice(ranks), "random": pol.uniform_eligible(scores.eligible),
@@ -315,14 +352,16 @@ def _best_single_by_dr(scores: EpisodeScores, logged: pol.Logged, clip: float) -
     return int(universal[int(np.argmax(value))])
 
 
-def fit_columns(test: pd.DataFrame, scores: EpisodeScores) -> dict[str, np.ndarray]:
+def fit_columns(test: pd.DataFrame, scores: EpisodeScores, outcome: OutcomeSpec = OutcomeSpec()
+                ) -> dict[str, np.ndarray]:
     """Observed outcome and the received treatment's prediction, per episode (NaN if unmodelled)."""
     rows = np.arange(len(scores.treated))
     got = np.clip(scores.treated, 0, None)
     known = scores.treated >= 0
     return {f"fit.{x}.{o}": np.where(known, v, np.nan)
             for o in OUTCOMES
-            for x, v in (("y", test[o].to_numpy(float)), ("p", _predictions(scores, o)[rows, got]))}
+            for x, v in (("y", outcome.values(test, o)),
+                         ("p", _predictions(scores, o)[rows, got]))}
 
 
 # ------------------------------------------------------------------------- summaries
@@ -353,7 +392,11 @@ def summarize_truth(table: pd.DataFrame, weights: np.ndarray) -> dict[str, Any]:
     with np.errstate(invalid="ignore", divide="ignore"):
         share = (m[:, 0] - m[:, 2]) / (m[:, 1] - m[:, 2])
     share = np.where(m[:, 1] - m[:, 2] > 1e-12, share, np.nan)
-    return {"values": values,
+    extra = {}
+    if "pehe.squared_error" in table:
+        pehe = np.sqrt(_means(table, ["pehe.squared_error"], weights)[:, 0])
+        extra["sqrt_pehe"] = estimate_with_ci(pehe[0], pehe[1:])
+    return {"values": values, **extra,
             "share_of_oracle_gain_captured": estimate_with_ci(share[0], share[1:]),
             "first_choice_matches_oracle": _mean_ci(table["match_oracle"].to_numpy(), weights),
             "regret": {p: pol.regret_summary(table[f"regret.{p}"].to_numpy())
@@ -401,21 +444,27 @@ def _ope_policy(table: pd.DataFrame, weights: np.ndarray, v: str, name: str) -> 
     return result
 
 
-def summarize_fit(table: pd.DataFrame, weights: np.ndarray) -> dict[str, Any]:
-    """Pooled metrics of the received treatment's models (every treatment's rows together)."""
+def summarize_fit(table: pd.DataFrame, weights: np.ndarray, continuous: bool = False
+                  ) -> dict[str, Any]:
+    """Pooled metrics of the received treatment's models (every treatment's rows together);
+    ``continuous``: the response's are those of a regressor."""
     out = {}
     for o in OUTCOMES:
         y, p = table[f"fit.y.{o}"].to_numpy(), table[f"fit.p.{o}"].to_numpy()
         known = ~np.isnan(p)
-        out[o] = binary_metrics_ci(y[known], p[known], weights[:, known])
+        out[o] = outcome_metrics_ci(y[known], p[known], weights[:, known],
+                                    continuous and o == "response")
     return out
 
 
-def summarize(table: pd.DataFrame, weights: np.ndarray) -> dict[str, Any]:
+def summarize(table: pd.DataFrame, weights: np.ndarray, continuous: bool = False
+              ) -> dict[str, Any]:
     """Every summary the table's columns allow, for one set of rows."""
-    out: dict[str, Any] = {"n": len(table), "models_pooled": summarize_fit(table, weights)}
+    out: dict[str, Any] = {"n": len(table),
+                           "models_pooled": summarize_fit(table, weights, continuous)}
     if "true.net_benefit.model" in table:
         out["policy"] = summarize_truth(table, weights)
+    if "trials.expected.model" in table:
         out["trials"] = summarize_trials(table, weights)
     if "ope.observed.net_benefit" in table:
         out["off_policy"] = summarize_ope(table, weights)
@@ -423,34 +472,39 @@ def summarize(table: pd.DataFrame, weights: np.ndarray) -> dict[str, Any]:
 
 
 def subgroup_summaries(table: pd.DataFrame, weights: np.ndarray, groups: pd.DataFrame,
-                       engine: Any = LOCAL) -> dict[str, dict[str, Any]]:
+                       engine: Any = LOCAL, continuous: bool = False
+                       ) -> dict[str, dict[str, Any]]:
     """:func:`summarize` within each level of each subgroup column (each level one task on
     ``engine``, with only its rows)."""
     levels = []
     for column in groups.columns:
         labels = groups[column].astype("string").fillna("unknown").to_numpy()
         levels += [(column, str(level), table[labels == level].reset_index(drop=True),
-                    weights[:, labels == level]) for level in pd.unique(labels)]
+                    weights[:, labels == level], continuous) for level in pd.unique(labels)]
     results = engine.map(_level_summary, levels, desc="bootstrap subgroups", unit="subgroup")
     out: dict[str, dict[str, Any]] = {column: {} for column in groups.columns}
-    for (column, level, _, _), result in zip(levels, results):
+    for (column, level, *_), result in zip(levels, results):
         out[column][level] = result
     return out
 
 
-def _level_summary(level: tuple[str, str, pd.DataFrame, np.ndarray]) -> dict[str, Any]:
-    return summarize(level[2], level[3])
+def _level_summary(level: tuple[str, str, pd.DataFrame, np.ndarray, bool]) -> dict[str, Any]:
+    return summarize(level[2], level[3], level[4])
 
 
 # ------------------------------------------------------------------------------ headline
 def headline(per_treatment: dict[str, Any], overall: dict[str, Any], choices: dict[str, Any],
-             n_patients: int, model_type: str) -> dict[str, Any]:
+             n_patients: int, model_type: str, outcome: OutcomeSpec = OutcomeSpec()
+             ) -> dict[str, Any]:
     """The compact summary for metrics/evaluation.json: scalars only."""
+    response = ("rmse", "r2") if outcome.continuous else ("auc", "brier")
     summary: dict[str, Any] = {
         "model_type": model_type, "n_test_patients": n_patients,
         "has_ground_truth": "policy" in overall,
-        **{f"mean_{o}_{m}": _mean_metric(per_treatment, o, m)
-           for o in OUTCOMES for m in ("auc", "brier")},
+        **({"outcome": outcome.type} if outcome.continuous else {}),
+        **{f"mean_response_{m}": _mean_metric(per_treatment, "response", m) for m in response},
+        **{f"mean_adverse_event_{m}": _mean_metric(per_treatment, "adverse_event", m)
+           for m in ("auc", "brier")},
         "response_calibration_slope": _slope_summary(per_treatment, ()),
     }
     if any("against_truth" in m["response"] for m in per_treatment.values()):
@@ -460,6 +514,7 @@ def headline(per_treatment: dict[str, Any], overall: dict[str, Any], choices: di
             per_treatment, ("against_truth",))
     if "policy" in overall:
         summary["policy"] = _headline_policy(overall, choices)
+    if "trials" in overall:
         summary["trials"] = {o: {"expected": t["expected_trials"]["estimate"],
                                  **{f"within_{m}": t[f"p_response_within_{m}"] for m in WITHIN}}
                              for o, t in overall["trials"].items()}
@@ -495,6 +550,8 @@ def _headline_policy(overall: dict[str, Any], choices: dict[str, Any]) -> dict[s
                            for p in POLICIES}
     out["one_size_fits_all"]["treatment"] = choices.get("one_size_fits_all")
     out["share_of_oracle_gain_captured"] = truth["share_of_oracle_gain_captured"]["estimate"]
+    if "sqrt_pehe" in truth:
+        out["sqrt_pehe"] = truth["sqrt_pehe"]["estimate"]
     out["first_choice_matches_oracle"] = truth["first_choice_matches_oracle"]["estimate"]
     out["regret"] = truth["regret"]["model"]
     return out
@@ -517,42 +574,49 @@ def evaluate(test: pd.DataFrame, bundle: ModelBundle, truth: pd.DataFrame | None
     """Model metrics, policy values (true and off-policy), trials and subgroups; ``engine``
     spreads the bootstrap over workers (per treatment and per subgroup)."""
     scores = score_test(test, bundle)
+    outcome = bundle.outcome
+    harm_weight = settings.harm_weight * outcome.harm_scale  # in the response's units
     weights = patient_weights(scores.patient_ids, settings.n_bootstrap, settings.seed)
     has_truth = truth is not None and not truth.empty
-    true = true_matrices(scores, truth, settings.harm_weight) if has_truth else None
-    per_treatment = with_arm_sizes(model_metrics(test, scores, weights, true, engine), bundle,
-                                   settings.small_arm_patients)
-    ranks = model_ranks(test, scores, settings.harm_weight, settings.non_opioid_first)
-    columns, choices = fit_columns(test, scores), {}
+    true = true_matrices(scores, truth, harm_weight, outcome) if has_truth else None
+    per_treatment = with_arm_sizes(model_metrics(test, scores, weights, true, engine, outcome),
+                                   bundle, settings.small_arm_patients)
+    ranks = model_ranks(test, scores, harm_weight, settings.non_opioid_first)
+    columns, choices = fit_columns(test, scores, outcome), {}
     if true is not None:
-        truth_cols, choices = truth_columns(scores, truth, true, ranks, settings.stepped_care)
+        truth_cols, choices = truth_columns(scores, truth, true, ranks, settings.stepped_care,
+                                            outcome.continuous)
         columns |= truth_cols
     ope_detail: dict[str, Any] = {}
     if bundle.propensity is not None:
         e = predict_propensity(bundle.propensity, test, list(scores.treatments))
-        ope_cols, ope_detail = ope_columns(test, scores, ranks, e, settings, true)
+        ope_cols, ope_detail = ope_columns(test, scores, ranks, e, settings, true, outcome)
         columns |= ope_cols
     table = pd.DataFrame(columns)
-    overall = summarize(table, weights)
+    overall = summarize(table, weights, outcome.continuous)
     groups = test[[c for c in SUBGROUP_COLUMNS if c in test]].reset_index(drop=True)
     detail = {**overall, "choices": {"truth": choices, "off_policy": {
         k: v for k, v in ope_detail.items() if k != "overlap"}},
         "overlap": ope_detail.get("overlap", {}),
         "propensity_model": _scalars(bundle.metadata.get("propensity", {})),
         "settings": {"harm_weight": settings.harm_weight, "n_bootstrap": settings.n_bootstrap,
-                     "seed": settings.seed, "propensity_clip": settings.propensity_clip}}
+                     "seed": settings.seed, "propensity_clip": settings.propensity_clip,
+                     "outcome": outcome.type,
+                     **({"adverse_event_nrs_points": outcome.adverse_event_nrs_points}
+                        if outcome.continuous else {})}}
     summary = headline(per_treatment, overall, choices, int(test["patient_id"].nunique()),
-                       bundle.model_type)
+                       bundle.model_type, outcome)
     not_modeled = {a["treatment"]: a["reason"] for a in bundle.metadata.get("not_modeled", [])}
     summary["n_treatments_modeled"] = len(bundle.treatments)
     if not_modeled:
         summary["treatments_not_modeled"] = ", ".join(not_modeled)
         detail["not_modeled"] = not_modeled
-    curves = _curves(test, scores, table)
-    if true is not None:
+    curves = _curves(test, scores, table, outcome)
+    if true is not None and not outcome.continuous:
         curves["trials"] = trials_curve(scores, true["response"], ranks, settings.stepped_care)
     return Evaluation(summary, per_treatment, detail,
-                      subgroup_summaries(table, weights, groups, engine), curves)
+                      subgroup_summaries(table, weights, groups, engine, outcome.continuous),
+                      curves)
 
 
 def _scalars(tree: dict[str, Any]) -> dict[str, Any]:
@@ -561,9 +625,10 @@ def _scalars(tree: dict[str, Any]) -> dict[str, Any]:
             if not isinstance(v, (list, tuple))}
 
 
-def _curves(test: pd.DataFrame, scores: EpisodeScores, table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def _curves(test: pd.DataFrame, scores: EpisodeScores, table: pd.DataFrame,
+            outcome: OutcomeSpec = OutcomeSpec()) -> dict[str, pd.DataFrame]:
     """Plot data: reliability bins, per-patient regret, trials-to-response curves."""
-    curves = {"reliability": reliability_table(test, scores)}
+    curves = {"reliability": reliability_table(test, scores, outcome_spec=outcome)}
     regret = [c for c in table.columns if c.startswith("regret.") and c != "regret.oracle"]
     if regret:
         curves["regret"] = table[regret].rename(columns=lambda c: c.split(".", 1)[1])

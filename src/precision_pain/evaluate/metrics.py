@@ -1,4 +1,5 @@
-"""Discrimination and calibration metrics for binary predictions, with bootstrap CIs.
+"""Discrimination and calibration metrics for binary predictions (and, for prepare.outcome
+nrs_change, error and calibration metrics for continuous ones), with bootstrap CIs.
 
 Every estimator here takes case weights ``w`` of shape ``(B, n)`` and returns
 ``B`` values, so a whole bootstrap (``w`` = multinomial resampling counts) is one
@@ -166,3 +167,92 @@ def binary_metrics_ci(y: np.ndarray, p: np.ndarray, weights: np.ndarray
         out[name] = estimate_with_ci(values[0], values[1:])
     return {**out, "prevalence": float(y.mean()), "mean_prediction": float(p.mean()),
             "n": int(len(y))}
+
+
+# --------------------------------------------------------------- continuous outcomes
+# prepare.outcome nrs_change: the response models predict the reduction in NRS pain.
+
+
+def weighted_rmse(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Root mean squared error per weight row."""
+    y, p, w = _as_arrays(y, p, w)
+    return np.sqrt((w @ (p - y) ** 2) / w.sum(axis=1))
+
+
+def weighted_mae(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Mean absolute error per weight row."""
+    y, p, w = _as_arrays(y, p, w)
+    return (w @ np.abs(p - y)) / w.sum(axis=1)
+
+
+def weighted_r2(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """1 - SSE / SST per weight row (SST about the row's weighted mean); NaN if SST is 0."""
+    y, p, w = _as_arrays(y, p, w)
+    total = w.sum(axis=1)
+    mean = (w @ y) / total
+    sst = (w * (y[None, :] - mean[:, None]) ** 2).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(sst > 0, 1.0 - (w @ (p - y) ** 2) / sst, np.nan)
+
+
+def linear_calibration_slope(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``b`` in E[y] = a + b * p, weighted least squares per row (1 = ideal; below 1 =
+    predicted differences too large); NaN if the predictions do not vary."""
+    y, p, w = _as_arrays(y, p, w)
+    total = w.sum(axis=1)
+    mp, my = (w @ p) / total, (w @ y) / total
+    dp = p[None, :] - mp[:, None]
+    sxx = (w * dp ** 2).sum(axis=1)
+    sxy = (w * dp * (y[None, :] - my[:, None])).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(sxx > 1e-12 * np.maximum(total, 1.0), sxy / sxx, np.nan)
+
+
+def mean_error(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Calibration-in-the-large: weighted mean of y - p (0 = ideal; above 0 = the model
+    under-predicts on average)."""
+    y, p, w = _as_arrays(y, p, w)
+    return (w @ (y - p)) / w.sum(axis=1)
+
+
+CONTINUOUS_METRICS: dict[str, Metric] = {
+    "rmse": weighted_rmse,
+    "mae": weighted_mae,
+    "r2": weighted_r2,
+    "calibration_slope": linear_calibration_slope,
+    "calibration_intercept": mean_error,
+}
+
+
+def continuous_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """RMSE, MAE, R^2, calibration slope and intercept, mean outcome, mean prediction and n."""
+    y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
+    ones = np.ones((1, len(y)))
+    values = {name: float(metric(y, p, ones)[0]) for name, metric in CONTINUOUS_METRICS.items()}
+    return {**values, "mean_outcome": float(y.mean()), "mean_prediction": float(p.mean()),
+            "mse": values["rmse"] ** 2, "n": float(len(y))}
+
+
+def continuous_metrics_ci(y: np.ndarray, p: np.ndarray, weights: np.ndarray
+                          ) -> dict[str, dict[str, float] | float]:
+    """Every metric in CONTINUOUS_METRICS with a percentile CI over the ``weights`` rows."""
+    y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
+    both = np.vstack([np.ones((1, len(y))), weights])
+    out: dict[str, dict[str, float] | float] = {}
+    for name, metric in CONTINUOUS_METRICS.items():
+        values = metric(y, p, both)
+        out[name] = estimate_with_ci(values[0], values[1:])
+    return {**out, "mean_outcome": float(y.mean()), "mean_prediction": float(p.mean()),
+            "n": int(len(y))}
+
+
+def outcome_metrics(y: np.ndarray, p: np.ndarray, continuous: bool) -> dict[str, float]:
+    """:func:`continuous_metrics` or :func:`binary_metrics`."""
+    return continuous_metrics(y, p) if continuous else binary_metrics(y, p)
+
+
+def outcome_metrics_ci(y: np.ndarray, p: np.ndarray, weights: np.ndarray, continuous: bool
+                       ) -> dict[str, dict[str, float] | float]:
+    """:func:`continuous_metrics_ci` or :func:`binary_metrics_ci`."""
+    return (continuous_metrics_ci(y, p, weights) if continuous
+            else binary_metrics_ci(y, p, weights))

@@ -29,33 +29,41 @@ def _grid(n: int, max_cols: int = 5) -> tuple[int, int]:
     return int(np.ceil(n / cols)) or 1, cols
 
 
-def reliability_figure(reliability: pd.DataFrame, outcome: str) -> Figure:
-    """Small multiples per treatment: mean prediction vs observed rate, with the diagonal."""
+def reliability_figure(reliability: pd.DataFrame, outcome: str, continuous: bool = False
+                       ) -> Figure:
+    """Small multiples per treatment: mean prediction vs observed rate (or mean, for a
+    continuous outcome), with the diagonal."""
     rows = reliability[reliability["outcome"] == outcome]
     treatments = list(dict.fromkeys(rows["treatment"]))
     n_rows, n_cols = _grid(len(treatments))
     fig = Figure(figsize=(2.6 * n_cols, 2.5 * n_rows + 0.6), dpi=DPI, layout="constrained")
     axes = np.atleast_1d(fig.subplots(n_rows, n_cols, squeeze=False)).ravel()
-    upper = float(np.nanmax(rows[["mean_predicted", "observed"]].to_numpy(), initial=0.05))
-    limit = min(1.0, 1.1 * upper)
+    values = rows[["mean_predicted", "observed"]].to_numpy()
+    upper = float(np.nanmax(values, initial=0.05))
+    limit = 1.1 * upper if continuous else min(1.0, 1.1 * upper)
+    lower = min(0.0, 1.1 * float(np.nanmin(values, initial=0.0))) if continuous else 0.0
     for ax, treatment in zip(axes, treatments):
         bins = rows[rows["treatment"] == treatment]
-        ax.plot([0, limit], [0, limit], color="0.7", lw=1, ls="--")
+        ax.plot([lower, limit], [lower, limit], color="0.7", lw=1, ls="--")
         ax.scatter(bins["mean_predicted"], bins["observed"], s=8 + bins["n"] / 3,
                    color=COLORS["model"], alpha=0.8)
         ax.plot(bins["mean_predicted"], bins["observed"], color=COLORS["model"], lw=0.8)
-        ax.set(xlim=(0, limit), ylim=(0, limit), title=treatment.replace("_", " "))
+        ax.set(xlim=(lower, limit), ylim=(lower, limit), title=treatment.replace("_", " "))
         ax.tick_params(labelsize=7)
     for ax in axes[len(treatments):]:
         ax.set_visible(False)
-    fig.supxlabel(f"mean predicted P({outcome.replace('_', ' ')})", fontsize=9)
-    fig.supylabel("observed rate", fontsize=9)
+    if continuous:
+        fig.supxlabel("mean predicted NRS reduction (points)", fontsize=9)
+        fig.supylabel("observed mean reduction", fontsize=9)
+    else:
+        fig.supxlabel(f"mean predicted P({outcome.replace('_', ' ')})", fontsize=9)
+        fig.supylabel("observed rate", fontsize=9)
     fig.suptitle(f"Reliability, {outcome.replace('_', ' ')} models (test split, decile bins)",
                  fontsize=10)
     return fig
 
 
-def policy_value_figure(policy: Mapping[str, Any]) -> Figure:
+def policy_value_figure(policy: Mapping[str, Any], continuous: bool = False) -> Figure:
     """True mean net benefit and response per policy (95 % CI); DR estimates beside them."""
     values = policy["policy"]["values"]
     names = [p for p in POLICY_LABELS if p in values]
@@ -73,7 +81,8 @@ def policy_value_figure(policy: Mapping[str, Any]) -> Figure:
                         yerr=_yerr(points), fmt="D", color="black", ms=4, capsize=2,
                         label="off-policy (DR) estimate")
         ax.set_xticks(x, [POLICY_LABELS[p] for p in names], rotation=20, fontsize=8)
-        ax.set_ylabel(f"mean {'net benefit' if key == 'net_benefit' else 'P(response)'}")
+        response = "NRS reduction (points)" if continuous else "P(response)"
+        ax.set_ylabel(f"mean {'net benefit' if key == 'net_benefit' else response}")
         low = min(e["estimate"] for e in est)
         ax.set_ylim(max(0.0, low - 0.1), None)
         ax.legend(fontsize=7, loc="lower right")
@@ -119,8 +128,11 @@ def trials_figure(curve: pd.DataFrame) -> Figure:
     return fig
 
 
-def subgroup_figure(subgroups: Mapping[str, Mapping[str, Any]]) -> Figure:
-    """Per ancestry / sex group: policy value (true, else DR) and pooled response AUC."""
+def subgroup_figure(subgroups: Mapping[str, Mapping[str, Any]], continuous: bool = False
+                    ) -> Figure:
+    """Per ancestry / sex group: policy value (true, else DR) and pooled response AUC (RMSE
+    for a continuous outcome)."""
+    metric = "rmse" if continuous else "auc"
     columns = list(subgroups)
     fig = Figure(figsize=(5.5 * max(1, len(columns)), 7), dpi=DPI, layout="constrained")
     axes = fig.subplots(2, max(1, len(columns)), squeeze=False)
@@ -128,12 +140,15 @@ def subgroup_figure(subgroups: Mapping[str, Mapping[str, Any]]) -> Figure:
         groups = subgroups[column]
         labels = [_group_label(g, s["n"]) for g, s in groups.items()]
         _subgroup_value_bars(axes[0, j], groups, labels)
-        auc = [s["models_pooled"]["response"]["auc"] for s in groups.values()]
+        auc = [s["models_pooled"]["response"][metric] for s in groups.values()]
         axes[1, j].bar(np.arange(len(auc)), [a["estimate"] for a in auc], yerr=_yerr(auc),
                        capsize=3, color=COLORS["model"], alpha=0.8)
-        axes[1, j].axhline(0.5, color="0.5", lw=1, ls="--")
         axes[1, j].set_xticks(np.arange(len(auc)), labels, fontsize=7)
-        axes[1, j].set(ylabel="response AUC (models pooled)", ylim=(0.4, None))
+        if continuous:
+            axes[1, j].set(ylabel="response RMSE, NRS points (models pooled)")
+        else:
+            axes[1, j].axhline(0.5, color="0.5", lw=1, ls="--")
+            axes[1, j].set(ylabel="response AUC (models pooled)", ylim=(0.4, None))
         axes[0, j].set_title(f"by {column}", fontsize=10)
     fig.suptitle("Subgroups (test split; error bars: 95 % bootstrap CI)", fontsize=10)
     return fig
@@ -176,17 +191,19 @@ def _subgroup_value_bars(ax: Any, groups: Mapping[str, Any], labels: list[str]) 
 def evaluation_figures(evaluation: Any) -> dict[str, Figure]:
     """Every figure the evaluation's contents allow, by file stem."""
     curves, detail = evaluation.curves, evaluation.policy
+    continuous = evaluation.summary.get("outcome") == "nrs_change"
     figures: dict[str, Figure] = {}
     reliability = curves.get("reliability")
     if reliability is not None and not reliability.empty:
         for outcome in dict.fromkeys(reliability["outcome"]):
-            figures[f"reliability_{outcome}"] = reliability_figure(reliability, outcome)
+            figures[f"reliability_{outcome}"] = reliability_figure(
+                reliability, outcome, continuous and outcome == "response")
     if "policy" in detail:
-        figures["policy_value"] = policy_value_figure(detail)
+        figures["policy_value"] = policy_value_figure(detail, continuous)
     if "regret" in curves:
         figures["regret"] = regret_figure(curves["regret"])
     if "trials" in curves:
         figures["trials_to_response"] = trials_figure(curves["trials"])
     if evaluation.subgroups:
-        figures["subgroups"] = subgroup_figure(evaluation.subgroups)
+        figures["subgroups"] = subgroup_figure(evaluation.subgroups, continuous)
     return figures

@@ -18,18 +18,25 @@ from precision_pain.evaluate.core import ESTIMATORS, POLICIES, VALUES, WITHIN, E
 def evaluation_report(evaluation: Evaluation, notice: str, plots: Sequence[str] = ()) -> str:
     """The evaluation as a markdown report; ``plots`` are image paths relative to the report."""
     s, detail = evaluation.summary, evaluation.policy
+    continuous = s.get("outcome") == "nrs_change"
     truth = "available (synthetic cohort)" if s["has_ground_truth"] else "not available"
+    outcome = (" Outcome: the change in NRS pain (follow-up minus baseline); response values "
+               "below are expected *reductions* in NRS points and net benefit is in NRS points "
+               "(an adverse event costs harm_weight x adverse_event_nrs_points)."
+               if continuous else "")
     parts = [f"# Evaluation report\n\n> {notice}\n",
              f"Model type **{s['model_type']}**; {s['n_test_patients']} test patients; ground "
              f"truth {truth}. Intervals are 95 % bootstrap CIs over test patients; "
-             "docs/evaluation.md defines every number.\n",
+             f"docs/evaluation.md defines every number.{outcome}\n",
              *_restriction_md(s, detail), _headline_md(s),
-             _per_treatment_md(evaluation.per_treatment)]
+             _per_treatment_md(evaluation.per_treatment, continuous)]
     if "policy" in detail:
-        parts += [_policy_md(detail), _trials_md(detail["trials"])]
+        parts.append(_policy_md(detail, continuous))
+    if "trials" in detail:
+        parts.append(_trials_md(detail["trials"]))
     if "off_policy" in detail:
         parts.append(_ope_md(detail))
-    parts.append(_subgroups_md(evaluation.subgroups))
+    parts.append(_subgroups_md(evaluation.subgroups, continuous))
     parts += ["## Plots\n"] + [f"![{Path(p).stem}]({p})\n" for p in plots]
     return "\n".join(parts)
 
@@ -53,9 +60,11 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def _headline_md(s: dict[str, Any]) -> str:
     slope = s["response_calibration_slope"]
+    fit = (f"mean RMSE {_num(s['mean_response_rmse'])} NRS points, mean R^2 "
+           f"{_num(s['mean_response_r2'])}" if "mean_response_rmse" in s else
+           f"mean AUC {_num(s['mean_response_auc'])}, mean Brier {_num(s['mean_response_brier'])}")
     lines = ["## Headline\n",
-             f"- Response models: mean AUC {_num(s['mean_response_auc'])}, mean Brier "
-             f"{_num(s['mean_response_brier'])}; calibration slope from {_num(slope['min'], 2)} "
+             f"- Response models: {fit}; calibration slope from {_num(slope['min'], 2)} "
              f"to {_num(slope['max'], 2)}, {_num(100 * slope['share_within_0.8_1.2'], 0)} % of "
              "treatments within 0.8-1.2."]
     if "response_calibration_slope_against_truth" in s:
@@ -78,10 +87,14 @@ def _headline_md(s: dict[str, Any]) -> str:
                 f"{POLICY_WORDS[k]} {_num(p[k]['mean_true_net_benefit'])}" for k in POLICIES) + ".",
             f"- Regret per patient (model): mean {_num(p['regret']['mean'])}, median "
             f"{_num(p['regret']['median'])}, 90th percentile {_num(p['regret']['p90'])}; "
-            f"{_num(100 * p['regret']['share_zero'], 1)} % of patients get their best treatment.",
-            "- Expected trials until a first response: " + ", ".join(
-                f"{k.replace('_', ' ')} {_num(v['expected'], 2)}" for k, v in s["trials"].items())
-            + "."]
+            f"{_num(100 * p['regret']['share_zero'], 1)} % of patients get their best treatment."]
+        if "sqrt_pehe" in p:
+            lines.append(f"- sqrt-PEHE of the differences between a patient's eligible "
+                         f"treatments: {_num(p['sqrt_pehe'])} NRS points.")
+    if "trials" in s:
+        lines.append("- Expected trials until a first response: " + ", ".join(
+            f"{k.replace('_', ' ')} {_num(v['expected'], 2)}" for k, v in s["trials"].items())
+            + ".")
     if "off_policy" in s:
         o = s["off_policy"]
         dr = {"estimate": o["model_dr_net_benefit"], "ci_low": o["model_dr_ci_low"],
@@ -108,16 +121,17 @@ def _restriction_md(s: dict[str, Any], detail: dict[str, Any]) -> list[str]:
             "these were not modeled (model.min_patients, model.min_events):\n\n" + lines]
 
 
-def _per_treatment_md(per_treatment: dict[str, Any]) -> str:
+def _per_treatment_md(per_treatment: dict[str, Any], continuous: bool = False) -> str:
     rows = []
+    fit = ("rmse", "r2") if continuous else ("auc", "brier")
     for t, m in per_treatment.items():
         r, a = m["response"], m["adverse_event"]
-        best = r.get("true_probability", {}).get("auc")
+        best = r.get("true_probability", {}).get(fit[0])
         arm = m.get("training", {})
         size = (f"{arm['patients']} ({arm['responders']} / {arm['adverse_events']})"
                 f"{' small arm' if arm.get('small_arm') else ''}" if arm.get("patients") is not None
                 else "")
-        rows.append([t, size, str(r["n"]), _ci(r["auc"]), _ci(r["brier"]),
+        rows.append([t, size, str(r["n"]), _ci(r[fit[0]]), _ci(r[fit[1]]),
                      _ci(r["calibration_slope"], 2), _ci(r["calibration_intercept"], 2),
                      _ci(r["against_truth"]["calibration_slope"], 2) if "against_truth" in r
                      else "n/a",
@@ -125,23 +139,31 @@ def _per_treatment_md(per_treatment: dict[str, Any]) -> str:
     header = ["treatment", "training patients (responders / adverse events)", "test n",
               "response AUC", "Brier", "calibration slope", "calibration intercept",
               "slope against the truth", "AUC of the true probabilities", "adverse-event AUC", "adverse-event slope"]
+    if continuous:
+        header[3:5] = ["response RMSE (NRS points)", "R^2"]
+        header[8] = "RMSE of the true expected reductions"
     return ("## Models, per treatment\n\nTest patients who received each treatment. A *small "
             "arm* has fewer training patients than evaluate.small_arm_patients: its intervals "
             "are wide and a per-treatment model of it learns little.\n\n"
             + _table(header, rows))
 
 
-def _policy_md(detail: dict[str, Any]) -> str:
+def _policy_md(detail: dict[str, Any], continuous: bool = False) -> str:
     truth = detail["policy"]
     rows = [[POLICY_WORDS[p], _ci(truth["values"][p]["mean_true_response"]),
              _ci(truth["values"][p]["mean_true_net_benefit"]),
              *(_regret_cells(truth["regret"].get(p)))] for p in POLICIES]
     header = ["policy", "mean true P(response)", "mean true net benefit", "mean regret",
               "median regret", "p90 regret", "share with zero regret"]
+    if continuous:
+        header[1:3] = ["mean true NRS reduction (points)", "mean true net benefit (points)"]
+    pehe = (f" sqrt-PEHE (the predicted differences between each patient's eligible treatments "
+            f"against the true ones): {_ci(truth['sqrt_pehe'])} NRS points."
+            if "sqrt_pehe" in truth else "")
     return ("## Policy value (ground truth)\n\n" + _table(header, rows) +
             "\nShare of the oracle's gain captured: "
             f"{_ci(truth['share_of_oracle_gain_captured'])}; first choice = oracle's for "
-            f"{_ci(truth['first_choice_matches_oracle'])} of patients.\n")
+            f"{_ci(truth['first_choice_matches_oracle'])} of patients.{pehe}\n")
 
 
 def _regret_cells(regret: dict[str, float] | None) -> list[str]:
@@ -179,17 +201,18 @@ def _ope_md(detail: dict[str, Any]) -> str:
             f"model policy's weights {_num(ope['effective_sample_size'].get('model'), 0)}.\n")
 
 
-def _subgroups_md(subgroups: dict[str, Any]) -> str:
+def _subgroups_md(subgroups: dict[str, Any], continuous: bool = False) -> str:
     rows = []
+    fit = "rmse" if continuous else "auc"
     for column, groups in subgroups.items():
         for level, g in groups.items():
             value = g.get("policy", {}).get("values", {})
             dr = g.get("off_policy", {}).get("net_benefit", {}).get("model", {}).get("dr")
-            rows.append([column, level, str(g["n"]), _ci(g["models_pooled"]["response"]["auc"]),
+            rows.append([column, level, str(g["n"]), _ci(g["models_pooled"]["response"][fit]),
                          *(_ci(value.get(p, {}).get("mean_true_net_benefit"))
                            for p in ("model", "one_size_fits_all", "oracle")),
                          _ci(g.get("policy", {}).get("share_of_oracle_gain_captured")), _ci(dr)])
-    header = ["by", "group", "n", "response AUC (pooled)", "model net benefit",
+    header = ["by", "group", "n", f"response {fit.upper()} (pooled)", "model net benefit",
               "one-size-fits-all", "oracle", "share of gain captured", "model DR estimate"]
     return "## Subgroups\n\n" + _table(header, rows)
 

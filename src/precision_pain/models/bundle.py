@@ -38,9 +38,10 @@ from typing import TYPE_CHECKING, Any
 from precision_pain import __version__
 from precision_pain.data.features import FEATURE_NAMES
 from precision_pain.io import atomic_dir, file_digest
-from precision_pain.models.estimators import BinaryModel, load_model
+from precision_pain.models.estimators import BinaryModel, load_model, model_family
 from precision_pain.models.propensity import STEM as PROPENSITY_STEM
 from precision_pain.models.propensity import PropensityModel, load_propensity
+from precision_pain.outcome import OutcomeSpec
 from precision_pain.registry import OUTCOMES
 
 if TYPE_CHECKING:
@@ -72,6 +73,12 @@ class ModelBundle:
     def treatments(self) -> tuple[str, ...]:
         """Treatment names in registry order."""
         return tuple(self.models)
+
+    @property
+    def outcome(self) -> OutcomeSpec:
+        """What the response models predict (:mod:`precision_pain.outcome`): the responder
+        flag, or the reduction in NRS pain; bundles from before the setting are responder."""
+        return OutcomeSpec.from_metadata(self.metadata)
 
     def model(self, treatment: str, outcome: str) -> BinaryModel:
         """One fitted model; unknown names list what the bundle holds."""
@@ -282,7 +289,7 @@ def _check_kinds(directory: Path, manifest: Mapping[str, Any], pinned: bool) -> 
     model_type = manifest["model_type"]
     model_files = _model_files(manifest)
     wrong = [rel for rel in model_files
-             if model_kind(rel) not in {model_type, _FALLBACK_KIND}]
+             if model_family(model_kind(rel)) not in {model_type, _FALLBACK_KIND}]
     if wrong:
         raise BundleError(f"{directory / MANIFEST}: model type is {model_type!r} but "
                           f"{', '.join(wrong)} are of another kind")

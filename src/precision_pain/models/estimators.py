@@ -20,6 +20,12 @@ fitted at that value, so a grid over it is fitted once (:mod:`precision_pain.mod
 - ``constant``: used automatically when a training subset has a single class
   or too few events to learn from; predicts the smoothed event rate, JSON.
 
+With ``prepare.outcome: nrs_change`` (:mod:`precision_pain.outcome`) the response models are
+regressors of the reduction in NRS pain and ``predict_proba`` returns E[y] (the contract keeps
+the classifier's name; SHAP values are then in NRS points): ``xgboost`` fits squared error in
+the same booster format, and ``logistic`` fits its linear counterpart, ``ridge`` (the same
+imputation and scaling, L2 penalty 1 / C, stored as JSON).
+
 Early stopping always uses the validation split, never the test split.
 """
 
@@ -138,7 +144,7 @@ def training_threads() -> Iterator[None]:
 
 def fit_booster(objective: str, eval_metric: str, seed: int, early_stopping_rounds: int | None,
                 hyperparameters: Mapping[str, Any], X: pd.DataFrame, y: np.ndarray,
-                X_val: pd.DataFrame, y_val: np.ndarray) -> Any:
+                X_val: pd.DataFrame, y_val: np.ndarray, regressor: bool = False) -> Any:
     """An xgboost booster cut at its best round (early-stopped on validation if asked to).
 
     The fit sees bare arrays and the feature names are attached afterwards: with names,
@@ -148,7 +154,8 @@ def fit_booster(objective: str, eval_metric: str, seed: int, early_stopping_roun
     """
     import xgboost as xgb
 
-    clf = xgb.XGBClassifier(
+    estimator = xgb.XGBRegressor if regressor else xgb.XGBClassifier
+    clf = estimator(
         objective=objective, eval_metric=eval_metric, tree_method="hist", random_state=seed,
         n_jobs=TRAIN_THREADS, early_stopping_rounds=early_stopping_rounds or None,
         **hyperparameters)
@@ -177,17 +184,22 @@ class XGBoostModel:
     EARLY_STOPPING_ROUNDS: ClassVar[int] = 40
 
     def __init__(self, seed: int = 0, early_stopping_rounds: int | None = EARLY_STOPPING_ROUNDS,
-                 **hyperparameters: Any):
+                 outcome_type: str = "binary", **hyperparameters: Any):
+        if outcome_type not in ("binary", "continuous"):
+            raise ValueError(f"outcome_type {outcome_type!r}; valid: binary, continuous")
         self.seed = seed
         self.early_stopping_rounds = early_stopping_rounds
+        self.outcome_type = outcome_type
         self.hyperparameters = hyperparameters
 
     def fit(self, X: pd.DataFrame, y: np.ndarray, X_val: pd.DataFrame,
             y_val: np.ndarray) -> XGBoostModel:
-        """Fit on (X, y), stopping early on the validation log-loss if asked to."""
-        self.booster_ = fit_booster("binary:logistic", "logloss", self.seed,
-                                    self.early_stopping_rounds, self.hyperparameters,
-                                    X, y, X_val, y_val)
+        """Fit on (X, y), stopping early on the validation log-loss (or RMSE) if asked to."""
+        continuous = self.outcome_type == "continuous"
+        objective, metric = (("reg:squarederror", "rmse") if continuous
+                             else ("binary:logistic", "logloss"))
+        self.booster_ = fit_booster(objective, metric, self.seed, self.early_stopping_rounds,
+                                    self.hyperparameters, X, y, X_val, y_val, continuous)
         self.best_iteration_ = self.booster_.num_boosted_rounds() - 1
         self.feature_names_ = list(X.columns)
         return self
@@ -208,7 +220,7 @@ class XGBoostModel:
         n_trees = self.booster_.num_boosted_rounds()
         if not 1 <= n_estimators <= n_trees:
             raise ValueError(f"cannot cut {n_estimators} trees from a model of {n_trees}")
-        model = XGBoostModel(self.seed, self.early_stopping_rounds,
+        model = XGBoostModel(self.seed, self.early_stopping_rounds, self.outcome_type,
                              **{**self.hyperparameters, "n_estimators": n_estimators})
         model.booster_ = self.booster_[:n_estimators]
         model.best_iteration_ = n_estimators - 1
@@ -216,7 +228,7 @@ class XGBoostModel:
         return model
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        """P(y = 1) for each row."""
+        """P(y = 1) for each row (E[y] for a regressor)."""
         _check_columns(self, X)
         return self.booster_.inplace_predict(X.to_numpy(np.float32), validate_features=False)
 
@@ -434,6 +446,111 @@ class HistGBModel(_SkopsModel):
         return {"n_iter": int(self.estimator_.n_iter_)}
 
 
+class RidgeModel:
+    """The linear baseline for a continuous outcome: median imputation with missing-value
+    indicators, standardization and ridge regression (penalty ``1 / C``, so params'
+    logistic grid of C serves both), solved in closed form and stored as JSON (no pickle)."""
+
+    kind: ClassVar[str] = "ridge"
+    suffix: ClassVar[str] = ".json"
+
+    def __init__(self, seed: int = 0, C: float = 1.0, **_: Any):
+        if not C > 0:
+            raise ValueError(f"C must be > 0, got {C}")
+        self.seed = seed
+        self.C = float(C)
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray, X_val: pd.DataFrame | None = None,
+            y_val: np.ndarray | None = None) -> RidgeModel:
+        """Closed-form ridge on the standardized, imputed design (intercept unpenalized)."""
+        values = X.to_numpy(np.float64)
+        missing = np.isnan(values)
+        with np.errstate(all="ignore"):
+            medians = np.nanmedian(np.where(missing.all(axis=0), 0.0, values), axis=0)
+        self.medians_ = np.nan_to_num(medians)
+        self.indicators_ = np.flatnonzero(missing.any(axis=0))
+        design = self._raw_design(values)
+        self.mean_ = design.mean(axis=0)
+        scale = design.std(axis=0)
+        self.scale_ = np.where(scale > 0, scale, 1.0)
+        z = (design - self.mean_) / self.scale_
+        target = np.asarray(y, dtype=np.float64)
+        self.intercept_ = float(target.mean())
+        gram = z.T @ z + np.eye(z.shape[1]) / self.C
+        self.coef_ = np.linalg.solve(gram, z.T @ (target - self.intercept_))
+        self.feature_names_ = list(X.columns)
+        return self
+
+    def _raw_design(self, values: np.ndarray) -> np.ndarray:
+        missing = np.isnan(values)
+        filled = np.where(missing, self.medians_[None, :], values)
+        return np.hstack([filled, missing[:, self.indicators_].astype(np.float64)])
+
+    def _z(self, X: pd.DataFrame) -> np.ndarray:
+        _check_columns(self, X)
+        return (self._raw_design(X.to_numpy(np.float64)) - self.mean_) / self.scale_
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """E[y] for each row (the contract's name for the model's prediction)."""
+        return self.intercept_ + self._z(X) @ self.coef_
+
+    def contributions(self, X: pd.DataFrame) -> np.ndarray:
+        """Exact linear SHAP in the outcome's units: w_j * standardized value (E[z] = 0 on
+        the training rows), missing-value indicators folded into their feature, bias last."""
+        phi = self._z(X) * self.coef_
+        n = len(self.feature_names_)
+        out = np.zeros((len(X), n + 1))
+        out[:, :n] = phi[:, :n]
+        for k, source in enumerate(self.indicators_):
+            out[:, source] += phi[:, n + k]
+        out[:, n] = self.intercept_
+        return out
+
+    def save(self, stem: Path) -> Path:
+        """Write every coefficient as JSON."""
+        path = artifact_path(stem, self.kind, self.suffix)
+        state = {"C": self.C, "feature_names": self.feature_names_,
+                 "medians": self.medians_.tolist(), "indicators": self.indicators_.tolist(),
+                 "mean": self.mean_.tolist(), "scale": self.scale_.tolist(),
+                 "coef": self.coef_.tolist(), "intercept": self.intercept_}
+        path.write_text(json.dumps(state))
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> RidgeModel:
+        """Read a model saved by :meth:`save`, checking every array's length."""
+        from precision_pain.models.safe_skops import check_names
+
+        state = json.loads(Path(path).read_text(encoding="utf-8"))
+        if not isinstance(state, dict):
+            raise ValueError(f"{path}: not a ridge model file written by precision-pain")
+        model = cls(C=float(state.get("C", 1.0)))
+        model.feature_names_ = check_names(state.get("feature_names"), "feature_names", path)
+        n = len(model.feature_names_)
+        try:
+            model.medians_ = np.asarray(state["medians"], dtype=np.float64).reshape(n)
+            model.indicators_ = np.asarray(state["indicators"], dtype=np.int64).ravel()
+            width = n + len(model.indicators_)
+            model.mean_ = np.asarray(state["mean"], dtype=np.float64).reshape(width)
+            model.scale_ = np.asarray(state["scale"], dtype=np.float64).reshape(width)
+            model.coef_ = np.asarray(state["coef"], dtype=np.float64).reshape(width)
+            model.intercept_ = float(state["intercept"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: a ridge model file's arrays are missing or of the "
+                             f"wrong size ({exc})") from None
+        if ((model.indicators_ < 0) | (model.indicators_ >= n)).any():
+            raise ValueError(f"{path}: a ridge model's indicator indices are out of range")
+        return model
+
+    def summary(self) -> dict[str, Any]:
+        """Facts worth logging about the fitted model."""
+        return {"n_coefficients": int(self.coef_.size)}
+
+    def mlflow_artifact(self) -> MlflowArtifact | None:
+        """None: its JSON file travels inside the registered recommender's bundle."""
+        return None
+
+
 class ConstantModel:
     """Smoothed event rate, for subsets too small or too one-sided to learn from."""
 
@@ -505,8 +622,19 @@ class ConstantModel:
 
 
 MODEL_TYPES: Mapping[str, type] = {
-    cls.kind: cls for cls in (XGBoostModel, LogisticModel, HistGBModel, ConstantModel)
+    cls.kind: cls for cls in (XGBoostModel, LogisticModel, HistGBModel, ConstantModel,
+                              RidgeModel)
 }
+# A continuous outcome's model kind per model type (prepare.outcome: nrs_change); a type
+# missing here has no regressor (hist_gb).
+CONTINUOUS_KINDS: Mapping[str, str] = {"xgboost": "xgboost", "logistic": "ridge"}
+# The model type a file kind belongs to (a bundle's files must be of its type).
+_FAMILY: Mapping[str, str] = {"ridge": "logistic"}
+
+
+def model_family(kind: str) -> str:
+    """The model type of a model file's kind: ``ridge`` -> ``logistic``, else the kind."""
+    return _FAMILY.get(kind, kind)
 SELECTABLE_MODEL_TYPES = ("xgboost", "logistic", "hist_gb")
 # Learners with one model per outcome shared by every treatment (models/pooled.py), chosen
 # with model.type like the per-treatment types above.
@@ -514,7 +642,7 @@ POOLED_MODEL_TYPES = ("pooled_xgboost",)
 
 
 def get_model_class(kind: str) -> type:
-    """The class for a model type; unknown names list the valid ones."""
+    """The class for a model type (or file kind); unknown names list the valid ones."""
     if kind in POOLED_MODEL_TYPES:
         from precision_pain.models.pooled import PooledModel
 
@@ -549,4 +677,18 @@ def fit_binary(kind: str, hyperparameters: Mapping[str, Any], seed: int, X: pd.D
     too_few_val = min(int(y_val.sum()), int(len(y_val) - y_val.sum())) < 1
     chosen = "constant" if too_few or too_few_val else kind
     return make_model(chosen, hyperparameters if chosen == kind else {}, seed).fit(X, y, X_val, y_val)
+
+
+def fit_continuous(kind: str, hyperparameters: Mapping[str, Any], seed: int, X: pd.DataFrame,
+                   y: np.ndarray, X_val: pd.DataFrame, y_val: np.ndarray) -> BinaryModel:
+    """Fit model type ``kind``'s regressor (:data:`CONTINUOUS_KINDS`) of a continuous outcome."""
+    if kind not in CONTINUOUS_KINDS:
+        raise ValueError(f"model type {kind!r} has no regressor for prepare.outcome: "
+                         f"nrs_change; use one of {', '.join(CONTINUOUS_KINDS)} or "
+                         f"{', '.join(POOLED_MODEL_TYPES)}")
+    y, y_val = np.asarray(y, dtype=np.float64), np.asarray(y_val, dtype=np.float64)
+    settings = dict(hyperparameters)
+    if CONTINUOUS_KINDS[kind] == "xgboost":
+        settings["outcome_type"] = "continuous"
+    return make_model(CONTINUOUS_KINDS[kind], settings, seed).fit(X, y, X_val, y_val)
 

@@ -75,6 +75,7 @@ import pandas as pd
 from scipy.special import expit
 
 from precision_pain.data.contract import relative_reduction
+from precision_pain.outcome import OutcomeSpec
 from precision_pain.data.features import FEATURE_NAMES, build_features
 from precision_pain.engine import LOCAL
 from precision_pain.evaluate import policy as pol
@@ -352,7 +353,8 @@ class PooledTreatmentView:
             raise ValueError("feature columns differ from data.features.FEATURE_NAMES")
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        """P(y = 1) of each patient under this view's treatment."""
+        """The expected outcome of each patient under this view's treatment: P(y = 1), or
+        for a regressor (prepare.outcome nrs_change) E[y]."""
         self._check(X)
         return self.pooled.predict_proba(X, self.treatment)
 
@@ -397,8 +399,9 @@ class ValidationData:
 
     @classmethod
     def build(cls, valid: pd.DataFrame, propensity_model: Any, treatments: Sequence[str],
-              clip: float) -> ValidationData:
-        """From the validation split and a propensity model fitted on the train split."""
+              clip: float, outcome: OutcomeSpec = OutcomeSpec()) -> ValidationData:
+        """From the validation split and a propensity model fitted on the train split;
+        ``response`` holds ``outcome``'s value (the flag, or the reduction in NRS points)."""
         from precision_pain.models.propensity import predict_propensity
 
         treatments = tuple(treatments)
@@ -407,12 +410,13 @@ class ValidationData:
         propensity = (np.ones((len(valid), 1)) if propensity_model is None  # one treatment
                       else predict_propensity(propensity_model, valid, list(treatments)))
         return cls(valid, build_features(valid), treatments, treated,
-                   valid["response"].to_numpy(float), valid["adverse_event"].to_numpy(float),
+                   outcome.values(valid, "response"), valid["adverse_event"].to_numpy(float),
                    propensity, clip)
 
     def dr_terms(self, p_response: np.ndarray, p_adverse_event: np.ndarray,
                  harm_weight: float) -> np.ndarray:
-        """Per-patient DR terms of the shipped recommender's first choice (net benefit)."""
+        """Per-patient DR terms of the shipped recommender's first choice (net benefit;
+        ``harm_weight`` in the response's units: :attr:`OutcomeSpec.harm_scale` applied)."""
         from precision_pain.predict.recommend import decide
 
         decided = decide(self.prepared, self.treatments, p_response, p_adverse_event,
@@ -490,13 +494,13 @@ def fit_candidate(candidate: Candidate, X: pd.DataFrame, treatment: np.ndarray,
                            outcome_type=candidate.outcome_type, **candidate.hyperparameters)
 
 
-def _label(frame: pd.DataFrame, outcome: str) -> np.ndarray:
-    return (pain_reduction(frame) if outcome == PAIN_REDUCTION
-            else frame[outcome].to_numpy(float))
+def _label(frame: pd.DataFrame, outcome: str, spec: OutcomeSpec) -> np.ndarray:
+    return pain_reduction(frame) if outcome == PAIN_REDUCTION else spec.values(frame, outcome)
 
 
 def fit_candidates(candidates: Sequence[Candidate], train: pd.DataFrame,
-                   treatments: Sequence[str], engine: Any = LOCAL) -> list[PooledModel]:
+                   treatments: Sequence[str], engine: Any = LOCAL,
+                   outcome: OutcomeSpec = OutcomeSpec()) -> list[PooledModel]:
     """Every candidate's booster on the training episodes of ``treatments``.
 
     Candidates are independent: on the local engine they are fitted on up to
@@ -507,7 +511,7 @@ def fit_candidates(candidates: Sequence[Candidate], train: pd.DataFrame,
     """
     tr = _observed(train, treatments)
     X, t = build_features(tr), tr["treatment"].astype(str).to_numpy()
-    labels = {o: _label(tr, o) for o in {c.outcome for c in candidates}}
+    labels = {o: _label(tr, o, outcome) for o in {c.outcome for c in candidates}}
     if getattr(engine, "distributes", lambda n: False)(len(X)):
         return [fit_candidate(c, X, t, labels, treatments, engine) for c in candidates]
     return engine.map(fit_candidate, candidates, X, t, labels, tuple(treatments),
@@ -520,11 +524,26 @@ def adverse_event_candidate(settings: Mapping[str, Any], seed: int) -> Candidate
                      fixed_settings(settings, ("n_estimators",)))
 
 
-def response_candidates(settings: Mapping[str, Any], seed: int) -> list[Candidate]:
+def response_settings(settings: Mapping[str, Any], outcome: OutcomeSpec) -> Mapping[str, Any]:
+    """The response model's settings: ``response``, or for a continuous outcome
+    ``nrs_change`` when params.yaml gives that block (else ``response``'s)."""
+    if outcome.continuous and "nrs_change" in settings:
+        return settings["nrs_change"]
+    return settings["response"]
+
+
+def response_objective(outcome: OutcomeSpec) -> str:
+    """The response booster's outcome type (:data:`OBJECTIVES`)."""
+    return "continuous" if outcome.continuous else "binary"
+
+
+def response_candidates(settings: Mapping[str, Any], seed: int,
+                        outcome: OutcomeSpec = OutcomeSpec()) -> list[Candidate]:
     """One response booster per max_depth, at the largest number of trees searched."""
     trees = max(grid_values(settings["n_estimators"]))
     fixed = fixed_settings(settings, ("n_estimators", "max_depth"))
-    return [Candidate("response", trees, seed, {"max_depth": depth, **fixed})
+    return [Candidate("response", trees, seed, {"max_depth": depth, **fixed},
+                      response_objective(outcome))
             for depth in grid_values(settings["max_depth"])]
 
 
@@ -627,16 +646,22 @@ def fit_adverse_event(train: pd.DataFrame, valid: ValidationData, settings: Mapp
 
 
 def select_pooled(train: pd.DataFrame, valid: ValidationData, settings: Mapping[str, Any],
-                  harm_weight: float, seed: int, engine: Any = LOCAL) -> PooledFit:
+                  harm_weight: float, seed: int, engine: Any = LOCAL,
+                  outcome: OutcomeSpec = OutcomeSpec()) -> PooledFit:
     """Both pooled models; the response model's depth and trees by validation DR value.
 
     The adverse-event booster and one response booster per max_depth are fitted first, as
-    independent candidates (in parallel on a Dask engine); the choice follows."""
-    response = settings["response"]
-    companion = [companion_candidate(response, seed + 2)] if settings.get("pain_companion") else []
+    independent candidates (in parallel on a Dask engine); the choice follows. With a
+    continuous outcome the response booster is a regressor and the companion (a regressor
+    of the same relief) has nothing to add: it is not fitted. ``harm_weight`` is in the
+    response's units (:attr:`OutcomeSpec.harm_scale` applied)."""
+    response = response_settings(settings, outcome)
+    companion = ([companion_candidate(response, seed + 2)]
+                 if settings.get("pain_companion") and not outcome.continuous else [])
     candidates = [adverse_event_candidate(settings["adverse_event"], seed + 1),
-                  *response_candidates(response, seed)]
-    big_ae, *fitted = fit_candidates([*candidates, *companion], train, valid.treatments, engine)
+                  *response_candidates(response, seed, outcome)]
+    big_ae, *fitted = fit_candidates([*candidates, *companion], train, valid.treatments, engine,
+                                     outcome)
     fitted, companion_model = (fitted[:-1], fitted[-1]) if companion else (fitted, None)
     adverse_event, _ = fit_adverse_event(train, valid, settings["adverse_event"], seed + 1,
                                          big_ae)
@@ -669,7 +694,9 @@ def select_pooled(train: pd.DataFrame, valid: ValidationData, settings: Mapping[
               "valid_dr_net_benefit": float(row["valid_dr"]),
               "valid_dr_standard_error": float(terms[best].std(ddof=1)
                                                / np.sqrt(len(terms[best]))),
-              "valid_response_brier": float(row["valid_brier"])}
+              # the Brier score, or for a continuous outcome the mean squared error
+              f"valid_response_{'mse' if outcome.continuous else 'brier'}":
+                  float(row["valid_brier"])}
     chosen_model = boosters[int(row["max_depth"])].sliced(int(row["n_trees"]))
     if companion_model is not None:
         chosen_model = stack_companion(chosen_model, companion_model, valid,
@@ -708,7 +735,8 @@ def choose(terms: np.ndarray, default: int | None, z: float) -> int:
 
 
 def refit(fit: PooledFit, episodes: pd.DataFrame, settings: Mapping[str, Any], seed: int,
-          engine: Any = LOCAL, marker: str = "refit_on_validation") -> PooledFit:
+          engine: Any = LOCAL, marker: str = "refit_on_validation",
+          outcome: OutcomeSpec = OutcomeSpec()) -> PooledFit:
     """The chosen models fitted again, with the same settings, seeds, numbers of trees and
     stacking weights, on ``episodes``: more patients than the choice was made with.
 
@@ -720,19 +748,20 @@ def refit(fit: PooledFit, episodes: pd.DataFrame, settings: Mapping[str, Any], s
     ``refit_on_all`` (every split: the deployed bundle, after evaluation's bundle is saved).
     """
     chosen = fit.chosen
-    response = settings["response"]
+    response = response_settings(settings, outcome)
     candidates = [
         Candidate("adverse_event", int(chosen["valid_adverse_event_chosen_n_estimators"]),
                   seed + 1, fixed_settings(settings["adverse_event"], ("n_estimators",))),
         Candidate("response", int(chosen["valid_response_chosen_n_estimators"]), seed,
                   {**fixed_settings(response, ("n_estimators", "max_depth")),
-                   "max_depth": int(chosen["valid_response_chosen_max_depth"])}),
+                   "max_depth": int(chosen["valid_response_chosen_max_depth"])},
+                  response_objective(outcome)),
     ]
     stacked = fit.response.stack_ is not None
     if stacked:
         candidates.append(companion_candidate(response, seed + 2))
     adverse_event, response_model, *companion = fit_candidates(
-        candidates, episodes, fit.response.treatments, engine)
+        candidates, episodes, fit.response.treatments, engine, outcome)
     if stacked:
         response_model = response_model.stacked(companion[0], fit.response.stack_)
     log.info("pooled models refitted (%s) on %d episodes", marker,
@@ -743,7 +772,8 @@ def refit(fit: PooledFit, episodes: pd.DataFrame, settings: Mapping[str, Any], s
 
 def fit_pooled(train: pd.DataFrame, valid: pd.DataFrame, treatments: Sequence[str],
                settings: Mapping[str, Any], propensity: Any, harm_weight: float, clip: float,
-               seed: int, engine: Any = LOCAL) -> PooledFit:
+               seed: int, engine: Any = LOCAL, outcome: OutcomeSpec = OutcomeSpec()
+               ) -> PooledFit:
     """The pooled learner for ``treatments``: selection on the validation split by DR value,
     then (``refit_on_validation``, the default) the chosen models refitted on train +
     validation."""
@@ -751,10 +781,10 @@ def fit_pooled(train: pd.DataFrame, valid: pd.DataFrame, treatments: Sequence[st
         raise ValueError("the pooled learner chooses its hyperparameters by a doubly robust "
                          "value on the validation split, which needs a propensity model: "
                          "set model.hyperparameters.propensity in params.yaml")
-    data = ValidationData.build(valid, propensity, treatments, clip)
-    fit = select_pooled(train, data, settings, harm_weight, seed, engine)
+    data = ValidationData.build(valid, propensity, treatments, clip, outcome)
+    fit = select_pooled(train, data, settings, harm_weight, seed, engine, outcome)
     if settings.get("refit_on_validation", False):
         return refit(fit, pd.concat([train, valid], ignore_index=True), settings, seed,
-                     engine)
+                     engine, outcome=outcome)
     return fit
 

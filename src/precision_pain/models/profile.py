@@ -24,16 +24,21 @@ GRID = 1e-3  # Venn-Abers score grid (probability units)
 
 
 def training_profile(train: pd.DataFrame, valid: pd.DataFrame,
-                     models: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+                     models: Mapping[str, Mapping[str, Any]], continuous: bool = False
+                     ) -> dict[str, Any]:
     """Metadata for the bundle: feature ranges and Venn-Abers tables, per treatment.
 
-    ``models`` maps treatment -> outcome -> fitted model (``ModelBundle.models``).
+    ``models`` maps treatment -> outcome -> fitted model (``ModelBundle.models``). Venn-Abers
+    intervals are for probabilities: with ``continuous`` (a regressor of the change in pain)
+    there are none, and predict's confidence flags come from the ranges and propensities.
     """
     ranges, calibration = {}, {}
     for name, by_outcome in models.items():
         tr = train[train["treatment"] == name]
         va = valid[valid["treatment"] == name]
         ranges[name] = feature_ranges(build_features(tr))
+        if continuous:
+            continue
         scores = by_outcome["response"].predict_proba(build_features(va))
         calibration[name] = venn_abers_table(scores, va["response"].to_numpy())
     return {"confidence_profile_version": PROFILE_VERSION, "feature_ranges": ranges,

@@ -26,13 +26,15 @@ import pandas as pd
 from precision_pain.config import ModelParams
 from precision_pain.data.features import build_features
 from precision_pain.engine import LOCAL
-from precision_pain.evaluate.metrics import binary_metrics
+from precision_pain.evaluate.metrics import outcome_metrics
 from precision_pain.models.bundle import ModelBundle, bundle_from_training
-from precision_pain.models.estimators import (POOLED_MODEL_TYPES, BinaryModel, fit_binary,
-                                              sliceable, sliced, training_threads)
+from precision_pain.models.estimators import (CONTINUOUS_KINDS, POOLED_MODEL_TYPES, BinaryModel,
+                                              fit_binary, fit_continuous, sliceable, sliced,
+                                              training_threads)
 from precision_pain.models.pooled import PooledFit, ValidationData, fit_pooled, refit
 from precision_pain.models.profile import training_profile
 from precision_pain.models.propensity import fit_propensity
+from precision_pain.outcome import OutcomeSpec
 from precision_pain.registry import OUTCOMES, Treatment, select_treatments
 
 log = logging.getLogger(__name__)
@@ -129,7 +131,7 @@ def train_bundle(train: pd.DataFrame, valid: pd.DataFrame, treatments: Iterable[
                  model: ModelParams, response_threshold: float, *, harm_weight: float,
                  propensity_clip: float, not_modeled: Sequence[ArmSupport] = (),
                  on_done: Callable[[TreatmentModels], None] | None = None,
-                 engine: Any = LOCAL) -> ModelBundle:
+                 engine: Any = LOCAL, outcome: OutcomeSpec = OutcomeSpec()) -> ModelBundle:
     """Every treatment's models, the training profile and the propensity model, as a bundle.
 
     ``on_done`` gets each treatment's final result (the CLI logs it to MLflow). Without
@@ -137,26 +139,41 @@ def train_bundle(train: pd.DataFrame, valid: pd.DataFrame, treatments: Iterable[
     learner chooses its hyperparameters by the doubly robust value of its recommendations
     at ``harm_weight`` (importance weights capped at ``1 / propensity_clip``). ``engine``
     (:mod:`precision_pain.engine`) runs the independent fits: the pooled learner's candidate
-    boosters, or the per-treatment arms.
+    boosters, or the per-treatment arms. ``outcome`` (:mod:`precision_pain.outcome`) says what
+    the response models predict; the bundle records it.
     """
     hyper = model.hyperparameters.get(model.type, {})
     treatments = tuple(treatments)
+    check_outcome_support(model.type, outcome)
     with training_threads():
         propensity, report = _propensity(train, valid, model)
         if model.type in POOLED_MODEL_TYPES:
-            fitted = train_pooled(treatments, train, valid, hyper, propensity, harm_weight,
-                                  propensity_clip, model.seed, on_done, engine)
+            fitted = train_pooled(treatments, train, valid, hyper, propensity,
+                                  harm_weight * outcome.harm_scale, propensity_clip, model.seed,
+                                  on_done, engine, outcome)
         else:
             fitted = train_all(treatments, train, valid, model.type, hyper, model.seed, on_done,
-                               engine)
-        profile = training_profile(train, valid, {n: r.models for n, r in fitted.items()})
+                               engine, outcome)
+        profile = training_profile(train, valid, {n: r.models for n, r in fitted.items()},
+                                   outcome.continuous)
     metadata = {"response_threshold": response_threshold, "hyperparameters": hyper, **profile,
+                "outcome": outcome.to_metadata(),
                 **({"selection": _selection(fitted)} if model.type in POOLED_MODEL_TYPES else {}),
                 **({"propensity": report} if report else {}),
                 "not_modeled": [a.__dict__ for a in not_modeled],
                 "min_patients": model.min_patients, "min_events": model.min_events,
                 "fitted_on": _fitted_on(fitted, train, valid, hyper, model.type)}
     return bundle_from_training(fitted, model.type, metadata, propensity)
+
+
+def check_outcome_support(model_type: str, outcome: OutcomeSpec) -> None:
+    """Refuse a model type that has no regressor for a continuous outcome."""
+    if outcome.continuous and model_type not in (*CONTINUOUS_KINDS, *POOLED_MODEL_TYPES):
+        raise ValueError(
+            f"model.type {model_type!r} has no regressor for prepare.outcome: nrs_change. "
+            f"Fix: set model.type to one of {', '.join((*POOLED_MODEL_TYPES, *CONTINUOUS_KINDS))}"
+            " (logistic fits its linear counterpart, ridge regression), or prepare.outcome: "
+            "responder")
 
 
 def _fitted_on(fitted: Mapping[str, TreatmentModels], train: pd.DataFrame, valid: pd.DataFrame,
@@ -202,7 +219,7 @@ def refit_on_all(bundle: ModelBundle, splits: Mapping[str, pd.DataFrame], model:
     episodes = pd.concat(list(splits.values()), ignore_index=True)
     with training_threads():
         final = refit(fit, episodes, model.hyperparameters[model.type], model.seed, engine,
-                      "refit_on_all")
+                      "refit_on_all", bundle.outcome)
     metadata = {**bundle.metadata, "selection": {**chosen, "refit_on_all": 1.0},
                 "fitted_on": {"splits": list(splits),
                               "n_episodes": _n_episodes([episodes], bundle.treatments)}}
@@ -213,7 +230,7 @@ _CHOSEN_KEYS = ("valid_response_chosen_max_depth", "valid_response_chosen_n_esti
                 "valid_adverse_event_chosen_n_estimators", "valid_stack_intercept",
                 "valid_stack_classifier_weight", "valid_stack_pain_reduction_weight")
 _SELECTION_KEYS = ("valid_dr_net_benefit", "valid_dr_standard_error", "refit_on_validation",
-                   *_CHOSEN_KEYS)
+                   "valid_response_brier", "valid_response_mse", *_CHOSEN_KEYS)
 
 
 def _selection(fitted: Mapping[str, TreatmentModels]) -> dict[str, float]:
@@ -243,10 +260,12 @@ def training_summary(bundle: ModelBundle, valid: pd.DataFrame, harm_weight: floa
                                "the refit on train + validation"}
     if bundle.propensity is None or len(bundle.treatments) < 2:
         return summary
-    data = ValidationData.build(valid, bundle.propensity, bundle.treatments, propensity_clip)
+    outcome = bundle.outcome
+    data = ValidationData.build(valid, bundle.propensity, bundle.treatments, propensity_clip,
+                                outcome)
     p = {o: np.column_stack([bundle.model(t, o).predict_proba(data.X)
                              for t in bundle.treatments]) for o in OUTCOMES}
-    terms = data.dr_terms(p["response"], p["adverse_event"], harm_weight)
+    terms = data.dr_terms(p["response"], p["adverse_event"], harm_weight * outcome.harm_scale)
     summary["valid_dr_net_benefit"] = float(terms.mean())
     summary["valid_dr_standard_error"] = float(terms.std(ddof=1) / np.sqrt(len(terms)))
     return summary
@@ -256,24 +275,32 @@ def train_pooled(treatments: Sequence[Treatment], train: pd.DataFrame, valid: pd
                  settings: Mapping[str, Any], propensity: Any, harm_weight: float,
                  propensity_clip: float, seed: int,
                  on_done: Callable[[TreatmentModels], None] | None = None,
-                 engine: Any = LOCAL) -> dict[str, TreatmentModels]:
-    """The pooled learner (models/pooled.py), reported per treatment like the others."""
+                 engine: Any = LOCAL, outcome: OutcomeSpec = OutcomeSpec()
+                 ) -> dict[str, TreatmentModels]:
+    """The pooled learner (models/pooled.py), reported per treatment like the others
+    (``harm_weight`` in the response's units)."""
     names = [t.name for t in treatments]
     fit = fit_pooled(train, valid, names, settings, propensity, harm_weight, propensity_clip,
-                     seed, engine)
+                     seed, engine, outcome)
     fitted = {}
     validated = fit.validation_views()  # out of sample on the validation split
     for name, views in fit.views().items():
         tr, va = train[train["treatment"] == name], valid[valid["treatment"] == name]
         X_va = build_features(va)
         validation = dict(fit.chosen)
-        for outcome, view in validated[name].items():
-            for metric, value in binary_metrics(va[outcome].to_numpy(),
-                                                view.predict_proba(X_va)).items():
-                validation[f"valid_{outcome}_{metric}"] = value
+        for kind, view in validated[name].items():
+            for metric, value in _metrics(outcome, kind, va, view.predict_proba(X_va)).items():
+                validation[f"valid_{kind}_{metric}"] = value
         fitted[name] = TreatmentModels(name, views, arm_counts(tr, va), validation)
         _done(fitted[name], on_done)
     return fitted
+
+
+def _metrics(spec: OutcomeSpec, outcome: str, frame: pd.DataFrame, p: np.ndarray
+             ) -> dict[str, float]:
+    """Validation metrics of one outcome's predictions (continuous ones for a regressor)."""
+    return outcome_metrics(spec.values(frame, outcome), p,
+                           spec.continuous and outcome == "response")
 
 
 def arm_counts(tr: pd.DataFrame, va: pd.DataFrame) -> dict[str, int]:
@@ -306,16 +333,16 @@ def treatment_seed(seed: int, treatment_index: int, outcome_index: int) -> int:
 
 
 def train_treatment(treatment: Treatment, index: int, train: pd.DataFrame, valid: pd.DataFrame,
-                    model_type: str, hyperparameters: Mapping[str, Any], seed: int
-                    ) -> TreatmentModels:
+                    model_type: str, hyperparameters: Mapping[str, Any], seed: int,
+                    outcome: OutcomeSpec = OutcomeSpec()) -> TreatmentModels:
     """Fit both outcome models of one treatment on the rows that received it."""
     return train_treatment_grid(treatment, index, train, valid, model_type,
-                                [dict(hyperparameters)], seed)[0]
+                                [dict(hyperparameters)], seed, outcome)[0]
 
 
 def train_treatment_grid(treatment: Treatment, index: int, train: pd.DataFrame,
                          valid: pd.DataFrame, model_type: str, grid: Sequence[Mapping[str, Any]],
-                         seed: int) -> list[TreatmentModels]:
+                         seed: int, spec: OutcomeSpec = OutcomeSpec()) -> list[TreatmentModels]:
     """One treatment's models at every grid point (a sliceable hyperparameter fitted once)."""
     tr = train[train["treatment"] == treatment.name]
     va = valid[valid["treatment"] == treatment.name]
@@ -328,23 +355,28 @@ def train_treatment_grid(treatment: Treatment, index: int, train: pd.DataFrame,
     models: list[dict[str, BinaryModel]] = [{} for _ in grid]
     validation: list[dict[str, float]] = [{} for _ in grid]
     for k, outcome in enumerate(OUTCOMES):
-        y_tr, y_va = tr[outcome].to_numpy(), va[outcome].to_numpy()
-        fits = _fit_grid(model_type, grid, treatment_seed(seed, index, k), X_tr, y_tr, X_va, y_va)
+        y_tr, y_va = spec.values(tr, outcome), spec.values(va, outcome)
+        continuous = spec.continuous and outcome == "response"
+        fits = _fit_grid(model_type, grid, treatment_seed(seed, index, k), X_tr, y_tr, X_va, y_va,
+                         continuous)
         for i, model in enumerate(fits):
             models[i][outcome] = model
-            for name, value in binary_metrics(y_va, model.predict_proba(X_va)).items():
+            for name, value in _metrics(spec, outcome, va, model.predict_proba(X_va)).items():
                 validation[i][f"valid_{outcome}_{name}"] = value
     counts = arm_counts(tr, va)
     return [TreatmentModels(treatment.name, m, counts, v) for m, v in zip(models, validation)]
 
 
 def _fit_grid(model_type: str, grid: Sequence[Mapping[str, Any]], seed: int, X: pd.DataFrame,
-              y: np.ndarray, X_val: pd.DataFrame, y_val: np.ndarray) -> list[BinaryModel]:
+              y: np.ndarray, X_val: pd.DataFrame, y_val: np.ndarray, continuous: bool = False
+              ) -> list[BinaryModel]:
     """A model per grid point: one fit per group of points that differ only in the sliceable
-    hyperparameter (at its largest value), cut to each point's value."""
+    hyperparameter (at its largest value), cut to each point's value. ``continuous``: the
+    model type's regressor (:func:`fit_continuous`)."""
     fits: list[BinaryModel | None] = [None] * len(grid)
+    fit = fit_continuous if continuous else fit_binary
     for largest, members in slice_groups(model_type, grid):
-        model = fit_binary(model_type, largest, seed, X, y, X_val, y_val)
+        model = fit(model_type, largest, seed, X, y, X_val, y_val)
         key = sliceable(model_type, largest)
         for i in members:
             fits[i] = model if key is None else sliced(model, grid[i][key])
@@ -379,7 +411,8 @@ def hyperparameter_grid(hyperparameters: Mapping[str, Any]) -> list[dict[str, An
 def train_all(treatments: Iterable[Treatment], train: pd.DataFrame, valid: pd.DataFrame,
               model_type: str, hyperparameters: Mapping[str, Any], seed: int,
               on_done: Callable[[TreatmentModels], None] | None = None,
-              engine: Any = LOCAL) -> dict[str, TreatmentModels]:
+              engine: Any = LOCAL, outcome: OutcomeSpec = OutcomeSpec()
+              ) -> dict[str, TreatmentModels]:
     """Fit every treatment (at each grid point, if any); ``on_done`` gets each final result.
 
     The arms are independent: ``engine`` maps :func:`train_arm` over them (on a Dask engine,
@@ -389,7 +422,7 @@ def train_all(treatments: Iterable[Treatment], train: pd.DataFrame, valid: pd.Da
     arms = [Arm(index, treatment, train[train["treatment"] == treatment.name],
                 valid[valid["treatment"] == treatment.name])
             for index, treatment in enumerate(treatments)]
-    results = engine.map(train_arm, arms, model_type, grid, seed, desc="train arms",
+    results = engine.map(train_arm, arms, model_type, grid, seed, outcome, desc="train arms",
                          unit="treatment")
     per_treatment = {t.name: r for t, r in zip(treatments, results)}
     if len(grid) == 1:
@@ -414,12 +447,12 @@ class Arm:
     valid: pd.DataFrame
 
 
-def train_arm(arm: Arm, model_type: str, grid: Sequence[Mapping[str, Any]], seed: int
-              ) -> list[TreatmentModels]:
+def train_arm(arm: Arm, model_type: str, grid: Sequence[Mapping[str, Any]], seed: int,
+              outcome: OutcomeSpec = OutcomeSpec()) -> list[TreatmentModels]:
     """:func:`train_treatment_grid` on one arm's rows (a task of its own on a Dask engine)."""
     with training_threads():
         return train_treatment_grid(arm.treatment, arm.index, arm.train, arm.valid, model_type,
-                                    grid, seed)
+                                    grid, seed, outcome)
 
 
 def _done(result: TreatmentModels, on_done: Callable[[TreatmentModels], None] | None) -> None:
@@ -430,9 +463,12 @@ def _done(result: TreatmentModels, on_done: Callable[[TreatmentModels], None] | 
 
 
 def pooled_brier(run: Mapping[str, TreatmentModels], outcome: str) -> float:
-    """Validation Brier score of one outcome's models, pooled over treatments (row-weighted)."""
+    """Validation Brier score of one outcome's models, pooled over treatments (row-weighted);
+    the mean squared error for a regressor."""
     n = np.array([r.counts["n_valid"] for r in run.values()], dtype=float)
-    brier = np.array([r.validation[f"valid_{outcome}_brier"] for r in run.values()])
+    first = next(iter(run.values())).validation
+    metric = "brier" if f"valid_{outcome}_brier" in first else "mse"
+    brier = np.array([r.validation[f"valid_{outcome}_{metric}"] for r in run.values()])
     return float(n @ brier / n.sum())
 
 

@@ -24,6 +24,13 @@ which is how the sentences state its size. The contrast explains why the first
 choice outranks the second with the SHAP values of the difference of their
 response log-odds (additive, so it is the difference of the two explanations).
 
+With a bundle trained for ``prepare.outcome: nrs_change`` (:mod:`precision_pain.outcome`) the
+response model predicts the reduction in NRS pain: ``expected_nrs_change`` (follow-up minus
+baseline, lower is better) replaces P(response) (the ``p_response*`` columns are empty), net
+benefit is in NRS points (expected reduction - harm_weight * adverse_event_nrs_points *
+P(adverse event)), and the response explanations and contrast state SHAP values in NRS points
+of expected relief instead of odds ratios.
+
 Every step is vectorized over patients: the words for each distinct (feature,
 value) pair, number and guideline or confidence pattern are written once per chunk,
 and rows only join them.
@@ -54,15 +61,20 @@ _BASE_COLUMNS: tuple[str, ...] = (
     "low_confidence", "confidence_reason", "explanation", "adverse_event_explanation",
     "contrast",
 )
-# Added after the first release (new columns only, never renamed): add_stewardship_columns.
+# Added after the first release (new columns only, never renamed): add_stewardship_columns,
+# then the continuous outcome's expected change in pain (empty for a responder bundle).
 STEWARDSHIP_COLUMNS: tuple[str, ...] = (
     "dose_guidance", "projected_mme", "offer_naloxone", "stewardship_note",
     "excluded_by_preference", "harm_weight",
 )
-OUTPUT_COLUMNS: tuple[str, ...] = _BASE_COLUMNS + STEWARDSHIP_COLUMNS
+OUTCOME_COLUMNS: tuple[str, ...] = ("expected_nrs_change",)
+OUTPUT_COLUMNS: tuple[str, ...] = _BASE_COLUMNS + STEWARDSHIP_COLUMNS + OUTCOME_COLUMNS
 SHAP_ROWS = ("explained", "all")
 _PHRASE = {"response": " the chance of response (odds x",
            "adverse_event": " the risk of a serious adverse event (odds x"}
+# The response of a continuous-outcome bundle: SHAP values in NRS points of expected relief.
+NRS_RESPONSE = "response_nrs"
+_NRS_VERBS = (" adds to the expected pain relief (+", " takes from the expected pain relief (-")
 
 
 @dataclass(frozen=True)
@@ -129,6 +141,7 @@ class RankedScores:
     demoted: np.ndarray | None = None  # (n, T): opioid moved below the non-opioids
     excluded: np.ndarray | None = None  # (n, T): declined by the patient
     harm_weight: np.ndarray | None = None  # (n,): the weight used in net benefit
+    continuous: bool = False  # p_response holds the expected NRS reduction (nrs_change)
 
 
 # --------------------------------------------------------------------------- entry points
@@ -146,6 +159,7 @@ def recommend(prepared: pd.DataFrame, bundle: ModelBundle, options: PredictOptio
     ids = prepared["patient_id"].astype(str).to_numpy()
     table = _assemble(ids, X, bundle, scores, contrib, options)
     table = add_stewardship_columns(table, prepared, scores)
+    table = add_outcome_columns(table, scores)
     n_t = len(scores.treatments)
     depth = n_t if options.shap_rows == "all" else min(options.top_k, n_t)
     shap = _shap_frame(ids, scores, contrib, depth)
@@ -227,17 +241,23 @@ def score_patients(prepared: pd.DataFrame, X: pd.DataFrame, bundle: ModelBundle,
     p_resp = np.column_stack([bundle.model(t, "response").predict_proba(X) for t in treatments])
     p_ae = np.column_stack([bundle.model(t, "adverse_event").predict_proba(X)
                             for t in treatments])
-    return decide(prepared, treatments, p_resp.astype(float), p_ae.astype(float), harm_weight,
-                  non_opioid_first=non_opioid_first, preferences=preferences)
+    outcome = bundle.outcome
+    decided = decide(prepared, treatments, p_resp.astype(float), p_ae.astype(float),
+                     harm_weight, non_opioid_first=non_opioid_first, preferences=preferences,
+                     harm_scale=outcome.harm_scale)
+    return replace(decided, continuous=outcome.continuous)
 
 
 def decide(prepared: pd.DataFrame, treatments: Sequence[str], p_response: np.ndarray,
            p_adverse_event: np.ndarray, harm_weight: float, *, non_opioid_first: bool = False,
-           preferences: Preferences | None = None) -> RankedScores:
+           preferences: Preferences | None = None, harm_scale: float = 1.0) -> RankedScores:
     """Guideline checks and ranking for given model scores (any scores: the model's or a test's).
 
     ``preferences`` (per-patient harm weight, declined treatments) replace ``harm_weight``
-    and add the exclusions; ``non_opioid_first`` applies CDC 2022 recommendation 2.
+    and add the exclusions; ``non_opioid_first`` applies CDC 2022 recommendation 2. Net
+    benefit = p_response - weight * harm_scale * p_adverse_event: ``harm_scale`` is what one
+    unit of harm weight costs in the response's units (:attr:`OutcomeSpec.harm_scale`: 1, or
+    NRS points for a continuous outcome); the returned weights stay the patients' own.
     """
     treatments = tuple(treatments)
     n = len(prepared)
@@ -247,7 +267,7 @@ def decide(prepared: pd.DataFrame, treatments: Sequence[str], p_response: np.nda
               else np.asarray(preferences.harm_weight, dtype=float))
     excluded = (np.zeros((n, len(treatments)), dtype=bool) if preferences is None
                 else preferences.excluded)
-    net = p_response - weight[:, None] * p_adverse_event
+    net = p_response - (weight * harm_scale)[:, None] * p_adverse_event
     demoted = (non_opioid_demotion(eligible, guide.avoid, excluded, treatments)
                if non_opioid_first else np.zeros_like(excluded))
     order = rank_order(eligible, guide.avoid, net, treatments, demoted=demoted,
@@ -297,6 +317,15 @@ def add_stewardship_columns(table: pd.DataFrame, prepared: pd.DataFrame, scores:
 
 # --------------------------------------------------------------------------- SHAP values
 
+def add_outcome_columns(table: pd.DataFrame, scores: RankedScores) -> pd.DataFrame:
+    """``expected_nrs_change`` (follow-up minus baseline) of a continuous-outcome bundle, whose
+    ``p_response`` columns are then emptied; NaN for a responder bundle."""
+    if not scores.continuous:
+        return table.assign(expected_nrs_change=np.nan)
+    return table.assign(expected_nrs_change=-table["p_response"].to_numpy(float),
+                        p_response=np.nan, p_response_low=np.nan, p_response_high=np.nan)
+
+
 def _ranked_contributions(bundle: ModelBundle, outcome: str, X: pd.DataFrame, scores: RankedScores,
                           width: int) -> np.ndarray:
     """(n, width, F + 1) SHAP values of the treatments at ranks 1..width, bias last."""
@@ -340,8 +369,9 @@ def _assemble(ids: np.ndarray, X: pd.DataFrame, bundle: ModelBundle, scores: Ran
                                   scores.eligible, (low, high), options.confidence)
     values = X.to_numpy(np.float32)
     k = min(options.top_k, n_t)
+    response = NRS_RESPONSE if scores.continuous else "response"
     explanation = _by_rank(n, n_t, [_sentences(contrib["response"][:, r], values, scores, r,
-                                               options.n_features, "response")
+                                               options.n_features, response)
                                     for r in range(k)])
     ae_explanation = _by_rank(n, n_t, [_sentences(contrib["adverse_event"][:, r], values,
                                                   scores, r, options.n_features,
@@ -395,16 +425,20 @@ def explain_matrix(contributions: np.ndarray, values: np.ndarray, labels: np.nda
 def _phrases(features: np.ndarray, size: np.ndarray, cell_values: np.ndarray, outcome: str,
              separator: str) -> np.ndarray:
     """'<separator><feature in words> raises/lowers <outcome> (odds xA.BC)' per row, '' where
-    the SHAP value is ~0; each distinct phrase is written once."""
+    the SHAP value is ~0; each distinct phrase is written once. For :data:`NRS_RESPONSE` the
+    SHAP value is in NRS points: '... adds to the expected pain relief (+0.42 NRS points)'."""
     word_codes, words = pd.factorize(describe_cells(features, cell_values))
-    odds_codes, odds = pd.factorize(np.round(np.exp(size), 2))
+    nrs = outcome == NRS_RESPONSE
+    odds_codes, odds = pd.factorize(np.round(np.abs(size) if nrs else np.exp(size), 2))
     state = np.where(np.abs(size) <= 1e-9, 0, np.where(size > 0, 1, 2))
     key = (word_codes.astype(np.int64) * len(odds) + odds_codes) * 3 + state
     inverse, distinct = pd.factorize(key)
     odds_text = format_numbers(odds, ".2f")
-    verb = ("", " raises" + _PHRASE[outcome], " lowers" + _PHRASE[outcome])
+    verb = (("", *_NRS_VERBS) if nrs
+            else ("", " raises" + _PHRASE[outcome], " lowers" + _PHRASE[outcome]))
+    close = " NRS points)" if nrs else ")"
     texts = np.array([f"{separator}{words[k // 3 // len(odds)]}{verb[k % 3]}"
-                      f"{odds_text[k // 3 % len(odds)]})" if k % 3 else ""
+                      f"{odds_text[k // 3 % len(odds)]}{close}" if k % 3 else ""
                       for k in distinct.tolist()], dtype=object)
     return texts[inverse]
 
@@ -444,8 +478,10 @@ def contrast_sentences(contrib: np.ndarray, values: np.ndarray, scores: RankedSc
     names = np.asarray(scores.treatments, dtype=object)
     total = format_numbers(diff.sum(axis=1), "+.2f")
     bias = format_numbers(diff[:, -1], "+.2f")
+    scale = ("expected NRS reduction in points" if scores.continuous
+             else "log-odds of response")
     return np.array([
-        f"{a} ranks above {b}{w}. Difference in log-odds of response ({na} minus {nb}): {t}, "
+        f"{a} ranks above {b}{w}. Difference in {scale} ({na} minus {nb}): {t}, "
         f"of which {bi} is the difference of the two models' averages and the rest comes from "
         f"this patient's features, most from: "
         + ", ".join(f"{p} {z}" for p, z in zip(row[:len(parts)], row[len(parts):]))
@@ -462,10 +498,14 @@ def _contrast_reason(scores: RankedScores, rows: np.ndarray, first: np.ndarray,
     ineligible = scores.eligible[rows, first] & ~scores.eligible[rows, second]
     declined = _pair_flag(scores.excluded, rows, second) & ~_pair_flag(scores.excluded, rows, first)
     demoted = _pair_flag(scores.demoted, rows, second) & ~_pair_flag(scores.demoted, rows, first)
+    response = ("; expected NRS change " + format_numbers(-scores.p_response[rows, first], "+.2f")
+                + " vs " + format_numbers(-scores.p_response[rows, second], "+.2f")
+                if scores.continuous else
+                "; P(response) " + format_numbers(scores.p_response[rows, first], ".2f")
+                + " vs " + format_numbers(scores.p_response[rows, second], ".2f"))
     by_benefit = (": higher net benefit (" + format_numbers(scores.net_benefit[rows, first], ".2f")
                   + " vs " + format_numbers(scores.net_benefit[rows, second], ".2f")
-                  + "; P(response) " + format_numbers(scores.p_response[rows, first], ".2f")
-                  + " vs " + format_numbers(scores.p_response[rows, second], ".2f")
+                  + response
                   + ", P(serious adverse event) "
                   + format_numbers(scores.p_adverse_event[rows, first], ".3f") + " vs "
                   + format_numbers(scores.p_adverse_event[rows, second], ".3f") + ")")

@@ -88,6 +88,7 @@ def patient_sections(table: pd.DataFrame, shap: pd.DataFrame, features: pd.DataF
     if limit <= 0:
         return []
     ids = pd.unique(table["patient_id"])[:limit]
+    continuous = bool(table.get("expected_nrs_change", pd.Series(dtype=float)).notna().any())
     rows = table[table["patient_id"].isin(ids)]
     first = shap[shap["patient_id"].isin(ids) & (shap["rank"] == 1)]
     values = features[features["patient_id"].isin(ids)].set_index("patient_id")
@@ -96,15 +97,22 @@ def patient_sections(table: pd.DataFrame, shap: pd.DataFrame, features: pd.DataF
         charts = tuple(
             waterfall_svg(r[list(FEATURE_NAMES)].to_numpy(float), float(r["bias"]),
                           values.loc[pid, list(FEATURE_NAMES)].to_numpy(float),
-                          _chart_title(r["treatment"], r["outcome"]), r["outcome"])
+                          _chart_title(r["treatment"], r["outcome"], continuous),
+                          _NRS if continuous and r["outcome"] == "response" else r["outcome"])
             for _, r in first[first["patient_id"] == pid].iterrows())
         sections.append(PatientSection(str(pid), group.reset_index(drop=True), charts))
     return sections
 
 
-def _chart_title(treatment: str, outcome: str) -> str:
+_NRS = "response_nrs"  # a continuous outcome's response chart: SHAP values in NRS points
+
+
+def _chart_title(treatment: str, outcome: str, continuous: bool = False) -> str:
+    label = TREATMENTS[treatment].label
+    if continuous and outcome == "response":
+        return f"First choice, {label}: SHAP values of the expected NRS reduction, points"
     what = "response" if outcome == "response" else "a serious adverse event"
-    return f"First choice, {TREATMENTS[treatment].label}: SHAP values of P({what}), log-odds"
+    return f"First choice, {label}: SHAP values of P({what}), log-odds"
 
 
 def waterfall_svg(phi: np.ndarray, bias: float, values: np.ndarray, title: str,
@@ -131,9 +139,15 @@ def _svg(title: str, bias: float, steps: Sequence[tuple[str, float]], outcome: s
         return label_w + (v - lo + pad) * scale
 
     what = "response" if outcome == "response" else "serious adverse event"
+    nrs = outcome == _NRS
+    unit = "NRS points" if nrs else "log-odds"
+
+    def level(v: float) -> str:
+        return (f"expected NRS reduction {v:+.2f} points" if nrs
+                else f"log-odds {v:+.2f}, P({what}) {_sigmoid(v):.2f}")
+
     rows = [_text(8, 14, title, "strong"),
-            _text(8, top - 8, f"average patient (bias): log-odds {bias:+.2f}, "
-                               f"P({what}) {_sigmoid(bias):.2f}", "muted")]
+            _text(8, top - 8, f"average patient (bias): {level(bias)}", "muted")]
     for i, (label, size) in enumerate(steps):
         y = top + i * row_h
         start = ends[i]
@@ -142,14 +156,13 @@ def _svg(title: str, bias: float, steps: Sequence[tuple[str, float]], outcome: s
         rows.append(_text(8, y + 15, label))
         rows.append(f'<rect x="{left:.1f}" y="{y + 3}" width="{max(right - left, 1):.1f}" '
                     f'height="{row_h - 6}" fill="{color}"><title>{html.escape(label)}: '
-                    f'{size:+.3f} log-odds</title></rect>')
+                    f'{size:+.3f} {unit}</title></rect>')
         rows.append(_text(right + 4, y + 15, f"{size:+.2f}"))
     total = float(ends[-1])
     y_end = top + len(steps) * row_h
     rows.append(f'<line x1="{x(bias):.1f}" y1="{top - 4}" x2="{x(bias):.1f}" y2="{y_end}" '
                 'stroke="#888" stroke-dasharray="3,3"/>')
-    rows.append(_text(8, y_end + 18, f"this patient: log-odds {total:+.2f}, "
-                                      f"P({what}) {_sigmoid(total):.2f}", "strong"))
+    rows.append(_text(8, y_end + 18, f"this patient: {level(total)}", "strong"))
     height = y_end + 30
     return (f'<svg xmlns="http://www.w3.org/2000/svg" class="waterfall" role="img" '
             f'width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
@@ -193,7 +206,13 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 <p class="notice" role="note" id="research-notice">{{ notice }}</p>
 <h1>Treatment recommendations</h1>
 <p class="small">Input: {{ meta.source }} &middot; models: {{ meta.model_type }} ({{ meta.models }})
+{% if meta.get("outcome") == "nrs_change" -%}
+&middot; outcome: change in NRS pain (follow-up minus baseline; lower is better) &middot; net
+benefit (NRS points) = expected reduction &minus; {{ meta.harm_weight }} &times;
+{{ meta.adverse_event_nrs_points }} &times; P(serious adverse event)
+{%- else -%}
 &middot; net benefit = P(response) &minus; {{ meta.harm_weight }} &times; P(serious adverse event)
+{%- endif %}
 &middot; precision-pain {{ meta.version }}</p>
 
 <section id="cohort">
@@ -231,7 +250,7 @@ is miscalibrated for patients like this one, and the range is the better estimat
 <section class="patient" id="patient-{{ loop.index }}" data-patient-id="{{ s.patient_id }}">
 <h2>Patient {{ s.patient_id }}</h2>
 <table>
-<thead><tr><th>rank</th><th>treatment</th><th>P(response) [calibrated range]</th><th>P(adverse event)</th>
+<thead><tr><th>rank</th><th>treatment</th><th>{{ 'expected NRS change' if meta.get("outcome") == "nrs_change" else 'P(response) [calibrated range]' }}</th><th>P(adverse event)</th>
 <th>net benefit</th><th>guideline</th><th>confidence</th></tr></thead>
 <tbody>
 {% for r in s.rows.itertuples() %}
@@ -240,9 +259,10 @@ is miscalibrated for patients like this one, and the range is the better estimat
 <td class="num">{{ r.rank }}</td>
 <td>{{ label(r.treatment) }}
 {%- if not r.eligible %} (not a usual option for this condition){% endif %}</td>
-<td class="num">{{ '%.2f' % r.p_response }}
+<td class="num">{% if r.p_response == r.p_response %}{{ '%.2f' % r.p_response }}
 {%- if r.p_response_low == r.p_response_low %} [{{ '%.2f' % r.p_response_low -}}
-&ndash;{{ '%.2f' % r.p_response_high }}]{% endif %}</td>
+&ndash;{{ '%.2f' % r.p_response_high }}]{% endif %}
+{%- else %}{{ '%+.2f' % r.expected_nrs_change }}{% endif %}</td>
 <td class="num">{{ '%.3f' % r.p_adverse_event }}</td>
 <td class="num">{{ '%.3f' % r.net_benefit }}</td>
 <td>{% if r.guideline_action != 'none' -%}
