@@ -480,7 +480,8 @@ def choose_shared(runs: list[dict[str, TreatmentModels]], grid: list[dict[str, A
     chosen = {f"valid_{o}_chosen_{key}": float(grid[best[o]][key])
               for o in OUTCOMES for key in tuned if isinstance(grid[best[o]][key], (int, float))}
     for o in OUTCOMES:
-        log.info("%s models: %s chosen on the validation split (pooled Brier %s over the grid)",
+        log.info("%s models: %s chosen on the validation split (pooled Brier score, or mean "
+                 "squared error for a regressor: %s over the grid)",
                  o, ", ".join(f"{key}={grid[best[o]][key]}" for key in tuned),
                  " / ".join(f"{pooled_brier(run, o):.5f}" for run in runs))
     return {name: _combine([runs[best[o]][name] for o in OUTCOMES], chosen) for name in runs[0]}
