@@ -28,6 +28,10 @@ row per patient x registry treatment). Deliberately unlike ``precision_pain.simu
 - Outcomes: response ~ Bernoulli(p_response); a responder's relative NRS reduction is
   uniform on [0.32, 0.9], a non-responder's on [-0.2, 0.27], so the derived response at
   the default threshold 0.30 equals the drawn one exactly (the truth is valid for 0.30).
+  The follow-up score is baseline x (1 - reduction), capped at 10; the truth's
+  ``expected_nrs_change`` is its exact mean minus the baseline (for the continuous outcome,
+  ``prepare.outcome: nrs_change``), so there the change in pain is a mixture, not the
+  simulator's normal.
 
 Usage::
 
@@ -279,6 +283,9 @@ def generate(n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     patients.insert(0, "patient_id", ids)
     annotated = annotate_pgx(patients)
     elig, p_resp, p_ae = _truth(annotated)
+    pain = patients["pain_baseline"].to_numpy(float)
+    change = (p_resp * _mean_capped(pain, 0.32, 0.9)
+              + (1 - p_resp) * _mean_capped(pain, -0.2, 0.27) - pain[:, None])
     soft, mix, _ = _usual_care(annotated, elig, rng)
     m = elig.sum(axis=1, keepdims=True)
     p_uc = (1 - mix) * soft + mix * elig / m
@@ -288,7 +295,6 @@ def generate(n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows = np.arange(n)
     responded = rng.random(n) < p_resp[rows, got]
     reduction = np.where(responded, rng.uniform(0.32, 0.9, n), rng.uniform(-0.2, 0.27, n))
-    pain = patients["pain_baseline"].to_numpy(float)
     follow = np.clip(np.round(pain * (1 - reduction), 3), 0, 10)
     adverse = rng.random(n) < p_ae[rows, got]
     # genotypes reported missing at random ('' or 'unknown'); the truth used the full ones
@@ -307,8 +313,19 @@ def generate(n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
         "p_response": p_resp.ravel(),
         "p_adverse_event": p_ae.ravel(),
         "p_usual_care": p_uc.ravel(),
+        "expected_nrs_change": change.ravel(),
     })
     return cohort, truth
+
+
+def _mean_capped(pain: np.ndarray, low: float, high: float) -> np.ndarray:
+    """(n, 1) E[min(pain * (1 - U), 10)] for U uniform on [low, high]: pain * (1 - U) is
+    uniform on [a, b] = [pain (1 - high), pain (1 - low)], and the mean of its minimum with
+    10 is ((100 - a^2) / 2 + 10 (b - 10)) / (b - a) where a < 10 < b."""
+    a, b = pain * (1 - high), pain * (1 - low)
+    straddle = ((100 - a ** 2) / 2 + 10 * (b - 10)) / np.maximum(b - a, 1e-12)
+    mean = np.where(b <= 10, (a + b) / 2, np.where(a >= 10, 10.0, straddle))
+    return mean[:, None]
 
 
 def _write(frame: pd.DataFrame, path: Path) -> None:

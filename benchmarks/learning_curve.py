@@ -13,6 +13,10 @@ only reports.
 
     uv run python benchmarks/learning_curve.py --sizes 2000 5000 20000 --out docs/learning_curve
     uv run python benchmarks/learning_curve.py --quick     # one size, one seed: a smoke run
+    uv run python benchmarks/learning_curve.py --outcome nrs_change --out docs/learning_curve_nrs
+
+``--outcome nrs_change`` trains on the change in NRS pain (``prepare.outcome: nrs_change``,
+docs/evaluation.md) and adds the response RMSE and sqrt-PEHE to each row.
 
 Writes ``<out>.md`` (a table per generator) and ``<out>.png`` (the curves).
 """
@@ -37,6 +41,7 @@ from precision_pain.data.simulate import simulate_cohort  # noqa: E402
 from precision_pain.data.split import split_cohort  # noqa: E402
 from precision_pain.evaluate.core import evaluate  # noqa: E402
 from precision_pain.models.train import modeled_treatments, train_bundle  # noqa: E402
+from precision_pain.outcome import OutcomeSpec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 HARM_WEIGHTS = (0.0, 0.5, 1.0)
@@ -56,7 +61,7 @@ def cohort(generator: str, n: int, seed: int, params) -> tuple[pd.DataFrame, pd.
 
 
 def run_one(prepared: pd.DataFrame, truth: pd.DataFrame, model_type: str, harm_weight: float,
-            params, n_bootstrap: int) -> dict[str, float]:
+            params, n_bootstrap: int, outcome: OutcomeSpec = OutcomeSpec()) -> dict[str, float]:
     """Train and evaluate one model type at one harm weight; the headline figures."""
     parts = split_cohort(prepared, params.split.valid_fraction, params.split.test_fraction,
                          params.split.seed)
@@ -65,7 +70,7 @@ def run_one(prepared: pd.DataFrame, truth: pd.DataFrame, model_type: str, harm_w
     treatments, _ = modeled_treatments(parts["train"], parts["valid"], model)
     bundle = train_bundle(parts["train"], parts["valid"], treatments, model,
                           params.prepare.response_threshold, harm_weight=harm_weight,
-                          propensity_clip=params.evaluate.propensity_clip)
+                          propensity_clip=params.evaluate.propensity_clip, outcome=outcome)
     seconds = time.perf_counter() - start
     settings = params.evaluate.model_copy(update={"harm_weight": harm_weight,
                                                   "n_bootstrap": n_bootstrap})
@@ -75,7 +80,10 @@ def run_one(prepared: pd.DataFrame, truth: pd.DataFrame, model_type: str, harm_w
     off = result.summary.get("off_policy", {})
     slopes = result.summary["response_calibration_slope"]
     against = result.summary["response_calibration_slope_against_truth"]
-    return {"share": share["estimate"], "share_low": share["ci_low"],
+    extra = ({"sqrt_pehe": result.summary["policy"]["sqrt_pehe"],
+              "response_rmse": result.summary["mean_response_rmse"]} if outcome.continuous
+             else {})
+    return {**extra, "share": share["estimate"], "share_low": share["ci_low"],
             "share_high": share["ci_high"],
             "slopes_in_range": slopes["share_within_0.8_1.2"],
             "slopes_vs_truth_in_range": against["share_within_0.8_1.2"],
@@ -94,6 +102,8 @@ def main() -> None:
     parser.add_argument("--no-refit", action="store_true",
                         help="the pooled learner without its refit on train + validation "
                              "(refit_on_validation: false), to measure what the refit adds")
+    parser.add_argument("--outcome", choices=["responder", "nrs_change"], default="responder",
+                        help="what the response models predict (prepare.outcome)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "learning_curve")
     parser.add_argument("--merge", type=Path, nargs="*", default=[],
                         help="earlier runs' <out>.csv files to put in the same tables and plot "
@@ -115,13 +125,17 @@ def main() -> None:
             prepared, truth = cohort(generator, n, args.seed, params)
             for model_type in args.models:
                 for hw in args.harm_weights:
-                    r = run_one(prepared, truth, model_type, hw, params, args.n_bootstrap)
+                    r = run_one(prepared, truth, model_type, hw, params, args.n_bootstrap,
+                                OutcomeSpec(args.outcome,
+                                            params.evaluate.adverse_event_nrs_points))
                     rows.append({"generator": generator, "patients": n, "model": model_type,
                                  "harm_weight": hw, **r})
                     print(f"{generator:9} {n:>7} {model_type:15} hw={hw:<3} share "
                           f"{100 * r['share']:5.1f} % ({100 * r['share_low']:.1f}-"
                           f"{100 * r['share_high']:.1f}) slopes {r['slopes_in_range']:.1f} "
-                          f"DR-true {r['dr_error']:+.3f} train {r['train_seconds']:.0f} s",
+                          f"DR-true {r['dr_error']:+.3f} train {r['train_seconds']:.0f} s"
+                          + (f" sqrt-PEHE {r['sqrt_pehe']:.3f} RMSE {r['response_rmse']:.3f}"
+                             if "sqrt_pehe" in r else ""),
                           flush=True)
     keys = ["generator", "patients", "model", "harm_weight"]
     earlier = [pd.read_csv(f) for f in args.merge]  # read before <out>.csv may be rewritten
@@ -135,10 +149,12 @@ def main() -> None:
 def write_markdown(table: pd.DataFrame, path: Path) -> None:
     """One markdown table per generator: share captured (interval) per size and harm weight."""
     parts = []
+    pehe = "sqrt_pehe" in table.columns
     for generator, frame in table.groupby("generator", sort=False):
         lines = ["| patients | model | hw 0 | hw 0.5 | hw 1 | slopes in 0.8-1.2: observed / "
-                 "against the truth (hw 0.5) | DR - true (hw 0.5) | train s (hw 0.5) |",
-                 "|---|---|---|---|---|---|---|---|"]
+                 "against the truth (hw 0.5) | DR - true (hw 0.5) | train s (hw 0.5) |"
+                 + (" sqrt-PEHE / RMSE, NRS points (hw 0.5) |" if pehe else ""),
+                 "|---|---|---|---|---|---|---|---|" + ("---|" if pehe else "")]
         for (n, model), g in frame.groupby(["patients", "model"], sort=False):
             by = g.set_index("harm_weight")
             cells = [f"{100 * by.loc[h, 'share']:.1f} % ({100 * by.loc[h, 'share_low']:.0f}-"
@@ -148,7 +164,9 @@ def write_markdown(table: pd.DataFrame, path: Path) -> None:
             lines.append(f"| {n:,} | {model} | {' | '.join(cells)} | "
                          f"{_share(mid['slopes_in_range'])} / "
                          f"{_share(mid.get('slopes_vs_truth_in_range', float('nan')))} | "
-                         f"{mid['dr_error']:+.3f} | {mid['train_seconds']:.0f} |")
+                         f"{mid['dr_error']:+.3f} | {mid['train_seconds']:.0f} |"
+                         + (f" {mid['sqrt_pehe']:.3f} / {mid['response_rmse']:.3f} |"
+                            if pehe else ""))
         parts.append(f"### {generator}\n\n" + "\n".join(lines) + "\n")
     path.write_text("\n".join(parts))
 
