@@ -102,6 +102,8 @@ def main() -> None:
     parser.add_argument("--no-refit", action="store_true",
                         help="the pooled learner without its refit on train + validation "
                              "(refit_on_validation: false), to measure what the refit adds")
+    parser.add_argument("--params", type=Path, default=ROOT / "params.yaml",
+                        help="the parameters file (a variant to compare with the default)")
     parser.add_argument("--outcome", choices=["responder", "nrs_change"], default="responder",
                         help="what the response models predict (prepare.outcome)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "learning_curve")
@@ -112,7 +114,7 @@ def main() -> None:
     if args.quick:
         args.sizes, args.models, args.n_bootstrap = [2000], ["pooled_xgboost"], 20
     logging.basicConfig(level=logging.WARNING)
-    params = load_params(ROOT / "params.yaml")
+    params = load_params(args.params)
     if args.no_refit:
         hyper = params.model.hyperparameters
         hyper = {**hyper, "pooled_xgboost": {**hyper["pooled_xgboost"],
