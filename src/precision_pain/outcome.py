@@ -103,5 +103,6 @@ def pain_reduction_points(frame: pd.DataFrame) -> np.ndarray:
 
 
 def outcome_from_params(params: Any) -> OutcomeSpec:
-    """The outcome chosen in params.yaml (``prepare.outcome``, ``evaluate.adverse_event_nrs_points``)."""
+    """The outcome chosen in params.yaml (``prepare.outcome``,
+    ``evaluate.adverse_event_nrs_points``)."""
     return OutcomeSpec(params.prepare.outcome, params.evaluate.adverse_event_nrs_points)

@@ -250,7 +250,9 @@ is miscalibrated for patients like this one, and the range is the better estimat
 <section class="patient" id="patient-{{ loop.index }}" data-patient-id="{{ s.patient_id }}">
 <h2>Patient {{ s.patient_id }}</h2>
 <table>
-<thead><tr><th>rank</th><th>treatment</th><th>{{ 'expected NRS change' if meta.get("outcome") == "nrs_change" else 'P(response) [calibrated range]' }}</th><th>P(adverse event)</th>
+<thead><tr><th>rank</th><th>treatment</th>
+<th>{{ 'expected NRS change' if meta.get("outcome") == "nrs_change"
+      else 'P(response) [calibrated range]' }}</th><th>P(adverse event)</th>
 <th>net benefit</th><th>guideline</th><th>confidence</th></tr></thead>
 <tbody>
 {% for r in s.rows.itertuples() %}
