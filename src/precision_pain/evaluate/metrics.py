@@ -130,13 +130,28 @@ METRICS: dict[str, Metric] = {
 }
 
 
+def _points(metrics: dict[str, Metric], y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """Each metric's value on unweighted rows."""
+    ones = np.ones((1, len(y)))
+    return {name: float(metric(y, p, ones)[0]) for name, metric in metrics.items()}
+
+
+def _with_cis(metrics: dict[str, Metric], y: np.ndarray, p: np.ndarray, weights: np.ndarray
+              ) -> dict[str, dict[str, float]]:
+    """Each metric's value with a percentile CI over the bootstrap ``weights`` rows."""
+    both = np.vstack([np.ones((1, len(y))), weights])
+    out = {}
+    for name, metric in metrics.items():
+        values = metric(y, p, both)
+        out[name] = estimate_with_ci(values[0], values[1:])
+    return out
+
+
 def binary_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     """AUC, Brier score, calibration slope/intercept, prevalence, mean prediction and n."""
     y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
-    ones = np.ones((1, len(y)))
-    values = {name: float(metric(y, p, ones)[0]) for name, metric in METRICS.items()}
-    return {**values, "prevalence": float(y.mean()), "mean_prediction": float(p.mean()),
-            "n": float(len(y))}
+    return {**_points(METRICS, y, p), "prevalence": float(y.mean()),
+            "mean_prediction": float(p.mean()), "n": float(len(y))}
 
 
 def percentile_ci(replicates: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float]:
@@ -160,13 +175,8 @@ def binary_metrics_ci(y: np.ndarray, p: np.ndarray, weights: np.ndarray
                       ) -> dict[str, dict[str, float] | float]:
     """Every metric in METRICS with a percentile CI over the bootstrap ``weights`` rows."""
     y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
-    both = np.vstack([np.ones((1, len(y))), weights])
-    out: dict[str, dict[str, float] | float] = {}
-    for name, metric in METRICS.items():
-        values = metric(y, p, both)
-        out[name] = estimate_with_ci(values[0], values[1:])
-    return {**out, "prevalence": float(y.mean()), "mean_prediction": float(p.mean()),
-            "n": int(len(y))}
+    return {**_with_cis(METRICS, y, p, weights), "prevalence": float(y.mean()),
+            "mean_prediction": float(p.mean()), "n": int(len(y))}
 
 
 # --------------------------------------------------------------- continuous outcomes
@@ -227,8 +237,7 @@ CONTINUOUS_METRICS: dict[str, Metric] = {
 def continuous_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     """RMSE, MAE, R^2, calibration slope and intercept, mean outcome, mean prediction and n."""
     y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
-    ones = np.ones((1, len(y)))
-    values = {name: float(metric(y, p, ones)[0]) for name, metric in CONTINUOUS_METRICS.items()}
+    values = _points(CONTINUOUS_METRICS, y, p)
     return {**values, "mean_outcome": float(y.mean()), "mean_prediction": float(p.mean()),
             "mse": values["rmse"] ** 2, "n": float(len(y))}
 
@@ -237,13 +246,8 @@ def continuous_metrics_ci(y: np.ndarray, p: np.ndarray, weights: np.ndarray
                           ) -> dict[str, dict[str, float] | float]:
     """Every metric in CONTINUOUS_METRICS with a percentile CI over the ``weights`` rows."""
     y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
-    both = np.vstack([np.ones((1, len(y))), weights])
-    out: dict[str, dict[str, float] | float] = {}
-    for name, metric in CONTINUOUS_METRICS.items():
-        values = metric(y, p, both)
-        out[name] = estimate_with_ci(values[0], values[1:])
-    return {**out, "mean_outcome": float(y.mean()), "mean_prediction": float(p.mean()),
-            "n": int(len(y))}
+    return {**_with_cis(CONTINUOUS_METRICS, y, p, weights), "mean_outcome": float(y.mean()),
+            "mean_prediction": float(p.mean()), "n": int(len(y))}
 
 
 def outcome_metrics(y: np.ndarray, p: np.ndarray, continuous: bool) -> dict[str, float]:
