@@ -9,6 +9,7 @@ seeds whose interval covers the truth. Uses the pipeline's own functions
 (``train_bundle``, ``evaluate``).
 
     uv run python benchmarks/dr_coverage.py --seeds 20
+    uv run python benchmarks/dr_coverage.py --seeds 10 --outcome nrs_change   # NRS points
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from precision_pain.data.simulate import simulate_cohort
 from precision_pain.data.split import split_cohort
 from precision_pain.evaluate.core import evaluate
 from precision_pain.models.train import modeled_treatments, train_bundle
+from precision_pain.outcome import OutcomeSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,6 +35,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--n", type=int, help="patients [simulate.n_patients]")
+    parser.add_argument("--outcome", choices=["responder", "nrs_change"], default="responder",
+                        help="what the response models predict (prepare.outcome)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     params = load_params(ROOT / "params.yaml")
@@ -51,7 +55,9 @@ def main() -> None:
         bundle = train_bundle(parts["train"], parts["valid"], treatments, model,
                               params.prepare.response_threshold,
                               harm_weight=params.evaluate.harm_weight,
-                              propensity_clip=params.evaluate.propensity_clip)
+                              propensity_clip=params.evaluate.propensity_clip,
+                              outcome=OutcomeSpec(args.outcome,
+                                                  params.evaluate.adverse_event_nrs_points))
         off = evaluate(parts["test"], bundle, test_truth, params.evaluate).summary["off_policy"]
         dr, low, high = off["model_dr_net_benefit"], off["model_dr_ci_low"], off["model_dr_ci_high"]
         true = off["model_true_net_benefit"]
