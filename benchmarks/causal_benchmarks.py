@@ -161,7 +161,8 @@ def ours(fold: Fold, params: Any, overrides: Mapping[str, Any] | None = None) ->
     from precision_pain.models.effects import PooledEffectLearner
 
     hyper = params.model.hyperparameters
-    settings = {**learner_settings(params), **(overrides or {})}
+    # a benchmark table has no registry conditions: the features + treatment design
+    settings = {**learner_settings(params), "design": "treatment", **(overrides or {})}
     learner = PooledEffectLearner(settings, ["0", "1"], "continuous",
                                   propensity=hyper["propensity"]["xgboost"],
                                   replace_z=float(hyper["pooled_xgboost"].get("replace_z", 2.0)),

@@ -16,5 +16,9 @@ def short_grids(params: dict) -> dict:
         {"max_depth": [3], "n_estimators": [100, 200],
          "default": {"max_depth": 3, "n_estimators": 200}})
     hyper["pooled_xgboost"]["adverse_event"]["n_estimators"] = [50, 100]
+    if "nrs_change" in hyper["pooled_xgboost"]:  # the stacked learner (prepare.outcome)
+        hyper["pooled_xgboost"]["nrs_change"].update(
+            {"max_depth": [2, 3], "n_estimators": [30, 60],
+             "default": {"max_depth": 2, "n_estimators": 60}, "stack_folds": 3})
     hyper["propensity"].pop("xgboost")  # the logistic candidate remains
     return params

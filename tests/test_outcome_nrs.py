@@ -145,6 +145,13 @@ def test_effect_error_is_pehe_over_two_for_two_treatments():
 
 # ------------------------------------------------------------------------- the pipeline
 
+# The pipeline's stacked learner (models/stacked.py), small grids: an nrs_change block.
+STACKED = {"learner": "stacked", "design": "condition_pairs",
+           "candidates": ["pooled", "per_arm", "constant"], "selection": "effect_loss",
+           "stack_folds": 3, "max_depth": [2, 3], "n_estimators": [30, 60],
+           "default": {"max_depth": 2, "n_estimators": 60}, "learning_rate": 0.1,
+           "min_child_weight": 1, "subsample": 0.8, "colsample_bytree": 1.0, "reg_lambda": 1.0}
+
 
 @pytest.fixture(scope="module")
 def nrs_run(small_splits, small_synthetic, params):
@@ -162,13 +169,19 @@ def nrs_run(small_splits, small_synthetic, params):
                                    "learning_rate": 0.1}
     pooled_settings["adverse_event"] = {**pooled_settings["adverse_event"],
                                         "n_estimators": [50, 100]}
+    stacked_settings = {**pooled_settings, "nrs_change": STACKED}
+    propensity = {"logistic": {"C": 1.0, "max_iter": 2000},
+                  "xgboost": {**params.model.hyperparameters["propensity"]["xgboost"],
+                              "n_estimators": 60}}
     bundles = {}
-    for kind, hyper in (("pooled_xgboost", pooled_settings),
-                        ("xgboost", {"n_estimators": [50, 100], "max_depth": 2,
-                                     "learning_rate": 0.1, "early_stopping_rounds": None})):
+    for name, kind, hyper in (
+            ("pooled_xgboost", "pooled_xgboost", pooled_settings),
+            ("stacked", "pooled_xgboost", stacked_settings),
+            ("xgboost", "xgboost", {"n_estimators": [50, 100], "max_depth": 2,
+                                    "learning_rate": 0.1, "early_stopping_rounds": None})):
         model = params.model.model_copy(update={"type": kind, "seed": 0, "hyperparameters": {
-            kind: hyper, "propensity": {"logistic": {"C": 1.0, "max_iter": 2000}}}})
-        bundles[kind] = train_bundle(small_splits["train"], small_splits["valid"], treatments,
+            kind: hyper, "propensity": propensity}})
+        bundles[name] = train_bundle(small_splits["train"], small_splits["valid"], treatments,
                                      model, response_threshold=0.3, harm_weight=0.5,
                                      propensity_clip=0.01, outcome=spec)
     settings = params.evaluate.model_copy(update={"n_bootstrap": 20})
@@ -193,6 +206,63 @@ def test_bundles_record_the_outcome_and_fit_regressors(nrs_run, small_splits, tm
         np.testing.assert_allclose(again.model("tramadol", "response").predict_proba(X), pred,
                                    atol=1e-6)
     assert bundles["pooled_xgboost"].metadata["selection"]["valid_response_mse"] > 0
+    assert bundles["stacked"].model("tramadol", "response").kind == "stacked"
+
+
+def test_the_stacked_model_is_the_effect_learners_and_explained_exactly(nrs_run, small_splits,
+                                                                        tmp_path):
+    """The pipeline's stacked model predicts what models/effects.py's learner predicts; its
+    SHAP values sum to each prediction; it survives its file; a refit keeps every choice."""
+    from precision_pain.data.features import build_features
+    from precision_pain.models.estimators import load_model
+    from precision_pain.models.stacked import StackedModel
+
+    bundle = nrs_run[0]["stacked"]
+    stacked = bundle.model("tramadol", "response").shared
+    assert isinstance(stacked, StackedModel) and stacked.learner is not None
+    X = build_features(small_splits["test"].head(300))
+    matrix = stacked.predict_matrix(X)
+    np.testing.assert_allclose(matrix, stacked.learner.predict_matrix(X), atol=1e-5)
+    for j, treatment in enumerate(stacked.treatments):
+        phi = stacked.contributions(X, treatment)
+        np.testing.assert_allclose(phi.sum(axis=1), matrix[:, j], atol=1e-4)
+    again = load_model(stacked.save(tmp_path / "response"))
+    np.testing.assert_allclose(again.predict_matrix(X), matrix, atol=1e-6)
+    np.testing.assert_allclose(again.contributions(X, "nsaid"), stacked.contributions(X, "nsaid"),
+                               atol=1e-6)
+    assert again.weights == stacked.weights
+    refit = stacked.refitted(small_splits["test"], OutcomeSpec("nrs_change"))
+    assert refit.weights == stacked.weights
+    np.testing.assert_array_equal(refit.constant, stacked.constant)
+    assert not np.allclose(refit.predict_matrix(X), matrix)  # new data, new boosters
+    with pytest.raises(ValueError, match="cannot be refitted"):
+        again.refitted(small_splits["test"], OutcomeSpec("nrs_change"))
+
+
+def test_a_stacked_file_with_the_wrong_boosters_is_refused(nrs_run, tmp_path):
+    from precision_pain.models.estimators import load_model
+
+    stacked = nrs_run[0]["stacked"].model("tramadol", "response").shared
+    path = stacked.save(tmp_path / "response")
+    state = json.loads(path.read_text())
+    state["boosters"] = state["boosters"][:-1]
+    path.write_text(json.dumps(state))
+    with pytest.raises(ValueError, match="one booster per treatment"):
+        load_model(path)
+
+
+def test_the_x_learner_is_refused_in_the_pipeline(small_splits, params):
+    from precision_pain.models.train import train_bundle
+    from precision_pain.registry import select_treatments
+
+    hyper = dict(params.model.hyperparameters["pooled_xgboost"])
+    hyper["nrs_change"] = {**STACKED, "candidates": ["pooled", "x"]}
+    model = params.model.model_copy(update={"hyperparameters": {
+        **params.model.hyperparameters, "pooled_xgboost": hyper}})
+    with pytest.raises(ValueError, match="exact SHAP.*remove x"):
+        train_bundle(small_splits["train"], small_splits["valid"],
+                     select_treatments(["tramadol", "nsaid"]), model, response_threshold=0.3,
+                     harm_weight=0.5, propensity_clip=0.01, outcome=OutcomeSpec("nrs_change"))
 
 
 def test_evaluation_reports_continuous_metrics_and_pehe(nrs_run):
@@ -262,3 +332,20 @@ def test_a_heavier_harm_weight_costs_points(nrs_run, small_splits, options):
     both = light.merge(heavy, on=key, suffixes=("_0", "_3"))
     np.testing.assert_allclose(both["net_benefit_0"] - both["net_benefit_3"],
                                3.0 * 2.0 * both["p_adverse_event_0"], atol=1e-5)
+
+
+def test_the_deployed_refit_refits_the_stacked_model(nrs_run, small_splits, params):
+    """refit_on_all (the deployed bundle) refits every booster on every split, choices kept."""
+    from precision_pain.data.features import build_features
+    from precision_pain.models.train import refit_on_all
+
+    bundle = nrs_run[0]["stacked"]
+    hyper = {**params.model.hyperparameters["pooled_xgboost"], "nrs_change": STACKED}
+    model = params.model.model_copy(update={"hyperparameters": {"pooled_xgboost": hyper}})
+    deployed = refit_on_all(bundle, dict(small_splits), model)
+    before = bundle.model("nsaid", "response").shared
+    after = deployed.model("nsaid", "response").shared
+    assert after.weights == before.weights and deployed.outcome.continuous
+    assert deployed.metadata["fitted_on"]["splits"] == ["train", "valid", "test"]
+    X = build_features(small_splits["test"].head(200))
+    assert not np.allclose(after.predict_matrix(X), before.predict_matrix(X))

@@ -100,8 +100,8 @@ from scipy.optimize import nnls
 
 from precision_pain.evaluate import policy as pol
 from precision_pain.models.estimators import training_threads
-from precision_pain.models.pooled import (OBJECTIVES, choose, fit_pooled_booster, grid_values,
-                                          treatment_design)
+from precision_pain.models.pooled import (OBJECTIVES, choose, design, design_names,
+                                          fit_pooled_booster, grid_values, treatment_design)
 from precision_pain.models.propensity import XGBoostPropensity
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,30 @@ SELECTIONS = ("policy_value", "effect_loss")
 CANDIDATES = ("pooled", "per_arm", "x", "constant")
 # Keys of the settings read by the learner itself; every other key goes to xgboost.
 LEARNER_KEYS = {"max_depth", "n_estimators", "default", "learner", "selection", "candidates",
-                "stack_folds"}
+                "design", "stack_folds"}
+# The pooled booster's design (the ``design`` setting): ``treatment`` = features + treatment
+# one-hot, for any table; ``condition_pairs`` = the pipeline's pooled design
+# (:func:`precision_pain.models.pooled.design`: also one indicator per eligible (condition,
+# treatment) pair), for the registry's features and treatments.
+DESIGNS = ("treatment", "condition_pairs")
+
+
+def design_of(name: str, F: np.ndarray, treatment: str | np.ndarray, treatments: Sequence[str],
+              feature_names: Sequence[str]) -> np.ndarray:
+    """The pooled booster's design matrix of features ``F`` under ``treatment``."""
+    if name == "treatment":
+        return treatment_design(F, treatment, treatments)
+    if name == "condition_pairs":
+        return design(pd.DataFrame(F, columns=list(feature_names)), treatment, treatments)
+    raise ValueError(f"unknown design {name!r}; valid: {', '.join(DESIGNS)}")
+
+
+def design_names_of(name: str, feature_names: Sequence[str], treatments: Sequence[str]
+                    ) -> list[str]:
+    """Column names of :func:`design_of`."""
+    if name == "condition_pairs":
+        return design_names(treatments)
+    return [*feature_names, *(f"treatment={t}" for t in treatments)]
 
 # Defaults for a continuous outcome with a few treatments on hundreds to thousands of rows
 # (the benchmarks of benchmarks/causal_benchmarks.py; the proposed
@@ -245,7 +268,7 @@ class PooledEffectLearner:
 
     def _booster(self, X: pd.DataFrame, t: np.ndarray, y: np.ndarray, depth: int,
                  trees: int) -> Any:
-        return fit_pooled_booster(treatment_design(X.to_numpy(), t, self.treatments_),
+        return fit_pooled_booster(self._design(X.to_numpy(np.float32), t),
                                   self._names(), y, trees, self.seed, self.outcome_type,
                                   max_depth=depth, **self._xgb_settings())
 
@@ -334,8 +357,8 @@ class PooledEffectLearner:
         rows: list[dict[str, Any]] = []
         # the pooled S-learner (always: its mean over treatments is the outcome level)
         pooled, row = self._chosen_booster(
-            "pooled", treatment_design(F, t, self.treatments_), self._names(), y,
-            treatment_design(F_val, t_val, self.treatments_), y_val, self.outcome_type,
+            "pooled", self._design(F, t), self._names(), y,
+            self._design(F_val, t_val), y_val, self.outcome_type,
             self.seed)
         rows.append(row)
         # per-arm boosters (the T-learner; also the nuisance of the scores and the X-learner)
@@ -448,7 +471,7 @@ class PooledEffectLearner:
         names = list(self.feature_names_)
         table = self.components_.set_index("component", drop=False)
         pooled = self._refit_component(table.loc["pooled"],
-                                       treatment_design(F, t, self.treatments_),
+                                       self._design(F, t),
                                        self._names(), y)
         arms = [self._refit_component(table.loc[f"arm={name}"], F[code == j], names,
                                       y[code == j])
@@ -465,6 +488,22 @@ class PooledEffectLearner:
                     pair.append(self._refit_component(row, F[keep], names, target))
                 xs.append(pair)
         return pooled, arms, xs
+
+    def refitted(self, X: Any, treatment: Any, y: Any) -> PooledEffectLearner:
+        """A copy of this fitted ``stacked`` learner with every booster fitted again on
+        (X, treatment, y), every choice kept (depths, trees, seeds, stacking weights): the
+        pipeline's refits on train + validation and on every split."""
+        if not hasattr(self, "stack_"):
+            raise RuntimeError("refitted needs a fitted stacked learner")
+        X = self._checked(X)
+        copy = object.__new__(type(self))
+        copy.__dict__.update(self.__dict__)
+        with training_threads():
+            copy.pooled_, copy.arms_, copy.xs_ = self._fit_components(
+                X.to_numpy(np.float32), np.asarray(treatment).astype(str),
+                np.asarray(y, float), list(self.stack_["effects"]))
+        copy.booster_ = copy.pooled_
+        return copy
 
     def _arm_matrix(self, arms: list[Any], F: np.ndarray) -> np.ndarray:
         return np.column_stack([arm.inplace_predict(F, validate_features=False)
@@ -488,13 +527,19 @@ class PooledEffectLearner:
             out["x"] = _centred(tau)
         return out
 
+    def _design(self, F: np.ndarray, treatment: str | np.ndarray) -> np.ndarray:
+        """The pooled booster's design (the ``design`` setting, :data:`DESIGNS`)."""
+        return design_of(self.settings.get("design", "treatment"), F, treatment,
+                         self.treatments_, self.feature_names_)
+
     def _names(self) -> list[str]:
-        return [*self.feature_names_, *(f"treatment={t}" for t in self.treatments_)]
+        return design_names_of(self.settings.get("design", "treatment"), self.feature_names_,
+                               self.treatments_)
 
     # --------------------------------------------------------------------- prediction
     def _design_matrix(self, booster: Any, F: np.ndarray) -> np.ndarray:
         return np.column_stack([
-            booster.inplace_predict(treatment_design(F, name, self.treatments_),
+            booster.inplace_predict(self._design(F, name),
                                     validate_features=False)
             for name in self.treatments_]).astype(float)
 

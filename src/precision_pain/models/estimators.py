@@ -629,7 +629,7 @@ MODEL_TYPES: Mapping[str, type] = {
 # missing here has no regressor (hist_gb).
 CONTINUOUS_KINDS: Mapping[str, str] = {"xgboost": "xgboost", "logistic": "ridge"}
 # The model type a file kind belongs to (a bundle's files must be of its type).
-_FAMILY: Mapping[str, str] = {"ridge": "logistic"}
+_FAMILY: Mapping[str, str] = {"ridge": "logistic", "stacked": "pooled_xgboost"}
 
 
 def model_family(kind: str) -> str:
@@ -647,6 +647,10 @@ def get_model_class(kind: str) -> type:
         from precision_pain.models.pooled import PooledModel
 
         return PooledModel
+    if kind == "stacked":  # the pooled learner's stacked response model (nrs_change)
+        from precision_pain.models.stacked import StackedModel
+
+        return StackedModel
     if kind not in MODEL_TYPES:
         valid = ", ".join((*SELECTABLE_MODEL_TYPES, *POOLED_MODEL_TYPES))
         raise ValueError(f"unknown model type {kind!r}; valid: {valid}")

@@ -528,7 +528,9 @@ def response_settings(settings: Mapping[str, Any], outcome: OutcomeSpec) -> Mapp
     """The response model's settings: ``response``, or for a continuous outcome
     ``nrs_change`` when params.yaml gives that block (else ``response``'s)."""
     if outcome.continuous and "nrs_change" in settings:
-        return settings["nrs_change"]
+        # the stacked learner's own keys (models/effects.py) are not xgboost's
+        own = {"learner", "selection", "candidates", "stack_folds"}
+        return {k: v for k, v in settings["nrs_change"].items() if k not in own}
     return settings["response"]
 
 

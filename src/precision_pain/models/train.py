@@ -34,6 +34,7 @@ from precision_pain.models.estimators import (CONTINUOUS_KINDS, POOLED_MODEL_TYP
 from precision_pain.models.pooled import PooledFit, ValidationData, fit_pooled, refit
 from precision_pain.models.profile import training_profile
 from precision_pain.models.propensity import fit_propensity
+from precision_pain.models.stacked import StackedModel, fit_stacked, refit_stacked, uses_stacked
 from precision_pain.outcome import OutcomeSpec
 from precision_pain.registry import OUTCOMES, Treatment, select_treatments
 
@@ -150,7 +151,8 @@ def train_bundle(train: pd.DataFrame, valid: pd.DataFrame, treatments: Iterable[
         if model.type in POOLED_MODEL_TYPES:
             fitted = train_pooled(treatments, train, valid, hyper, propensity,
                                   harm_weight * outcome.harm_scale, propensity_clip, model.seed,
-                                  on_done, engine, outcome)
+                                  on_done, engine, outcome,
+                                  model.hyperparameters.get("propensity", {}).get("xgboost"))
         else:
             fitted = train_all(treatments, train, valid, model.type, hyper, model.seed, on_done,
                                engine, outcome)
@@ -218,8 +220,12 @@ def refit_on_all(bundle: ModelBundle, splits: Mapping[str, pd.DataFrame], model:
     fit = PooledFit(shared["response"], shared["adverse_event"], chosen)
     episodes = pd.concat(list(splits.values()), ignore_index=True)
     with training_threads():
-        final = refit(fit, episodes, model.hyperparameters[model.type], model.seed, engine,
-                      "refit_on_all", bundle.outcome)
+        if isinstance(fit.response, StackedModel):
+            final = refit_stacked(fit, episodes, model.hyperparameters[model.type], model.seed,
+                                  engine, "refit_on_all", bundle.outcome)
+        else:
+            final = refit(fit, episodes, model.hyperparameters[model.type], model.seed, engine,
+                          "refit_on_all", bundle.outcome)
     metadata = {**bundle.metadata, "selection": {**chosen, "refit_on_all": 1.0},
                 "fitted_on": {"splits": list(splits),
                               "n_episodes": _n_episodes([episodes], bundle.treatments)}}
@@ -228,7 +234,8 @@ def refit_on_all(bundle: ModelBundle, splits: Mapping[str, pd.DataFrame], model:
 
 _CHOSEN_KEYS = ("valid_response_chosen_max_depth", "valid_response_chosen_n_estimators",
                 "valid_adverse_event_chosen_n_estimators", "valid_stack_intercept",
-                "valid_stack_classifier_weight", "valid_stack_pain_reduction_weight")
+                "valid_stack_classifier_weight", "valid_stack_pain_reduction_weight",
+                "valid_stack_weight_pooled", "valid_stack_weight_per_arm")
 _SELECTION_KEYS = ("valid_dr_net_benefit", "valid_dr_standard_error", "refit_on_validation",
                    "valid_response_brier", "valid_response_mse", *_CHOSEN_KEYS)
 
@@ -275,13 +282,20 @@ def train_pooled(treatments: Sequence[Treatment], train: pd.DataFrame, valid: pd
                  settings: Mapping[str, Any], propensity: Any, harm_weight: float,
                  propensity_clip: float, seed: int,
                  on_done: Callable[[TreatmentModels], None] | None = None,
-                 engine: Any = LOCAL, outcome: OutcomeSpec = OutcomeSpec()
+                 engine: Any = LOCAL, outcome: OutcomeSpec = OutcomeSpec(),
+                 propensity_settings: Mapping[str, Any] | None = None
                  ) -> dict[str, TreatmentModels]:
     """The pooled learner (models/pooled.py), reported per treatment like the others
-    (``harm_weight`` in the response's units)."""
+    (``harm_weight`` in the response's units); for the change in pain with ``learner:
+    stacked``, its stacked response model (models/stacked.py), whose own propensity model
+    takes ``propensity_settings`` (params' ``propensity.xgboost``)."""
     names = [t.name for t in treatments]
-    fit = fit_pooled(train, valid, names, settings, propensity, harm_weight, propensity_clip,
-                     seed, engine, outcome)
+    if uses_stacked(settings, outcome):
+        fit = fit_stacked(train, valid, names, settings, propensity_settings, harm_weight,
+                          propensity_clip, seed, outcome, propensity, engine)
+    else:
+        fit = fit_pooled(train, valid, names, settings, propensity, harm_weight,
+                         propensity_clip, seed, engine, outcome)
     fitted = {}
     validated = fit.validation_views()  # out of sample on the validation split
     for name, views in fit.views().items():
