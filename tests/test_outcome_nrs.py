@@ -349,3 +349,14 @@ def test_the_deployed_refit_refits_the_stacked_model(nrs_run, small_splits, para
     assert deployed.metadata["fitted_on"]["splits"] == ["train", "valid", "test"]
     X = build_features(small_splits["test"].head(200))
     assert not np.allclose(after.predict_matrix(X), before.predict_matrix(X))
+
+
+def test_the_notebooks_ranked_list_shows_the_expected_change(nrs_run, small_splits, options):
+    from precision_pain.notebook_utils import ranked_list
+    from precision_pain.predict.recommend import recommend
+
+    bundle = nrs_run[0]["pooled_xgboost"]
+    patient = small_splits["test"].drop(columns=["pain_followup"]).head(1)
+    shown = ranked_list(recommend(patient, bundle, options))
+    assert "expected_nrs_change" in shown.columns and "p_response" not in shown.columns
+    assert shown["expected_nrs_change"].notna().all()

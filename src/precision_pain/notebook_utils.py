@@ -291,9 +291,13 @@ def recommend_patient(project: Project, patient: pd.DataFrame, bundle: ModelBund
 
 
 def ranked_list(recommendations: Any) -> pd.DataFrame:
-    """The ranked treatments, with the columns a reader needs first."""
+    """The ranked treatments, with the columns a reader needs first (for a bundle trained on
+    the change in pain, ``expected_nrs_change`` in place of the empty ``p_response``)."""
     table = recommendations.table
-    return table[[c for c in RANKED_COLUMNS if c in table.columns]].set_index("rank")
+    columns = list(RANKED_COLUMNS)
+    if "expected_nrs_change" in table and table["expected_nrs_change"].notna().any():
+        columns[columns.index("p_response")] = "expected_nrs_change"
+    return table[[c for c in columns if c in table.columns]].set_index("rank")
 
 
 PLAN_LIST_COLUMNS = ("rank", "plan", "n_components", "p_response", "p_adverse_event",
@@ -338,7 +342,8 @@ def plan_component_parts(recommendations: Any, bundle: ModelBundle) -> pd.DataFr
 
 def shap_by_treatment(bundle: ModelBundle, patient: pd.DataFrame, treatments: Sequence[str],
                       outcome: str = "response") -> pd.DataFrame:
-    """Exact SHAP values (log-odds) of ``outcome`` for one patient: treatments x features + bias."""
+    """Exact SHAP values of ``outcome`` for one patient: treatments x features + bias (log-odds;
+    for a bundle trained on the change in pain, the response's are in NRS points)."""
     from precision_pain.data.features import build_features
 
     X = build_features(patient.head(1))
