@@ -95,11 +95,21 @@ def predict_eligible(X: pd.DataFrame, plan_models: PlanModels, plans: Sequence[s
                      eligible: np.ndarray, outcome: str) -> np.ndarray:
     """(n, P) P(outcome) of the eligible (patient, plan) pairs, NaN elsewhere (never scored).
 
-    One booster call per block of pairs (one design matrix), not one per plan."""
+    Each tree is walked once per patient for all its plans
+    (:mod:`precision_pain.models.plan_scoring`; the same values as xgboost's, about ten
+    times faster); a stacked plan model goes through xgboost, one booster call per block of
+    pairs (one design matrix)."""
+    model = plan_models.model(outcome)
+    if model.stack_ is None:
+        from precision_pain.models.plan_scoring import cached_scorer, condition_codes
+        from precision_pain.models.treeshap import available_cores
+
+        scorer = cached_scorer(model, plans, model.treatments)
+        return scorer.predict(X.to_numpy(np.float32), condition_codes(X), eligible,
+                              threads=available_cores())
     out = np.full(eligible.shape, np.nan)
     rows, cols = np.nonzero(eligible)
     names = np.asarray(plans, dtype=object)
-    model = plan_models.model(outcome)
     for start in range(0, len(rows), _PAIRS_PER_CALL):
         r, c = rows[start:start + _PAIRS_PER_CALL], cols[start:start + _PAIRS_PER_CALL]
         out[r, c] = model.predict_proba(X.iloc[r], names[c])

@@ -1,0 +1,92 @@
+"""The compiled loop of :mod:`precision_pain.models.plan_scoring` (numba; imported on first
+use and cached on disk as :mod:`precision_pain.models.treeshap_kernels` is)."""
+
+import numpy as np
+
+from precision_pain.models.treeshap_kernels import _jit
+
+# ctz of a uint64 with one bit set, by de Bruijn multiplication (Leiserson, Prokop & Randall
+# 1998, "Using de Bruijn sequences to index a 1 in a computer word").
+_DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)
+_INDEX = np.array([
+    0, 1, 48, 2, 57, 49, 28, 3, 61, 58, 50, 42, 38, 29, 17, 4, 62, 55, 59, 36, 53, 51, 43, 22,
+    45, 39, 33, 30, 24, 18, 12, 5, 63, 47, 56, 27, 60, 41, 37, 16, 54, 35, 52, 21, 44, 32, 23,
+    11, 46, 26, 40, 15, 34, 20, 31, 10, 25, 14, 19, 9, 13, 8, 7, 6], dtype=np.int64)
+
+
+@_jit(nogil=True)
+def score_plans(X, condition, rows, out, node_feature, node_threshold, node_default_left,
+                node_left, node_right, node_value, node_mask, tree_root,
+                left_masks):  # pragma: no cover - compiled
+    """Add every tree's leaf values to ``out[i, p]`` for the plans p of row i that reach
+    them (``rows[i]``: the bitset of row i's plans); see plan_scoring's docstring."""
+    words = rows.shape[1]
+    depth = 128
+    stack_node = np.empty(depth, np.int64)
+    stack_mask = np.empty((depth, words), np.uint64)
+    cur = np.empty(words, np.uint64)
+    acc = np.empty(out.shape[1], np.float64)
+    for i in range(X.shape[0]):
+        code = condition[i]
+        common = 0.0
+        acc[:] = 0.0
+        for t in range(tree_root.shape[0]):
+            stack_node[0] = tree_root[t]
+            for w in range(words):
+                stack_mask[0, w] = rows[i, w]
+            sp = 1
+            while sp > 0:
+                sp -= 1
+                node = stack_node[sp]
+                for w in range(words):
+                    cur[w] = stack_mask[sp, w]
+                while node_left[node] >= 0:
+                    m = node_mask[node]
+                    if m < 0:  # a patient feature: the whole set goes one way
+                        value = X[i, node_feature[node]]
+                        if np.isnan(value):
+                            left = node_default_left[node] == 1
+                        else:
+                            left = value < node_threshold[node]
+                        node = node_left[node] if left else node_right[node]
+                        continue
+                    # a plan column: the set divides by the split's mask for this condition
+                    any_left = False
+                    any_right = False
+                    for w in range(words):
+                        lm = cur[w] & left_masks[code, m, w]
+                        rm = cur[w] & ~left_masks[code, m, w]
+                        stack_mask[sp, w] = rm
+                        cur[w] = lm
+                        if lm != 0:
+                            any_left = True
+                        if rm != 0:
+                            any_right = True
+                    if any_left and any_right:  # the right set waits on the stack
+                        stack_node[sp] = node_right[node]
+                        sp += 1
+                        node = node_left[node]
+                    elif any_left:
+                        node = node_left[node]
+                    else:
+                        for w in range(words):
+                            cur[w] = stack_mask[sp, w]
+                        node = node_right[node]
+                # a leaf: every plan of the set gets its value
+                v = node_value[node]
+                full = True
+                for w in range(words):
+                    if cur[w] != rows[i, w]:
+                        full = False
+                if full:
+                    common += v
+                else:
+                    for w in range(words):
+                        bits = cur[w]
+                        while bits != 0:
+                            low = bits & (~bits + np.uint64(1))
+                            index = _INDEX[(low * _DEBRUIJN) >> np.uint64(58)]
+                            acc[w * 64 + index] += v
+                            bits ^= low
+        for p in range(out.shape[1]):
+            out[i, p] += acc[p] + common
