@@ -72,45 +72,60 @@ def check_plans(patients: pd.DataFrame, plans: Sequence[str]) -> PlanChecks:
                       rules=tuple(tuple(r.name for r in fired_rules(p)) for p in parsed))
 
 
+_BY_SEVERITY = np.array(sorted(SEVERITY, key=SEVERITY.__getitem__), dtype=object)
+
+
+@dataclass(frozen=True)
+class _Context:
+    """One inhibitor context's component checks, coded once for every plan that shares it:
+    each component's action as a severity, its note and dose as factorized codes."""
+
+    treatments: tuple[str, ...]
+    severity: np.ndarray  # (n, T) int64
+    notes: tuple[tuple[np.ndarray, np.ndarray], ...]  # per component: (codes, uniques)
+    doses: tuple[tuple[np.ndarray, np.ndarray], ...]
+    phenotype: np.ndarray  # (n,) object: the context's effective CYP2D6 phenotype
+
+
 def _component_checks(patients: pd.DataFrame, inhibitors: tuple[str, ...],
-                      parsed: Sequence[Plan]) -> tuple[GuidelineResult, np.ndarray]:
+                      parsed: Sequence[Plan]) -> _Context:
     """Guideline results of every component in one inhibitor context, and its CYP2D6 phenotype."""
     context = with_inhibitor_drugs(patients, inhibitors) if inhibitors else patients
     components = tuple(dict.fromkeys(t for p in parsed for t in p))
-    return (check_guidelines(context, components),
-            context[_D6].astype(str).to_numpy(dtype=object))
+    result: GuidelineResult = check_guidelines(context, components)
+    codes, uniques = pd.factorize(result.action.ravel())
+    severity = np.array([SEVERITY[a] for a in uniques], dtype=np.int64)[codes]
+    return _Context(result.treatments, severity.reshape(result.action.shape),
+                    tuple(pd.factorize(c) for c in result.note.T),
+                    tuple(pd.factorize(c) for c in result.dose.T),
+                    context[_D6].astype(str).to_numpy(dtype=object))
 
 
-def _plan_column(checked: tuple[GuidelineResult, np.ndarray], plan: Plan
+def _plan_column(checked: _Context, plan: Plan
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Action, note, dose and effective phenotype of one plan for every patient."""
-    result, phenotype = checked
-    idx = [result.treatments.index(t) for t in plan]
+    idx = [checked.treatments.index(t) for t in plan]
     rules = fired_rules(plan)
-    severity = np.array([SEVERITY[a] for a in result.action[:, idx].ravel()],
-                        dtype=np.int64).reshape(len(phenotype), len(idx))
     worst = max((SEVERITY[r.action] for r in rules), default=0)
-    by_severity = {v: k for k, v in SEVERITY.items()}
-    action = np.array([by_severity[v] for v in np.maximum(severity.max(axis=1), worst)],
-                      dtype=object)
-    return (action, _joined(result.note[:, idx], tuple(r.note() for r in rules)),
-            _joined(result.dose[:, idx], ()), phenotype)
+    action = _BY_SEVERITY[np.maximum(checked.severity[:, idx].max(axis=1), worst)]
+    return (action, _joined([checked.notes[i] for i in idx], tuple(r.note() for r in rules)),
+            _joined([checked.doses[i] for i in idx], ()), checked.phenotype)
 
 
-def _joined(parts: np.ndarray, extra: tuple[str, ...]) -> np.ndarray:
-    """Row-wise ' | '-join of the non-empty cells of ``parts`` and the ``extra`` texts,
-    built once per distinct row (mixed-radix codes, as guidelines._combine does)."""
-    key = np.zeros(len(parts), dtype=np.int64)
-    levels = []
-    for column in parts.T:
-        codes, uniques = pd.factorize(column)
-        levels.append(list(uniques))
+def _joined(columns: Sequence[tuple[np.ndarray, np.ndarray]], extra: tuple[str, ...]
+            ) -> np.ndarray:
+    """Row-wise ' | '-join of the non-empty cells of ``columns`` (each factorized: codes and
+    uniques) and the ``extra`` texts, built once per distinct row (mixed-radix codes, as
+    guidelines._combine does)."""
+    n = len(columns[0][0]) if columns else 0
+    key = np.zeros(n, dtype=np.int64)
+    for codes, uniques in columns:
         key = key * max(len(uniques), 1) + codes
     inverse, distinct = pd.factorize(key)
     texts = []
     for packed in distinct:
         cells = []
-        for uniques in reversed(levels):
+        for _, uniques in reversed(columns):
             packed, digit = divmod(int(packed), max(len(uniques), 1))
             cells.append(str(uniques[digit]))
         texts.append(" | ".join([*(c for c in reversed(cells) if c), *extra]))
