@@ -247,3 +247,39 @@ def test_benchmark_script_smoke(tmp_path):
     assert png.stat().st_size > 10_000
     text = doc.read_text()
     assert "IHDP" in text and "ACIC 2016" in text and "CFR-Wass" in text
+
+
+def test_benchmark_machinery_without_the_benchmark_libraries(tmp_path, params):
+    """The script's loop, metrics, tie test, markdown and plot on a synthetic two-arm table
+    with a known effect, with the methods that need no optional library (precision-pain's
+    learner, the T- and S-learners): what CI runs when the benchmarks group is not installed
+    (the data sets themselves ship inside EconML's and causallib's wheels)."""
+    bench = _bench()
+    rng = np.random.default_rng(3)
+    n = 500
+    X = rng.normal(size=(n, 4))
+    t = (rng.random(n) < 1 / (1 + np.exp(-X[:, 0]))).astype(int)
+    tau = 1.0 + X[:, 1]
+    y = X[:, 0] + t * tau + rng.normal(scale=0.5, size=n)
+    reps = [bench.Replication("synthetic", "1", r, X, t, y, tau, bench.split_rows(n, r))
+            for r in range(2)]
+    small = {**CONTINUOUS_SETTINGS, "max_depth": [2, 3], "n_estimators": [50, 100],
+             "stack_folds": 2}
+    hyper = params.model.hyperparameters
+    fast = params.model_copy(update={"model": params.model.model_copy(update={
+        "hyperparameters": {**hyper, "pooled_xgboost": {**hyper["pooled_xgboost"],
+                                                        "nrs_change": small}}})})
+    methods = bench.available_methods([bench.OURS, "T-learner (xgboost)", "S-learner (xgboost)"])
+    assert set(methods) == {bench.OURS, "T-learner (xgboost)", "S-learner (xgboost)"}
+    results = bench.run(iter(reps), methods, fast, seed=11)
+    assert len(results) == 6 and results["pehe_out"].notna().all()
+    ours = results[results["method"] == bench.OURS]
+    assert ours["pehe_out"].mean() < np.std(tau)  # better than a constant effect
+    ties = bench.tied_best(results, "pehe_out")
+    assert len(ties) == 3 and ties["best"].sum() == 1 and ties.loc[ties["best"], "tied"].all()
+    means = results.groupby("method")["pehe_out"].mean()
+    assert ties.loc[ties["best"], "method"].item() == means.idxmin()
+    text = bench.markdown(results, 12.0, "pytest")
+    assert "### synthetic" in text and bench.OURS in text and "Published IHDP" in text
+    bench.plot(results, tmp_path / "bench.png")
+    assert (tmp_path / "bench.png").stat().st_size > 1000
