@@ -470,7 +470,8 @@ def fixed_settings(settings: Mapping[str, Any], searched: tuple[str, ...]) -> di
     return {k: v for k, v in settings.items() if k not in {*searched, "default"}}
 
 
-def _observed(frame: pd.DataFrame, treatments: Sequence[str]) -> pd.DataFrame:
+def observed_episodes(frame: pd.DataFrame, treatments: Sequence[str]) -> pd.DataFrame:
+    """The episodes of ``frame`` whose treatment is one of ``treatments``."""
     return frame[frame["treatment"].astype(str).isin(treatments)]
 
 
@@ -509,7 +510,7 @@ def fit_candidates(candidates: Sequence[Candidate], train: pd.DataFrame,
     the training set is too large for one worker (``engine.distributed_training_rows``);
     then they are fitted one after another, each with xgboost.dask over every worker.
     """
-    tr = _observed(train, treatments)
+    tr = observed_episodes(train, treatments)
     X, t = build_features(tr), tr["treatment"].astype(str).to_numpy()
     labels = {o: _label(tr, o, outcome) for o in {c.outcome for c in candidates}}
     if getattr(engine, "distributes", lambda n: False)(len(X)):
@@ -767,7 +768,7 @@ def refit(fit: PooledFit, episodes: pd.DataFrame, settings: Mapping[str, Any], s
     if stacked:
         response_model = response_model.stacked(companion[0], fit.response.stack_)
     log.info("pooled models refitted (%s) on %d episodes", marker,
-             len(_observed(episodes, fit.response.treatments)))
+             len(observed_episodes(episodes, fit.response.treatments)))
     return PooledFit(response_model, adverse_event, {**chosen, marker: 1.0}, fit.table,
                      validated=fit.validated or fit)
 

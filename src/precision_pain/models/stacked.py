@@ -41,7 +41,7 @@ import pandas as pd
 from precision_pain.data.features import FEATURE_NAMES, build_features
 from precision_pain.engine import LOCAL
 from precision_pain.models.estimators import artifact_path
-from precision_pain.models.pooled import (Candidate, PooledFit, ValidationData, _observed,
+from precision_pain.models.pooled import (Candidate, PooledFit, ValidationData, observed_episodes,
                                           adverse_event_candidate, fit_adverse_event,
                                           fit_candidates, fixed_settings)
 from precision_pain.models.treeshap import Explainer
@@ -180,7 +180,7 @@ class StackedModel:
         choice kept (needs the in-memory learner: within the training run)."""
         if self.learner is None:
             raise ValueError("a stacked model read from disk cannot be refitted; retrain")
-        rows = _observed(frame, self.treatments)
+        rows = observed_episodes(frame, self.treatments)
         learner = self.learner.refitted(build_features(rows), rows["treatment"].astype(str),
                                         outcome.values(rows, "response"))
         return StackedModel.from_learner(learner)
@@ -285,7 +285,7 @@ def fit_stacked(train: pd.DataFrame, valid: pd.DataFrame, treatments: Sequence[s
             f"stacked learner takes {', '.join(PIPELINE_CANDIDATES)} (their combination keeps "
             "exact SHAP explanations); remove "
             + ", ".join(sorted(set(candidates) - set(PIPELINE_CANDIDATES))))
-    tr, va = _observed(train, treatments), _observed(valid, treatments)
+    tr, va = observed_episodes(train, treatments), observed_episodes(valid, treatments)
     learner = PooledEffectLearner(
         {**block, "candidates": candidates}, list(treatments), "continuous",
         propensity_settings, higher_is_better=True,
@@ -323,6 +323,6 @@ def refit_stacked(fit: PooledFit, episodes: pd.DataFrame, settings: Mapping[str,
     adverse_event = fit_candidates([ae], episodes, fit.response.treatments, engine, outcome)[0]
     response = fit.response.refitted(episodes, outcome)
     log.info("stacked models refitted (%s) on %d episodes", marker,
-             len(_observed(episodes, fit.response.treatments)))
+             len(observed_episodes(episodes, fit.response.treatments)))
     return PooledFit(response, adverse_event, {**fit.chosen, marker: 1.0}, fit.table,
                      validated=fit.validated or fit)
