@@ -22,3 +22,19 @@ def short_grids(params: dict) -> dict:
              "default": {"max_depth": 2, "n_estimators": 60}, "stack_folds": 3})
     hyper["propensity"].pop("xgboost")  # the logistic candidate remains
     return params
+
+
+def in_folder(params: dict, folder) -> dict:
+    """Point ``params``' data, model and evaluation outputs into ``folder`` (in place), with
+    20 bootstrap replicates: a throwaway project for an end-to-end test."""
+    from pathlib import Path
+
+    d = Path(folder)
+    params["data"] = {k: (str(d / v) if isinstance(v, str) else v)
+                      for k, v in params["data"].items()}
+    params["model"].update({"dir": str(d / "models"), "metrics": str(d / "training.json"),
+                            "evaluated_dir": str(d / "evaluated")})
+    for key in ("metrics", "per_treatment", "policy", "subgroups", "plots_dir", "report"):
+        params["evaluate"][key] = str(d / params["evaluate"][key])
+    params["evaluate"]["n_bootstrap"] = 20
+    return params

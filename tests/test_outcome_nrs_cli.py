@@ -14,7 +14,7 @@ import yaml
 from click.testing import CliRunner
 
 from precision_pain.cli import main
-from short_grids import short_grids
+from short_grids import in_folder, short_grids
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,12 +31,7 @@ def _params(d: Path, **simulate) -> tuple[dict, Path]:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["simulate"].update({"n_patients": 2500, **simulate})
     raw["prepare"]["outcome"] = "nrs_change"
-    raw["data"] = {k: (str(d / v) if isinstance(v, str) else v) for k, v in raw["data"].items()}
-    raw["model"].update({"dir": str(d / "models"), "metrics": str(d / "training.json"),
-                         "evaluated_dir": str(d / "evaluated")})
-    for key in ("metrics", "per_treatment", "policy", "subgroups", "plots_dir", "report"):
-        raw["evaluate"][key] = str(d / raw["evaluate"][key])
-    raw["evaluate"]["n_bootstrap"] = 20
+    in_folder(raw, d)
     short_grids(raw)
     path = d / "params.yaml"
     path.write_text(yaml.safe_dump(raw))

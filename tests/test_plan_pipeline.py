@@ -16,7 +16,7 @@ from precision_pain.plans import parse_plan
 from precision_pain.predict.plans import PLAN_COLUMNS
 from precision_pain.predict.recommend import OUTPUT_COLUMNS
 from precision_pain.registry import MODALITIES, TREATMENTS
-from short_grids import short_grids
+from short_grids import in_folder, short_grids
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,13 +33,7 @@ def run(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("plans")
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["simulate"].update({"plans": True, "n_patients": 2500})
-    raw["data"] = {k: (str(d / v) if isinstance(v, str) else v) for k, v in raw["data"].items()}
-    raw["model"].update({"dir": str(d / "models"), "metrics": str(d / "training.json")})
-    if "evaluated_dir" in raw["model"]:
-        raw["model"]["evaluated_dir"] = str(d / "evaluated")
-    for key in ("metrics", "per_treatment", "policy", "subgroups", "plots_dir", "report"):
-        raw["evaluate"][key] = str(d / raw["evaluate"][key])
-    raw["evaluate"]["n_bootstrap"] = 20
+    in_folder(raw, d)
     short_grids(raw)
     raw["model"]["hyperparameters"]["pooled_xgboost"]["response"]["default"] = {
         "max_depth": 3, "n_estimators": 100}
