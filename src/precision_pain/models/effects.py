@@ -57,8 +57,10 @@ and "treated", on the public causal-inference benchmarks of
 
 Settings have the shape of params.yaml's ``model.hyperparameters.pooled_xgboost.response``
 (``max_depth`` and ``n_estimators`` lists are searched, ``default`` names the anchor of the
-``pooled`` learner's choice; ``learner``, ``selection``, ``candidates`` and ``stack_folds``
-are read here; every other key goes to xgboost) and ``model.hyperparameters.propensity.xgboost``.
+``pooled`` learner's choice; ``learner``, ``selection``, ``candidates``, ``stack_folds`` and
+``design`` (:data:`DESIGNS`: ``treatment`` for any table, ``condition_pairs`` for the
+pipeline's patients, :mod:`precision_pain.models.stacked`) are read here; every other key goes
+to xgboost) and ``model.hyperparameters.propensity.xgboost``.
 
 References: Kuenzel, Sekhon, Bickel & Yu (2019), Metalearners for estimating heterogeneous
 treatment effects using machine learning, PNAS 116:4156. Nie & Wager (2021), Quasi-oracle
