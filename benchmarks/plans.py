@@ -109,6 +109,65 @@ def time_predict(params, bundle_dir: Path, cohort, n: int, repeat: int) -> None:
     ratio = statistics.median(wall["with plans"]) / statistics.median(
         wall["single treatments only"])
     print(f"plans cost {ratio:.1f}x the single-treatment predict (wall)")
+    time_plan_scoring(with_plans, raw, repeat)
+
+
+def time_plan_scoring(bundle, raw, repeat: int) -> None:
+    """Scoring every valid plan of every patient, both plan boosters: the one-walk scorer
+    (models/plan_scoring.py, what predict uses) against xgboost's ``inplace_predict`` on the
+    same (patient, plan) pairs' design rows, alternately; medians, and the largest
+    difference between the two."""
+    import numpy as np
+
+    from precision_pain.data.features import build_features
+    from precision_pain.data.prepare import prepare_cohort
+    from precision_pain.models.plan_scoring import cached_scorer, condition_codes
+    from precision_pain.models.treeshap import available_cores
+    from precision_pain.plans import parse_plan, plan_eligibility
+
+    prepared = prepare_cohort(raw, "bench", None, require_outcomes=False)
+    X = build_features(prepared)
+    models = bundle.plan_models
+    plans = models.plans
+    eligible = plan_eligibility(prepared["condition"], [parse_plan(p) for p in plans])
+    rows, cols = np.nonzero(eligible)
+    names = np.asarray(plans, dtype=object)[cols]
+    boosters = [models.model(o) for o in ("response", "adverse_event")]
+    for model in boosters:  # tables and compilation before the clock
+        cached_scorer(model, plans, model.treatments)
+    F, code = X.to_numpy(np.float32), condition_codes(X)
+
+    def scorer() -> list:
+        return [cached_scorer(m, plans, m.treatments).margins(F, code, eligible,
+                                                               available_cores())
+                for m in boosters]
+
+    def xgboost() -> list:
+        out = []
+        for m in boosters:
+            margin = np.full(eligible.shape, np.nan)
+            for start in range(0, len(rows), 100_000):
+                r, c = rows[start:start + 100_000], names[start:start + 100_000]
+                margin[r, cols[start:start + 100_000]] = m.booster_.inplace_predict(
+                    m.design_of(X.iloc[r], c, m.treatments), validate_features=False,
+                    predict_type="margin")
+            out.append(margin)
+        return out
+
+    times: dict[str, list[float]] = {"scorer": [], "xgboost": []}
+    results = {}
+    for _ in range(repeat):
+        for name, fn in (("scorer", scorer), ("xgboost", xgboost)):
+            start = time.perf_counter()
+            results[name] = fn()
+            times[name].append(time.perf_counter() - start)
+    t_s, t_x = statistics.median(times["scorer"]), statistics.median(times["xgboost"])
+    diff = max(float(np.nanmax(np.abs(a - b))) for a, b in zip(results["scorer"],
+                                                              results["xgboost"]))
+    trees = sum(m.booster_.num_boosted_rounds() for m in boosters)
+    print(f"plan scoring ({len(rows):,} patient-plan pairs, {trees:,} trees): one walk per "
+          f"tree {t_s:.2f} s, xgboost inplace_predict {t_x:.2f} s ({t_x / t_s:.1f}x); "
+          f"largest margin difference {diff:.1e}")
 
 
 if __name__ == "__main__":
