@@ -235,3 +235,25 @@ def test_a_bring_your_own_extract_is_scored_against_its_own_plan_truth(run, tmp_
             assert got["plans"] == pytest.approx(expected, rel=1e-9)
         else:
             assert "plans" not in got
+
+
+def test_the_plan_scoring_benchmark_compares_with_xgboost(run, capsys):
+    """benchmarks/plans.py's side-by-side timing of the plan scorer runs on a plan bundle and
+    reports margins that agree with xgboost's."""
+    import importlib.util
+    import re
+    import sys
+
+    from precision_pain.models.bundle import load_bundle
+
+    spec = importlib.util.spec_from_file_location("plans_benchmark",
+                                                  ROOT / "benchmarks" / "plans.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    raw = pd.read_csv(run / "new.csv", keep_default_na=False).drop(
+        columns=["exclude_modalities"])
+    module.time_plan_scoring(load_bundle(run / "models"), raw, repeat=1)
+    line = capsys.readouterr().out
+    assert "plan scoring" in line and "xgboost inplace_predict" in line
+    assert float(re.search(r"largest margin difference ([0-9.e+-]+)", line).group(1)) < 1e-4
