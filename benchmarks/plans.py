@@ -121,7 +121,8 @@ def time_plan_scoring(bundle, raw, repeat: int) -> None:
 
     from precision_pain.data.features import build_features
     from precision_pain.data.prepare import prepare_cohort
-    from precision_pain.models.plan_scoring import cached_scorer, condition_codes
+    from precision_pain.models.plan_model import condition_codes
+    from precision_pain.models.plan_scoring import cached_scorer
     from precision_pain.models.treeshap import available_cores
     from precision_pain.plans import parse_plan, plan_eligibility
 

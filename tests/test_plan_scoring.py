@@ -9,8 +9,8 @@ from precision_pain.data.features import build_features
 from precision_pain.data.prepare import prepare_cohort
 from precision_pain.data.simulate import simulate_cohort
 from precision_pain.data.split import split_cohort
-from precision_pain.models.plan_model import episode_plans, fit_plan_models
-from precision_pain.models.plan_scoring import build_scorer, cached_scorer, condition_codes
+from precision_pain.models.plan_model import condition_codes, episode_plans, fit_plan_models
+from precision_pain.models.plan_scoring import build_scorer, cached_scorer
 from precision_pain.plans import parse_plan, plan_eligibility
 from precision_pain.registry import CONDITIONS
 

@@ -127,6 +127,14 @@ def _indicator_basis(treatments: tuple[str, ...]) -> np.ndarray:
     return np.stack(basis)
 
 
+def condition_codes(X: pd.DataFrame) -> np.ndarray:
+    """Each row's condition as an index into CONDITIONS (len(CONDITIONS): none), read from the
+    features' condition one-hot."""
+    conditions = X[[f"condition={c}" for c in CONDITIONS]].to_numpy()
+    return np.where(conditions.any(axis=1), conditions.argmax(axis=1),
+                    len(CONDITIONS)).astype(np.int64)
+
+
 def plan_design(X: pd.DataFrame, plan: str | np.ndarray, treatments: Sequence[str]
                 ) -> np.ndarray:
     """(n, F + T + P + 1) float32: the pooled design with a multi-hot of the plan's
@@ -135,8 +143,7 @@ def plan_design(X: pd.DataFrame, plan: str | np.ndarray, treatments: Sequence[st
     treatments = tuple(treatments)
     member, sizes = plan_membership(plan, len(X), treatments)
     basis = _indicator_basis(treatments)
-    conditions = X[[f"condition={c}" for c in CONDITIONS]].to_numpy()
-    code = np.where(conditions.any(axis=1), conditions.argmax(axis=1), len(CONDITIONS))
+    code = condition_codes(X)
     indicators = np.zeros((len(X), basis.shape[2]), dtype=np.float32)
     for c in np.unique(code):
         rows = np.flatnonzero(code == c)

@@ -17,7 +17,6 @@ to the default side); tests/test_plan_scoring.py compares them with xgboost's pr
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -26,6 +25,8 @@ import pandas as pd
 from scipy.special import expit
 
 from precision_pain.data.features import FEATURE_NAMES
+from precision_pain.models.plan_model import plan_design
+from precision_pain.models.treeshap import booster_trees, in_row_blocks
 from precision_pain.registry import CONDITIONS
 
 WORD = 64  # plans per bitset word
@@ -63,15 +64,8 @@ class PlanScorer:
                 self.node_right, self.node_value, self.node_mask, self.tree_root,
                 self.left_masks)
         code = np.ascontiguousarray(condition, dtype=np.int64)
-        bounds = np.linspace(0, len(X), max(1, min(threads, len(X) // 64)) + 1).astype(int)
-        blocks = list(zip(bounds[:-1], bounds[1:]))
-        if len(blocks) == 1:
-            score_plans(X, code, rows, out, *args)
-        else:
-            with ThreadPoolExecutor(len(blocks)) as pool:
-                list(pool.map(lambda b: score_plans(X[b[0]:b[1]], code[b[0]:b[1]],
-                                                    rows[b[0]:b[1]], out[b[0]:b[1]], *args),
-                              blocks))
+        in_row_blocks(lambda lo, hi: score_plans(X[lo:hi], code[lo:hi], rows[lo:hi],
+                                                 out[lo:hi], *args), len(X), threads)
         return np.where(eligible, out + self.offset, np.nan)
 
     def predict(self, X: np.ndarray, condition: np.ndarray, eligible: np.ndarray,
@@ -90,20 +84,9 @@ def _pack(matrix: np.ndarray, words: int) -> np.ndarray:
     return (bits << np.arange(WORD, dtype=np.uint64)).sum(axis=2, dtype=np.uint64)
 
 
-def condition_codes(X: pd.DataFrame) -> np.ndarray:
-    """Each row's condition as an index into CONDITIONS (len(CONDITIONS): none), read from the
-    features' condition one-hot, as :func:`plan_model.plan_design` reads it."""
-    conditions = X[[f"condition={c}" for c in CONDITIONS]].to_numpy()
-    return np.where(conditions.any(axis=1), conditions.argmax(axis=1),
-                    len(CONDITIONS)).astype(np.int64)
-
-
 def build_scorer(booster: Any, plans: Sequence[str], treatments: Sequence[str],
                  objective_logistic: bool) -> PlanScorer:
     """The scorer of ``booster`` (a plan learner's) for ``plans``."""
-    from precision_pain.models.plan_model import plan_design
-    from precision_pain.models.treeshap import _trees
-
     plans = tuple(plans)
     words = max(1, -(-len(plans) // WORD))
     f = len(FEATURE_NAMES)
@@ -119,7 +102,7 @@ def build_scorer(booster: Any, plans: Sequence[str], treatments: Sequence[str],
     feature, threshold, default_left, left, right, value, mask_row, roots = ([] for _ in range(8))
     masks: list[np.ndarray] = []
     start = 0
-    for tree in _trees(booster):
+    for tree in booster_trees(booster):
         lc = np.asarray(tree["left_children"], np.int64)
         rc = np.asarray(tree["right_children"], np.int64)
         split = np.asarray(tree["split_indices"], np.int32)
@@ -148,11 +131,10 @@ def build_scorer(booster: Any, plans: Sequence[str], treatments: Sequence[str],
         np.asarray(left, np.int64), np.asarray(right, np.int64),
         np.asarray(value, np.float32), np.asarray(mask_row, np.int64),
         np.asarray(roots, np.int64), np.ascontiguousarray(left_masks))
-    return _with_offset(scorer, booster, plan_part, treatments)
+    return _with_offset(scorer, booster, plan_part)
 
 
-def _with_offset(scorer: PlanScorer, booster: Any, plan_part: np.ndarray,
-                 treatments: Sequence[str]) -> PlanScorer:
+def _with_offset(scorer: PlanScorer, booster: Any, plan_part: np.ndarray) -> PlanScorer:
     """The base margin, measured: xgboost's margin of one design row minus the leaves' sum."""
     f = len(FEATURE_NAMES)
     row = np.concatenate([np.zeros(f, np.float32), plan_part[-1, 0]])[None, :]

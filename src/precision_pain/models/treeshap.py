@@ -120,7 +120,7 @@ def available_cores() -> int:
 
 def table_size(booster) -> int:
     """The number of table values :func:`build_tables` would hold for ``booster``."""
-    return sum(int(_tree_arrays(tree, 1.0)["table_size"].sum()) for tree in _trees(booster))
+    return sum(int(_tree_arrays(tree, 1.0)["table_size"].sum()) for tree in booster_trees(booster))
 
 
 def build_tables(boosters: Sequence, weights: Sequence[float] | None = None,
@@ -132,7 +132,7 @@ def build_tables(boosters: Sequence, weights: Sequence[float] | None = None,
     if len(n_features) != 1:
         raise ValueError(f"the boosters read different numbers of features: {n_features}")
     parts = [_tree_arrays(tree, w) for booster, w in zip(boosters, weights)
-             for tree in _trees(booster)]
+             for tree in booster_trees(booster)]
     if sum(int(p["table_size"].sum()) for p in parts) > MAX_TABLE_VALUES:
         return None
     nodes = np.cumsum([0] + [len(p["feature"]) for p in parts]).astype(np.int64)
@@ -181,17 +181,24 @@ def shap_values(tables: ShapTables, X: np.ndarray, threads: int = 1) -> np.ndarr
             int(np.diff(tables.tree_nodes).max(initial=1)))
     from precision_pain.models.treeshap_kernels import explain
 
-    bounds = np.linspace(0, len(X), max(1, min(threads, len(X) // 64)) + 1).astype(int)
-    if len(bounds) == 2:
-        explain(X, out, *args)
-        return out
-    with ThreadPoolExecutor(len(bounds) - 1) as pool:
-        list(pool.map(lambda lo_hi: explain(X[lo_hi[0]:lo_hi[1]], out[lo_hi[0]:lo_hi[1]],
-                                             *args), zip(bounds[:-1], bounds[1:])))
+    in_row_blocks(lambda lo, hi: explain(X[lo:hi], out[lo:hi], *args), len(X), threads)
     return out
 
 
-def _trees(booster) -> list[dict]:
+def in_row_blocks(work: Any, n: int, threads: int) -> None:
+    """``work(lo, hi)`` over ``threads`` contiguous blocks of ``n`` rows (at least 64 rows
+    each), on threads when there is more than one block (the numba kernels release the GIL)."""
+    bounds = np.linspace(0, n, max(1, min(threads, n // 64)) + 1).astype(int)
+    blocks = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
+    if len(blocks) == 1:
+        work(*blocks[0])
+        return
+    with ThreadPoolExecutor(len(blocks)) as pool:
+        list(pool.map(lambda block: work(*block), blocks))
+
+
+def booster_trees(booster) -> list[dict]:
+    """A single-output gbtree booster's trees, as xgboost's JSON model holds them."""
     model = json.loads(bytes(booster.save_raw("json")))["learner"]
     gbm = model["gradient_booster"]
     if gbm["name"] != "gbtree" or int(model["learner_model_param"].get("num_target", 1)) > 1:

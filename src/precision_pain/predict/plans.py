@@ -101,7 +101,8 @@ def predict_eligible(X: pd.DataFrame, plan_models: PlanModels, plans: Sequence[s
     pairs (one design matrix)."""
     model = plan_models.model(outcome)
     if model.stack_ is None:
-        from precision_pain.models.plan_scoring import cached_scorer, condition_codes
+        from precision_pain.models.plan_model import condition_codes
+        from precision_pain.models.plan_scoring import cached_scorer
         from precision_pain.models.treeshap import available_cores
 
         scorer = cached_scorer(model, plans, model.treatments)
