@@ -93,3 +93,38 @@ def test_predict_ranks_plans_with_the_fast_scores(planned):
         want = model.predict_proba(X.iloc[rows], np.asarray(models.plans, dtype=object)[cols])
         np.testing.assert_allclose(got[rows, cols], want, atol=5e-6)
         assert np.isnan(got[~eligible]).all()
+
+
+@pytest.mark.parametrize("objective", ["binary", "continuous"])
+def test_pooled_scores_every_treatment_in_one_walk(small_splits, objective):
+    """The single-treatment pooled learner's scores (a treatment is a one-component plan):
+    xgboost's per-treatment predictions, with and without a stacked companion, for rows with
+    missing values and rows with no condition; the bundle maps them to its treatment order."""
+    from precision_pain.models.bundle import ModelBundle
+    from precision_pain.models.pooled import PooledModel
+
+    train = small_splits["train"]
+    treatments = sorted(train["treatment"].unique())
+    X = build_features(train)
+    y = train["response"].to_numpy(float)
+    if objective == "continuous":
+        y = y + np.random.default_rng(1).normal(size=len(y))
+    model = PooledModel.fit(X, train["treatment"].to_numpy(), y, "response", 60, 0, treatments,
+                            outcome_type=objective, max_depth=4, learning_rate=0.1)
+    test = build_features(small_splits["test"])
+    test.iloc[::7, test.columns.get_loc("pcs")] = np.nan
+    test.loc[test.index[:5], [f"condition={c}" for c in CONDITIONS]] = 0.0
+    np.testing.assert_allclose(model.scores(test), model.predict_matrix(test), atol=1e-6)
+    if objective == "binary":
+        companion = PooledModel.fit(X, train["treatment"].to_numpy(),
+                                    np.random.default_rng(2).normal(size=len(y)), "response",
+                                    30, 0, treatments, outcome_type="continuous", max_depth=3)
+        stacked = model.stacked(companion, (0.1, 0.9, 0.5))
+        np.testing.assert_allclose(stacked.scores(test), stacked.predict_matrix(test),
+                                   atol=1e-6)
+    reordered = ModelBundle("pooled_xgboost", tuple(test.columns),
+                            {t: {"response": model.view(t)} for t in reversed(treatments)}, {})
+    np.testing.assert_allclose(reordered.scores(test, "response"),
+                               model.predict_matrix(test)[:, ::-1], atol=1e-6)
+    with pytest.raises(ValueError, match="feature columns"):
+        model.scores(test.iloc[:, ::-1])

@@ -6,7 +6,9 @@ shortcuts (a row mapped to the wrong rank, a phrase reused for the wrong value) 
 give plausible-looking output, so this test recomputes every number and sentence the slow,
 obvious way (xgboost's DMatrix predict per treatment, full TreeSHAP of every row, a Python
 sort per patient, one sentence per row with :func:`describe`) and requires: ranks
-identical, probabilities within 1e-9, SHAP values within 1e-6, sentences equal.
+identical, probabilities within 1e-9 (per-treatment models) or 1e-6 (the pooled learner,
+whose scores sum xgboost's float32 leaves in float64: models/plan_scoring.py), SHAP values
+within 1e-6, sentences equal.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ def _reference_sentence(label, phi, values, outcome, n_features):
 def test_recommend_equals_the_plain_reference(kind, small_splits, small_bundle, pooled_bundle,
                                               options):
     bundle = small_bundle if kind == "xgboost" else pooled_bundle
+    tolerance = 1e-9 if kind == "xgboost" else 1e-6
     patients = small_splits["test"].head(120).reset_index(drop=True)
     result = recommend(patients, bundle, options)
     X = build_features(patients)
@@ -100,8 +103,8 @@ def test_recommend_equals_the_plain_reference(kind, small_splits, small_bundle, 
         for k, t in enumerate(treatments):
             p_r, p_a = ref[(t, "response")][1][i], ref[(t, "adverse_event")][1][i]
             row = table.loc[(pid, t)]
-            assert abs(row["p_response"] - p_r) <= 1e-9
-            assert abs(row["p_adverse_event"] - p_a) <= 1e-9
+            assert abs(row["p_response"] - p_r) <= tolerance
+            assert abs(row["p_adverse_event"] - p_a) <= tolerance
             eligible = TREATMENTS[t].eligible(patient["condition"])
             demoted = (options.non_opioid_first and usable_non_opioid
                        and TREATMENTS[t].opioid)

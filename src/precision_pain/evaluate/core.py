@@ -97,8 +97,7 @@ def score_test(test: pd.DataFrame, bundle: ModelBundle) -> EpisodeScores:
     """Every bundle model's prediction for every test episode."""
     X = build_features(test)
     treatments = tuple(bundle.treatments)
-    predict = {o: np.column_stack([bundle.model(t, o).predict_proba(X) for t in treatments])
-               for o in OUTCOMES}
+    predict = {o: bundle.scores(X, o) for o in OUTCOMES}
     lookup = {t: j for j, t in enumerate(treatments)}
     treated = np.array([lookup.get(str(t), -1) for t in test["treatment"]], dtype=np.int64)
     return EpisodeScores(test["patient_id"].astype(str).to_numpy(), treatments,

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from precision_pain import __version__
 from precision_pain.data.features import FEATURE_NAMES
 from precision_pain.io import atomic_dir, file_digest
@@ -45,6 +47,8 @@ from precision_pain.outcome import OutcomeSpec
 from precision_pain.registry import OUTCOMES
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from precision_pain.models.plan_model import PlanModels
     from precision_pain.models.train import TreatmentModels
 
@@ -85,6 +89,19 @@ class ModelBundle:
         if treatment not in self.models:
             raise KeyError(f"no model for treatment {treatment!r}; bundle has {self.treatments}")
         return self.models[treatment][outcome]
+
+    def scores(self, X: pd.DataFrame, outcome: str) -> np.ndarray:
+        """(n, T) predictions of ``outcome`` (P(y = 1), or E[y] for a regressor) for every
+        patient under each treatment, in :attr:`treatments` order. A pooled model that every
+        treatment shares scores them all in one pass (its ``scores``); other models one
+        treatment at a time (``predict_proba``)."""
+        models = [self.model(t, outcome) for t in self.treatments]
+        shared = {id(getattr(m, "shared", None)) for m in models}
+        pooled = getattr(models[0], "shared", None) if models else None
+        if len(shared) == 1 and hasattr(pooled, "scores"):
+            order = [pooled.treatments.index(t) for t in self.treatments]
+            return pooled.scores(X)[:, order]
+        return np.column_stack([m.predict_proba(X) for m in models])
 
 
 def bundle_from_training(fitted: Mapping[str, TreatmentModels], model_type: str,

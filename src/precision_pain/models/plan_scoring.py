@@ -1,24 +1,28 @@
-"""Every valid plan of a patient scored in one pass over each tree of the plan learner.
+"""Every option of a patient scored in one pass over each tree of a pooled booster.
 
 The plan learner (:mod:`precision_pain.models.plan_model`) is one booster over the plan
 design: the patient's features, then columns that depend only on the plan and the patient's
 condition (the components' one-hot and (condition, treatment) indicators, the number of
-components). Scoring P plans of a patient the usual way builds P design rows and walks every
-tree P times, though the patient's features send all of them the same way at every split on
-a patient feature. Here each tree is walked once per patient with the *set* of plans still
-on each branch, a bitset: a split on a patient feature sends the whole set one way; a split
-on a plan column divides it by a mask computed once per (condition, split) when the model is
-loaded; a leaf adds its value to the plans that reach it, or to every plan at once when all
-of them do (a tree, or a branch, that never looks at the plan). The sums are the boosters'
-margins, exactly as xgboost adds them (float32 leaves, float32 comparisons, missing values
-to the default side); tests/test_plan_scoring.py compares them with xgboost's predictions.
+components). The single-treatment pooled learner (:mod:`precision_pain.models.pooled`) has
+the same shape, with the treatment's one-hot and (condition, treatment) indicators: a
+treatment is a plan of one component here. Scoring P plans (or treatments) of a patient the
+usual way builds P design rows and walks every tree P times, though the patient's features
+send all of them the same way at every split on a patient feature. Here each tree is walked
+once per patient with the *set* of plans still on each branch, a bitset: a split on a patient
+feature sends the whole set one way; a split on a plan column divides it by a mask computed
+once per (condition, split) when the model is loaded; a leaf adds its value to the plans
+that reach it, or to every plan at once when all of them do (a tree, or a branch, that never
+looks at the plan). The sums are the boosters' margins: xgboost's float32 leaves and float32
+comparisons, missing values to the default side, summed in float64 where xgboost sums in
+float32 (differences of order 1e-6 on a thousand trees); tests/test_plan_scoring.py compares
+them with xgboost's predictions.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -84,21 +88,30 @@ def _pack(matrix: np.ndarray, words: int) -> np.ndarray:
     return (bits << np.arange(WORD, dtype=np.uint64)).sum(axis=2, dtype=np.uint64)
 
 
+# A design: (patient features, one option name per row) -> (rows, features + option columns)
+Design = Callable[[pd.DataFrame, np.ndarray], np.ndarray]
+
+
 def build_scorer(booster: Any, plans: Sequence[str], treatments: Sequence[str],
-                 objective_logistic: bool) -> PlanScorer:
-    """The scorer of ``booster`` (a plan learner's) for ``plans``."""
+                 objective_logistic: bool, design: Design | None = None) -> PlanScorer:
+    """The scorer of ``booster`` for ``plans``: a plan learner's (``design`` None: the plan
+    design over ``treatments``), or any booster over ``design``, whose columns after the
+    patient features may depend only on the option and the patient's condition."""
     plans = tuple(plans)
+    if design is None:
+        def design(frame: pd.DataFrame, names: np.ndarray) -> np.ndarray:
+            return plan_design(frame, names, treatments)
     words = max(1, -(-len(plans) // WORD))
     f = len(FEATURE_NAMES)
-    # the plan columns of every (condition, plan): plan_design itself, on rows whose only
+    # the option columns of every (condition, option): the design itself, on rows whose only
     # feature is the condition's one-hot
     n_codes = len(CONDITIONS) + 1
     frame = pd.DataFrame(np.zeros((n_codes * len(plans), f), np.float32),
                          columns=list(FEATURE_NAMES))
     for c, condition in enumerate(CONDITIONS):
         frame.loc[c * len(plans):(c + 1) * len(plans) - 1, f"condition={condition}"] = 1.0
-    plan_part = plan_design(frame, np.tile(np.asarray(plans, dtype=object), n_codes),
-                            treatments)[:, f:].reshape(n_codes, len(plans), -1)
+    plan_part = np.asarray(design(frame, np.tile(np.asarray(plans, dtype=object), n_codes)),
+                           np.float32)[:, f:].reshape(n_codes, len(plans), -1)
     feature, threshold, default_left, left, right, value, mask_row, roots = ([] for _ in range(8))
     masks: list[np.ndarray] = []
     start = 0
@@ -152,11 +165,18 @@ _LOCK = threading.Lock()
 
 def cached_scorer(model: Any, plans: Sequence[str], treatments: Sequence[str]) -> PlanScorer:
     """The scorer of a plan model for ``plans``, built once per model and plan list."""
-    key = tuple(plans)
+    return booster_scorer(model, model.booster_, plans, treatments)
+
+
+def booster_scorer(owner: Any, booster: Any, options: Sequence[str], treatments: Sequence[str],
+                   design: Design | None = None) -> PlanScorer:
+    """The scorer of ``booster`` for ``options`` (:func:`build_scorer`), built once and kept
+    on ``owner`` (the model that holds the booster) per booster and option list."""
+    key = (id(booster), tuple(options))
     with _LOCK:
-        cache = model.__dict__.setdefault("_plan_scorers", {})
+        cache = owner.__dict__.setdefault("_plan_scorers", {})
         if key not in cache:
-            cache[key] = build_scorer(model.booster_, key, treatments, _logistic(model.booster_))
+            cache[key] = build_scorer(booster, key[1], treatments, _logistic(booster), design)
         return cache[key]
 
 

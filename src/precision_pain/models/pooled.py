@@ -253,8 +253,36 @@ class PooledModel:
             matrix, validate_features=False)).astype(np.float32)
 
     def predict_matrix(self, X: pd.DataFrame) -> np.ndarray:
-        """(n, T) P(outcome) of every patient under every treatment."""
+        """(n, T) P(outcome) of every patient under every treatment, by ``predict_proba``."""
         return np.column_stack([self.predict_proba(X, t) for t in self.treatments])
+
+    def scores(self, X: pd.DataFrame) -> np.ndarray:
+        """(n, T) float32 P(outcome) (E[y] for a regressor) of every patient under every
+        treatment, each tree walked once per patient for all treatments
+        (:mod:`.plan_scoring`). The margins are xgboost's summed in float64 rather than its
+        float32 (differences of order 1e-6; tests/test_plan_scoring.py); predict and
+        evaluate score with this, training's choices with :meth:`predict_matrix`."""
+        from precision_pain.models.plan_model import condition_codes
+        from precision_pain.models.plan_scoring import booster_scorer
+        from precision_pain.models.treeshap import available_cores
+
+        if list(X.columns) != list(FEATURE_NAMES):
+            raise ValueError("feature columns differ from data.features.FEATURE_NAMES")
+        features, code = X.to_numpy(np.float32), condition_codes(X)
+        every = np.ones((len(X), len(self.treatments)), bool)
+
+        def scorer(booster: Any) -> Any:
+            return booster_scorer(self, booster, self.treatments, self.treatments,
+                                  lambda frame, names: self.design_of(frame, names,
+                                                                      self.treatments))
+
+        if self.stack_ is None:
+            return scorer(self.booster_).predict(features, code, every, available_cores()
+                                                 ).astype(np.float32)
+        a, b, c = self.stack_
+        margin, companion = (scorer(booster).margins(features, code, every, available_cores())
+                             for booster in (self.booster_, self.companion_))
+        return expit(a + b * margin + c * companion).astype(np.float32)
 
     def contributions_full(self, X: pd.DataFrame, treatment: str) -> np.ndarray:
         """Exact TreeSHAP over the whole design (log-odds), bias last.

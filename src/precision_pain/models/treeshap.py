@@ -170,9 +170,10 @@ def shap_values(tables: ShapTables, X: np.ndarray, threads: int = 1) -> np.ndarr
 
     X is cast to float32, as xgboost reads it (NaN = missing). ``threads`` > 1 splits the
     rows between threads (the kernel releases the GIL)."""
-    X = np.ascontiguousarray(X, dtype=np.float32)
+    X = np.asarray(X, dtype=np.float32)
     if X.ndim != 2 or X.shape[1] != tables.n_features:
         raise ValueError(f"expected a (rows, {tables.n_features}) matrix, got {X.shape}")
+    XT = np.ascontiguousarray(X.T)  # the kernel reads each feature's rows contiguously
     out = np.zeros((len(X), tables.n_features + 1), np.float64)
     out[:, -1] = tables.bias
     args = (tables.node_feature, tables.node_threshold, tables.node_default_left,
@@ -181,7 +182,7 @@ def shap_values(tables: ShapTables, X: np.ndarray, threads: int = 1) -> np.ndarr
             int(np.diff(tables.tree_nodes).max(initial=1)))
     from precision_pain.models.treeshap_kernels import explain
 
-    in_row_blocks(lambda lo, hi: explain(X[lo:hi], out[lo:hi], *args), len(X), threads)
+    in_row_blocks(lambda lo, hi: explain(XT, lo, hi, out, *args), len(X), threads)
     return out
 
 

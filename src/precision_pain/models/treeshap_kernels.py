@@ -60,18 +60,24 @@ def fill_tables(depth, path_slot, leaf_slots, cover_ratio, values, table_start, 
 
 
 @_jit(nogil=True)
-def explain(X, out, node_feature, node_threshold, node_default_left, node_parent,
+def explain(XT, lo, hi, out, node_feature, node_threshold, node_default_left, node_parent,
             node_bit, node_leaf, tree_nodes, leaf_slots, slot_feature, table_start, table,
             max_nodes):  # pragma: no cover - compiled
-    """Add each row's SHAP values to ``out``: per tree, the pattern of every leaf's path,
-    then the leaf table's row for it."""
+    """Add the SHAP values of rows ``lo:hi`` to ``out[lo:hi]``. ``XT`` holds the rows as
+    columns (features x rows): per tree, the pattern of every leaf's path, then the leaf
+    table's row for it."""
     # Rows go through the trees in blocks, so that a tree's nodes and tables are read from
-    # cache once per block rather than from memory once per row.
-    block = 64
-    go_left = np.empty((block, max_nodes), np.uint8)
-    pattern = np.empty((block, max_nodes), np.int64)
-    for lo in range(0, X.shape[0], block):
-        hi = min(lo + block, X.shape[0])
+    # cache once per block rather than from memory once per row. Within a block every
+    # array is indexed [node or feature, row], so each step runs over contiguous rows
+    # (vectorized loops), and the SHAP values collect in a block-sized accumulator.
+    block = 128
+    n_features = XT.shape[0]
+    go_left = np.empty((max_nodes, block), np.uint8)
+    pattern = np.empty((max_nodes, block), np.int32)
+    acc = np.empty((n_features, block))
+    for first_row in range(lo, hi, block):
+        nb = min(block, hi - first_row)
+        acc[:, :] = 0.0
         for t in range(len(tree_nodes) - 1):
             first = tree_nodes[t]
             # nodes come parents first: a node's pattern is its parent's, plus the bit of
@@ -81,29 +87,31 @@ def explain(X, out, node_feature, node_threshold, node_default_left, node_parent
                 parent = node_parent[n]
                 leaf = node_leaf[n]
                 if parent < 0:
-                    for r in range(hi - lo):
-                        pattern[r, i] = 0
+                    for r in range(nb):
+                        pattern[i, r] = 0
                 else:
                     bit = node_bit[n]
-                    went_left = bit >= 0
+                    went_left = np.uint8(1) if bit >= 0 else np.uint8(0)
                     shift = bit if bit >= 0 else ~bit
-                    for r in range(hi - lo):
-                        pattern[r, i] = pattern[r, parent] | (
-                            np.int64(go_left[r, parent] == went_left) << shift)
+                    for r in range(nb):
+                        pattern[i, r] = pattern[parent, r] | (
+                            np.int32(go_left[parent, r] == went_left) << shift)
                 if leaf < 0:
                     feature = node_feature[n]
                     threshold = node_threshold[n]
                     default = node_default_left[n]
-                    for r in range(hi - lo):
-                        value = X[lo + r, feature]
-                        if np.isnan(value):
-                            go_left[r, i] = default
-                        else:
-                            go_left[r, i] = value < threshold
+                    for r in range(nb):
+                        value = XT[feature, first_row + r]
+                        # missing (NaN: value != value) goes the default way
+                        go_left[i, r] = np.uint8(value < threshold) | (
+                            np.uint8(value != value) & default)
                 else:
                     u = leaf_slots[leaf]
                     start = table_start[leaf]
-                    for r in range(hi - lo):
-                        base = start + pattern[r, i] * u
-                        for s in range(u):
-                            out[lo + r, slot_feature[leaf, s]] += table[base + s]
+                    for s in range(u):
+                        feature = slot_feature[leaf, s]
+                        for r in range(nb):
+                            acc[feature, r] += table[start + pattern[i, r] * u + s]
+        for r in range(nb):
+            for f in range(n_features):
+                out[first_row + r, f] += acc[f, r]

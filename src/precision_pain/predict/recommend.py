@@ -238,9 +238,7 @@ def score_patients(prepared: pd.DataFrame, X: pd.DataFrame, bundle: ModelBundle,
                    preferences: Preferences | None = None) -> RankedScores:
     """Probabilities, eligibility, guideline actions, net benefit and rank for every pair."""
     treatments = bundle.treatments
-    p_resp = np.column_stack([bundle.model(t, "response").predict_proba(X) for t in treatments])
-    p_ae = np.column_stack([bundle.model(t, "adverse_event").predict_proba(X)
-                            for t in treatments])
+    p_resp, p_ae = (bundle.scores(X, o) for o in ("response", "adverse_event"))
     outcome = bundle.outcome
     decided = decide(prepared, treatments, p_resp.astype(float), p_ae.astype(float),
                      harm_weight, non_opioid_first=non_opioid_first, preferences=preferences,
