@@ -133,3 +133,40 @@ def test_the_ranking_penalty_is_the_extra_selection_optimism_of_a_plans_size(fit
 
     args = (splits["train"], splits["valid"], treatments, fit, 7, 0.5)
     assert selection_optimism(*args) == selection_optimism(*args)
+
+
+def test_plans_ranked_beside_the_single_treatments_change_nothing(fitted, small_bundle,
+                                                                  options, monkeypatch):
+    """recommend ranks and explains the plans on a second thread while it explains the single
+    treatments: every output equals that of the two one after the other."""
+    from concurrent.futures import Future
+    from dataclasses import replace
+
+    from precision_pain.predict import recommend as module
+
+    class OneAfterTheOther:
+        def __init__(self, workers: int):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def submit(self, fn, *args):
+            done = Future()
+            done.set_result(fn(*args))
+            return done
+
+    models, splits = fitted
+    bundle = replace(small_bundle, plan_models=models)
+    patients = splits["test"].head(80).reset_index(drop=True)
+    together = module.recommend(patients, bundle, options)
+    monkeypatch.setattr(module, "ThreadPoolExecutor", OneAfterTheOther)
+    apart = module.recommend(patients, bundle, options)
+    assert together.plans is not None and len(together.plans.table) > 0
+    for got, want in ((together.table, apart.table), (together.shap, apart.shap),
+                      (together.plans.table, apart.plans.table),
+                      (together.plans.shap, apart.plans.shap)):
+        pd.testing.assert_frame_equal(got, want)

@@ -39,6 +39,7 @@ and rows only join them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -153,18 +154,26 @@ def recommend(prepared: pd.DataFrame, bundle: ModelBundle, options: PredictOptio
     prefs = patient_preferences(prepared, bundle.treatments, options.harm_weight)
     scores = score_patients(prepared, X, bundle, options.harm_weight,
                             non_opioid_first=options.non_opioid_first, preferences=prefs)
-    width = len(scores.treatments) if options.shap_rows == "all" else max(options.top_k, 2)
-    width = min(width, len(scores.treatments))
-    contrib = {o: _ranked_contributions(bundle, o, X, scores, width) for o in OUTCOMES}
-    ids = prepared["patient_id"].astype(str).to_numpy()
-    table = _assemble(ids, X, bundle, scores, contrib, options)
-    table = add_stewardship_columns(table, prepared, scores)
-    table = add_outcome_columns(table, scores)
-    n_t = len(scores.treatments)
-    depth = n_t if options.shap_rows == "all" else min(options.top_k, n_t)
-    shap = _shap_frame(ids, scores, contrib, depth)
-    return Recommendations(table, shap, X.assign(patient_id=ids)[["patient_id", *X.columns]],
-                           _plans(prepared, X, bundle, scores, options))
+    # The plans need only the single-treatment scores: they are ranked and explained on a
+    # second thread while this one explains the single treatments. Both spend much of their
+    # time in compiled kernels that release the GIL, so the two overlap on two cores; the
+    # results are the same as one after the other.
+    with ThreadPoolExecutor(1) as pool:
+        plans = (pool.submit(_plans, prepared, X, bundle, scores, options)
+                 if getattr(bundle, "plan_models", None) is not None else None)
+        width = len(scores.treatments) if options.shap_rows == "all" else max(options.top_k, 2)
+        width = min(width, len(scores.treatments))
+        contrib = {o: _ranked_contributions(bundle, o, X, scores, width) for o in OUTCOMES}
+        ids = prepared["patient_id"].astype(str).to_numpy()
+        table = _assemble(ids, X, bundle, scores, contrib, options)
+        table = add_stewardship_columns(table, prepared, scores)
+        table = add_outcome_columns(table, scores)
+        n_t = len(scores.treatments)
+        depth = n_t if options.shap_rows == "all" else min(options.top_k, n_t)
+        shap = _shap_frame(ids, scores, contrib, depth)
+        return Recommendations(table, shap,
+                               X.assign(patient_id=ids)[["patient_id", *X.columns]],
+                               None if plans is None else plans.result())
 
 
 def _plans(prepared: pd.DataFrame, X: pd.DataFrame, bundle: ModelBundle, scores: RankedScores,
