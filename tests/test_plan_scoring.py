@@ -128,3 +128,9 @@ def test_pooled_scores_every_treatment_in_one_walk(small_splits, objective):
                                model.predict_matrix(test)[:, ::-1], atol=1e-6)
     with pytest.raises(ValueError, match="feature columns"):
         model.scores(test.iloc[:, ::-1])
+    # a model sent to a worker travels without its scorers and rebuilds them there
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(model))
+    assert "_plan_scorers" in model.__dict__ and "_plan_scorers" not in copy.__dict__
+    np.testing.assert_array_equal(copy.scores(test), model.scores(test))

@@ -169,10 +169,11 @@ def cached_scorer(model: Any, plans: Sequence[str], treatments: Sequence[str]) -
 
 
 def booster_scorer(owner: Any, booster: Any, options: Sequence[str], treatments: Sequence[str],
-                   design: Design | None = None) -> PlanScorer:
+                   design: Design | None = None, role: str = "booster") -> PlanScorer:
     """The scorer of ``booster`` for ``options`` (:func:`build_scorer`), built once and kept
-    on ``owner`` (the model that holds the booster) per booster and option list."""
-    key = (id(booster), tuple(options))
+    on ``owner`` (the model that holds the booster) per ``role`` (which of the owner's
+    boosters: "booster", "companion") and option list."""
+    key = (role, tuple(options))
     with _LOCK:
         cache = owner.__dict__.setdefault("_plan_scorers", {})
         if key not in cache:

@@ -271,17 +271,17 @@ class PooledModel:
         features, code = X.to_numpy(np.float32), condition_codes(X)
         every = np.ones((len(X), len(self.treatments)), bool)
 
-        def scorer(booster: Any) -> Any:
-            return booster_scorer(self, booster, self.treatments, self.treatments,
-                                  lambda frame, names: self.design_of(frame, names,
-                                                                      self.treatments))
+        def scorer(role: str) -> Any:
+            return booster_scorer(self, getattr(self, f"{role}_"), self.treatments,
+                                  self.treatments, lambda frame, names: self.design_of(
+                                      frame, names, self.treatments), role)
 
         if self.stack_ is None:
-            return scorer(self.booster_).predict(features, code, every, available_cores()
-                                                 ).astype(np.float32)
+            return scorer("booster").predict(features, code, every, available_cores()
+                                             ).astype(np.float32)
         a, b, c = self.stack_
-        margin, companion = (scorer(booster).margins(features, code, every, available_cores())
-                             for booster in (self.booster_, self.companion_))
+        margin, companion = (scorer(role).margins(features, code, every, available_cores())
+                             for role in ("booster", "companion"))
         return expit(a + b * margin + c * companion).astype(np.float32)
 
     def contributions_full(self, X: pd.DataFrame, treatment: str) -> np.ndarray:
@@ -291,6 +291,12 @@ class PooledModel:
         are b * phi_f + c * phi_g, with a added to the bias; still exact, still summing to the
         logit. One table-driven pass explains both boosters (:mod:`.treeshap`)."""
         return self.explainer(self.design_of(X, treatment, self.treatments))
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the scorers and SHAP tables built from the boosters (a worker
+        rebuilds them on first use)."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_plan_scorers",
+                                                                   "_explainer")}
 
     @property
     def explainer(self) -> Explainer:
