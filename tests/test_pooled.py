@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from precision_pain.data.features import build_features
+from precision_pain.data.features import FEATURE_NAMES, build_features
 from precision_pain.models.pooled import design
 from precision_pain.models.pooled import Candidate, fit_candidates
 from precision_pain.models.train import refit_on_all, train_bundle, training_summary
@@ -39,6 +39,14 @@ def test_refit_on_all_keeps_every_choice_and_adds_the_test_split(bundles, small_
                                                "n_episodes": sum(map(len, modeled[:2]))}
     assert final.metadata["selection"] == {**evaluated.metadata["selection"], "refit_on_all": 1.0}
     assert final.propensity is evaluated.propensity
+    # the deployed bundle's ranges cover every patient it saw; the calibration tables stay
+    every = pd.concat(list(splits.values()))
+    for t in TREATMENTS:
+        age = build_features(every[every["treatment"] == t])["age"]
+        assert final.metadata["feature_ranges"][t]["min"][list(FEATURE_NAMES).index("age")] == \
+            float(age.min())
+    assert final.metadata["feature_ranges"] != evaluated.metadata["feature_ranges"]
+    assert final.metadata["response_calibration"] == evaluated.metadata["response_calibration"]
     X = build_features(small_splits["test"])
     for outcome, seed in (("response", 3), ("adverse_event", 4)):
         got = _matrix(final, X, outcome)

@@ -6,12 +6,13 @@ by :mod:`precision_pain.predict.confidence`, whose docstring teaches the method:
 - per treatment, an inductive Venn-Abers table over the response model's validation
   scores (every position a new score can take, on a 0.001 grid);
 - per treatment, the range of every model feature over its training patients and
-  whether the feature was ever missing.
+  whether the feature was ever missing (for the deployed bundle refitted on every split,
+  over every patient it was fitted on).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -32,17 +33,22 @@ def training_profile(train: pd.DataFrame, valid: pd.DataFrame,
     intervals are for probabilities: with ``continuous`` (a regressor of the change in pain)
     there are none, and predict's confidence flags come from the ranges and propensities.
     """
-    ranges, calibration = {}, {}
+    ranges, calibration = treatment_ranges(train, models), {}
     for name, by_outcome in models.items():
-        tr = train[train["treatment"] == name]
         va = valid[valid["treatment"] == name]
-        ranges[name] = feature_ranges(build_features(tr))
         if continuous:
             continue
         scores = by_outcome["response"].predict_proba(build_features(va))
         calibration[name] = venn_abers_table(scores, va["response"].to_numpy())
     return {"confidence_profile_version": PROFILE_VERSION, "feature_ranges": ranges,
             "response_calibration": calibration}
+
+
+def treatment_ranges(episodes: pd.DataFrame, treatments: Iterable[str]
+                     ) -> dict[str, dict[str, list[Any]]]:
+    """Per treatment, :func:`feature_ranges` of the episodes that received it."""
+    return {name: feature_ranges(build_features(episodes[episodes["treatment"] == name]))
+            for name in treatments}
 
 
 def feature_ranges(X: pd.DataFrame) -> dict[str, list[Any]]:

@@ -32,7 +32,7 @@ from precision_pain.models.estimators import (CONTINUOUS_KINDS, POOLED_MODEL_TYP
                                               fit_binary, fit_continuous, sliceable, sliced,
                                               training_threads)
 from precision_pain.models.pooled import PooledFit, ValidationData, fit_pooled, refit
-from precision_pain.models.profile import training_profile
+from precision_pain.models.profile import training_profile, treatment_ranges
 from precision_pain.models.propensity import fit_propensity
 from precision_pain.models.stacked import StackedModel, fit_stacked, refit_stacked, uses_stacked
 from precision_pain.outcome import OutcomeSpec
@@ -211,7 +211,8 @@ def refit_on_all(bundle: ModelBundle, splits: Mapping[str, pd.DataFrame], model:
     2001;54:774-81; TRIPOD explanation and elaboration, Moons et al., Ann Intern Med
     2015;162:W1-73). Evaluation's figures describe the bundle fitted without the test split,
     a slightly pessimistic estimate for this one. Nothing is chosen here; the propensity
-    model and the training profile stay those of the evaluated bundle.
+    model and the Venn-Abers tables stay those of the evaluated bundle, the feature ranges
+    become those of every split.
     """
     if bundle.model_type not in POOLED_MODEL_TYPES:
         raise ValueError(f"refit_on_all needs a pooled model type, not {bundle.model_type!r}")
@@ -228,7 +229,11 @@ def refit_on_all(bundle: ModelBundle, splits: Mapping[str, pd.DataFrame], model:
                           "refit_on_all", bundle.outcome)
     metadata = {**bundle.metadata, "selection": {**chosen, "refit_on_all": 1.0},
                 "fitted_on": {"splits": list(splits),
-                              "n_episodes": _n_episodes([episodes], bundle.treatments)}}
+                              "n_episodes": _n_episodes([episodes], bundle.treatments)},
+                # predict's "outside the training range" flag: the ranges of every patient
+                # these models saw (the Venn-Abers tables need held-out scores, so they stay
+                # those of the train-only fit on the validation split)
+                "feature_ranges": treatment_ranges(episodes, bundle.treatments)}
     return replace(bundle, models=final.views(), metadata=metadata)
 
 
