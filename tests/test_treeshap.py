@@ -97,6 +97,24 @@ def test_too_large_for_tables_falls_back_to_xgboost(monkeypatch) -> None:
     np.testing.assert_allclose(explainer(X), expected, rtol=0, atol=ATOL)
 
 
+def test_paths_of_eight_splits_use_the_tables_and_deeper_ones_fall_back() -> None:
+    """A row's pattern for a leaf is a byte in the kernel: depth 8 (bit 7) still exact from
+    the tables, a deeper tree explained by pred_contribs."""
+    X, y = _data(n=3000, p=12)
+    deep8 = _booster(X, y, depth=8, rounds=15)
+    assert max(int(treeshap._tree_arrays(t, 1.0)["depth"].max())
+               for t in treeshap.booster_trees(deep8)) == 8  # some path has 8 splits
+    assert treeshap.build_tables([deep8]) is not None
+    np.testing.assert_allclose(treeshap.Explainer([deep8])(X), _xgboost_shap(deep8, X),
+                               rtol=0, atol=ATOL)
+    deep10 = _booster(X, y, depth=10, rounds=5)
+    assert max(int(treeshap._tree_arrays(t, 1.0)["depth"].max())
+               for t in treeshap.booster_trees(deep10)) > 8
+    explainer = treeshap.Explainer([deep10])
+    assert explainer.tables is None
+    np.testing.assert_allclose(explainer(X), _xgboost_shap(deep10, X), rtol=0, atol=ATOL)
+
+
 def test_pickles_without_its_tables() -> None:
     X, y = _data()
     explainer = treeshap.Explainer([_booster(X, y)])

@@ -20,8 +20,9 @@ Shapley value of the game f(S) = v prod_{k in S} o_k prod_{k in U \\ S} z_k:
 
 (features off the path get nothing from the leaf). The bias is the boosters' expected value,
 taken from xgboost itself. The tables hold 2^depth x |U| values per leaf; a model whose
-tables would exceed :data:`MAX_TABLE_VALUES` is explained by xgboost's ``pred_contribs``
-instead (the same values, slower). :func:`shap_values` agrees with ``pred_contribs`` to
+tables would exceed :data:`MAX_TABLE_VALUES`, or with a path longer than
+:data:`MAX_TABLE_DEPTH`, is explained by xgboost's ``pred_contribs`` instead (the same
+values, slower). :func:`shap_values` agrees with ``pred_contribs`` to
 float32 rounding (tests/test_treeshap.py).
 """
 
@@ -40,6 +41,9 @@ import numpy as np
 # 2^25 float64 values = 256 MiB of tables; the default cohort's 1,000-tree depth-4 response
 # classifier needs 0.66 million, its 1,000-tree companion 0.85 million.
 MAX_TABLE_VALUES = 1 << 25
+# The kernel holds a row's pattern for a leaf in a byte: paths of at most 8 splits. Deeper
+# trees (2^9 table rows per leaf and up) are explained by pred_contribs.
+MAX_TABLE_DEPTH = 8
 
 
 @dataclass(frozen=True)
@@ -133,7 +137,8 @@ def build_tables(boosters: Sequence, weights: Sequence[float] | None = None,
         raise ValueError(f"the boosters read different numbers of features: {n_features}")
     parts = [_tree_arrays(tree, w) for booster, w in zip(boosters, weights)
              for tree in booster_trees(booster)]
-    if sum(int(p["table_size"].sum()) for p in parts) > MAX_TABLE_VALUES:
+    if (sum(int(p["table_size"].sum()) for p in parts) > MAX_TABLE_VALUES
+            or max(int(p["depth"].max(initial=0)) for p in parts) > MAX_TABLE_DEPTH):
         return None
     nodes = np.cumsum([0] + [len(p["feature"]) for p in parts]).astype(np.int64)
     leaves = np.cumsum([0] + [len(p["leaf_value"]) for p in parts]).astype(np.int64)

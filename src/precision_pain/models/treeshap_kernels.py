@@ -69,11 +69,12 @@ def explain(XT, lo, hi, out, node_feature, node_threshold, node_default_left, no
     # Rows go through the trees in blocks, so that a tree's nodes and tables are read from
     # cache once per block rather than from memory once per row. Within a block every
     # array is indexed [node or feature, row], so each step runs over contiguous rows
-    # (vectorized loops), and the SHAP values collect in a block-sized accumulator.
+    # (vectorized loops), and the SHAP values collect in a block-sized accumulator. Patterns
+    # are bytes (paths of at most 8 splits), so a vector step handles the most rows.
     block = 128
     n_features = XT.shape[0]
     go_left = np.empty((max_nodes, block), np.uint8)
-    pattern = np.empty((max_nodes, block), np.int32)
+    pattern = np.empty((max_nodes, block), np.uint8)  # depth <= 8 (build_tables)
     acc = np.empty((n_features, block))
     for first_row in range(lo, hi, block):
         nb = min(block, hi - first_row)
@@ -88,14 +89,14 @@ def explain(XT, lo, hi, out, node_feature, node_threshold, node_default_left, no
                 leaf = node_leaf[n]
                 if parent < 0:
                     for r in range(nb):
-                        pattern[i, r] = 0
+                        pattern[i, r] = np.uint8(0)
                 else:
                     bit = node_bit[n]
                     went_left = np.uint8(1) if bit >= 0 else np.uint8(0)
-                    shift = bit if bit >= 0 else ~bit
+                    shift = np.uint8(bit if bit >= 0 else ~bit)
                     for r in range(nb):
                         pattern[i, r] = pattern[parent, r] | (
-                            np.int32(go_left[parent, r] == went_left) << shift)
+                            np.uint8(go_left[parent, r] == went_left) << shift)
                 if leaf < 0:
                     feature = node_feature[n]
                     threshold = node_threshold[n]
