@@ -170,3 +170,28 @@ def test_plans_ranked_beside_the_single_treatments_change_nothing(fitted, small_
                       (together.plans.table, apart.plans.table),
                       (together.plans.shap, apart.plans.shap)):
         pd.testing.assert_frame_equal(got, want)
+
+
+def test_a_warmed_up_bundle_builds_nothing_on_its_first_prediction(fitted, small_bundle,
+                                                                   options, monkeypatch):
+    """ModelBundle.warm_up (what a served model runs when it loads) builds every SHAP table
+    and one-walk scorer, so the first request only looks them up."""
+    from dataclasses import replace
+
+    from precision_pain.models import plan_scoring, treeshap
+    from precision_pain.predict.recommend import recommend
+
+    import pickle
+
+    models, splits = fitted
+    # a copy as a freshly loaded bundle is: no table or scorer built yet (pickling drops them)
+    bundle = pickle.loads(pickle.dumps(replace(small_bundle, plan_models=models)))
+    bundle.warm_up()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("built during a prediction, after warm_up")
+
+    monkeypatch.setattr(treeshap, "build_tables", refuse)
+    monkeypatch.setattr(plan_scoring, "build_scorer", refuse)
+    result = recommend(splits["test"].head(20).reset_index(drop=True), bundle, options)
+    assert len(result.plans.table) > 0 and len(result.shap) > 0

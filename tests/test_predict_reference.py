@@ -127,3 +127,22 @@ def test_recommend_equals_the_plain_reference(kind, small_splits, small_bundle, 
     assert checked_sentences == len(patients) * options.top_k * 2
     assert len(result.shap) == checked_sentences
     assert pd.Series(result.table["explanation"]).str.contains("raises|lowers").any()
+
+
+def test_a_warmed_up_pooled_bundle_builds_nothing_on_its_first_prediction(
+        pooled_bundle, small_splits, options, monkeypatch):
+    """ModelBundle.warm_up builds the pooled model's SHAP tables and one-walk scorers."""
+    from precision_pain.models import plan_scoring, treeshap
+
+    import pickle
+
+    # a copy as a freshly loaded bundle is: no table or scorer built yet (pickling drops them)
+    fresh = pickle.loads(pickle.dumps(pooled_bundle))
+    fresh.warm_up()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("built during a prediction, after warm_up")
+
+    monkeypatch.setattr(treeshap, "build_tables", refuse)
+    monkeypatch.setattr(plan_scoring, "build_scorer", refuse)
+    assert len(recommend(small_splits["test"].head(20), fresh, options).table) > 0

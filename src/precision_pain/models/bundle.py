@@ -103,6 +103,29 @@ class ModelBundle:
             return pooled.scores(X)[:, order]
         return np.column_stack([m.predict_proba(X) for m in models])
 
+    def warm_up(self) -> None:
+        """Build now what the first prediction would otherwise build: every model's SHAP
+        tables, the pooled models' one-walk scorers, the plan learner's, and the compiled
+        kernels they use. A served model calls this when it loads, so that its first request
+        is answered as fast as the next."""
+        import pandas as pd
+
+        one = pd.DataFrame(np.zeros((1, len(self.feature_names)), np.float32),
+                           columns=list(self.feature_names))
+        for outcome in OUTCOMES:
+            self.scores(one, outcome)
+            for treatment in self.treatments:
+                self.model(treatment, outcome).contributions(one)
+        if self.plan_models is not None:
+            from precision_pain.predict.plans import predict_eligible
+
+            plans = self.plan_models.plans
+            every = np.ones((1, len(plans)), bool)
+            for outcome in OUTCOMES:
+                predict_eligible(one, self.plan_models, plans, every, outcome)
+                self.plan_models.model(outcome).contributions_full(
+                    one, np.asarray(plans[:1], dtype=object))
+
 
 def bundle_from_training(fitted: Mapping[str, TreatmentModels], model_type: str,
                          metadata: Mapping[str, Any],

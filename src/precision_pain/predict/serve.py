@@ -128,6 +128,7 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
         self.bundle_ = load_bundle(context.artifacts[ARTIFACT],
                                    expected_sha256=self.config_.get("bundle_sha256"))
         self.options_ = options_from_config(self.config_)
+        self.bundle_.warm_up()  # tables, scorers and kernels now, not on the first request
 
     def predict(self, context: Any, model_input: pd.DataFrame,
                 params: dict[str, Any] | None = None) -> pd.DataFrame:
