@@ -360,3 +360,15 @@ def test_the_notebooks_ranked_list_shows_the_expected_change(nrs_run, small_spli
     shown = ranked_list(recommend(patient, bundle, options))
     assert "expected_nrs_change" in shown.columns and "p_response" not in shown.columns
     assert shown["expected_nrs_change"].notna().all()
+
+
+def test_every_kind_of_bundle_warms_up_before_serving(nrs_run, small_splits, options):
+    """ModelBundle.warm_up (run when a served model loads) handles pooled, stacked and
+    per-treatment regressors alike, and predictions follow."""
+    from precision_pain.predict.recommend import recommend
+
+    bundles, _ = nrs_run
+    for name, bundle in bundles.items():
+        bundle.warm_up()
+        table = recommend(small_splits["test"].head(10), bundle, options).table
+        assert table["expected_nrs_change"].notna().any(), name
