@@ -266,8 +266,7 @@ class PooledModel:
         from precision_pain.models.plan_scoring import booster_scorer
         from precision_pain.models.treeshap import available_cores
 
-        if list(X.columns) != list(FEATURE_NAMES):
-            raise ValueError("feature columns differ from data.features.FEATURE_NAMES")
+        check_features(X)
         features, code = X.to_numpy(np.float32), condition_codes(X)
         every = np.ones((len(X), len(self.treatments)), bool)
 
@@ -367,6 +366,12 @@ def _load_companion(path: Path, booster: Any, names: list[str]
     return companion, stack
 
 
+def check_features(X: pd.DataFrame) -> None:
+    """Refuse a matrix whose columns are not the model features, in their order."""
+    if list(X.columns) != list(FEATURE_NAMES):
+        raise ValueError("feature columns differ from data.features.FEATURE_NAMES")
+
+
 class PooledTreatmentView:
     """A pooled model seen as one treatment's model."""
 
@@ -382,19 +387,16 @@ class PooledTreatmentView:
         """The model every treatment's view shares (the bundle saves it once)."""
         return self.pooled
 
-    def _check(self, X: pd.DataFrame) -> None:
-        if list(X.columns) != self.feature_names_:
-            raise ValueError("feature columns differ from data.features.FEATURE_NAMES")
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """The expected outcome of each patient under this view's treatment: P(y = 1), or
         for a regressor (prepare.outcome nrs_change) E[y]."""
-        self._check(X)
+        check_features(X)
         return self.pooled.predict_proba(X, self.treatment)
 
     def contributions_split(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
         """SHAP parts: ``features`` (n, F), ``treatment`` and ``pair`` (n,), ``bias`` (n,)."""
-        self._check(X)
+        check_features(X)
         phi = self.pooled.contributions_full(X, self.treatment)
         f, t = len(FEATURE_NAMES), len(self.pooled.treatments)
         return {"features": phi[:, :f], "treatment": phi[:, f:f + t].sum(axis=1),

@@ -41,8 +41,9 @@ import pandas as pd
 from precision_pain.data.features import FEATURE_NAMES, build_features
 from precision_pain.engine import LOCAL
 from precision_pain.models.estimators import artifact_path
-from precision_pain.models.pooled import (Candidate, PooledFit, ValidationData, observed_episodes,
-                                          adverse_event_candidate, fit_adverse_event,
+from precision_pain.models.pooled import (Candidate, PooledFit, ValidationData, check_features,
+                                          observed_episodes, adverse_event_candidate,
+                                          fit_adverse_event,
                                           fit_candidates, fixed_settings)
 from precision_pain.models.treeshap import Explainer
 from precision_pain.outcome import OutcomeSpec
@@ -105,8 +106,7 @@ class StackedModel:
         return self.treatments.index(treatment)
 
     def _check(self, X: pd.DataFrame) -> np.ndarray:
-        if list(X.columns) != self.feature_names_:
-            raise ValueError("feature columns differ from data.features.FEATURE_NAMES")
+        check_features(X)
         return X.to_numpy(np.float32)
 
     def _design(self, F: np.ndarray, treatment: str) -> np.ndarray:

@@ -178,13 +178,9 @@ def recommend(prepared: pd.DataFrame, bundle: ModelBundle, options: PredictOptio
 
 def _plans(prepared: pd.DataFrame, X: pd.DataFrame, bundle: ModelBundle, scores: RankedScores,
            options: PredictOptions) -> Any:
-    """Ranked plans (:mod:`precision_pain.predict.plans`) when the bundle has the plan
-    learner, compared with this ranking's first choice; None otherwise."""
-    if getattr(bundle, "plan_models", None) is None:
-        return None
-    from precision_pain.predict.plans import recommend_plans
-
-    from precision_pain.predict.plans import ComponentConfidence
+    """Ranked plans (:mod:`precision_pain.predict.plans`) of a bundle with the plan learner,
+    compared with this ranking's first choice."""
+    from precision_pain.predict.plans import ComponentConfidence, recommend_plans
 
     first = np.asarray(scores.treatments, dtype=object)[scores.order[:, 0]]
     best_single = np.where(scores.eligible.any(axis=1), first, "")
