@@ -226,3 +226,39 @@ def test_within_flag_p_value_sees_relief_beyond_the_flag_and_nothing_else():
     assert np.mean(np.array(p_values) < 0.05) <= 0.16 and 0.25 < np.median(p_values) < 0.75
     assert within_flag_p_value(relief, -mean, flag) > 0.99  # one-sided
     assert np.isnan(within_flag_p_value(relief[:2], mean[:2], flag[:2]))
+
+
+@pytest.mark.parametrize("which", ["plain", "stacked"])
+def test_ranked_contributions_are_each_treatments_view_in_one_grouped_pass(
+        which, bundles, stacked, small_splits):
+    """ModelBundle.contributions (what predict explains the ranked treatments with): a pooled
+    model explains a patient's ranked treatments in one grouped pass, with the values each
+    treatment's view gives, the stacked companion included."""
+    bundle = stacked if which == "stacked" else bundles[0]
+    X = build_features(small_splits["test"].head(300))
+    X.iloc[::9, X.columns.get_loc("pcs")] = np.nan
+    rng = np.random.default_rng(5)
+    names = np.array([rng.permutation(TREATMENTS)[:2] for _ in range(len(X))], dtype=object)
+    for outcome in ("response", "adverse_event"):
+        got = bundle.contributions(X, outcome, names)
+        assert got.shape == (len(X), 2, X.shape[1] + 1) and got.dtype == np.float32
+        for k in range(2):
+            for t in TREATMENTS:
+                rows = np.flatnonzero(names[:, k] == t)
+                np.testing.assert_allclose(
+                    got[rows, k], bundle.model(t, outcome).contributions(X.iloc[rows]),
+                    rtol=1e-6, atol=1e-6)
+
+
+def test_ranked_contributions_of_per_treatment_models_go_one_treatment_at_a_time(
+        small_bundle, small_splits):
+    X = build_features(small_splits["test"].head(120))
+    treatments = list(small_bundle.treatments)
+    names = np.array([[treatments[i % 3], treatments[(i + 1) % 3]] for i in range(len(X))],
+                     dtype=object)
+    got = small_bundle.contributions(X, "response", names)
+    for k in range(2):
+        for t in treatments:
+            rows = np.flatnonzero(names[:, k] == t)
+            np.testing.assert_array_equal(
+                got[rows, k], small_bundle.model(t, "response").contributions(X.iloc[rows]))

@@ -86,6 +86,56 @@ def test_threads_give_the_same_numbers() -> None:
     assert np.array_equal(one[:7], treeshap.shap_values(tables, X[:7], threads=2))
 
 
+def _grouped_rows(n: int = 700, group: int = 3, shared: int = 6, seed: int = 4
+                  ) -> np.ndarray:
+    """n groups of ``group`` rows: the first ``shared`` columns (missing values among them)
+    the same within a group, the others (options' columns) differing."""
+    X, _ = _data(n=n, seed=seed)
+    rows = np.repeat(X, group, axis=0)
+    rng = np.random.default_rng(seed)
+    rows[:, shared:] = rng.integers(0, 2, (len(rows), X.shape[1] - shared))
+    rows[rng.random(len(rows)) < 0.05, -1] = np.nan
+    return rows
+
+
+@pytest.mark.parametrize("group", [1, 2, 3, 5])
+def test_groups_sharing_columns_give_the_same_values(group: int) -> None:
+    """Rows in groups that share their first columns (a patient's options) are explained
+    once per group where only those columns decide: xgboost's values, the ungrouped
+    kernel's to float64 rounding, over several blocks of groups and thread splits."""
+    X, y = _data()
+    y = (np.nan_to_num(X[:, 0]) + X[:, -1] * np.nan_to_num(X[:, 1]) > 0).astype(float)
+    booster = _booster(X, y, depth=5, rounds=30)
+    rows = _grouped_rows(group=group)
+    tables = treeshap.build_tables([booster])
+    plain = treeshap.shap_values(tables, rows)
+    grouped = treeshap.shap_values_grouped(tables, rows, group, 6)
+    np.testing.assert_allclose(grouped, plain, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(grouped, _xgboost_shap(booster, rows), rtol=0, atol=ATOL)
+    assert np.array_equal(grouped, treeshap.shap_values_grouped(tables, rows, group, 6,
+                                                                threads=3))
+    assert np.array_equal(treeshap.Explainer([booster]).grouped(rows, group, 6), grouped)
+    # nothing shared (every column an option's) and everything shared are the plain values
+    np.testing.assert_allclose(treeshap.shap_values_grouped(tables, rows, group, 0), plain,
+                               rtol=0, atol=1e-12)
+    same = np.repeat(rows[::group], group, axis=0)
+    np.testing.assert_allclose(treeshap.shap_values_grouped(tables, same, group, 8),
+                               treeshap.shap_values(tables, same), rtol=0, atol=1e-12)
+
+
+def test_groups_that_do_not_share_their_columns_are_refused() -> None:
+    X, y = _data()
+    tables = treeshap.build_tables([_booster(X, y)])
+    rows = _grouped_rows(n=50)
+    rows[4, 2] += 1.0  # the second group's middle row: another patient
+    with pytest.raises(ValueError, match="differ in their first 6 columns"):
+        treeshap.shap_values_grouped(tables, rows, 3, 6)
+    with pytest.raises(ValueError, match="do not make groups of 4"):
+        treeshap.shap_values_grouped(tables, rows, 4, 6)
+    with pytest.raises(ValueError, match="do not make groups"):
+        treeshap.shap_values_grouped(tables, rows, 3, 9)
+
+
 def test_too_large_for_tables_falls_back_to_xgboost(monkeypatch) -> None:
     X, y = _data()
     booster = _booster(X, y)

@@ -95,13 +95,37 @@ class ModelBundle:
         patient under each treatment, in :attr:`treatments` order. A pooled model that every
         treatment shares scores them all in one pass (its ``scores``); other models one
         treatment at a time (``predict_proba``)."""
+        pooled = self._shared_model(outcome, "scores")
+        if pooled is not None:
+            order = [pooled.treatments.index(t) for t in self.treatments]
+            return pooled.scores(X)[:, order]
+        return np.column_stack([self.model(t, outcome).predict_proba(X)
+                                for t in self.treatments])
+
+    def contributions(self, X: pd.DataFrame, outcome: str, names: np.ndarray) -> np.ndarray:
+        """(n, k, F + 1) float32 exact SHAP values (bias last) of each patient under the k
+        treatments of its row of ``names`` (n, k; no treatment twice in a row), as each
+        treatment's model's ``contributions``. A pooled model that every treatment shares
+        explains a patient's k rows in one grouped pass (its ``ranked_contributions``: the
+        patient's features are explained once for all k); other models one treatment at a
+        time."""
+        names = np.asarray(names, dtype=object)
+        pooled = self._shared_model(outcome, "ranked_contributions")
+        if pooled is not None:
+            return pooled.ranked_contributions(X, names)
+        out = np.zeros((*names.shape, X.shape[1] + 1), dtype=np.float32)
+        for treatment in dict.fromkeys(names.reshape(-1)):
+            rows, cols = np.nonzero(names == treatment)
+            out[rows, cols] = self.model(treatment, outcome).contributions(X.iloc[rows])
+        return out
+
+    def _shared_model(self, outcome: str, method: str) -> Any:
+        """The one model behind every treatment's ``outcome`` model when there is one and it
+        has ``method`` (a pooled learner); else None."""
         models = [self.model(t, outcome) for t in self.treatments]
         shared = {id(getattr(m, "shared", None)) for m in models}
         pooled = getattr(models[0], "shared", None) if models else None
-        if len(shared) == 1 and hasattr(pooled, "scores"):
-            order = [pooled.treatments.index(t) for t in self.treatments]
-            return pooled.scores(X)[:, order]
-        return np.column_stack([m.predict_proba(X) for m in models])
+        return pooled if len(shared) == 1 and hasattr(pooled, method) else None
 
     def warm_up(self) -> None:
         """Build now what the first prediction would otherwise build: every model's SHAP

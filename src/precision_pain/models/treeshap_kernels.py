@@ -116,3 +116,83 @@ def explain(XT, lo, hi, out, node_feature, node_threshold, node_default_left, no
         for r in range(nb):
             for f in range(n_features):
                 out[first_row + r, f] += acc[f, r]
+
+
+@_jit(nogil=True)
+def explain_grouped(XT, lo, hi, out, n_shared, node_feature, node_threshold,
+                    node_default_left, node_parent, node_bit, node_leaf, tree_nodes,
+                    leaf_slots, slot_feature, table_start, table,
+                    max_nodes):  # pragma: no cover - compiled
+    """:func:`explain` for groups of rows that share their first ``n_shared`` features (a
+    patient's options: the same patient columns, different option columns). ``XT`` is
+    (features, group member, group); ``out`` (group, member, features + 1) gets groups
+    ``lo:hi``. A split on a shared feature sends every member of a group the same way, and a
+    node whose path holds only such splits is reached with the same pattern: those steps,
+    and those leaves' table reads, are done once per group rather than once per member."""
+    block = 128
+    n_features = XT.shape[0]
+    g = XT.shape[1]
+    go_left = np.empty((max_nodes, g, block), np.uint8)
+    pattern = np.empty((max_nodes, g, block), np.uint8)
+    go_shared = np.empty(max_nodes, np.bool_)    # the split's feature is shared
+    path_shared = np.empty(max_nodes, np.bool_)  # every split above the node is
+    acc = np.empty((n_features, g, block))
+    acc_shared = np.empty((n_features, block))
+    for first_group in range(lo, hi, block):
+        nb = min(block, hi - first_group)
+        acc[:, :, :] = 0.0
+        acc_shared[:, :] = 0.0
+        for t in range(len(tree_nodes) - 1):
+            first = tree_nodes[t]
+            for n in range(first, tree_nodes[t + 1]):
+                i = n - first
+                parent = node_parent[n]
+                leaf = node_leaf[n]
+                if parent < 0:
+                    path_shared[i] = True
+                    for r in range(nb):
+                        pattern[i, 0, r] = np.uint8(0)
+                else:
+                    bit = node_bit[n]
+                    went_left = np.uint8(1) if bit >= 0 else np.uint8(0)
+                    shift = np.uint8(bit if bit >= 0 else ~bit)
+                    path_shared[i] = path_shared[parent] and go_shared[parent]
+                    if path_shared[i]:
+                        for r in range(nb):
+                            pattern[i, 0, r] = pattern[parent, 0, r] | (
+                                np.uint8(go_left[parent, 0, r] == went_left) << shift)
+                    else:
+                        for k in range(g):
+                            kp = 0 if path_shared[parent] else k
+                            kg = 0 if go_shared[parent] else k
+                            for r in range(nb):
+                                pattern[i, k, r] = pattern[parent, kp, r] | (
+                                    np.uint8(go_left[parent, kg, r] == went_left) << shift)
+                if leaf < 0:
+                    feature = node_feature[n]
+                    threshold = node_threshold[n]
+                    default = node_default_left[n]
+                    go_shared[i] = feature < n_shared
+                    for k in range(1 if go_shared[i] else g):
+                        for r in range(nb):
+                            value = XT[feature, k, first_group + r]
+                            go_left[i, k, r] = np.uint8(value < threshold) | (
+                                np.uint8(value != value) & default)
+                else:
+                    u = leaf_slots[leaf]
+                    start = table_start[leaf]
+                    if path_shared[i]:
+                        for s in range(u):
+                            feature = slot_feature[leaf, s]
+                            for r in range(nb):
+                                acc_shared[feature, r] += table[start + pattern[i, 0, r] * u + s]
+                    else:
+                        for k in range(g):
+                            for s in range(u):
+                                feature = slot_feature[leaf, s]
+                                for r in range(nb):
+                                    acc[feature, k, r] += table[start + pattern[i, k, r] * u + s]
+        for r in range(nb):
+            for k in range(g):
+                for f in range(n_features):
+                    out[first_group + r, k, f] += acc[f, k, r] + acc_shared[f, r]

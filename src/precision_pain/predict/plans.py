@@ -162,9 +162,8 @@ def plan_shap(X: pd.DataFrame, plan_models: PlanModels, ranked: RankedPlans, dep
               outcome: str) -> np.ndarray:
     """(n, depth, D + 1) exact SHAP (full plan design, bias last) of ranks 1..depth."""
     model = plan_models.model(outcome)
-    rows = np.repeat(np.arange(len(X)), depth)
-    plans = np.asarray(ranked.plans, dtype=object)[ranked.order[:, :depth].reshape(-1)]
-    phi = model.contributions_full(X.iloc[rows], plans)
+    plans = np.asarray(ranked.plans, dtype=object)[ranked.order[:, :depth]]
+    phi = model.contributions_grouped(X, plans)  # the patient's features once for its plans
     return phi.reshape(len(X), depth, -1).astype(np.float32)
 
 
@@ -327,21 +326,55 @@ class PlanRecommendations:
     shap: pd.DataFrame
 
 
-def recommend_plans(prepared: pd.DataFrame, X: pd.DataFrame, plan_models: PlanModels,
-                    preferences: Preferences, best_single: np.ndarray, depth: int,
-                    n_features: int, non_opioid_first: bool = True,
-                    components: ComponentConfidence | None = None,
-                    min_plan_episodes: int = 20) -> PlanRecommendations:
-    """The top ``depth`` plans of every patient, checked, compared, explained and flagged
-    (:func:`plan_confidence`)."""
+@dataclass(frozen=True)
+class ExplainedPlans:
+    """Every valid plan of each patient scored, checked and ranked, the top ``depth``
+    explained: what :func:`recommend_plans` needs before it compares them with the best
+    single treatments."""
+
+    ranked: RankedPlans
+    depth: int
+    phi: dict[str, np.ndarray]    # outcome -> (n, depth, design + 1) SHAP values
+    words: dict[str, np.ndarray]  # outcome -> (n, depth) explanations
+
+
+def explain_plans(prepared: pd.DataFrame, X: pd.DataFrame, plan_models: PlanModels,
+                  preferences: Preferences, depth: int, n_features: int,
+                  non_opioid_first: bool = True) -> ExplainedPlans:
+    """Score, check and rank every plan; explain the top ``depth``. Needs nothing of the
+    single-treatment models (``recommend`` runs it beside them)."""
     ranked = score_plans(prepared, X, plan_models, preferences,
                          non_opioid_first=non_opioid_first)
     depth = min(depth, len(ranked.plans))
     phi = {o: plan_shap(X, plan_models, ranked, depth, o) for o in OUTCOMES}
     words = {o: plan_explanations(phi[o], ranked, X, plan_models.treatments, n_features, o)
              for o in OUTCOMES}
+    return ExplainedPlans(ranked, depth, phi, words)
+
+
+def plan_recommendations(prepared: pd.DataFrame, plan_models: PlanModels,
+                         explained: ExplainedPlans, best_single: np.ndarray,
+                         components: ComponentConfidence | None = None,
+                         min_plan_episodes: int = 20) -> PlanRecommendations:
+    """The listed plans of :func:`explain_plans`, compared with ``best_single`` and flagged
+    (:func:`plan_confidence`)."""
     ids = prepared["patient_id"].astype(str).to_numpy()
+    ranked, depth = explained.ranked, explained.depth
     confidence = plan_confidence(ranked, depth, dict(plan_models.episodes), min_plan_episodes,
                                  components)
-    return PlanRecommendations(plan_table(ids, ranked, depth, best_single, words, confidence),
-                               plan_shap_frame(ids, ranked, phi, plan_models.treatments))
+    return PlanRecommendations(
+        plan_table(ids, ranked, depth, best_single, explained.words, confidence),
+        plan_shap_frame(ids, ranked, explained.phi, plan_models.treatments))
+
+
+def recommend_plans(prepared: pd.DataFrame, X: pd.DataFrame, plan_models: PlanModels,
+                    preferences: Preferences, best_single: np.ndarray, depth: int,
+                    n_features: int, non_opioid_first: bool = True,
+                    components: ComponentConfidence | None = None,
+                    min_plan_episodes: int = 20) -> PlanRecommendations:
+    """The top ``depth`` plans of every patient, checked, compared, explained and flagged:
+    :func:`explain_plans`, then :func:`plan_recommendations`."""
+    explained = explain_plans(prepared, X, plan_models, preferences, depth, n_features,
+                              non_opioid_first)
+    return plan_recommendations(prepared, plan_models, explained, best_single, components,
+                                min_plan_episodes)

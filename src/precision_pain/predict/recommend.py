@@ -151,16 +151,17 @@ def recommend(prepared: pd.DataFrame, bundle: ModelBundle, options: PredictOptio
               ) -> Recommendations:
     """Rank every treatment for every patient, check guidelines, explain and flag."""
     X = build_features(prepared)
-    prefs = patient_preferences(prepared, bundle.treatments, options.harm_weight)
-    scores = score_patients(prepared, X, bundle, options.harm_weight,
-                            non_opioid_first=options.non_opioid_first, preferences=prefs)
-    # The plans need only the single-treatment scores: they are ranked and explained on a
-    # second thread while this one explains the single treatments. Both spend much of their
+    # The plans need nothing of the single-treatment models until they are compared with
+    # the best single treatment: they are scored, ranked and explained on a second thread
+    # while this one scores and explains the single treatments. Both spend most of their
     # time in compiled kernels that release the GIL, so the two overlap on two cores; the
     # results are the same as one after the other.
     with ThreadPoolExecutor(1) as pool:
-        plans = (pool.submit(_plans, prepared, X, bundle, scores, options)
+        plans = (pool.submit(_explain_plans, prepared, X, bundle, options)
                  if getattr(bundle, "plan_models", None) is not None else None)
+        prefs = patient_preferences(prepared, bundle.treatments, options.harm_weight)
+        scores = score_patients(prepared, X, bundle, options.harm_weight,
+                                non_opioid_first=options.non_opioid_first, preferences=prefs)
         width = len(scores.treatments) if options.shap_rows == "all" else max(options.top_k, 2)
         width = min(width, len(scores.treatments))
         contrib = {o: _ranked_contributions(bundle, o, X, scores, width) for o in OUTCOMES}
@@ -173,27 +174,36 @@ def recommend(prepared: pd.DataFrame, bundle: ModelBundle, options: PredictOptio
         shap = _shap_frame(ids, scores, contrib, depth)
         return Recommendations(table, shap,
                                X.assign(patient_id=ids)[["patient_id", *X.columns]],
-                               None if plans is None else plans.result())
+                               None if plans is None else _compare_plans(
+                                   plans.result(), prepared, X, bundle, scores, options))
 
 
-def _plans(prepared: pd.DataFrame, X: pd.DataFrame, bundle: ModelBundle, scores: RankedScores,
-           options: PredictOptions) -> Any:
-    """Ranked plans (:mod:`precision_pain.predict.plans`) of a bundle with the plan learner,
-    compared with this ranking's first choice."""
-    from precision_pain.predict.plans import ComponentConfidence, recommend_plans
+def _explain_plans(prepared: pd.DataFrame, X: pd.DataFrame, bundle: ModelBundle,
+                   options: PredictOptions) -> Any:
+    """The plan learner's ranked and explained plans (:func:`.plans.explain_plans`)."""
+    from precision_pain.predict.plans import explain_plans
+
+    prefs = patient_preferences(prepared, bundle.plan_models.treatments, options.harm_weight)
+    return explain_plans(prepared, X, bundle.plan_models, prefs, options.top_k,
+                         options.n_features, options.non_opioid_first)
+
+
+def _compare_plans(explained: Any, prepared: pd.DataFrame, X: pd.DataFrame,
+                   bundle: ModelBundle, scores: RankedScores, options: PredictOptions) -> Any:
+    """The explained plans compared with this ranking's first choice and flagged
+    (:func:`.plans.plan_recommendations`)."""
+    from precision_pain.predict.plans import ComponentConfidence, plan_recommendations
 
     first = np.asarray(scores.treatments, dtype=object)[scores.order[:, 0]]
     best_single = np.where(scores.eligible.any(axis=1), first, "")
-    prefs = patient_preferences(prepared, bundle.plan_models.treatments, options.harm_weight)
     # the single-treatment flags that carry over to a plan: training ranges and propensity
     # (no interval: those are of the single models' P(response), not the plan learner's)
     none = np.full(scores.p_response.shape, np.nan)
     flag, reason = low_confidence(X, bundle, scores.treatments, scores.p_response,
                                   scores.eligible, (none, none), options.confidence)
-    return recommend_plans(prepared, X, bundle.plan_models, prefs, best_single, options.top_k,
-                           options.n_features, options.non_opioid_first,
-                           ComponentConfidence(tuple(scores.treatments), flag, reason),
-                           options.confidence.min_plan_episodes)
+    return plan_recommendations(prepared, bundle.plan_models, explained, best_single,
+                                ComponentConfidence(tuple(scores.treatments), flag, reason),
+                                options.confidence.min_plan_episodes)
 
 
 def predict_chunks(chunks: Iterable[pd.DataFrame], bundle: ModelBundle, source: str,
@@ -332,14 +342,8 @@ def add_outcome_columns(table: pd.DataFrame, scores: RankedScores) -> pd.DataFra
 def _ranked_contributions(bundle: ModelBundle, outcome: str, X: pd.DataFrame, scores: RankedScores,
                           width: int) -> np.ndarray:
     """(n, width, F + 1) SHAP values of the treatments at ranks 1..width, bias last."""
-    n, n_feat = X.shape
-    out = np.zeros((n, width, n_feat + 1), dtype=np.float32)
-    for k, treatment in enumerate(scores.treatments):
-        rows = np.flatnonzero(scores.rank[:, k] <= width)
-        if len(rows):
-            values = bundle.model(treatment, outcome).contributions(X.iloc[rows])
-            out[rows, scores.rank[rows, k] - 1] = values
-    return out
+    names = np.asarray(scores.treatments, dtype=object)[scores.order[:, :width]]
+    return bundle.contributions(X, outcome, names)
 
 
 def _shap_frame(ids: np.ndarray, scores: RankedScores, contrib: Mapping[str, np.ndarray],
