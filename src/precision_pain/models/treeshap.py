@@ -31,7 +31,9 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from math import factorial
 from typing import Any, Sequence
@@ -103,7 +105,7 @@ class Explainer:
         """(n, features + 1) float64 SHAP values of the rows of X (a float matrix)."""
         tables = self.tables
         if tables is not None:
-            return shap_values(tables, X, threads=available_cores())
+            return shap_values(tables, X, threads=kernel_threads())
         import xgboost as xgb
 
         matrix = xgb.DMatrix(np.asarray(X, np.float32),
@@ -118,7 +120,7 @@ class Explainer:
         ``n_shared`` columns (:func:`shap_values_grouped`): the same values, faster."""
         tables = self.tables
         if tables is not None:
-            return shap_values_grouped(tables, X, group, n_shared, threads=available_cores())
+            return shap_values_grouped(tables, X, group, n_shared, threads=kernel_threads())
         return self(X)
 
 
@@ -128,6 +130,34 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+_SIDE_BY_SIDE = 0  # threads of work inside sharing_cores() now
+_SIDE_BY_SIDE_LOCK = threading.Lock()
+
+
+@contextmanager
+def sharing_cores() -> Iterator[None]:
+    """Mark the calling thread as one of several that compute side by side (predict's single
+    treatments and its plans): while n such threads run, each compiled-kernel call gets
+    1/n of the cores (:func:`kernel_threads`) instead of all of them, so that the halves do
+    not start more threads than there are cores and evict each other's trees from cache;
+    once one half is done, the other's calls get every core again. The numbers do not
+    depend on the thread count."""
+    global _SIDE_BY_SIDE
+    with _SIDE_BY_SIDE_LOCK:
+        _SIDE_BY_SIDE += 1
+    try:
+        yield
+    finally:
+        with _SIDE_BY_SIDE_LOCK:
+            _SIDE_BY_SIDE -= 1
+
+
+def kernel_threads() -> int:
+    """Threads for one call of a compiled kernel: the process's cores, shared between the
+    threads inside :func:`sharing_cores` (all of them when there are none)."""
+    return max(1, available_cores() // max(1, _SIDE_BY_SIDE))
 
 
 def table_size(booster) -> int:

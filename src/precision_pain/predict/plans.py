@@ -103,11 +103,11 @@ def predict_eligible(X: pd.DataFrame, plan_models: PlanModels, plans: Sequence[s
     if model.stack_ is None:
         from precision_pain.models.plan_model import condition_codes
         from precision_pain.models.plan_scoring import cached_scorer
-        from precision_pain.models.treeshap import available_cores
+        from precision_pain.models.treeshap import kernel_threads
 
         scorer = cached_scorer(model, plans, model.treatments)
         return scorer.predict(X.to_numpy(np.float32), condition_codes(X), eligible,
-                              threads=available_cores())
+                              threads=kernel_threads())
     out = np.full(eligible.shape, np.nan)
     rows, cols = np.nonzero(eligible)
     names = np.asarray(plans, dtype=object)

@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from precision_pain.models.bundle import ModelBundle
+from precision_pain.models.treeshap import sharing_cores
 from precision_pain.predict.confidence import (ConfidenceSettings, low_confidence,
                                                response_intervals)
 from precision_pain.data.features import FEATURE_NAMES, build_features, describe_cells
@@ -154,9 +155,10 @@ def recommend(prepared: pd.DataFrame, bundle: ModelBundle, options: PredictOptio
     # The plans need nothing of the single-treatment models until they are compared with
     # the best single treatment: they are scored, ranked and explained on a second thread
     # while this one scores and explains the single treatments. Both spend most of their
-    # time in compiled kernels that release the GIL, so the two overlap on two cores; the
-    # results are the same as one after the other.
-    with ThreadPoolExecutor(1) as pool:
+    # time in compiled kernels that release the GIL, so the two overlap on two cores (each
+    # half's kernels get half the cores while both run: sharing_cores); the results are
+    # the same as one after the other.
+    with ThreadPoolExecutor(1) as pool, sharing_cores():
         plans = (pool.submit(_explain_plans, prepared, X, bundle, options)
                  if getattr(bundle, "plan_models", None) is not None else None)
         prefs = patient_preferences(prepared, bundle.treatments, options.harm_weight)
@@ -184,8 +186,9 @@ def _explain_plans(prepared: pd.DataFrame, X: pd.DataFrame, bundle: ModelBundle,
     from precision_pain.predict.plans import explain_plans
 
     prefs = patient_preferences(prepared, bundle.plan_models.treatments, options.harm_weight)
-    return explain_plans(prepared, X, bundle.plan_models, prefs, options.top_k,
-                         options.n_features, options.non_opioid_first)
+    with sharing_cores():
+        return explain_plans(prepared, X, bundle.plan_models, prefs, options.top_k,
+                             options.n_features, options.non_opioid_first)
 
 
 def _compare_plans(explained: Any, prepared: pd.DataFrame, X: pd.DataFrame,
