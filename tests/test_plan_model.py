@@ -138,11 +138,18 @@ def test_the_ranking_penalty_is_the_extra_selection_optimism_of_a_plans_size(fit
 def test_plans_ranked_beside_the_single_treatments_change_nothing(fitted, small_bundle,
                                                                   options, monkeypatch):
     """recommend ranks and explains the plans on a second thread while it explains the single
-    treatments: every output equals that of the two one after the other."""
-    from concurrent.futures import Future
+    treatments: every output equals that of the two one after the other (the plans run when
+    their result is asked for, after the single treatments)."""
     from dataclasses import replace
 
     from precision_pain.predict import recommend as module
+
+    class Later:
+        def __init__(self, fn, args):
+            self.fn, self.args = fn, args
+
+        def result(self):
+            return self.fn(*self.args)
 
     class OneAfterTheOther:
         def __init__(self, workers: int):
@@ -155,9 +162,7 @@ def test_plans_ranked_beside_the_single_treatments_change_nothing(fitted, small_
             return False
 
         def submit(self, fn, *args):
-            done = Future()
-            done.set_result(fn(*args))
-            return done
+            return Later(fn, args)
 
     models, splits = fitted
     bundle = replace(small_bundle, plan_models=models)
@@ -170,6 +175,37 @@ def test_plans_ranked_beside_the_single_treatments_change_nothing(fitted, small_
                       (together.plans.table, apart.plans.table),
                       (together.plans.shap, apart.plans.shap)):
         pd.testing.assert_frame_equal(got, want)
+
+
+def test_a_failure_in_the_single_treatments_releases_the_plan_thread(fitted, small_bundle,
+                                                                   options, monkeypatch):
+    """The plan thread waits for the single treatments' scores: when scoring them fails, the
+    error reaches the caller (no thread left waiting, no hang)."""
+    from dataclasses import replace
+
+    from precision_pain.predict import recommend as module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("scoring failed")
+
+    import threading
+
+    models, splits = fitted
+    monkeypatch.setattr(module, "score_patients", broken)
+    raised: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            module.recommend(splits["test"].head(20).reset_index(drop=True),
+                             replace(small_bundle, plan_models=models), options)
+        except BaseException as error:  # noqa: BLE001 - what the caller would see
+            raised.append(error)
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    caller.join(120)
+    assert not caller.is_alive(), "recommend hung with the plan thread waiting"
+    assert len(raised) == 1 and "scoring failed" in str(raised[0])
 
 
 def test_a_warmed_up_bundle_builds_nothing_on_its_first_prediction(fitted, small_bundle,

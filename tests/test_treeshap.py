@@ -206,3 +206,55 @@ def test_compiles_where_no_cache_folder_can_be_written(monkeypatch) -> None:
     finally:
         monkeypatch.setattr(numba, "njit", real)
         importlib.reload(treeshap_kernels)
+
+
+def test_threads_side_by_side_share_the_cores(monkeypatch) -> None:
+    """predict's two halves run inside sharing_cores: each kernel call gets its share of
+    the cores while both run, and every core again once one is done (or fails)."""
+    import threading
+
+    monkeypatch.setattr(treeshap, "available_cores", lambda: 4)
+    assert treeshap.kernel_threads() == 4
+    inside = threading.Event()
+    leave = threading.Event()
+
+    def other_half() -> None:
+        with treeshap.sharing_cores():
+            inside.set()
+            leave.wait(10)
+
+    thread = threading.Thread(target=other_half)
+    with treeshap.sharing_cores():
+        assert treeshap.kernel_threads() == 4  # alone so far
+        thread.start()
+        assert inside.wait(10)
+        assert treeshap.kernel_threads() == 2
+        leave.set()
+        thread.join(10)
+        assert treeshap.kernel_threads() == 4
+    with pytest.raises(RuntimeError), treeshap.sharing_cores():
+        raise RuntimeError("a failed half")
+    assert treeshap.kernel_threads() == 4
+    monkeypatch.setattr(treeshap, "available_cores", lambda: 1)
+    with treeshap.sharing_cores(), treeshap.sharing_cores():
+        assert treeshap.kernel_threads() == 1  # never fewer than one
+
+
+def test_a_long_call_picks_up_the_cores_that_free_up(monkeypatch) -> None:
+    """threads=None: the rows go chunk by chunk, each split by kernel_threads when it starts
+    (a half of predict gets the cores the other half has finished with); same numbers."""
+    X, y = _data(n=1000)
+    tables = treeshap.build_tables([_booster(X, y)])
+    one = treeshap.shap_values(tables, X, threads=1)
+    monkeypatch.setattr(treeshap, "CHUNK_ROWS", 200)
+    counts = iter([1, 2])
+    monkeypatch.setattr(treeshap, "kernel_threads", lambda: next(counts))
+    blocks: list[tuple[int, int]] = []
+    treeshap.in_row_blocks(lambda lo, hi: blocks.append((lo, hi)), 350)
+    assert sorted(blocks) == [(0, 200), (200, 275), (275, 350)]
+    cycle = iter([2, 1, 2, 1, 2, 1])  # five chunks of 200 rows, then the empty call
+    monkeypatch.setattr(treeshap, "kernel_threads", lambda: next(cycle))
+    assert np.array_equal(treeshap.shap_values(tables, X, threads=None), one)
+    empty: list[tuple[int, int]] = []
+    treeshap.in_row_blocks(lambda lo, hi: empty.append((lo, hi)), 0)
+    assert empty == [(0, 0)]  # the kernel still runs once (and adds nothing)

@@ -185,14 +185,29 @@ class PlanModel(PooledModel):
 
 # ------------------------------------------------------------------------------ SHAP parts
 
+@lru_cache(maxsize=8)
+def component_columns(treatments: tuple[str, ...]) -> tuple[tuple[int, ...], ...]:
+    """Per treatment, the plan design's columns that carry its part of a plan's log-odds:
+    its ``treatment=`` column and its ``pair=`` columns."""
+    names = plan_design_names(treatments)
+    return tuple(tuple(j for j, c in enumerate(names)
+                       if c == f"treatment={t}" or (c.startswith("pair=") and c.endswith(f":{t}")))
+                 for t in treatments)
+
+
+def treatment_parts(phi: np.ndarray, treatments: Sequence[str]) -> np.ndarray:
+    """(n, T) each treatment's :func:`component_parts` value, whether or not in the plan."""
+    return np.column_stack([phi[:, list(cols)].sum(axis=1)
+                            for cols in component_columns(tuple(treatments))])
+
+
 def component_parts(phi: np.ndarray, plan: str, treatments: Sequence[str]
                     ) -> dict[str, np.ndarray]:
     """Per component of ``plan``: (n,) its share of the plan's log-odds (the SHAP of its
     ``treatment=`` and ``pair=`` columns), from full-design SHAP ``phi`` (n, D + 1)."""
-    names = plan_design_names(treatments)
-    return {t: phi[:, [j for j, c in enumerate(names)
-                       if c == f"treatment={t}" or (c.startswith("pair=")
-                                                    and c.endswith(f":{t}"))]].sum(axis=1)
+    columns = component_columns(tuple(treatments))
+    index = {t: j for j, t in enumerate(treatments)}
+    return {t: phi[:, list(columns[index[t]]) if t in index else []].sum(axis=1)
             for t in parse_plan(plan)}
 
 

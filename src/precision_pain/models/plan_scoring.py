@@ -55,9 +55,11 @@ class PlanScorer:
     left_masks: np.ndarray         # uint64 (conditions + 1, plan splits, words)
 
     def margins(self, X: np.ndarray, condition: np.ndarray, eligible: np.ndarray,
-                threads: int = 1) -> np.ndarray:
+                threads: int | None = 1) -> np.ndarray:
         """(n, P) margins of the eligible (patient, plan) pairs; NaN elsewhere. ``condition``
-        is each row's condition code (its index in CONDITIONS; len(CONDITIONS) for none)."""
+        is each row's condition code (its index in CONDITIONS; len(CONDITIONS) for none).
+        ``threads``: how many threads share the rows; None follows
+        :func:`.treeshap.kernel_threads` chunk by chunk (:func:`.treeshap.in_row_blocks`)."""
         from precision_pain.models.plan_kernels import score_plans
 
         X = np.ascontiguousarray(X, dtype=np.float32)
@@ -73,7 +75,7 @@ class PlanScorer:
         return np.where(eligible, out + self.offset, np.nan)
 
     def predict(self, X: np.ndarray, condition: np.ndarray, eligible: np.ndarray,
-                threads: int = 1) -> np.ndarray:
+                threads: int | None = 1) -> np.ndarray:
         """(n, P) predictions (probabilities for a classifier) of the eligible pairs."""
         margin = self.margins(X, condition, eligible, threads)
         return expit(margin) if self.logistic else margin

@@ -264,7 +264,6 @@ class PooledModel:
         evaluate score with this, training's choices with :meth:`predict_matrix`."""
         from precision_pain.models.plan_model import condition_codes
         from precision_pain.models.plan_scoring import booster_scorer
-        from precision_pain.models.treeshap import kernel_threads
 
         check_features(X)
         features, code = X.to_numpy(np.float32), condition_codes(X)
@@ -276,10 +275,10 @@ class PooledModel:
                                       frame, names, self.treatments), role)
 
         if self.stack_ is None:
-            return scorer("booster").predict(features, code, every, kernel_threads()
+            return scorer("booster").predict(features, code, every, threads=None
                                              ).astype(np.float32)
         a, b, c = self.stack_
-        margin, companion = (scorer(role).margins(features, code, every, kernel_threads())
+        margin, companion = (scorer(role).margins(features, code, every, threads=None)
                              for role in ("booster", "companion"))
         return expit(a + b * margin + c * companion).astype(np.float32)
 

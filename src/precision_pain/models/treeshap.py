@@ -105,7 +105,7 @@ class Explainer:
         """(n, features + 1) float64 SHAP values of the rows of X (a float matrix)."""
         tables = self.tables
         if tables is not None:
-            return shap_values(tables, X, threads=kernel_threads())
+            return shap_values(tables, X, threads=None)
         import xgboost as xgb
 
         matrix = xgb.DMatrix(np.asarray(X, np.float32),
@@ -120,7 +120,7 @@ class Explainer:
         ``n_shared`` columns (:func:`shap_values_grouped`): the same values, faster."""
         tables = self.tables
         if tables is not None:
-            return shap_values_grouped(tables, X, group, n_shared, threads=kernel_threads())
+            return shap_values_grouped(tables, X, group, n_shared, threads=None)
         return self(X)
 
 
@@ -208,11 +208,12 @@ def build_tables(boosters: Sequence, weights: Sequence[float] | None = None,
         table_start=table_start, table=table)
 
 
-def shap_values(tables: ShapTables, X: np.ndarray, threads: int = 1) -> np.ndarray:
+def shap_values(tables: ShapTables, X: np.ndarray, threads: int | None = 1) -> np.ndarray:
     """(n, n_features + 1) SHAP values of the rows of X (bias last), as ``pred_contribs``.
 
     X is cast to float32, as xgboost reads it (NaN = missing). ``threads`` > 1 splits the
-    rows between threads (the kernel releases the GIL)."""
+    rows between threads (the kernel releases the GIL); None follows :func:`kernel_threads`
+    (:func:`in_row_blocks`)."""
     X = np.asarray(X, dtype=np.float32)
     if X.ndim != 2 or X.shape[1] != tables.n_features:
         raise ValueError(f"expected a (rows, {tables.n_features}) matrix, got {X.shape}")
@@ -227,7 +228,7 @@ def shap_values(tables: ShapTables, X: np.ndarray, threads: int = 1) -> np.ndarr
 
 
 def shap_values_grouped(tables: ShapTables, X: np.ndarray, group: int, n_shared: int,
-                        threads: int = 1) -> np.ndarray:
+                        threads: int | None = 1) -> np.ndarray:
     """:func:`shap_values` of rows that come in consecutive groups of ``group`` sharing their
     first ``n_shared`` columns (a patient's options: rows ``p * group + k``, k = 0..group-1,
     hold patient p's features and option k's columns). The same values, with the work of
@@ -264,10 +265,28 @@ def _kernel_args(tables: ShapTables) -> tuple:
             int(np.diff(tables.tree_nodes).max(initial=1)))
 
 
-def in_row_blocks(work: Any, n: int, threads: int) -> None:
+def in_row_blocks(work: Any, n: int, threads: int | None = None) -> None:
     """``work(lo, hi)`` over ``threads`` contiguous blocks of ``n`` rows (at least 64 rows
-    each), on threads when there is more than one block (the numba kernels release the GIL)."""
-    bounds = np.linspace(0, n, max(1, min(threads, n // 64)) + 1).astype(int)
+    each), on threads when there is more than one block (the numba kernels release the GIL).
+
+    ``threads`` None: the rows go in chunks of :data:`CHUNK_ROWS`, each split by
+    :func:`kernel_threads` when it starts, so that a long call picks up the cores another
+    half of the prediction frees (:func:`sharing_cores`). Each row's numbers are the same
+    whatever the split."""
+    if threads is not None:
+        _blocks(work, 0, n, threads)
+        return
+    for lo in range(0, max(n, 1), CHUNK_ROWS):
+        _blocks(work, lo, min(n, lo + CHUNK_ROWS), kernel_threads())
+
+
+# rows per chunk of a call whose thread count follows kernel_threads
+CHUNK_ROWS = 1024
+
+
+def _blocks(work: Any, lo: int, hi: int, threads: int) -> None:
+    """``work`` over ``threads`` contiguous blocks of rows lo..hi (at least 64 rows each)."""
+    bounds = np.linspace(lo, hi, max(1, min(threads, (hi - lo) // 64)) + 1).astype(int)
     blocks = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
     if len(blocks) == 1:
         work(*blocks[0])

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from precision_pain.data.features import FEATURE_NAMES
-from precision_pain.models.plan_model import N_COMPONENTS, PlanModels, split_contributions
+from precision_pain.models.plan_model import PlanModels, treatment_parts
 from precision_pain.plans import SEPARATOR, parse_plan, plan_eligibility
 from precision_pain.predict.guidelines import NON_OPIOID_NOTE, opioid_demotion
 from precision_pain.predict.plan_checks import PlanChecks, check_plans
@@ -103,11 +103,10 @@ def predict_eligible(X: pd.DataFrame, plan_models: PlanModels, plans: Sequence[s
     if model.stack_ is None:
         from precision_pain.models.plan_model import condition_codes
         from precision_pain.models.plan_scoring import cached_scorer
-        from precision_pain.models.treeshap import kernel_threads
 
         scorer = cached_scorer(model, plans, model.treatments)
         return scorer.predict(X.to_numpy(np.float32), condition_codes(X), eligible,
-                              threads=kernel_threads())
+                              threads=None)
     out = np.full(eligible.shape, np.nan)
     rows, cols = np.nonzero(eligible)
     names = np.asarray(plans, dtype=object)
@@ -167,35 +166,53 @@ def plan_shap(X: pd.DataFrame, plan_models: PlanModels, ranked: RankedPlans, dep
     return phi.reshape(len(X), depth, -1).astype(np.float32)
 
 
-def _component_words(parts: dict[str, np.ndarray], plan: str) -> np.ndarray:
-    """'<component> (odds xA.BC), ...; plan size (odds xA.BC)' per row, one plan."""
-    texts = [TREATMENTS[t].label + " (odds x"
-             + format_numbers(np.exp(parts[f"component={t}"]), ".2f") + ")"
-             for t in parse_plan(plan)]
-    texts.append("plan size (odds x" + format_numbers(np.exp(parts[N_COMPONENTS]), ".2f") + ")")
-    out = texts[0]
-    for t in texts[1:]:
-        out = out + ", " + t
+def _slots(plans: Sequence[str], treatments: Sequence[str]) -> np.ndarray:
+    """(P, most components) each plan's components as indices into ``treatments``, in the
+    plan's order; -1 past its last component (or for a component outside them)."""
+    parsed = [parse_plan(p) for p in plans]
+    index = {t: j for j, t in enumerate(treatments)}
+    out = np.full((len(plans), max((len(p) for p in parsed), default=0)), -1, dtype=np.int64)
+    for i, parts in enumerate(parsed):
+        out[i, :len(parts)] = [index.get(t, -1) for t in parts]
     return out
+
+
+def _join(texts: np.ndarray, more: np.ndarray, present: np.ndarray, separator: str
+          ) -> np.ndarray:
+    """Row-wise ``texts + separator + more`` where ``present`` (``more`` alone where texts is
+    empty), ``texts`` elsewhere."""
+    joined = np.where(texts == "", more, texts + separator + more)
+    return np.where(present, joined, texts)
 
 
 def plan_explanations(phi: np.ndarray, ranked: RankedPlans, X: pd.DataFrame,
                       treatments: Sequence[str], n_features: int, outcome: str) -> np.ndarray:
-    """(n, depth) sentences: why each component is there, and the patient's features."""
+    """(n, depth) sentences: why each component is there, and the patient's features:
+    'components, by how much each moves <outcome>: <component> (odds xA.BC), ...; plan size
+    (odds xA.BC). patient: ...'. A component's part is its
+    :func:`~precision_pain.models.plan_model.component_parts` value."""
     n, depth = phi.shape[:2]
     values = X.to_numpy(np.float32)
     out = np.full((n, depth), "", dtype=object)
     labels = np.full(n, "patient", dtype=object)
+    names = np.array([TREATMENTS[t].label for t in treatments], dtype=object)
+    slots = _slots(ranked.plans, treatments)
+    rows = np.arange(n)
     f = len(FEATURE_NAMES)
+    head = f"components, by how much each moves {_OUTCOME_WORDS[outcome]}: "
     for r in range(depth):
-        cols = ranked.order[:, r]
         features = np.hstack([phi[:, r, :f], phi[:, r, -1:]])  # the plan's columns -> bias
         about = explain_matrix(features, values, labels, n_features, outcome)
-        for j in np.unique(cols):
-            rows = np.flatnonzero(cols == j)
-            parts = split_contributions(phi[rows, r].astype(float), ranked.plans[j], treatments)
-            out[rows, r] = (f"components, by how much each moves {_OUTCOME_WORDS[outcome]}: "
-                            + _component_words(parts, ranked.plans[j]) + ". " + about[rows])
+        parts = treatment_parts(phi[:, r].astype(float), treatments)
+        words = np.full(n, "", dtype=object)
+        for s in range(slots.shape[1]):
+            k = slots[ranked.order[:, r], s]
+            odds = format_numbers(np.exp(parts[rows, np.maximum(k, 0)]), ".2f")
+            words = _join(words, names[np.maximum(k, 0)] + " (odds x" + odds + ")", k >= 0,
+                          ", ")
+        size = "plan size (odds x" + format_numbers(np.exp(phi[:, r, -2].astype(float)),
+                                                    ".2f") + ")"
+        out[:, r] = head + _join(words, size, np.ones(n, dtype=bool), ", ") + ". " + about
     return out
 
 
@@ -226,22 +243,16 @@ def plan_confidence(ranked: RankedPlans, depth: int, episodes: dict[str, int],
                            f"{min_episodes}): its estimate rests on what its components did "
                            "in other plans" for c in counts], dtype=object)
     flag = few[cols].copy()
-    reasons: list[list[str]] = [[str(count_text[c])] if few[c] else [] for c in cols]
+    text = np.where(few[cols], count_text[cols], "").astype(object)
     if components is not None:
-        index = {t: j for j, t in enumerate(components.treatments)}
-        for j, plan in enumerate(ranked.plans):
-            at = np.flatnonzero(cols == j)
-            if not len(at):
-                continue
-            for t in parse_plan(plan):
-                k = index.get(t)
-                if k is None:
-                    continue
-                hit = at[components.flag[rows[at], k]]
-                flag[hit] = True
-                for i in hit:
-                    reasons[i].append(f"{t}: {components.reason[rows[i], k]}")
-    text = np.array(["; ".join(r) for r in reasons], dtype=object)
+        slots = _slots(ranked.plans, components.treatments)
+        names = np.asarray(components.treatments, dtype=object)
+        for s in range(slots.shape[1]):
+            k = slots[cols, s]
+            hit = (k >= 0) & components.flag[rows, np.maximum(k, 0)]
+            reason = names[np.maximum(k, 0)] + ": " + components.reason[rows, np.maximum(k, 0)]
+            text = _join(text, reason, hit, "; ")
+            flag |= hit
     return (counts[cols] if known else np.full(len(cols), -1, dtype=np.int64)), flag, text
 
 

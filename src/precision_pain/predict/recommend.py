@@ -39,7 +39,7 @@ and rows only join them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -154,16 +154,23 @@ def recommend(prepared: pd.DataFrame, bundle: ModelBundle, options: PredictOptio
     X = build_features(prepared)
     # The plans need nothing of the single-treatment models until they are compared with
     # the best single treatment: they are scored, ranked and explained on a second thread
-    # while this one scores and explains the single treatments. Both spend most of their
-    # time in compiled kernels that release the GIL, so the two overlap on two cores (each
-    # half's kernels get half the cores while both run: sharing_cores); the results are
-    # the same as one after the other.
+    # while this one scores and explains the single treatments, then compared there with
+    # the single scores. Both halves spend most of their time in compiled kernels that
+    # release the GIL, so they overlap on two cores (each half's kernels get half the cores
+    # while both run: sharing_cores); the results are the same as one after the other.
+    scored: Future = Future()
     with ThreadPoolExecutor(1) as pool, sharing_cores():
-        plans = (pool.submit(_explain_plans, prepared, X, bundle, options)
+        plans = (pool.submit(_plans, prepared, X, bundle, scored, options)
                  if getattr(bundle, "plan_models", None) is not None else None)
-        prefs = patient_preferences(prepared, bundle.treatments, options.harm_weight)
-        scores = score_patients(prepared, X, bundle, options.harm_weight,
-                                non_opioid_first=options.non_opioid_first, preferences=prefs)
+        try:
+            prefs = patient_preferences(prepared, bundle.treatments, options.harm_weight)
+            scores = score_patients(prepared, X, bundle, options.harm_weight,
+                                    non_opioid_first=options.non_opioid_first,
+                                    preferences=prefs)
+        except BaseException as error:  # the plan thread waits for the scores: release it
+            scored.set_exception(error)
+            raise
+        scored.set_result(scores)
         width = len(scores.treatments) if options.shap_rows == "all" else max(options.top_k, 2)
         width = min(width, len(scores.treatments))
         contrib = {o: _ranked_contributions(bundle, o, X, scores, width) for o in OUTCOMES}
@@ -176,19 +183,20 @@ def recommend(prepared: pd.DataFrame, bundle: ModelBundle, options: PredictOptio
         shap = _shap_frame(ids, scores, contrib, depth)
         return Recommendations(table, shap,
                                X.assign(patient_id=ids)[["patient_id", *X.columns]],
-                               None if plans is None else _compare_plans(
-                                   plans.result(), prepared, X, bundle, scores, options))
+                               None if plans is None else plans.result())
 
 
-def _explain_plans(prepared: pd.DataFrame, X: pd.DataFrame, bundle: ModelBundle,
-                   options: PredictOptions) -> Any:
-    """The plan learner's ranked and explained plans (:func:`.plans.explain_plans`)."""
+def _plans(prepared: pd.DataFrame, X: pd.DataFrame, bundle: ModelBundle, scored: Future,
+           options: PredictOptions) -> Any:
+    """The plan learner's plans, ranked and explained (:func:`.plans.explain_plans`), then
+    compared with the single treatments' scores once ``scored`` holds them."""
     from precision_pain.predict.plans import explain_plans
 
     prefs = patient_preferences(prepared, bundle.plan_models.treatments, options.harm_weight)
     with sharing_cores():
-        return explain_plans(prepared, X, bundle.plan_models, prefs, options.top_k,
-                             options.n_features, options.non_opioid_first)
+        explained = explain_plans(prepared, X, bundle.plan_models, prefs, options.top_k,
+                                  options.n_features, options.non_opioid_first)
+    return _compare_plans(explained, prepared, X, bundle, scored.result(), options)
 
 
 def _compare_plans(explained: Any, prepared: pd.DataFrame, X: pd.DataFrame,
