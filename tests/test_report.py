@@ -82,3 +82,26 @@ def test_report_renders_in_headless_chromium(page, tmp_path):
     assert len(sections) == 5
     assert RESEARCH_NOTICE in dom
     assert dom.count("<svg") == 10
+
+
+def test_each_shown_patient_gets_its_own_plans_and_no_one_elses(result):
+    """with_plans attaches to each section the listed plans of its patient only; the page
+    shows them (and nothing of the patients without a section)."""
+    from precision_pain.predict.plans import PLAN_COLUMNS
+    from precision_pain.predict.report_html import with_plans
+
+    ids = list(pd.unique(result.table["patient_id"]))
+    plans = pd.DataFrame({c: "" for c in PLAN_COLUMNS}, index=range(3 * len(ids)))
+    plans = plans.assign(
+        patient_id=np.repeat(ids, 3), rank=np.tile([1, 2, 3], len(ids)), action="none",
+        components=[f"plan-{i}-of-{p}" for p in ids for i in (1, 2, 3)],
+        excluded_by_preference=False, p_response=0.5, p_adverse_event=0.1, net_benefit=0.4,
+        net_benefit_over_best_single=0.01, best_single_treatment="duloxetine")
+    sections = with_plans(patient_sections(result.table, result.shap, result.features, 5),
+                          plans)
+    assert [list(s.plans["components"]) for s in sections] == [
+        [f"plan-{i}-of-{s.patient_id}" for i in (1, 2, 3)] for s in sections]
+    page = render_report(summarize(result.table), sections, len(ids), META)
+    assert page.count("<h3>Treatment plans</h3>") == 5
+    for p in ids:
+        assert (f"plan-1-of-{p}" in page) == (p in {s.patient_id for s in sections})
