@@ -92,17 +92,17 @@ def patient_sections(table: pd.DataFrame, shap: pd.DataFrame, features: pd.DataF
     continuous = bool(table.get("expected_nrs_change", pd.Series(dtype=float)).notna().any())
     rows = table[table["patient_id"].isin(ids)]
     first = shap[shap["patient_id"].isin(ids) & (shap["rank"] == 1)]
-    values = features[features["patient_id"].isin(ids)].set_index("patient_id")
-    sections = []
-    for pid, group in rows.groupby("patient_id", sort=False):
-        charts = tuple(
-            waterfall_svg(r[list(FEATURE_NAMES)].to_numpy(float), float(r["bias"]),
-                          values.loc[pid, list(FEATURE_NAMES)].to_numpy(float),
-                          _chart_title(r["treatment"], r["outcome"], continuous),
-                          _NRS if continuous and r["outcome"] == "response" else r["outcome"])
-            for _, r in first[first["patient_id"] == pid].iterrows())
-        sections.append(PatientSection(str(pid), group.reset_index(drop=True), charts))
-    return sections
+    shown = features[features["patient_id"].isin(ids)]
+    values = dict(zip(shown["patient_id"], shown[list(FEATURE_NAMES)].to_numpy(float)))
+    phi, bias = first[list(FEATURE_NAMES)].to_numpy(float), first["bias"].to_numpy(float)
+    charts: dict[Any, list[str]] = {}
+    for i, (pid, treatment, outcome) in enumerate(zip(first["patient_id"], first["treatment"],
+                                                      first["outcome"])):
+        charts.setdefault(pid, []).append(waterfall_svg(
+            phi[i], float(bias[i]), values[pid], _chart_title(treatment, outcome, continuous),
+            _NRS if continuous and outcome == "response" else outcome))
+    return [PatientSection(str(pid), group.reset_index(drop=True), tuple(charts.get(pid, ())))
+            for pid, group in rows.groupby("patient_id", sort=False)]
 
 
 _NRS = "response_nrs"  # a continuous outcome's response chart: SHAP values in NRS points
