@@ -142,6 +142,35 @@ def test_low_propensity_flags_eligible_rows(small_splits, small_bundle, options)
     assert duloxetine["confidence_reason"].str.contains("propensity below 0.02").all()
 
 
+def test_a_shared_confidence_basis_gives_the_same_flags(small_splits, small_bundle, options):
+    """recommend computes the patients' part of the flags once (out-of-range patterns,
+    propensity) for the single treatments and the plans: the flags equal those computed
+    from scratch; a basis of other treatments is not used."""
+    from precision_pain.data.features import build_features
+    from precision_pain.predict.confidence import confidence_basis, low_confidence
+
+    test = small_splits["test"].head(60).copy()
+    test.loc[test.index[:3], "baseline_mme"] = 5000.0  # outside the training range
+    X = build_features(test)
+    treatments = list(small_bundle.treatments)
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0.05, 0.95, (len(X), len(treatments)))
+    eligible = rng.random(p.shape) < 0.8
+    interval = (p - rng.uniform(0, 0.3, p.shape), p + rng.uniform(0, 0.3, p.shape))
+    scratch = low_confidence(X, small_bundle, treatments, p, eligible, interval,
+                             options.confidence)
+    basis = confidence_basis(X, small_bundle, treatments)
+    shared = low_confidence(X, small_bundle, treatments, p, eligible, interval,
+                            options.confidence, basis)
+    assert scratch[0].any() and not scratch[0].all()
+    np.testing.assert_array_equal(shared[0], scratch[0])
+    np.testing.assert_array_equal(shared[1], scratch[1])
+    other = confidence_basis(X, small_bundle, treatments[::-1])
+    reordered = low_confidence(X, small_bundle, treatments, p, eligible, interval,
+                               options.confidence, other)
+    np.testing.assert_array_equal(reordered[1], scratch[1])
+
+
 # --------------------------------------------------------------------------- the CLI
 
 @pytest.fixture(scope="module")

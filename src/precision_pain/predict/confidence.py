@@ -170,23 +170,46 @@ def response_intervals(bundle: ModelBundle, treatments: Sequence[str], p_respons
     return np.column_stack([p[0] for p in pairs]), np.column_stack([p[1] for p in pairs])
 
 
-def low_confidence(X: pd.DataFrame, bundle: ModelBundle, treatments: Sequence[str],
-                   p_response: np.ndarray, eligible: np.ndarray,
-                   interval: tuple[np.ndarray, np.ndarray], settings: ConfidenceSettings
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """(n, T) low_confidence flags and reasons: training ranges, interval, propensity."""
+@dataclass(frozen=True)
+class ConfidenceBasis:
+    """What the flags of every treatment need of the patients alone: each treatment's
+    out-of-range patterns (ids and texts, :func:`range_patterns`) and the propensity matrix
+    (None without a propensity model). Computed once per chunk, it serves the single
+    treatments' flags and the plans' (:func:`low_confidence`)."""
+
+    treatments: tuple[str, ...]
+    patterns: tuple[tuple[np.ndarray, list[str]], ...]
+    propensity: np.ndarray | None
+
+
+def confidence_basis(X: pd.DataFrame, bundle: ModelBundle, treatments: Sequence[str]
+                     ) -> ConfidenceBasis:
+    """The :class:`ConfidenceBasis` of the patients X for ``treatments``."""
     values = X.to_numpy(np.float32)
     ranges = bundle.metadata.get("feature_ranges", {})
-    propensity = propensity_matrix(bundle.propensity, X, tuple(treatments))
+    patterns = tuple(
+        range_patterns(range_codes(values, ranges[t]), ranges[t], t) if t in ranges
+        else (np.full(len(values), -1, dtype=np.int64), []) for t in treatments)
+    return ConfidenceBasis(tuple(treatments), patterns,
+                           propensity_matrix(bundle.propensity, X, tuple(treatments)))
+
+
+def low_confidence(X: pd.DataFrame, bundle: ModelBundle, treatments: Sequence[str],
+                   p_response: np.ndarray, eligible: np.ndarray,
+                   interval: tuple[np.ndarray, np.ndarray], settings: ConfidenceSettings,
+                   basis: ConfidenceBasis | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(n, T) low_confidence flags and reasons: training ranges, interval, propensity.
+    ``basis``: :func:`confidence_basis` of the same patients and treatments, if computed
+    already."""
+    if basis is None or basis.treatments != tuple(treatments):
+        basis = confidence_basis(X, bundle, treatments)
     low, high = interval
     pairs = []
-    for k, treatment in enumerate(treatments):
-        ids, texts = (range_patterns(range_codes(values, ranges[treatment]), ranges[treatment],
-                                     treatment) if treatment in ranges
-                      else (np.full(len(values), -1, dtype=np.int64), []))
+    for k, (ids, texts) in enumerate(basis.patterns):
         conditions = interval_conditions(p_response[:, k], low[:, k], high[:, k], settings)
-        if propensity is not None:
-            conditions.append((eligible[:, k] & (propensity[:, k] < settings.min_propensity),
+        if basis.propensity is not None:
+            conditions.append((eligible[:, k]
+                               & (basis.propensity[:, k] < settings.min_propensity),
                                f"rarely given to patients like this in training (propensity "
                                f"below {settings.min_propensity:g})"))
         pairs.append(confidence_flags(ids, texts, conditions))

@@ -48,7 +48,8 @@ import pandas as pd
 
 from precision_pain.models.bundle import ModelBundle
 from precision_pain.models.treeshap import sharing_cores
-from precision_pain.predict.confidence import (ConfidenceSettings, low_confidence,
+from precision_pain.predict.confidence import (ConfidenceBasis, ConfidenceSettings,
+                                               confidence_basis, low_confidence,
                                                response_intervals)
 from precision_pain.data.features import FEATURE_NAMES, build_features, describe_cells
 from precision_pain.predict.guidelines import (NON_OPIOID_NOTE, check_guidelines,
@@ -167,15 +168,17 @@ def recommend(prepared: pd.DataFrame, bundle: ModelBundle, options: PredictOptio
             scores = score_patients(prepared, X, bundle, options.harm_weight,
                                     non_opioid_first=options.non_opioid_first,
                                     preferences=prefs)
+            # the confidence flags' patient part, once for the single treatments and plans
+            basis = confidence_basis(X, bundle, scores.treatments)
         except BaseException as error:  # the plan thread waits for the scores: release it
             scored.set_exception(error)
             raise
-        scored.set_result(scores)
+        scored.set_result((scores, basis))
         width = len(scores.treatments) if options.shap_rows == "all" else max(options.top_k, 2)
         width = min(width, len(scores.treatments))
         contrib = {o: _ranked_contributions(bundle, o, X, scores, width) for o in OUTCOMES}
         ids = prepared["patient_id"].astype(str).to_numpy()
-        table = _assemble(ids, X, bundle, scores, contrib, options)
+        table = _assemble(ids, X, bundle, scores, contrib, options, basis)
         table = add_stewardship_columns(table, prepared, scores)
         table = add_outcome_columns(table, scores)
         n_t = len(scores.treatments)
@@ -196,11 +199,12 @@ def _plans(prepared: pd.DataFrame, X: pd.DataFrame, bundle: ModelBundle, scored:
     with sharing_cores():
         explained = explain_plans(prepared, X, bundle.plan_models, prefs, options.top_k,
                                   options.n_features, options.non_opioid_first)
-    return _compare_plans(explained, prepared, X, bundle, scored.result(), options)
+    return _compare_plans(explained, prepared, X, bundle, *scored.result(), options)
 
 
 def _compare_plans(explained: Any, prepared: pd.DataFrame, X: pd.DataFrame,
-                   bundle: ModelBundle, scores: RankedScores, options: PredictOptions) -> Any:
+                   bundle: ModelBundle, scores: RankedScores, basis: ConfidenceBasis,
+                   options: PredictOptions) -> Any:
     """The explained plans compared with this ranking's first choice and flagged
     (:func:`.plans.plan_recommendations`)."""
     from precision_pain.predict.plans import ComponentConfidence, plan_recommendations
@@ -211,7 +215,7 @@ def _compare_plans(explained: Any, prepared: pd.DataFrame, X: pd.DataFrame,
     # (no interval: those are of the single models' P(response), not the plan learner's)
     none = np.full(scores.p_response.shape, np.nan)
     flag, reason = low_confidence(X, bundle, scores.treatments, scores.p_response,
-                                  scores.eligible, (none, none), options.confidence)
+                                  scores.eligible, (none, none), options.confidence, basis)
     return plan_recommendations(prepared, bundle.plan_models, explained, best_single,
                                 ComponentConfidence(tuple(scores.treatments), flag, reason),
                                 options.confidence.min_plan_episodes)
@@ -378,13 +382,14 @@ def _shap_frame(ids: np.ndarray, scores: RankedScores, contrib: Mapping[str, np.
 # --------------------------------------------------------------------------- the table
 
 def _assemble(ids: np.ndarray, X: pd.DataFrame, bundle: ModelBundle, scores: RankedScores,
-              contrib: Mapping[str, np.ndarray], options: PredictOptions) -> pd.DataFrame:
+              contrib: Mapping[str, np.ndarray], options: PredictOptions,
+              basis: ConfidenceBasis | None = None) -> pd.DataFrame:
     """One row per patient and treatment, in patient then rank order."""
     n, n_t = scores.rank.shape
     rows, cols = np.repeat(np.arange(n), n_t), scores.order.reshape(-1)
     low, high = response_intervals(bundle, scores.treatments, scores.p_response)
     flag, reason = low_confidence(X, bundle, scores.treatments, scores.p_response,
-                                  scores.eligible, (low, high), options.confidence)
+                                  scores.eligible, (low, high), options.confidence, basis)
     values = X.to_numpy(np.float32)
     k = min(options.top_k, n_t)
     response = NRS_RESPONSE if scores.continuous else "response"
