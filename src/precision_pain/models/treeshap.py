@@ -214,17 +214,7 @@ def shap_values(tables: ShapTables, X: np.ndarray, threads: int | None = 1) -> n
     X is cast to float32, as xgboost reads it (NaN = missing). ``threads`` > 1 splits the
     rows between threads (the kernel releases the GIL); None follows :func:`kernel_threads`
     (:func:`in_row_blocks`)."""
-    X = np.asarray(X, dtype=np.float32)
-    if X.ndim != 2 or X.shape[1] != tables.n_features:
-        raise ValueError(f"expected a (rows, {tables.n_features}) matrix, got {X.shape}")
-    XT = np.ascontiguousarray(X.T)  # the kernel reads each feature's rows contiguously
-    out = np.zeros((len(X), tables.n_features + 1), np.float64)
-    out[:, -1] = tables.bias
-    from precision_pain.models.treeshap_kernels import explain
-
-    args = _kernel_args(tables)
-    in_row_blocks(lambda lo, hi: explain(XT, lo, hi, out, *args), len(X), threads)
-    return out
+    return _explain(tables, _matrix(tables, X), 1, 0, threads)
 
 
 def shap_values_grouped(tables: ShapTables, X: np.ndarray, group: int, n_shared: int,
@@ -235,25 +225,38 @@ def shap_values_grouped(tables: ShapTables, X: np.ndarray, group: int, n_shared:
     the splits and leaves reached through shared columns only done once per group.
 
     Raises ValueError when the rows do not come in such groups."""
-    X = np.asarray(X, dtype=np.float32)
-    if X.ndim != 2 or X.shape[1] != tables.n_features:
-        raise ValueError(f"expected a (rows, {tables.n_features}) matrix, got {X.shape}")
+    X = _matrix(tables, X)
     if group < 1 or len(X) % group or not 0 <= n_shared <= tables.n_features:
         raise ValueError(f"{len(X)} rows do not make groups of {group} sharing {n_shared} of "
                          f"{tables.n_features} columns")
-    n = len(X) // group
-    X3 = X.reshape(n, group, tables.n_features)
+    X3 = X.reshape(len(X) // group, group, tables.n_features)
     shared = X3[:, :, :n_shared]
     if not np.array_equal(shared, np.broadcast_to(X3[:, :1, :n_shared], shared.shape),
                           equal_nan=True):
         raise ValueError(f"the rows of a group differ in their first {n_shared} columns")
-    XT = np.ascontiguousarray(X3.transpose(2, 1, 0))  # (feature, member, group)
+    return _explain(tables, X, group, n_shared, threads)
+
+
+def _matrix(tables: ShapTables, X: np.ndarray) -> np.ndarray:
+    """X as the float32 matrix the kernel reads; ValueError if its width is not the model's."""
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2 or X.shape[1] != tables.n_features:
+        raise ValueError(f"expected a (rows, {tables.n_features}) matrix, got {X.shape}")
+    return X
+
+
+def _explain(tables: ShapTables, X: np.ndarray, group: int, n_shared: int,
+             threads: int | None) -> np.ndarray:
+    """The kernel over X's groups of ``group`` rows (checked by the callers)."""
+    from precision_pain.models.treeshap_kernels import explain
+
+    n = len(X) // group
+    # (feature, member, group): the kernel reads each feature's groups contiguously
+    XT = np.ascontiguousarray(X.reshape(n, group, tables.n_features).transpose(2, 1, 0))
     out = np.zeros((n, group, tables.n_features + 1), np.float64)
     out[:, :, -1] = tables.bias
-    from precision_pain.models.treeshap_kernels import explain_grouped
-
     args = _kernel_args(tables)
-    in_row_blocks(lambda lo, hi: explain_grouped(XT, lo, hi, out, n_shared, *args), n, threads)
+    in_row_blocks(lambda lo, hi: explain(XT, lo, hi, out, n_shared, *args), n, threads)
     return out.reshape(n * group, tables.n_features + 1)
 
 

@@ -60,75 +60,22 @@ def fill_tables(depth, path_slot, leaf_slots, cover_ratio, values, table_start, 
 
 
 @_jit(nogil=True)
-def explain(XT, lo, hi, out, node_feature, node_threshold, node_default_left, node_parent,
-            node_bit, node_leaf, tree_nodes, leaf_slots, slot_feature, table_start, table,
-            max_nodes):  # pragma: no cover - compiled
-    """Add the SHAP values of rows ``lo:hi`` to ``out[lo:hi]``. ``XT`` holds the rows as
-    columns (features x rows): per tree, the pattern of every leaf's path, then the leaf
-    table's row for it."""
+def explain(XT, lo, hi, out, n_shared, node_feature, node_threshold, node_default_left,
+            node_parent, node_bit, node_leaf, tree_nodes, leaf_slots, slot_feature,
+            table_start, table, max_nodes):  # pragma: no cover - compiled
+    """Add the SHAP values of groups ``lo:hi`` to ``out[lo:hi]``. ``XT`` holds the rows as
+    (features, group member, group); ``out`` is (group, member, features + 1). The members
+    of a group share their first ``n_shared`` features (a patient's options: the same
+    patient columns, different option columns; groups of one row are plain rows): per
+    tree, the pattern of every leaf's path, then the leaf table's row for it. A split on a
+    shared feature sends every member of a group the same way, and a node whose path holds
+    only such splits is reached with the same pattern: those steps, and those leaves' table
+    reads, are done once per group rather than once per member."""
     # Rows go through the trees in blocks, so that a tree's nodes and tables are read from
     # cache once per block rather than from memory once per row. Within a block every
-    # array is indexed [node or feature, row], so each step runs over contiguous rows
-    # (vectorized loops), and the SHAP values collect in a block-sized accumulator. Patterns
-    # are bytes (paths of at most 8 splits), so a vector step handles the most rows.
-    block = 128
-    n_features = XT.shape[0]
-    go_left = np.empty((max_nodes, block), np.uint8)
-    pattern = np.empty((max_nodes, block), np.uint8)  # depth <= 8 (build_tables)
-    acc = np.empty((n_features, block))
-    for first_row in range(lo, hi, block):
-        nb = min(block, hi - first_row)
-        acc[:, :] = 0.0
-        for t in range(len(tree_nodes) - 1):
-            first = tree_nodes[t]
-            # nodes come parents first: a node's pattern is its parent's, plus the bit of
-            # the parent's position on the path when the row goes the node's way there
-            for n in range(first, tree_nodes[t + 1]):
-                i = n - first
-                parent = node_parent[n]
-                leaf = node_leaf[n]
-                if parent < 0:
-                    for r in range(nb):
-                        pattern[i, r] = np.uint8(0)
-                else:
-                    bit = node_bit[n]
-                    went_left = np.uint8(1) if bit >= 0 else np.uint8(0)
-                    shift = np.uint8(bit if bit >= 0 else ~bit)
-                    for r in range(nb):
-                        pattern[i, r] = pattern[parent, r] | (
-                            np.uint8(go_left[parent, r] == went_left) << shift)
-                if leaf < 0:
-                    feature = node_feature[n]
-                    threshold = node_threshold[n]
-                    default = node_default_left[n]
-                    for r in range(nb):
-                        value = XT[feature, first_row + r]
-                        # missing (NaN: value != value) goes the default way
-                        go_left[i, r] = np.uint8(value < threshold) | (
-                            np.uint8(value != value) & default)
-                else:
-                    u = leaf_slots[leaf]
-                    start = table_start[leaf]
-                    for s in range(u):
-                        feature = slot_feature[leaf, s]
-                        for r in range(nb):
-                            acc[feature, r] += table[start + pattern[i, r] * u + s]
-        for r in range(nb):
-            for f in range(n_features):
-                out[first_row + r, f] += acc[f, r]
-
-
-@_jit(nogil=True)
-def explain_grouped(XT, lo, hi, out, n_shared, node_feature, node_threshold,
-                    node_default_left, node_parent, node_bit, node_leaf, tree_nodes,
-                    leaf_slots, slot_feature, table_start, table,
-                    max_nodes):  # pragma: no cover - compiled
-    """:func:`explain` for groups of rows that share their first ``n_shared`` features (a
-    patient's options: the same patient columns, different option columns). ``XT`` is
-    (features, group member, group); ``out`` (group, member, features + 1) gets groups
-    ``lo:hi``. A split on a shared feature sends every member of a group the same way, and a
-    node whose path holds only such splits is reached with the same pattern: those steps,
-    and those leaves' table reads, are done once per group rather than once per member."""
+    # array is indexed [node or feature, member, group], so each step runs over contiguous
+    # groups (vectorized loops), and the SHAP values collect in a block-sized accumulator.
+    # Patterns are bytes (paths of at most 8 splits), so a vector step handles the most rows.
     block = 128
     n_features = XT.shape[0]
     g = XT.shape[1]
