@@ -414,7 +414,6 @@ class PooledTreatmentView:
         """The model every treatment's view shares (the bundle saves it once)."""
         return self.pooled
 
-
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """The expected outcome of each patient under this view's treatment: P(y = 1), or
         for a regressor (prepare.outcome nrs_change) E[y]."""

@@ -268,6 +268,10 @@ def _kernel_args(tables: ShapTables) -> tuple:
             int(np.diff(tables.tree_nodes).max(initial=1)))
 
 
+# rows per chunk of a call whose thread count follows kernel_threads
+CHUNK_ROWS = 1024
+
+
 def in_row_blocks(work: Any, n: int, threads: int | None = None) -> None:
     """``work(lo, hi)`` over ``threads`` contiguous blocks of ``n`` rows (at least 64 rows
     each), on threads when there is more than one block (the numba kernels release the GIL).
@@ -281,10 +285,6 @@ def in_row_blocks(work: Any, n: int, threads: int | None = None) -> None:
         return
     for lo in range(0, max(n, 1), CHUNK_ROWS):
         _blocks(work, lo, min(n, lo + CHUNK_ROWS), kernel_threads())
-
-
-# rows per chunk of a call whose thread count follows kernel_threads
-CHUNK_ROWS = 1024
 
 
 def _blocks(work: Any, lo: int, hi: int, threads: int) -> None:

@@ -80,7 +80,7 @@ def explain(XT, lo, hi, out, n_shared, node_feature, node_threshold, node_defaul
     n_features = XT.shape[0]
     g = XT.shape[1]
     go_left = np.empty((max_nodes, g, block), np.uint8)
-    pattern = np.empty((max_nodes, g, block), np.uint8)
+    pattern = np.empty((max_nodes, g, block), np.uint8)  # depth <= 8 (build_tables)
     go_shared = np.empty(max_nodes, np.bool_)    # the split's feature is shared
     path_shared = np.empty(max_nodes, np.bool_)  # every split above the node is
     acc = np.empty((n_features, g, block))
@@ -91,6 +91,8 @@ def explain(XT, lo, hi, out, n_shared, node_feature, node_threshold, node_defaul
         acc_shared[:, :] = 0.0
         for t in range(len(tree_nodes) - 1):
             first = tree_nodes[t]
+            # nodes come parents first: a node's pattern is its parent's, plus the bit of
+            # the parent's position on the path when the row goes the node's way there
             for n in range(first, tree_nodes[t + 1]):
                 i = n - first
                 parent = node_parent[n]

@@ -340,8 +340,8 @@ class PlanRecommendations:
 @dataclass(frozen=True)
 class ExplainedPlans:
     """Every valid plan of each patient scored, checked and ranked, the top ``depth``
-    explained: what :func:`recommend_plans` needs before it compares them with the best
-    single treatments."""
+    explained: what :func:`plan_recommendations` compares with the best single
+    treatments."""
 
     ranked: RankedPlans
     depth: int
@@ -376,16 +376,3 @@ def plan_recommendations(prepared: pd.DataFrame, plan_models: PlanModels,
     return PlanRecommendations(
         plan_table(ids, ranked, depth, best_single, explained.words, confidence),
         plan_shap_frame(ids, ranked, explained.phi, plan_models.treatments))
-
-
-def recommend_plans(prepared: pd.DataFrame, X: pd.DataFrame, plan_models: PlanModels,
-                    preferences: Preferences, best_single: np.ndarray, depth: int,
-                    n_features: int, non_opioid_first: bool = True,
-                    components: ComponentConfidence | None = None,
-                    min_plan_episodes: int = 20) -> PlanRecommendations:
-    """The top ``depth`` plans of every patient, checked, compared, explained and flagged:
-    :func:`explain_plans`, then :func:`plan_recommendations`."""
-    explained = explain_plans(prepared, X, plan_models, preferences, depth, n_features,
-                              non_opioid_first)
-    return plan_recommendations(prepared, plan_models, explained, best_single, components,
-                                min_plan_episodes)
