@@ -13,11 +13,37 @@ from pathlib import Path
 import pytest
 
 
+# Ports handed out below the kernel's ephemeral range (where bind(("", 0)) and outgoing
+# connections take theirs), in a block of their own per pytest-xdist worker, never twice per
+# process: a port probed free cannot be taken by another test worker, by the kernel for
+# someone's outgoing connection, or by this process's next server before its server binds.
+_BLOCK, _FIRST = 1000, 20000
+_handed_out: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def free_port() -> int:
-    """A TCP port nobody listens on at 127.0.0.1 right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A TCP port nobody listens on at 127.0.0.1 right now, reserved for this test worker."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    slots = max(1, (_ephemeral_low() - _FIRST) // _BLOCK)
+    start = _FIRST + (int(worker) if worker.isdigit() else 0) % slots * _BLOCK
+    for port in range(start, start + _BLOCK):
+        if port in _handed_out:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free TCP port in {start}-{start + _BLOCK - 1} on 127.0.0.1")
 
 
 def wait_for(url: str, process: subprocess.Popen, seconds: float = 240,
