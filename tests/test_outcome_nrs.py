@@ -318,6 +318,58 @@ def test_predict_ranks_by_expected_reduction_with_shap_in_points(nrs_run, small_
                                    atol=1e-4)
 
 
+def test_conformal_half_widths_are_the_finite_sample_order_statistics():
+    from precision_pain.models.profile import conformal_table
+    from precision_pain.predict.confidence import conformal_halfwidth
+
+    observed = np.arange(1.0, 10.0)  # absolute residuals 1..9 (n = 9)
+    table = conformal_table(np.zeros(9), -observed)
+    assert table["n"] == 9 and len(table["levels"]) == len(table["halfwidth"]) == 50
+    assert conformal_halfwidth(table, 0.9) == 9.0  # ceil(10 x 0.9) = 9th smallest
+    assert conformal_halfwidth(table, 0.5) == 5.0  # ceil(10 x 0.5) = 5th
+    assert conformal_halfwidth(table, 0.85) == 9.0  # ceil(8.5) = 9th
+    assert conformal_halfwidth(table, 0.8) == 8.0
+    assert conformal_halfwidth(table, 0.95) == float("inf")  # 10th of 9: unbounded
+    assert conformal_halfwidth(table, 0.805) == 9.0  # rounds up to the tabulated 0.81
+    assert np.isnan(conformal_halfwidth(None, 0.9))
+
+
+def test_predict_gives_a_prediction_interval_that_covers_new_patients(nrs_run, small_splits,
+                                                                     options):
+    """expected_nrs_change_low/high: the split-conformal interval of the patient's change in
+    pain; on the test patients (never seen in training), the change they had under the
+    treatment they received falls inside it about as often as the level says."""
+    from dataclasses import replace
+
+    from precision_pain.predict.recommend import recommend
+
+    test = small_splits["test"]
+    bundles, _ = nrs_run
+    for name in ("pooled_xgboost", "xgboost"):
+        bundle = bundles[name]
+        patients = test[test["treatment"].isin(bundle.treatments)].reset_index(drop=True)
+        level = 0.8 if name == "xgboost" else 0.9
+        table = recommend(patients.drop(columns=["pain_followup", "response", "adverse_event"]),
+                          bundle, replace(options, confidence=replace(
+                              options.confidence, nrs_interval_level=level))).table
+        low, high = table["expected_nrs_change_low"], table["expected_nrs_change_high"]
+        baseline = table["patient_id"].map(patients.set_index("patient_id")["pain_baseline"])
+        assert (low >= -baseline - 1e-9).all() and (high <= 10 - baseline + 1e-9).all()
+        # around the prediction (a regressor's prediction may leave the NRS's range; the
+        # interval, for a real patient's change, does not)
+        point = table["expected_nrs_change"].clip(-baseline, 10 - baseline)
+        assert low.notna().all() and (low <= point + 1e-9).all() and (high >= point - 1e-9).all()
+        got = table.merge(patients[["patient_id", "treatment", "pain_baseline",
+                                    "pain_followup"]], on=["patient_id", "treatment"])
+        change = got["pain_followup"] - got["pain_baseline"]
+        covered = ((got["expected_nrs_change_low"] <= change)
+                   & (change <= got["expected_nrs_change_high"])).mean()
+        assert len(got) == len(patients) > 200
+        assert level - 0.06 <= covered <= level + 0.06, (name, covered)
+        width = (high - low)[table["expected_nrs_change"].between(-6, -4)]
+        assert width.gt(0.5).all()  # an interval, not a point
+
+
 def test_a_heavier_harm_weight_costs_points(nrs_run, small_splits, options):
     """Net benefit falls by harm_weight * adverse_event_nrs_points * P(adverse event)."""
     from dataclasses import replace

@@ -73,12 +73,18 @@ def test_predict_writes_expected_change_and_says_so(run):
     table = pd.read_csv(run / "out" / "pred.csv")
     assert table["p_response"].isna().all()
     assert table["expected_nrs_change"].between(-10, 10).all()
+    low, high = table["expected_nrs_change_low"], table["expected_nrs_change_high"]
+    assert low.notna().all() and (low < high).all() and low.ge(-10).all() and high.le(10).all()
     first = table[table["rank"] == 1]
     assert first["explanation"].str.contains("NRS points").all()
     doc = json.loads((run / "out" / "pred.json").read_text())
     assert doc["meta"]["outcome"] == "nrs_change" and doc["meta"]["adverse_event_nrs_points"] == 2
     html = (run / "out" / "pred.html").read_text()
-    assert "expected NRS change" in html and "expected NRS reduction" in html
+    assert "expected NRS change [prediction interval]" in html
+    assert "expected NRS reduction" in html and "split-conformal prediction interval" in html
+    shown = first.iloc[0]
+    assert (f"{shown['expected_nrs_change']:+.2f} [{shown['expected_nrs_change_low']:+.1f}"
+            f"&ndash;{shown['expected_nrs_change_high']:+.1f}]") in " ".join(html.split())
     assert ">nan<" not in html
 
 

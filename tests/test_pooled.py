@@ -121,6 +121,22 @@ def test_refit_reports_the_validation_figures_of_the_train_only_fit(bundles, sma
     assert after["valid_adverse_event_chosen_n_estimators"] in (10.0, 30.0)
 
 
+def test_refit_keeps_the_held_out_calibration_tables(bundles, small_splits):
+    """The Venn-Abers tables need validation scores of models that never saw the validation
+    split: the refitted bundle's are those of its train-only fit (the bundle without the
+    refit, same choices, seeds and trees), not its in-sample scores."""
+    from precision_pain.models.profile import venn_abers_table
+
+    plain, refitted, _ = bundles
+    assert refitted.metadata["response_calibration"] == plain.metadata["response_calibration"]
+    valid = small_splits["valid"]
+    for t in TREATMENTS:
+        va = valid[valid["treatment"] == t]
+        in_sample = venn_abers_table(refitted.model(t, "response").predict_proba(
+            build_features(va)), va["response"].to_numpy())
+        assert refitted.metadata["response_calibration"][t] != in_sample
+
+
 @pytest.fixture(scope="module")
 def stacked(small_splits, params):
     """The pooled learner with its pain-reduction companion, refitted. The gate is opened

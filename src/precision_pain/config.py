@@ -175,6 +175,9 @@ class PredictParams(_Section):
     max_request_rows: int = Field(ge=1)
     # Ranked plans: low_confidence when fewer training patients received the plan.
     min_plan_episodes: int = Field(default=20, ge=0)
+    # A bundle of prepare.outcome: nrs_change: coverage of the prediction interval of the
+    # patient's change in pain (split conformal; 0.50-0.99).
+    nrs_interval_level: float = Field(default=0.9, ge=0.5, le=0.99)
 
 
 class EngineParams(_Section):

@@ -5,6 +5,9 @@ by :mod:`precision_pain.predict.confidence`, whose docstring teaches the method:
 
 - per treatment, an inductive Venn-Abers table over the response model's validation
   scores (every position a new score can take, on a 0.001 grid);
+- for a regressor of the change in pain (``prepare.outcome: nrs_change``) instead, per
+  treatment, the split-conformal half-widths of a prediction interval for the patient's
+  change in pain, from the absolute residuals of the validation patients who received it;
 - per treatment, the range of every model feature over its training patients and
   whether the feature was ever missing (for the deployed bundle refitted on every split,
   over every patient it was fitted on).
@@ -19,9 +22,12 @@ import numpy as np
 import pandas as pd
 
 from precision_pain.data.features import build_features
+from precision_pain.outcome import pain_reduction_points
 
 PROFILE_VERSION = 1
 GRID = 1e-3  # Venn-Abers score grid (probability units)
+# Coverage levels of the split-conformal table: 0.50, 0.51, ..., 0.99.
+CONFORMAL_LEVELS = tuple(round(0.5 + 0.01 * i, 2) for i in range(50))
 
 
 def training_profile(train: pd.DataFrame, valid: pd.DataFrame,
@@ -31,17 +37,38 @@ def training_profile(train: pd.DataFrame, valid: pd.DataFrame,
 
     ``models`` maps treatment -> outcome -> fitted model (``ModelBundle.models``). Venn-Abers
     intervals are for probabilities: with ``continuous`` (a regressor of the change in pain)
-    there are none, and predict's confidence flags come from the ranges and propensities.
+    there are none, and each treatment gets a split-conformal table
+    (:func:`conformal_table`, key ``nrs_change_conformal``) instead.
     """
-    ranges, calibration = treatment_ranges(train, models), {}
+    ranges, calibration, conformal = treatment_ranges(train, models), {}, {}
     for name, by_outcome in models.items():
         va = valid[valid["treatment"] == name]
+        predicted = by_outcome["response"].predict_proba(build_features(va))
         if continuous:
-            continue
-        scores = by_outcome["response"].predict_proba(build_features(va))
-        calibration[name] = venn_abers_table(scores, va["response"].to_numpy())
+            conformal[name] = conformal_table(predicted, pain_reduction_points(va))
+        else:
+            calibration[name] = venn_abers_table(predicted, va["response"].to_numpy())
     return {"confidence_profile_version": PROFILE_VERSION, "feature_ranges": ranges,
-            "response_calibration": calibration}
+            "response_calibration": calibration,
+            **({"nrs_change_conformal": conformal} if continuous else {})}
+
+
+def conformal_table(predicted: np.ndarray, observed: np.ndarray) -> dict[str, Any]:
+    """Split-conformal half-widths of a prediction interval for a continuous outcome.
+
+    For coverage level 1 - a and n calibration residuals, the half-width is the
+    ceil((n + 1)(1 - a))-th smallest absolute residual: a new patient exchangeable with the
+    calibration patients falls within prediction +/- that half-width with probability at
+    least 1 - a (Vovk, Gammerman & Shafer 2005, "Algorithmic learning in a random world";
+    Lei et al. 2018, "Distribution-free predictive inference for regression", JASA
+    113:1094-1111). None where n is too small for the level (the interval is then
+    unbounded). Only these order statistics are stored, never a patient's residual list.
+    """
+    residuals = np.sort(np.abs(np.asarray(observed, float) - np.asarray(predicted, float)))
+    n = len(residuals)
+    ranks = np.ceil((n + 1) * np.asarray(CONFORMAL_LEVELS) - 1e-9).astype(int)
+    return {"n": n, "levels": list(CONFORMAL_LEVELS),
+            "halfwidth": [float(residuals[k - 1]) if 1 <= k <= n else None for k in ranks]}
 
 
 def treatment_ranges(episodes: pd.DataFrame, treatments: Iterable[str]

@@ -49,6 +49,15 @@ class TreatmentModels:
     models: Mapping[str, BinaryModel]
     counts: Mapping[str, int]
     validation: Mapping[str, float] = field(default_factory=dict)
+    # The train-only models whose validation-split predictions are out of sample, when
+    # ``models`` were refitted on train + validation (the pooled learner's default); None:
+    # ``models`` themselves never saw the validation split.
+    held_out: Mapping[str, BinaryModel] | None = None
+
+    @property
+    def out_of_sample(self) -> Mapping[str, BinaryModel]:
+        """The models to score the validation split with (the training profile's intervals)."""
+        return self.models if self.held_out is None else self.held_out
 
 
 @dataclass(frozen=True)
@@ -156,7 +165,8 @@ def train_bundle(train: pd.DataFrame, valid: pd.DataFrame, treatments: Iterable[
         else:
             fitted = train_all(treatments, train, valid, model.type, hyper, model.seed, on_done,
                                engine, outcome)
-        profile = training_profile(train, valid, {n: r.models for n, r in fitted.items()},
+        profile = training_profile(train, valid,
+                                   {n: r.out_of_sample for n, r in fitted.items()},
                                    outcome.continuous)
     metadata = {"response_threshold": response_threshold, "hyperparameters": hyper, **profile,
                 "outcome": outcome.to_metadata(),
@@ -310,7 +320,8 @@ def train_pooled(treatments: Sequence[Treatment], train: pd.DataFrame, valid: pd
         for kind, view in validated[name].items():
             for metric, value in _metrics(outcome, kind, va, view.predict_proba(X_va)).items():
                 validation[f"valid_{kind}_{metric}"] = value
-        fitted[name] = TreatmentModels(name, views, arm_counts(tr, va), validation)
+        fitted[name] = TreatmentModels(name, views, arm_counts(tr, va), validation,
+                                       None if fit.validated is None else validated[name])
         _done(fitted[name], on_done)
     return fitted
 

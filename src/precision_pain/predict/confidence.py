@@ -16,6 +16,10 @@ stored in the bundle manifest's metadata) and used at predict time:
    among the calibration scores, so every position is computed once at train time
    and prediction is a binary search. Scores are put on a 0.001 grid first (a
    valid scoring function in its own right) so that the table stays small.
+   A bundle of the change in pain (``prepare.outcome: nrs_change``) has a split-conformal
+   table instead: a prediction interval for the patient's own change in pain,
+   ``expected_nrs_change`` +/- the half-width at ``nrs_interval_level`` (Lei et al. 2018,
+   JASA 113:1094-1111), clipped to what the NRS allows (follow-up pain in 0-10).
 2. **Training ranges**: per treatment, the minimum and maximum of every model
    feature over the patients the treatment's models were trained on, and whether
    the feature was ever missing. A patient beyond a range, with a category or
@@ -54,6 +58,9 @@ class ConfidenceSettings:
     max_interval_width: float
     calibration_tolerance: float
     min_plan_episodes: int = 20
+    # Coverage of the change-in-pain prediction interval (a bundle of prepare.outcome:
+    # nrs_change): at least this share of new patients' changes fall inside it.
+    nrs_interval_level: float = 0.9
 
 
 # --------------------------------------------------------------------------- predict time
@@ -72,6 +79,33 @@ def response_interval(table: Mapping[str, Any] | None, p: np.ndarray
     low = np.where(tie, np.asarray(table["tie_low"])[jt], np.asarray(table["gap_low"])[j])
     high = np.where(tie, np.asarray(table["tie_high"])[jt], np.asarray(table["gap_high"])[j])
     return low, high
+
+
+def conformal_halfwidth(table: Mapping[str, Any] | None, level: float) -> float:
+    """The half-width at the smallest tabulated level >= ``level`` (inf when the table has
+    too few calibration patients for it; NaN without a table)."""
+    if not table:
+        return float("nan")
+    levels = np.asarray(table["levels"], dtype=float)
+    j = int(np.searchsorted(levels, level - 1e-9))
+    if j >= len(levels):
+        raise ValueError(f"nrs_interval_level {level:g} is above the bundle's highest "
+                         f"tabulated level {levels[-1]:g}")
+    width = table["halfwidth"][j]
+    return float("inf") if width is None else float(width)
+
+
+def nrs_change_intervals(bundle: ModelBundle, treatments: Sequence[str],
+                         expected_change: np.ndarray, baseline: np.ndarray, level: float
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """(n, T) split-conformal prediction interval of each patient's change in NRS pain
+    (follow-up minus baseline) under each treatment, clipped to [-baseline, 10 - baseline];
+    NaN where the bundle has no conformal table for the treatment."""
+    tables = bundle.metadata.get("nrs_change_conformal", {})
+    half = np.array([conformal_halfwidth(tables.get(t), level) for t in treatments])
+    low, high = expected_change - half, expected_change + half
+    floor, ceiling = -baseline[:, None], 10.0 - baseline[:, None]
+    return np.clip(low, floor, ceiling), np.clip(high, floor, ceiling)
 
 
 _OK, _BELOW, _ABOVE, _UNSEEN_LOW, _UNSEEN_HIGH, _MISSING = range(6)

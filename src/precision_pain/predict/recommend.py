@@ -50,7 +50,7 @@ from precision_pain.models.bundle import ModelBundle
 from precision_pain.models.treeshap import sharing_cores
 from precision_pain.predict.confidence import (ConfidenceBasis, ConfidenceSettings,
                                                confidence_basis, low_confidence,
-                                               response_intervals)
+                                               nrs_change_intervals, response_intervals)
 from precision_pain.data.features import FEATURE_NAMES, build_features, describe_cells
 from precision_pain.predict.guidelines import (NON_OPIOID_NOTE, check_guidelines,
                                                naloxone_codes, naloxone_texts,
@@ -70,7 +70,8 @@ STEWARDSHIP_COLUMNS: tuple[str, ...] = (
     "dose_guidance", "projected_mme", "offer_naloxone", "stewardship_note",
     "excluded_by_preference", "harm_weight",
 )
-OUTCOME_COLUMNS: tuple[str, ...] = ("expected_nrs_change",)
+OUTCOME_COLUMNS: tuple[str, ...] = ("expected_nrs_change", "expected_nrs_change_low",
+                                     "expected_nrs_change_high")
 OUTPUT_COLUMNS: tuple[str, ...] = _BASE_COLUMNS + STEWARDSHIP_COLUMNS + OUTCOME_COLUMNS
 SHAP_ROWS = ("explained", "all")
 _PHRASE = {"response": " the chance of response (odds x",
@@ -107,7 +108,8 @@ def options_from_params(params: Any, top_k: int | None = None) -> PredictOptions
         harm_weight=params.evaluate.harm_weight, n_features=p.n_explanation_features,
         top_k=p.top_k_explained if top_k is None else top_k, shap_rows=p.shap_rows,
         confidence=ConfidenceSettings(p.min_propensity, p.max_interval_width,
-                                      p.calibration_tolerance, p.min_plan_episodes),
+                                      p.calibration_tolerance, p.min_plan_episodes,
+                                      p.nrs_interval_level),
         non_opioid_first=params.evaluate.non_opioid_first)
 
 
@@ -180,7 +182,8 @@ def recommend(prepared: pd.DataFrame, bundle: ModelBundle, options: PredictOptio
         ids = prepared["patient_id"].astype(str).to_numpy()
         table = _assemble(ids, X, bundle, scores, contrib, options, basis)
         table = add_stewardship_columns(table, prepared, scores)
-        table = add_outcome_columns(table, scores)
+        table = add_outcome_columns(table, scores, bundle, X,
+                                    options.confidence.nrs_interval_level)
         n_t = len(scores.treatments)
         depth = n_t if options.shap_rows == "all" else min(options.top_k, n_t)
         shap = _shap_frame(ids, scores, contrib, depth)
@@ -345,12 +348,21 @@ def add_stewardship_columns(table: pd.DataFrame, prepared: pd.DataFrame, scores:
 
 # --------------------------------------------------------------------------- SHAP values
 
-def add_outcome_columns(table: pd.DataFrame, scores: RankedScores) -> pd.DataFrame:
-    """``expected_nrs_change`` (follow-up minus baseline) of a continuous-outcome bundle, whose
-    ``p_response`` columns are then emptied; NaN for a responder bundle."""
+def add_outcome_columns(table: pd.DataFrame, scores: RankedScores, bundle: ModelBundle,
+                        X: pd.DataFrame, level: float) -> pd.DataFrame:
+    """``expected_nrs_change`` (follow-up minus baseline) of a continuous-outcome bundle and
+    the split-conformal prediction interval of the patient's change at ``level``
+    (``expected_nrs_change_low`` / ``_high``), whose ``p_response`` columns are then emptied;
+    NaN for a responder bundle."""
     if not scores.continuous:
-        return table.assign(expected_nrs_change=np.nan)
+        return table.assign(expected_nrs_change=np.nan, expected_nrs_change_low=np.nan,
+                            expected_nrs_change_high=np.nan)
+    n, n_t = scores.rank.shape
+    pick = (np.repeat(np.arange(n), n_t), scores.order.reshape(-1))
+    low, high = nrs_change_intervals(bundle, scores.treatments, -scores.p_response,
+                                     X["pain_baseline"].to_numpy(float), level)
     return table.assign(expected_nrs_change=-table["p_response"].to_numpy(float),
+                        expected_nrs_change_low=low[pick], expected_nrs_change_high=high[pick],
                         p_response=np.nan, p_response_low=np.nan, p_response_high=np.nan)
 
 

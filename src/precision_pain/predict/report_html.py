@@ -244,7 +244,9 @@ calibration interval, or (with a propensity model) patients like this rarely rec
 treatment. The calibrated range is an inductive Venn-Abers interval from the validation
 patients who received the treatment: where the model's P(response) lies outside it, the model
 is miscalibrated for patients like this one, and the range is the better estimate
-(docs/predictions.md).</p>
+(docs/predictions.md).{% if meta.get("outcome") == "nrs_change" %} For the change in pain, the
+bracket is a split-conformal prediction interval for the patient's own change (follow-up
+minus baseline NRS), from the validation patients who received the treatment.{% endif %}</p>
 </section>
 
 {% for s in sections %}
@@ -252,7 +254,7 @@ is miscalibrated for patients like this one, and the range is the better estimat
 <h2>Patient {{ s.patient_id }}</h2>
 <table>
 <thead><tr><th>rank</th><th>treatment</th>
-<th>{{ 'expected NRS change' if meta.get("outcome") == "nrs_change"
+<th>{{ 'expected NRS change [prediction interval]' if meta.get("outcome") == "nrs_change"
       else 'P(response) [calibrated range]' }}</th><th>P(adverse event)</th>
 <th>net benefit</th><th>guideline</th><th>confidence</th></tr></thead>
 <tbody>
@@ -265,7 +267,10 @@ is miscalibrated for patients like this one, and the range is the better estimat
 <td class="num">{% if r.p_response == r.p_response %}{{ '%.2f' % r.p_response }}
 {%- if r.p_response_low == r.p_response_low %} [{{ '%.2f' % r.p_response_low -}}
 &ndash;{{ '%.2f' % r.p_response_high }}]{% endif %}
-{%- else %}{{ '%+.2f' % r.expected_nrs_change }}{% endif %}</td>
+{%- else %}{{ '%+.2f' % r.expected_nrs_change }}
+{%- if r.expected_nrs_change_low == r.expected_nrs_change_low %}
+ [{{ '%+.1f' % r.expected_nrs_change_low -}}
+&ndash;{{ '%+.1f' % r.expected_nrs_change_high }}]{% endif %}{% endif %}</td>
 <td class="num">{{ '%.3f' % r.p_adverse_event }}</td>
 <td class="num">{{ '%.3f' % r.net_benefit }}</td>
 <td>{% if r.guideline_action != 'none' -%}

@@ -92,6 +92,7 @@ def model_config(options: Any, max_request_rows: int) -> dict[str, Any]:
             "max_interval_width": options.confidence.max_interval_width,
             "calibration_tolerance": options.confidence.calibration_tolerance,
             "min_plan_episodes": int(options.confidence.min_plan_episodes),
+            "nrs_interval_level": float(options.confidence.nrs_interval_level),
             "non_opioid_first": bool(options.non_opioid_first)}
 
 
@@ -110,7 +111,10 @@ def options_from_config(config: Mapping[str, Any]) -> Any:
                          "again with `dvc repro` (train logs every prediction setting)")
     # models registered before plan confidence flags existed use the params default (20)
     confidence = ConfidenceSettings(**{key: float(config[key]) for key in _CONFIDENCE_KEYS},
-                                    min_plan_episodes=int(config.get("min_plan_episodes", 20)))
+                                    min_plan_episodes=int(config.get("min_plan_episodes", 20)),
+                                    # models registered before the interval existed: 90 %
+                                    nrs_interval_level=float(config.get("nrs_interval_level",
+                                                                        0.9)))
     # Models registered before non_opioid_first existed rank with the CDC 2022 default (on).
     return PredictOptions(float(config["harm_weight"]), int(config["n_features"]),
                           int(config["top_k"]), str(config["shap_rows"]), confidence,
