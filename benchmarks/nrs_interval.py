@@ -52,7 +52,8 @@ def coverage(bundle, frame, options, level: float) -> str:
     per = inside.groupby(got["treatment"]).mean()
     width = high - low
     return (f"level {level:.2f}: coverage {inside.mean():.3f} (per treatment {per.min():.3f}-"
-            f"{per.max():.3f}), median width {width.median():.2f} NRS points, {len(got):,} patients")
+            f"{per.max():.3f}), median width {width.median():.2f} NRS points, "
+            f"{len(got):,} patients")
 
 
 def main() -> None:
