@@ -221,6 +221,34 @@ def test_predict_cli_writes_table_shap_json_and_html(tmp_path, saved_models, new
     assert load_bundle(saved_models).treatments == ("tramadol", "duloxetine", "physical_therapy")
 
 
+def test_predict_harm_weight_option_replaces_the_params_default(tmp_path, saved_models,
+                                                                new_cohort):
+    for folder in ("0", "1.5", "own", "bad"):
+        (tmp_path / folder).mkdir()
+    runs = {}
+    for weight in ("0", "1.5"):
+        result, out = _predict(tmp_path / weight, saved_models, new_cohort,
+                               extra=["--harm-weight", weight])
+        assert result.exit_code == 0, result.output
+        runs[weight] = pd.read_csv(out)
+        assert json.loads(out.with_name("pred.json").read_text())["meta"]["harm_weight"] == \
+            float(weight)
+    for weight, table in runs.items():
+        assert (table["harm_weight"] == float(weight)).all()
+        np.testing.assert_allclose(table["net_benefit"], table["p_response"]
+                                   - float(weight) * table["p_adverse_event"], atol=1e-6)
+    mine = new_cohort.assign(harm_weight=[2.0] + [None] * (len(new_cohort) - 1))
+    result, out = _predict(tmp_path / "own", saved_models, mine, extra=["--harm-weight", "0"])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out)
+    first = table["patient_id"] == str(new_cohort["patient_id"].iloc[0])
+    assert (table.loc[first, "harm_weight"] == 2.0).all()  # the patient's own weight wins
+    assert (table.loc[~first, "harm_weight"] == 0.0).all()
+    result, _ = _predict(tmp_path / "bad", saved_models, new_cohort,
+                         extra=["--harm-weight", "-1"])
+    assert result.exit_code == 2 and "--harm-weight" in result.output
+
+
 def test_predict_report_caps_patient_sections_and_says_so(tmp_path, saved_models, new_cohort):
     result, out = _predict(tmp_path, saved_models, new_cohort,
                            extra=["--report-max-patients", "7"])

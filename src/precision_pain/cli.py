@@ -536,10 +536,13 @@ def _write_report(result: Any, plots: list[Path], path: Path, plans: Any = None)
 @click.option("--top-k", type=int, help="Ranks explained per patient [predict.top_k_explained].")
 @click.option("--report-max-patients", type=int,
               help="Patient sections in the HTML report [predict.report_max_patients].")
+@click.option("--harm-weight", type=click.FloatRange(min=0), default=None,
+              help="Weight of P(serious adverse event) against the response in net benefit "
+                   "[evaluate.harm_weight]; a patient's own harm_weight column still wins.")
 @_friendly_errors
 def predict(params_path: Path, input_path: Path, out: Path, models_dir: Path | None,
             registry_alias: str | None, bundle_sha256: str | None, top_k: int | None,
-            report_max_patients: int | None) -> None:
+            report_max_patients: int | None, harm_weight: float | None) -> None:
     """Rank, guideline-check and explain every treatment for each patient of INPUT."""
     from precision_pain.config import load_params
     from precision_pain.data.contract import iter_table
@@ -555,7 +558,7 @@ def predict(params_path: Path, input_path: Path, out: Path, models_dir: Path | N
     bundle = _load_bundle(params, models_dir, registry_alias, bundle_sha256)
     has_plans = getattr(bundle, "plan_models", None) is not None
     check_writable(list(output_paths(out, has_plans).values()))
-    options = options_from_params(params, top_k)
+    options = options_from_params(params, top_k, harm_weight)
     chunks = iter_table(input_path, params.predict.chunk_size)
     meta = {"source": str(input_path), "models": str(registry_alias or models_dir
                                                     or params.model.dir),

@@ -101,11 +101,14 @@ class PredictOptions:
             raise ValueError("top_k and n_features must be at least 1")
 
 
-def options_from_params(params: Any, top_k: int | None = None) -> PredictOptions:
-    """Prediction settings from validated params (``predict`` and ``evaluate.harm_weight``)."""
+def options_from_params(params: Any, top_k: int | None = None,
+                        harm_weight: float | None = None) -> PredictOptions:
+    """Prediction settings from validated params (``predict`` and ``evaluate.harm_weight``);
+    ``top_k`` and ``harm_weight``, when given, replace theirs (the CLI's options)."""
     p = params.predict
     return PredictOptions(
-        harm_weight=params.evaluate.harm_weight, n_features=p.n_explanation_features,
+        harm_weight=params.evaluate.harm_weight if harm_weight is None else float(harm_weight),
+        n_features=p.n_explanation_features,
         top_k=p.top_k_explained if top_k is None else top_k, shap_rows=p.shap_rows,
         confidence=ConfidenceSettings(p.min_propensity, p.max_interval_width,
                                       p.calibration_tolerance, p.min_plan_episodes,
