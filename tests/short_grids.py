@@ -38,3 +38,33 @@ def in_folder(params: dict, folder) -> dict:
         params["evaluate"][key] = str(d / params["evaluate"][key])
     params["evaluate"]["n_bootstrap"] = 20
     return params
+
+
+def invoke(args: list[str], ok: bool = True) -> str:
+    """Run the CLI in process; assert it succeeded (or, with ``ok=False``, failed)."""
+    from click.testing import CliRunner
+
+    from precision_pain.cli import main
+
+    result = CliRunner().invoke(main, args)
+    assert (result.exit_code == 0) == ok, result.output
+    return result.output
+
+
+def run_pipeline(params: dict, folder) -> list[str]:
+    """Write ``params`` to ``folder``/params.yaml and run what ``dvc repro`` runs, in process:
+    simulate -> prepare -> split -> train -> evaluate (no MLflow tracking). Returns the
+    ``--params`` arguments for further commands."""
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(folder) / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    p = ["--params", str(path)]
+    invoke(["simulate", *p, "--out", params["data"]["synthetic_cohort"],
+            "--truth-out", params["data"]["synthetic_truth"]])
+    for stage in (["prepare"], ["split"], ["train", "--no-tracking"],
+                  ["evaluate", "--no-tracking"]):
+        invoke([stage[0], *p, *stage[1:]])
+    return p

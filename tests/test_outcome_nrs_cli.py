@@ -11,20 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from click.testing import CliRunner
 
-from precision_pain.cli import main
-from short_grids import in_folder, short_grids
+from short_grids import in_folder, invoke, run_pipeline, short_grids
 
 ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
-
-
-def _invoke(args: list[str], ok: bool = True) -> str:
-    result = CliRunner().invoke(main, args)
-    assert (result.exit_code == 0) == ok, result.output
-    return result.output
 
 
 def _params(d: Path, **simulate) -> tuple[dict, Path]:
@@ -41,17 +33,12 @@ def _params(d: Path, **simulate) -> tuple[dict, Path]:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("nrs")
-    raw, params = _params(d)
-    p = ["--params", str(params)]
-    _invoke(["simulate", *p, "--out", raw["data"]["synthetic_cohort"],
-             "--truth-out", raw["data"]["synthetic_truth"]])
-    for stage in (["prepare"], ["split"], ["train", "--no-tracking"],
-                  ["evaluate", "--no-tracking"]):
-        _invoke([stage[0], *p, *stage[1:]])
+    raw, _ = _params(d)
+    p = run_pipeline(raw, d)
     cohort = pd.read_parquet(raw["data"]["synthetic_cohort"]).head(40)
     cohort.drop(columns=["treatment", "pain_followup", "adverse_event"]).to_csv(
         d / "new.csv", index=False)
-    _invoke(["predict", *p, str(d / "new.csv"), "--out", str(d / "out" / "pred.csv")])
+    invoke(["predict", *p, str(d / "new.csv"), "--out", str(d / "out" / "pred.csv")])
     return d
 
 
@@ -117,11 +104,11 @@ def test_the_served_recommender_answers_in_nrs_points(run, tmp_path, monkeypatch
 def test_plan_episodes_with_the_change_in_pain_are_refused(tmp_path):
     raw, params = _params(tmp_path, plans=True, n_patients=1500)
     p = ["--params", str(params)]
-    _invoke(["simulate", *p, "--out", raw["data"]["synthetic_cohort"],
-             "--truth-out", raw["data"]["synthetic_truth"]])
+    invoke(["simulate", *p, "--out", raw["data"]["synthetic_cohort"],
+            "--truth-out", raw["data"]["synthetic_truth"]])
     for stage in ("prepare", "split"):
-        _invoke([stage, *p])
-    output = _invoke(["train", *p, "--no-tracking"], ok=False)
+        invoke([stage, *p])
+    output = invoke(["train", *p, "--no-tracking"], ok=False)
     assert "plan learner" in output and "prepare.outcome: responder" in output
     assert not (tmp_path / "models").exists() and not (tmp_path / "evaluated").exists()
 
@@ -130,5 +117,5 @@ def test_a_model_type_without_a_regressor_is_refused_before_training(tmp_path):
     raw, params = _params(tmp_path)
     raw["model"]["type"] = "hist_gb"
     params.write_text(yaml.safe_dump(raw))
-    output = _invoke(["train", "--params", str(params), "--no-tracking"], ok=False)
+    output = invoke(["train", "--params", str(params), "--no-tracking"], ok=False)
     assert "hist_gb" in output and "no regressor" in output and "Fix" in output

@@ -9,23 +9,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from click.testing import CliRunner
 
-from precision_pain.cli import main
 from precision_pain.plans import parse_plan
 from precision_pain.predict.plans import PLAN_COLUMNS
 from precision_pain.predict.recommend import OUTPUT_COLUMNS
 from precision_pain.registry import MODALITIES, TREATMENTS
-from short_grids import in_folder, short_grids
+from short_grids import in_folder, invoke, run_pipeline, short_grids
 
 ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
-
-
-def _invoke(args: list[str]) -> None:
-    result = CliRunner().invoke(main, args)
-    assert result.exit_code == 0, result.output
 
 
 @pytest.fixture(scope="module")
@@ -37,20 +30,13 @@ def run(tmp_path_factory) -> Path:
     short_grids(raw)
     raw["model"]["hyperparameters"]["pooled_xgboost"]["response"]["default"] = {
         "max_depth": 3, "n_estimators": 100}
-    params = d / "params.yaml"
-    params.write_text(yaml.safe_dump(raw))
-    p = ["--params", str(params)]
-    _invoke(["simulate", *p, "--out", raw["data"]["synthetic_cohort"],
-             "--truth-out", raw["data"]["synthetic_truth"]])
-    for stage in (["prepare"], ["split"], ["train", "--no-tracking"],
-                  ["evaluate", "--no-tracking"]):
-        _invoke([stage[0], *p, *stage[1:]])
+    p = run_pipeline(raw, d)
     cohort = pd.read_parquet(raw["data"]["synthetic_cohort"]).head(60)
     new = cohort.drop(columns=["treatment", "plan", "contract_version", "pain_followup",
                                "adverse_event"])
     new["exclude_modalities"] = ["procedure;opioid" if i % 2 else "" for i in range(len(new))]
     new.to_csv(d / "new.csv", index=False)
-    _invoke(["predict", *p, str(d / "new.csv"), "--out", str(d / "out" / "pred.csv")])
+    invoke(["predict", *p, str(d / "new.csv"), "--out", str(d / "out" / "pred.csv")])
     return d
 
 
@@ -137,8 +123,8 @@ def test_predict_on_a_dask_cluster_writes_the_local_plans(run, tmp_path):
     raw["predict"]["chunk_size"] = 25
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(raw))
-    _invoke(["predict", "--params", str(params), str(run / "new.csv"), "--out",
-             str(tmp_path / "pred.csv")])
+    invoke(["predict", "--params", str(params), str(run / "new.csv"), "--out",
+            str(tmp_path / "pred.csv")])
     for name in ("pred.plans.csv", "pred.csv", "pred.plans.shap.csv", "pred.shap.csv"):
         local = pd.read_csv(run / "out" / name, keep_default_na=False)
         dask = pd.read_csv(tmp_path / name, keep_default_na=False)
@@ -227,9 +213,9 @@ def test_a_bring_your_own_extract_is_scored_against_its_own_plan_truth(run, tmp_
         out.mkdir()
         params.write_text(yaml.safe_dump(raw))
         for stage in ("prepare", "split", "evaluate"):
-            _invoke([stage, "--params", str(params),
-                     *(["--no-tracking", "--models-dir", str(run / "evaluated")]
-                       if stage == "evaluate" else [])])
+            invoke([stage, "--params", str(params),
+                    *(["--no-tracking", "--models-dir", str(run / "evaluated")]
+                      if stage == "evaluate" else [])])
         got = json.loads((out / "evaluation.json").read_text())
         if evaluated:
             assert got["plans"] == pytest.approx(expected, rel=1e-9)
