@@ -280,6 +280,14 @@ def test_evaluation_reports_continuous_metrics_and_pehe(nrs_run):
         assert {"rmse", "mae", "r2", "calibration_slope"} <= set(response)
         report = evaluation_report(evaluation, "research only")
         assert "NRS points" in report and "sqrt-PEHE" in report and "Trial and error" not in report
+        # predict's prediction interval, checked on the test patients at its level (0.9)
+        coverage = s["response_interval_coverage"]
+        assert coverage["level"] == 0.9 and 0.7 <= coverage["min"] <= coverage["max"] <= 1.0
+        assert 0.8 <= coverage["mean"] <= 0.96  # test arms of 124-144 patients
+        block = response["prediction_interval"]
+        assert block["halfwidth"] > 0.5 and block["coverage"]["ci_low"] <= block["coverage"][
+            "estimate"] <= block["coverage"]["ci_high"]
+        assert "share inside predict's prediction interval (90%)" in report
 
 
 def test_truth_net_benefit_uses_the_points_per_adverse_event(nrs_run, small_splits,
@@ -424,3 +432,4 @@ def test_every_kind_of_bundle_warms_up_before_serving(nrs_run, small_splits, opt
         bundle.warm_up()
         table = recommend(small_splits["test"].head(10), bundle, options).table
         assert table["expected_nrs_change"].notna().any(), name
+

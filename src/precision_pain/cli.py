@@ -427,7 +427,7 @@ def evaluate(params_path: Path, splits_dir: Path | None, truth: Path | None,
              "replicates)", bundle.model_type, len(test), len(truth_frame), settings.n_bootstrap)
     with open_engine(params.engine) as engine:
         result = run_evaluation(test, bundle, truth_frame if len(truth_frame) else None,
-                                settings, engine)
+                                settings, engine, params.predict.nrs_interval_level)
     plans = _evaluate_plans(test_all, bundle, params, len(truth_frame) > 0)
     if plans is not None:
         result.summary["plans"] = _plans_headline(plans)

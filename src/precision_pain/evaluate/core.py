@@ -50,6 +50,7 @@ from precision_pain.evaluate.metrics import (CONTINUOUS_METRICS, METRICS, bootst
                                              calibration_intercept, calibration_slope,
                                              estimate_with_ci, linear_calibration_slope,
                                              mean_error, outcome_metrics_ci)
+from precision_pain.predict.confidence import conformal_halfwidth
 from precision_pain.predict.recommend import decide
 from precision_pain.models.propensity import predict_propensity
 from precision_pain.outcome import OutcomeSpec
@@ -175,6 +176,31 @@ def _outcome_metrics(y: np.ndarray, p: np.ndarray, weights: np.ndarray,
     names = CONTINUOUS_METRICS if continuous else METRICS
     return {**metrics, "true_probability": {m: ceiling[m] for m in names},
             "against_truth": calibration_against_truth(p_true, p, weights, continuous)}
+
+
+def interval_coverage(test: pd.DataFrame, scores: EpisodeScores, bundle: ModelBundle,
+                      weights: np.ndarray, level: float) -> dict[str, dict[str, Any]]:
+    """A change-in-pain bundle: per treatment, the share of its test patients whose observed
+    change lies inside predict's prediction interval at ``level`` (``expected_nrs_change_low``
+    / ``_high``; docs/predictions.md), with a bootstrap interval, and the interval's
+    half-width in NRS points (None: unbounded, too few calibration patients for the level).
+
+    predict cuts the interval to the NRS range, which every observed change lies in, so a
+    change is inside it exactly when it is within the half-width of the prediction.
+    """
+    tables = bundle.metadata.get("nrs_change_conformal", {})
+    observed = bundle.outcome.values(test, "response")
+    out = {}
+    for j, treatment in enumerate(scores.treatments):
+        rows = scores.treated == j
+        if not rows.any() or treatment not in tables:
+            continue
+        half = conformal_halfwidth(tables[treatment], level)
+        inside = (np.abs(observed[rows] - scores.p_response[rows, j]) <= half).astype(float)
+        w = weights[:, rows]
+        out[treatment] = {"level": level, "halfwidth": None if np.isinf(half) else half,
+                          "coverage": estimate_with_ci(inside.mean(), (w @ inside) / w.sum(axis=1))}
+    return out
 
 
 def calibration_against_truth(p_true: np.ndarray, p: np.ndarray, weights: np.ndarray,
@@ -569,9 +595,12 @@ def _headline_ope(ope: dict[str, Any]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------- evaluate
 def evaluate(test: pd.DataFrame, bundle: ModelBundle, truth: pd.DataFrame | None,
-             settings: EvaluateParams, engine: Any = LOCAL) -> Evaluation:
+             settings: EvaluateParams, engine: Any = LOCAL, interval_level: float = 0.9
+             ) -> Evaluation:
     """Model metrics, policy values (true and off-policy), trials and subgroups; ``engine``
-    spreads the bootstrap over workers (per treatment and per subgroup)."""
+    spreads the bootstrap over workers (per treatment and per subgroup). A change-in-pain
+    bundle's prediction intervals are checked at ``interval_level`` (params'
+    ``predict.nrs_interval_level``: the intervals predict writes)."""
     scores = score_test(test, bundle)
     outcome = bundle.outcome
     harm_weight = settings.harm_weight * outcome.harm_scale  # in the response's units
@@ -580,6 +609,10 @@ def evaluate(test: pd.DataFrame, bundle: ModelBundle, truth: pd.DataFrame | None
     true = true_matrices(scores, truth, harm_weight, outcome) if has_truth else None
     per_treatment = with_arm_sizes(model_metrics(test, scores, weights, true, engine, outcome),
                                    bundle, settings.small_arm_patients)
+    coverage = (interval_coverage(test, scores, bundle, weights, interval_level)
+                if outcome.continuous else {})
+    for treatment, block in coverage.items():
+        per_treatment[treatment]["response"]["prediction_interval"] = block
     ranks = model_ranks(test, scores, harm_weight, settings.non_opioid_first)
     columns, choices = fit_columns(test, scores, outcome), {}
     if true is not None:
@@ -607,6 +640,11 @@ def evaluate(test: pd.DataFrame, bundle: ModelBundle, truth: pd.DataFrame | None
                        bundle.model_type, outcome)
     not_modeled = {a["treatment"]: a["reason"] for a in bundle.metadata.get("not_modeled", [])}
     summary["n_treatments_modeled"] = len(bundle.treatments)
+    if coverage:
+        shares = [block["coverage"]["estimate"] for block in coverage.values()]
+        summary["response_interval_coverage"] = {
+            "level": interval_level, "mean": float(np.mean(shares)),
+            "min": float(np.min(shares)), "max": float(np.max(shares))}
     if not_modeled:
         summary["treatments_not_modeled"] = ", ".join(not_modeled)
         detail["not_modeled"] = not_modeled

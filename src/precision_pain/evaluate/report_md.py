@@ -136,15 +136,27 @@ def _per_treatment_md(per_treatment: dict[str, Any], continuous: bool = False) -
                      _ci(r["against_truth"]["calibration_slope"], 2) if "against_truth" in r
                      else "n/a",
                      _ci(best), _ci(a["auc"]), _ci(a["calibration_slope"], 2)])
+        if continuous:
+            interval = r.get("prediction_interval")
+            rows[-1].append(_ci(interval["coverage"]) if interval else "n/a")
     header = ["treatment", "training patients (responders / adverse events)", "test n",
               "response AUC", "Brier", "calibration slope", "calibration intercept",
               "slope against the truth", "AUC of the true probabilities", "adverse-event AUC", "adverse-event slope"]
     if continuous:
         header[3:5] = ["response RMSE (NRS points)", "R^2"]
         header[8] = "RMSE of the true expected reductions"
+        level = next((m["response"]["prediction_interval"]["level"]
+                      for m in per_treatment.values()
+                      if "prediction_interval" in m["response"]), None)
+        header.append("share inside predict's prediction interval"
+                      + (f" ({level:.0%})" if level is not None else ""))
+    intervals = (" The last column is the share of them whose observed change in pain lies "
+                 "inside the prediction interval predict writes for them "
+                 "(expected_nrs_change_low / _high): close to its level if the interval is "
+                 "honest." if continuous else "")
     return ("## Models, per treatment\n\nTest patients who received each treatment. A *small "
             "arm* has fewer training patients than evaluate.small_arm_patients: its intervals "
-            "are wide and a per-treatment model of it learns little.\n\n"
+            "are wide and a per-treatment model of it learns little." + intervals + "\n\n"
             + _table(header, rows))
 
 
