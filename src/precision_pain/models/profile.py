@@ -62,7 +62,8 @@ def conformal_table(predicted: np.ndarray, observed: np.ndarray) -> dict[str, An
     least 1 - a (Vovk, Gammerman & Shafer 2005, "Algorithmic learning in a random world";
     Lei et al. 2018, "Distribution-free predictive inference for regression", JASA
     113:1094-1111). None where n is too small for the level (the interval is then
-    unbounded). Only these order statistics are stored, never a patient's residual list.
+    unbounded). Only these 50 order statistics are stored, not the residuals of every
+    calibration patient.
     """
     residuals = np.sort(np.abs(np.asarray(observed, float) - np.asarray(predicted, float)))
     n = len(residuals)
