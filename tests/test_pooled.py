@@ -129,6 +129,15 @@ def test_refit_keeps_the_held_out_calibration_tables(bundles, small_splits):
 
     plain, refitted, _ = bundles
     assert refitted.metadata["response_calibration"] == plain.metadata["response_calibration"]
+    # ... while the feature ranges are those of every patient the models were fitted on
+    both = pd.concat([small_splits["train"], small_splits["valid"]])
+    age = list(FEATURE_NAMES).index("age")
+    for t, fitted_on, bundle in ((t, f, b) for t in TREATMENTS for f, b in (
+            (small_splits["train"], plain), (both, refitted))):
+        ages = build_features(fitted_on[fitted_on["treatment"] == t])["age"]
+        ranges = bundle.metadata["feature_ranges"][t]
+        assert (ranges["min"][age], ranges["max"][age]) == (float(ages.min()), float(ages.max()))
+    assert refitted.metadata["feature_ranges"] != plain.metadata["feature_ranges"]
     valid = small_splits["valid"]
     for t in TREATMENTS:
         va = valid[valid["treatment"] == t]

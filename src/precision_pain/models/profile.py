@@ -8,9 +8,9 @@ by :mod:`precision_pain.predict.confidence`, whose docstring teaches the method:
 - for a regressor of the change in pain (``prepare.outcome: nrs_change``) instead, per
   treatment, the split-conformal half-widths of a prediction interval for the patient's
   change in pain, from the absolute residuals of the validation patients who received it;
-- per treatment, the range of every model feature over its training patients and
-  whether the feature was ever missing (for the deployed bundle refitted on every split,
-  over every patient it was fitted on).
+- per treatment, the range of every model feature over the patients its models were fitted
+  on (train, or train + validation for models refitted on both; every split for the
+  deployed bundle) and whether the feature was ever missing.
 """
 
 from __future__ import annotations
@@ -31,16 +31,19 @@ CONFORMAL_LEVELS = tuple(round(0.5 + 0.01 * i, 2) for i in range(50))
 
 
 def training_profile(train: pd.DataFrame, valid: pd.DataFrame,
-                     models: Mapping[str, Mapping[str, Any]], continuous: bool = False
-                     ) -> dict[str, Any]:
+                     models: Mapping[str, Mapping[str, Any]], continuous: bool = False,
+                     fitted_on: pd.DataFrame | None = None) -> dict[str, Any]:
     """Metadata for the bundle: feature ranges and Venn-Abers tables, per treatment.
 
     ``models`` maps treatment -> outcome -> fitted model (``ModelBundle.models``). Venn-Abers
     intervals are for probabilities: with ``continuous`` (a regressor of the change in pain)
     there are none, and each treatment gets a split-conformal table
-    (:func:`conformal_table`, key ``nrs_change_conformal``) instead.
+    (:func:`conformal_table`, key ``nrs_change_conformal``) instead. The feature ranges are
+    those of ``fitted_on``, the episodes the bundle's models were fitted on (default:
+    ``train``; train + validation for models refitted on both).
     """
-    ranges, calibration, conformal = treatment_ranges(train, models), {}, {}
+    ranges = treatment_ranges(train if fitted_on is None else fitted_on, models)
+    calibration, conformal = {}, {}
     for name, by_outcome in models.items():
         va = valid[valid["treatment"] == name]
         predicted = by_outcome["response"].predict_proba(build_features(va))

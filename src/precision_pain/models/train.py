@@ -165,9 +165,11 @@ def train_bundle(train: pd.DataFrame, valid: pd.DataFrame, treatments: Iterable[
         else:
             fitted = train_all(treatments, train, valid, model.type, hyper, model.seed, on_done,
                                engine, outcome)
+        refitted = any(r.held_out is not None for r in fitted.values())
         profile = training_profile(train, valid,
                                    {n: r.out_of_sample for n, r in fitted.items()},
-                                   outcome.continuous)
+                                   outcome.continuous,
+                                   pd.concat([train, valid]) if refitted else train)
     metadata = {"response_threshold": response_threshold, "hyperparameters": hyper, **profile,
                 "outcome": outcome.to_metadata(),
                 **({"selection": _selection(fitted)} if model.type in POOLED_MODEL_TYPES else {}),
