@@ -50,7 +50,7 @@ from precision_pain.evaluate.metrics import (CONTINUOUS_METRICS, METRICS, bootst
                                              calibration_intercept, calibration_slope,
                                              estimate_with_ci, linear_calibration_slope,
                                              mean_error, outcome_metrics_ci)
-from precision_pain.predict.confidence import conformal_halfwidth
+from precision_pain.predict.confidence import ConfidenceSettings, conformal_halfwidth
 from precision_pain.predict.recommend import decide
 from precision_pain.models.propensity import predict_propensity
 from precision_pain.outcome import OutcomeSpec
@@ -595,8 +595,8 @@ def _headline_ope(ope: dict[str, Any]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------- evaluate
 def evaluate(test: pd.DataFrame, bundle: ModelBundle, truth: pd.DataFrame | None,
-             settings: EvaluateParams, engine: Any = LOCAL, interval_level: float = 0.9
-             ) -> Evaluation:
+             settings: EvaluateParams, engine: Any = LOCAL,
+             interval_level: float = ConfidenceSettings.nrs_interval_level) -> Evaluation:
     """Model metrics, policy values (true and off-policy), trials and subgroups; ``engine``
     spreads the bootstrap over workers (per treatment and per subgroup). A change-in-pain
     bundle's prediction intervals are checked at ``interval_level`` (params'

@@ -165,18 +165,19 @@ def train_bundle(train: pd.DataFrame, valid: pd.DataFrame, treatments: Iterable[
         else:
             fitted = train_all(treatments, train, valid, model.type, hyper, model.seed, on_done,
                                engine, outcome)
-        refitted = any(r.held_out is not None for r in fitted.values())
+        fitted_on = _fitted_on(fitted, train, valid, hyper, model.type)
+        splits = {"train": train, "valid": valid}
         profile = training_profile(train, valid,
                                    {n: r.out_of_sample for n, r in fitted.items()},
                                    outcome.continuous,
-                                   pd.concat([train, valid]) if refitted else train)
+                                   pd.concat([splits[s] for s in fitted_on["splits"]]))
     metadata = {"response_threshold": response_threshold, "hyperparameters": hyper, **profile,
                 "outcome": outcome.to_metadata(),
                 **({"selection": _selection(fitted)} if model.type in POOLED_MODEL_TYPES else {}),
                 **({"propensity": report} if report else {}),
                 "not_modeled": [a.__dict__ for a in not_modeled],
                 "min_patients": model.min_patients, "min_events": model.min_events,
-                "fitted_on": _fitted_on(fitted, train, valid, hyper, model.type)}
+                "fitted_on": fitted_on}
     return bundle_from_training(fitted, model.type, metadata, propensity)
 
 

@@ -112,9 +112,10 @@ def options_from_config(config: Mapping[str, Any]) -> Any:
     # models registered before plan confidence flags existed use the params default (20)
     confidence = ConfidenceSettings(**{key: float(config[key]) for key in _CONFIDENCE_KEYS},
                                     min_plan_episodes=int(config.get("min_plan_episodes", 20)),
-                                    # models registered before the interval existed: 90 %
-                                    nrs_interval_level=float(config.get("nrs_interval_level",
-                                                                        0.9)))
+                                    # models registered before the interval existed: the
+                                    # settings' default level
+                                    **({"nrs_interval_level": float(config["nrs_interval_level"])}
+                                       if "nrs_interval_level" in config else {}))
     # Models registered before non_opioid_first existed rank with the CDC 2022 default (on).
     return PredictOptions(float(config["harm_weight"]), int(config["n_features"]),
                           int(config["top_k"]), str(config["shap_rows"]), confidence,
