@@ -350,8 +350,9 @@ BAD_FILES = {
     "zero baseline": ("c.csv", _csv_of(_edit(pain_baseline={3: "0"})),
                       ["pain_baseline: 1 row with pain_baseline = 0", "(row 4)",
                        "cannot be defined"]),
-    "missing feature value": ("c.csv", _csv_of(_edit(gad7={0: ""})),
-                              ["gad7: 1 row missing a value (row 1)", "fill in gad7"]),
+    "missing feature value": ("c.csv", _csv_of(_edit(pain_duration_months={0: ""})),
+                              ["pain_duration_months: 1 row missing a value (row 1)",
+                               "fill in pain_duration_months"]),
 }
 
 
@@ -367,6 +368,24 @@ def test_bad_files_are_refused_with_a_clear_report(tmp_path: Path, case: str) ->
     for fragment in expected:
         assert fragment in report, f"{fragment!r} not in:\n{report}"
     assert all(p.fix for p in info.value.problems)
+
+
+def test_unrecorded_measurements_are_read_as_missing(tmp_path: Path) -> None:
+    """An empty eGFR, BMI or questionnaire score is 'not recorded', not an error."""
+    assert contract.measurement_columns() == ("bmi", "pcs", "phq9", "gad7", "ort_score", "egfr")
+    df = _edit(egfr={0: "", 3: "NA"}, pcs={1: ""}, bmi={2: "null"}, ort_score={1: " "})(
+        _as_text(valid_cohort_frame(8)))
+    out = _load(_write_csv(tmp_path / "gaps.csv", df))
+    assert out["egfr"].isna().tolist() == [True, False, False, True, *[False] * 4]
+    assert out["pcs"].dtype == np.float64 and out["pcs"].isna().sum() == 1
+    assert out["ort_score"].isna().sum() == 1 and out["bmi"].isna().sum() == 1
+    recorded = out["pcs"].notna()
+    assert (out.loc[recorded, "pcs"] == df.loc[recorded, "pcs"].astype(int)).all()
+    # complete whole-number columns keep their integer type
+    assert out["phq9"].dtype == np.int64 and out["gad7"].dtype == np.int64
+    # range checks still apply to the recorded cells, alongside the empty ones
+    with pytest.raises(ContractError, match=r"egfr: 1 row above the maximum 150 \(row 2\)"):
+        _load(_write_csv(tmp_path / "bad.csv", _edit(egfr={1: "400"})(df)))
 
 
 def test_missing_file_is_named(tmp_path: Path) -> None:

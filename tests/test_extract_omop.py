@@ -151,6 +151,11 @@ def test_study_errors_name_the_key(tmp_path):
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(StudyError, match="unknown name tramadool; valid: nsaid"):
         load_study(path)
+    raw = yaml.safe_load(STUDY.read_text()) | {"optional_measurements": ["egfr", "pain_nrs"]}
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(StudyError, match=r"optional_measurements: unknown name pain_nrs; "
+                                         r"valid: bmi, pcs, phq9, gad7, ort_score, egfr"):
+        load_study(path)
 
 
 def test_missing_database_is_named(tmp_path):
@@ -206,10 +211,61 @@ def test_out_of_range_values_are_skipped_and_counted(world, study, tmp_path, cap
     first = m.index[m["measurement_concept_id"] == bmi_id][:5]
     m.loc[first, "value_as_number"] = 999.0  # five persons' only BMI is implausible
     tables["measurement"] = m
-    db = open_database("duckdb", _write_tables(tables, tmp_path / "cdm"), None, None, None)
+    cdm = _write_tables(tables, tmp_path / "cdm")
+    complete = study.model_copy(update={"optional_measurements": []})
     with caplog.at_level("WARNING"):
-        result = extract_cohort(db, study)
+        result = _extract(cdm, complete)
     assert "bmi: 5 values outside bmi's contract range skipped" in caplog.text
     removed = dict(zip(result.attrition["rule"], result.attrition["removed"]))
     assert removed["baseline bmi in the 365 days before"] == 5
     assert result.cohort["bmi"].between(12, 70).all()
+    # the shipped study keeps them, with BMI not recorded
+    kept = _extract(cdm, study)
+    assert "baseline bmi in the 365 days before" not in set(kept.attrition["rule"])
+    assert len(kept.cohort) == len(result.cohort) + 5
+    assert kept.cohort["bmi"].isna().sum() == 5
+
+
+def test_optional_measurements_keep_persons_without_them(world, study, tmp_path, caplog):
+    """Persons lacking an optional measurement are kept with the cell empty; the cohort
+    passes the contract, and a study that requires the measurement removes them."""
+    from precision_pain.data.contract import validate_cohort
+
+    assert set(study.optional_measurements) == {"bmi", "pcs", "phq9", "gad7", "ort_score",
+                                                "egfr"}
+    tables = dict(world.tables)
+    m = tables["measurement"]
+    concept = tables["concept"].set_index("concept_code")["concept_id"]
+    persons = sorted(m["person_id"].unique())
+    no_egfr, no_pcs = persons[:7], persons[7:11]
+    drop = ((m["measurement_concept_id"] == int(concept.loc["62238-1"]))
+            & m["person_id"].isin(no_egfr))
+    drop |= ((m["measurement_concept_id"] == int(concept.loc[_local_code(study, "pcs")]))
+             & m["person_id"].isin(no_pcs))
+    tables["measurement"] = m[~drop]
+    cdm = _write_tables(tables, tmp_path / "cdm")
+    with caplog.at_level("INFO"):
+        kept = _extract(cdm, study)
+    complete = _extract(cdm, study.model_copy(update={"optional_measurements": []}))
+    assert len(kept.cohort) == len(world.cohort)
+    assert kept.cohort["egfr"].isna().sum() == 7 and kept.cohort["pcs"].isna().sum() == 4
+    assert kept.cohort["pcs"].dtype == np.float64 and kept.cohort["phq9"].dtype == np.int64
+    assert f"egfr not recorded for 7 of {len(world.cohort)} persons kept" in caplog.text
+    removed = dict(zip(complete.attrition["rule"], complete.attrition["removed"]))
+    assert removed["baseline pcs in the 365 days before"] == 4
+    assert removed["baseline egfr in the 365 days before"] == 7
+    assert len(complete.cohort) == len(world.cohort) - 11
+    checked = validate_cohort(kept.cohort, "extract", require_outcomes=True)
+    assert checked["egfr"].isna().sum() == 7 and checked["pcs"].isna().sum() == 4
+
+
+def _extract(cdm: Path, study):
+    db = open_database("duckdb", cdm, None, None, None)
+    try:
+        return extract_cohort(db, study)
+    finally:
+        db.close()
+
+
+def _local_code(study, name: str) -> str:
+    return study.measurements[name][0].code

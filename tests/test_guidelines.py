@@ -175,6 +175,36 @@ def test_every_rule_is_complete_data():
     assert len(rules_table()) == len(RULES)
 
 
+@pytest.mark.parametrize("treatment, missing, note", [
+    ("nsaid", "egfr", "eGFR not recorded: nsaid kidney check not made; measure kidney "
+     "function before prescribing"),
+    ("duloxetine", "egfr", "eGFR not recorded: duloxetine kidney check not made"),
+    ("pregabalin", "egfr", "eGFR not recorded: pregabalin kidney check not made"),
+    ("tramadol", "ort_score", "Opioid Risk Tool score not recorded: tramadol opioid misuse "
+     "check not made; screen for opioid misuse risk before prescribing"),
+    ("oxycodone", "ort_score", "Opioid Risk Tool score not recorded: oxycodone opioid misuse"),
+])
+def test_an_unrecorded_measurement_says_its_check_was_not_made(treatment, missing, note):
+    action, text = _check(treatment, **{missing: np.nan})
+    assert action == "not_checked" and text.startswith(note)
+    # a treatment whose checks do not read the measurement is not flagged
+    assert _check("physical_therapy", **{missing: np.nan}) == ("none", "")
+    # a recorded value says nothing of it, and a fired rule keeps its severity beside the note
+    assert _check(treatment) == ("none", "")
+    if treatment == "nsaid":
+        action, text = _check("nsaid", egfr=np.nan, prior_gi_ulcer=True, anticoagulant=True)
+        assert action == "avoid" and text.count(" | ") == 1 and note in text
+
+
+def test_every_rule_on_a_measurement_that_may_be_empty_has_its_not_recorded_twin():
+    from precision_pain.data.contract import measurement_columns
+    tested = {(r.treatment, r.check, t.column) for r in RULES for t in r.when
+              if t.column in measurement_columns() and t.op != "missing"}
+    twins = {(r.treatment, r.check, r.when[0].column) for r in RULES
+             if r.when[0].op == "missing"}
+    assert tested == twins and len(tested) == 5  # NSAID, 2 renal labels, 2 opioids
+
+
 def test_missing_columns_are_named():
     with pytest.raises(KeyError, match="egfr"):
         check_guidelines(pd.DataFrame([HEALTHY]).drop(columns="egfr"), ["nsaid"])
@@ -203,9 +233,10 @@ def patients(draw) -> dict:
     return {
         "condition": draw(st.sampled_from(CONDITIONS)),
         "age": draw(st.integers(18, 90)),
-        "egfr": draw(st.floats(5, 150)),
+        "egfr": draw(st.one_of(st.just(np.nan), st.floats(5, 150))),  # NaN: not recorded
         "prior_gi_ulcer": draw(st.booleans()), "anticoagulant": draw(st.booleans()),
-        "baseline_mme": draw(st.floats(0, 400)), "ort_score": draw(st.integers(0, 26)),
+        "baseline_mme": draw(st.floats(0, 400)),
+        "ort_score": draw(st.one_of(st.just(np.nan), st.integers(0, 26).map(float))),
         "cyp2d6_phenotype": genotype, "cyp2d6_inhibitor": inhibitor,
         "cyp2d6_effective_phenotype": "PM" if inhibitor else genotype,
         "cyp2c9_activity_score": np.nan if c9 is None else c9, "cyp2c9_phenotype": _C9[c9],

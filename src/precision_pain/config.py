@@ -57,12 +57,29 @@ class SimulateParams(_Section):
     usual_care_floor: float = Field(default=0.02, ge=0, le=0.1)
     # Share of each genotype column reported missing ('' or 'unknown').
     missing_genotype_rate: float = Field(default=0.02, ge=0, lt=1)
+    # Share of patients whose measurement is not recorded (left empty), per contract column
+    # that may be empty (bmi, pcs, phq9, gad7, ort_score, egfr); at random, from a stream of
+    # its own, so the rest of the cohort is the same with or without it. Default: none.
+    missing_measurement_rate: dict[str, float] = {}
     # Opt-in registry treatments to simulate (data.simulate.OPT_IN_TREATMENTS: neurofeedback).
     optional_treatments: list[str] = []
     # Opt-in treatment plans (docs/synthetic-cohort.md): usual care gives a share plan_share
     # of the episodes a plan of two or more components; a per-plan ground truth is written.
     plans: bool = False
     plan_share: float = Field(default=0.3, ge=0, lt=1)
+
+    @field_validator("missing_measurement_rate")
+    @classmethod
+    def _measurements_that_may_be_empty(cls, v: dict[str, float]) -> dict[str, float]:
+        from precision_pain.data.contract.schema import measurement_columns
+
+        unknown = sorted(set(v) - set(measurement_columns()))
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)}: not a measurement the contract lets an "
+                             f"extract leave empty ({', '.join(measurement_columns())})")
+        if any(not 0 <= rate < 1 for rate in v.values()):
+            raise ValueError("rates must be in [0, 1)")
+        return v
 
     @field_validator("ancestry_mix")
     @classmethod

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from precision_pain.data.contract.schema import measurement_columns
 from precision_pain.data.pgx import PHENOTYPES
 from precision_pain.registry import CONDITIONS
 
@@ -115,7 +116,8 @@ def describe(feature_name: str, value: float) -> str:
     """A feature and its value in words: the one phrasebook of the project.
 
     E.g. 'CYP2D6 poor metabolizer', 'not a CYP2D6 poor metabolizer', 'condition other than
-    fibromyalgia', 'male sex', 'no smoking', 'age 67 years', 'eGFR unknown'.
+    fibromyalgia', 'male sex', 'no smoking', 'age 67 years', 'CYP2C9 activity score
+    unknown', 'kidney function (eGFR) not recorded'.
     """
     feature = FEATURES_BY_NAME[feature_name]
     if feature.category is not None:
@@ -124,8 +126,8 @@ def describe(feature_name: str, value: float) -> str:
         return "female sex" if value >= 0.5 else "male sex"
     if feature.name in _FLAG_NAMES:
         return feature.label if value >= 0.5 else f"no {feature.label}"
-    if np.isnan(value):
-        return f"{feature.label} unknown"
+    if np.isnan(value):  # a measurement left empty was not recorded; a genotype is unknown
+        return f"{feature.label} {'not recorded' if feature.source in _MEASURED else 'unknown'}"
     if feature.name == "activity_level":
         word = {0: "low", 1: "moderate", 2: "high"}.get(int(round(value)), "?")
         return f"{word} physical activity"
@@ -134,6 +136,7 @@ def describe(feature_name: str, value: float) -> str:
 
 
 _FLAG_NAMES = frozenset(f.name for f in _FLAGS)
+_MEASURED = frozenset(measurement_columns())
 
 
 def _absent(feature: Feature) -> str:

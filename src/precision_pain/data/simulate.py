@@ -172,6 +172,26 @@ def mask_genotypes(genotypes: pd.DataFrame, rate: float, rng: np.random.Generato
     return pd.DataFrame(out, index=genotypes.index)
 
 
+def mask_measurements(cohort: pd.DataFrame, rates: dict[str, float], seed: int
+                      ) -> pd.DataFrame:
+    """The cohort with a share ``rates[column]`` of each measurement not recorded (NaN).
+
+    Missing completely at random, drawn from a stream of its own (seeded by ``seed``), so the
+    cohort is otherwise unchanged; the ground truth keeps the true values.
+    """
+    if not any(rates.values()):
+        return cohort
+    rng = np.random.default_rng([seed, _MEASUREMENT_STREAM])
+    out = cohort.copy()
+    for column in sorted(rates):
+        missing = rng.random(len(out)) < rates[column]
+        out[column] = out[column].astype("float64").mask(missing)
+    return out
+
+
+_MEASUREMENT_STREAM = 0x6E6F7472  # "notr": not recorded
+
+
 # ------------------------------------------------------------------------------ patients
 # Condition mix of a chronic-pain clinic (approx.) and, per condition, share female,
 # mean age and share with prior spine surgery (failed back surgery = all, by definition).
@@ -661,15 +681,17 @@ def simulate_cohort(params: SimulateParams, response_threshold: float,
     n = params.n_patients if n_patients is None else n_patients
     if n < 1:
         raise ValueError(f"n_patients must be at least 1, got {n}")
-    rng = np.random.default_rng(params.seed if seed is None else seed)
+    seed = params.seed if seed is None else seed
+    rng = np.random.default_rng(seed)
     patients = _draw_patients(n, params, rng)
     truth = _true_model(patients, params, response_threshold)
     if params.plans:
-        return _simulate_plans(patients, truth, params, response_threshold, rng)
+        return _simulate_plans(patients, truth, params, response_threshold, rng, seed)
     outcome = _draw_outcomes(patients["pain_baseline"].to_numpy(), truth, params.response_sd, rng)
     genotypes = list(pgx.GENOTYPE_COLUMNS)
     reported = mask_genotypes(patients[genotypes], params.missing_genotype_rate, rng)
     cohort = pd.concat([patients.drop(columns=genotypes), reported, outcome], axis=1)
+    cohort = mask_measurements(cohort, params.missing_measurement_rate, seed)
     return SyntheticCohort(cohort=cohort[list(COHORT_COLUMNS)],
                            truth=_truth_frame(patients["patient_id"].to_numpy(), truth))
 
@@ -678,7 +700,7 @@ PLAN_COHORT_COLUMNS: tuple[str, ...] = (*COHORT_COLUMNS, "plan", "contract_versi
 
 
 def _simulate_plans(patients: pd.DataFrame, truth: _Truth, params: SimulateParams,
-                    threshold: float, rng: np.random.Generator) -> SyntheticCohort:
+                    threshold: float, rng: np.random.Generator, seed: int) -> SyntheticCohort:
     """simulate.plans: usual care gives plans; the truth covers every valid plan."""
     from precision_pain.data import simulate_plans as sp
 
@@ -699,6 +721,7 @@ def _simulate_plans(patients: pd.DataFrame, truth: _Truth, params: SimulateParam
     genotypes = list(pgx.GENOTYPE_COLUMNS)
     reported = mask_genotypes(patients[genotypes], params.missing_genotype_rate, rng)
     cohort = pd.concat([patients.drop(columns=genotypes), reported, outcome], axis=1)
+    cohort = mask_measurements(cohort, params.missing_measurement_rate, seed)
     ids = patients["patient_id"].to_numpy()
     # the per-treatment truth's p_usual_care: given a one-component episode (sums to 1), the
     # policy behind the episodes prepare keeps; the plan truth holds the unconditional one

@@ -59,6 +59,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from precision_pain.data.contract.schema import measurement_columns
 from precision_pain.data.features import PHENOTYPE_WORDS
 from precision_pain.data.pgx import CPIC_TABLE_VERSION
 from precision_pain.registry import TREATMENTS
@@ -107,7 +108,7 @@ class Test:
     """One test on a prepared patient column: ``column op value``; missing values fail."""
 
     column: str
-    op: str  # "in" (value: tuple of categories) or one of _OPS
+    op: str  # "in" (value: tuple of categories), "missing" (value unused) or one of _OPS
     value: Any
 
     def evaluate(self, patients: pd.DataFrame) -> np.ndarray:
@@ -116,6 +117,8 @@ class Test:
             one = pd.DataFrame({self.column: [OPTIONAL_DEFAULTS[self.column]]})
             return np.repeat(self.evaluate(one), len(patients))
         values = patients[self.column]
+        if self.op == "missing":
+            return values.isna().to_numpy()
         if self.op == "in":
             return values.astype(str).isin(self.value).to_numpy()
         numbers = values.to_numpy(dtype=float, na_value=np.nan)
@@ -391,7 +394,42 @@ def _build_rules() -> tuple[Rule, ...]:
             + _renal_dosing())
 
 
-RULES: tuple[Rule, ...] = _build_rules()
+# A measurement the contract lets an extract leave empty (not recorded): what a check that
+# needs it says instead of passing silently, as "<label> not recorded: <treatment> <check>
+# check not made; <advice>". A rule testing another such column fails at import.
+UNRECORDED: Mapping[str, tuple[str, str]] = MappingProxyType({
+    "egfr": ("eGFR", "measure kidney function before prescribing"),
+    "ort_score": ("Opioid Risk Tool score", "screen for opioid misuse risk before "
+                  "prescribing"),
+})
+
+
+def _unrecorded_rules(rules: Sequence[Rule]) -> tuple[Rule, ...]:
+    """One ``not_checked`` rule per (treatment, check, measurement that may be empty).
+
+    Appended after every other rule, so within its check it fires only when no rule on the
+    recorded values did (a comparison with a missing value is false).
+    """
+    measured = set(measurement_columns())
+    seen: dict[tuple[str, str, str], Rule] = {}
+    for rule in rules:
+        for test in rule.when:
+            if test.column in measured:
+                seen.setdefault((rule.treatment, rule.check, test.column), rule)
+    unknown = sorted({c for _, _, c in seen} - set(UNRECORDED))
+    if unknown:
+        raise ValueError(f"guideline rules test {', '.join(unknown)}, which the contract lets "
+                         "an extract leave empty: add it to UNRECORDED")
+    return tuple(
+        Rule(treatment, check, (Test(col, "missing", None),), "not_checked",
+             f"{UNRECORDED[col][0]} not recorded",
+             f"{treatment} {check} check not made; {UNRECORDED[col][1]}",
+             source=first.source, version=first.version)
+        for (treatment, check, col), first in seen.items())
+
+
+_CHECKED_RULES = _build_rules()
+RULES: tuple[Rule, ...] = _CHECKED_RULES + _unrecorded_rules(_CHECKED_RULES)
 # Optional contract columns a rule may test, and the value an absent column stands for.
 OPTIONAL_DEFAULTS: Mapping[str, object] = MappingProxyType({
     "benzodiazepine": False, "overdose_history": False, "substance_use_disorder": False})

@@ -237,8 +237,9 @@ these models rank only the treatments their training data supported. Not modeled
 choice than the list below shows.</p>{% endif %}
 <p class="small">Guideline actions are counted over eligible (patient, treatment) pairs.
 <em>avoid</em> ranks a treatment below every allowed one; the other actions keep the model's
-order and add a note. <em>not checked</em>: a phenotype was indeterminate, so a guideline
-check could not be made. Low confidence: the patient lies outside what the treatment's models
+order and add a note. <em>not checked</em>: a phenotype was indeterminate, or a measurement
+the check needs (eGFR, Opioid Risk Tool score) was not recorded, so a guideline check could
+not be made. Low confidence: the patient lies outside what the treatment's models
 saw in training, the response interval is wide, P(response) lies well outside its
 calibration interval, or (with a propensity model) patients like this rarely received the
 treatment. The calibrated range is an inductive Venn-Abers interval from the validation

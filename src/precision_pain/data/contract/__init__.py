@@ -45,6 +45,7 @@ from precision_pain.data.contract.schema import (
     column,
     feature_columns,
     genotype_columns,
+    measurement_columns,
     outcome_columns,
 )
 from precision_pain.data.contract.validate import validate_cohort
@@ -53,6 +54,6 @@ __all__ = [
     "CONTRACT_VERSION", "SCHEMA", "ColumnSpec", "ContractError", "Kind",
     "Problem", "Role", "TableNotFoundError", "check_header", "column", "csv_header",
     "derive_response", "feature_columns", "find_identifier_columns", "genotype_columns",
-    "iter_table", "outcome_columns", "read_pipeline_table", "read_table",
+    "iter_table", "measurement_columns", "outcome_columns", "read_pipeline_table", "read_table",
     "relative_reduction", "render_contract_markdown", "validate_cohort",
 ]

@@ -135,8 +135,10 @@ def _check_number(spec: ColumnSpec, s: pd.Series) -> _Checked:
             problems.append(_problem(spec, fraction, s, "not a whole number",
                                      "write whole numbers", _range_text(spec)))
     problems += _range_problems(spec, values, ok, s)
-    dtype = "int64" if spec.kind == "int" else "float64"
-    return np.where(ok, values, 0 if spec.kind == "int" else np.nan).astype(dtype), problems
+    if spec.kind == "int" and not (spec.nullable and missing.any()):
+        return np.where(ok, values, 0).astype("int64"), problems
+    # A nullable whole-number column with empty cells is float64 with NaN, as pandas reads it.
+    return np.where(ok, values, np.nan).astype("float64"), problems
 
 
 def _range_problems(spec: ColumnSpec, values: np.ndarray, ok: np.ndarray, s: pd.Series

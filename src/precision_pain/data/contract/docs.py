@@ -29,7 +29,7 @@ def render_contract_markdown() -> str:
         _FILE_RULES,
         "## Identity (pseudonymous only)", _column_table("identity"),
         "## De-identification", _DEID_RULES,
-        "## Patient features", _column_table("feature"),
+        "## Patient features", _column_table("feature"), _MEASUREMENT_NOTE,
         "## Genotypes", _genotype_table(), _GENOTYPE_NOTE,
         "## Treatment and outcome (required for training, absent for prediction)",
         _column_table("outcome"), _response_rules(),
@@ -45,7 +45,8 @@ _FILE_RULES = """## Files
 - CSV (comma-separated, UTF-8; a byte-order mark and any line endings are fine) or
   Parquet (`.parquet`, `.pq`). Column order does not matter; spaces around header
   names are ignored; each name may appear once.
-- Every cell needs a value except genotype cells. Booleans may be written `true`/`false`,
+- Every cell needs a value except genotype cells and the measurements marked "empty
+  allowed" (see Patient features). Booleans may be written `true`/`false`,
   `1`/`0`, `yes`/`no` or `t`/`f`, in any case. Category values are matched ignoring case
   (`f` = `F`) and are written back in the spelling below.
 - Columns not listed here are dropped with a warning that names them (unless they look
@@ -78,6 +79,17 @@ _DEID_RULES = """- Columns that look like direct identifiers are refused with an
   than any valid value (those read `(not shown: ...)`).
 - Ages above 89 are top-coded to 90 (HIPAA Safe Harbor) and counted in the log; ages
   above 120 and below 18 are errors."""
+
+_MEASUREMENT_NOTE = """A measurement marked "empty allowed" (BMI, eGFR and the PCS, PHQ-9,
+GAD-7 and Opioid Risk Tool scores) may be left empty where it was not recorded, as in many
+EHR extracts: write nothing rather than a guess or a default. The models read an empty cell
+as missing (xgboost learns where missing values go; the logistic model imputes the training
+median and adds a missing-value indicator), an explanation names it ("eGFR unknown"), and
+every guideline check that needs the value says it was not made instead of passing
+silently: an NSAID, duloxetine or pregabalin without an eGFR reads "eGFR not recorded:
+kidney check not made; measure kidney function before prescribing", an opioid without an
+Opioid Risk Tool score the same for the misuse check (docs/predictions.md). A row's other
+checks and its ranking are unchanged. Every other feature cell needs a value."""
 
 _GENOTYPE_NOTE = """Diplotypes are kept as written and translated to activity scores and
 phenotypes with the CPIC tables; an allele the tables do not know gives phenotype

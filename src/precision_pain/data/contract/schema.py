@@ -44,6 +44,11 @@ class ColumnSpec:
 
 
 _SNP = ("A/A", "A/G", "G/A", "G/G")
+# Measurements an EHR extract often lacks (a lab, a vital sign, a questionnaire). An empty
+# cell means "not recorded": the models read it as missing (xgboost's learned default
+# direction; median imputation with a missing indicator for the logistic model) and every
+# guideline check that needs the value says it was not made (docs/predictions.md).
+_NOT_RECORDED = " (empty: not recorded)"
 
 SCHEMA: tuple[ColumnSpec, ...] = (
     ColumnSpec("patient_id", "id", "identity",
@@ -56,24 +61,30 @@ SCHEMA: tuple[ColumnSpec, ...] = (
     ColumnSpec("ancestry", "category", "feature", "ancestry group",
                allowed=("european", "african_american", "east_asian", "latino", "south_asian",
                         "other")),
-    ColumnSpec("bmi", "float", "feature", "body-mass index, kg/m2", min=12, max=70),
+    ColumnSpec("bmi", "float", "feature", "body-mass index, kg/m2" + _NOT_RECORDED,
+               min=12, max=70, nullable=True),
     ColumnSpec("condition", "category", "feature", "the chronic-pain condition treated",
                allowed=CONDITIONS),
     ColumnSpec("pain_duration_months", "float", "feature",
                "months in pain (chronic = at least 3 months)", min=3, max=600),
     ColumnSpec("pain_baseline", "float", "feature", "NRS pain at the start of the episode",
                min=0, max=10),
-    ColumnSpec("pcs", "int", "feature", "Pain Catastrophizing Scale", min=0, max=52),
-    ColumnSpec("phq9", "int", "feature", "PHQ-9 depression score", min=0, max=27),
-    ColumnSpec("gad7", "int", "feature", "GAD-7 anxiety score", min=0, max=21),
+    ColumnSpec("pcs", "int", "feature", "Pain Catastrophizing Scale" + _NOT_RECORDED,
+               min=0, max=52, nullable=True),
+    ColumnSpec("phq9", "int", "feature", "PHQ-9 depression score" + _NOT_RECORDED,
+               min=0, max=27, nullable=True),
+    ColumnSpec("gad7", "int", "feature", "GAD-7 anxiety score" + _NOT_RECORDED,
+               min=0, max=21, nullable=True),
     ColumnSpec("smoker", "bool", "feature", "current smoker"),
     ColumnSpec("activity_level", "category", "feature", "physical activity level",
                allowed=("low", "moderate", "high")),
     ColumnSpec("prior_spine_surgery", "bool", "feature", "had spine surgery before"),
     ColumnSpec("baseline_mme", "float", "feature",
                "current opioid dose, morphine milligram equivalents/day", min=0),
-    ColumnSpec("ort_score", "int", "feature", "Opioid Risk Tool", min=0, max=26),
-    ColumnSpec("egfr", "float", "feature", "kidney function, mL/min/1.73m2", min=5, max=150),
+    ColumnSpec("ort_score", "int", "feature", "Opioid Risk Tool" + _NOT_RECORDED,
+               min=0, max=26, nullable=True),
+    ColumnSpec("egfr", "float", "feature", "kidney function, mL/min/1.73m2" + _NOT_RECORDED,
+               min=5, max=150, nullable=True),
     ColumnSpec("prior_gi_ulcer", "bool", "feature", "history of gastrointestinal ulcer"),
     ColumnSpec("anticoagulant", "bool", "feature", "takes an anticoagulant"),
     ColumnSpec("cyp2d6_inhibitor", "bool", "feature",
@@ -151,6 +162,11 @@ def feature_columns() -> tuple[str, ...]:
 def genotype_columns() -> tuple[str, ...]:
     """Names of the genotype/diplotype columns, in schema order."""
     return _names("genotype")
+
+
+def measurement_columns() -> tuple[str, ...]:
+    """Patient-feature columns that may be left empty (not recorded), in schema order."""
+    return tuple(spec.name for spec in SCHEMA if spec.role == "feature" and spec.nullable)
 
 
 def optional_columns() -> tuple[str, ...]:

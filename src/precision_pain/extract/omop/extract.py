@@ -374,7 +374,7 @@ def inclusion_rules(study: Study) -> list[tuple[str, str]]:
         (f"baseline pain score in the {w.baseline_pain_days} days before, above 0",
          "pain_nrs > 0"),
         *((f"baseline {m} in the {w.lookback_days} days before", f"{m} IS NOT NULL")
-          for m in _BASELINE),
+          for m in _BASELINE if m not in study.optional_measurements),
         (f"follow-up pain score {w.followup_min_days}-{w.followup_max_days} days after",
          "pain_followup IS NOT NULL"),
     ]
@@ -415,6 +415,9 @@ def extract_cohort(db: Database, study: Study, genotypes: pd.DataFrame | None = 
         genotypes = combine(genotypes, _measured_genotypes(db))
     cohort, key = _contract_frame(rows, study, genotypes)
     log.info("extract: %d persons entered, %d kept", attrition["persons"].iloc[0], len(cohort))
+    for name in study.optional_measurements:
+        log.info("extract: %s not recorded for %d of %d persons kept (kept with it empty: "
+                 "study optional_measurements)", name, cohort[name].isna().sum(), len(cohort))
     return Extract(cohort=cohort, attrition=attrition, key=key)
 
 
@@ -464,7 +467,9 @@ def _contract_frame(rows: pd.DataFrame, study: Study, genotypes: pd.DataFrame | 
 
 
 def _int(values: pd.Series) -> np.ndarray:
-    return np.rint(values.astype(float)).astype("int64")
+    """Whole numbers; float64 with NaN where an optional measurement was not recorded."""
+    rounded = np.rint(values.astype(float).to_numpy())
+    return rounded if np.isnan(rounded).any() else rounded.astype("int64")
 
 
 def _genotype_columns(person_ids: pd.Series, genotypes: pd.DataFrame | None) -> pd.DataFrame:

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from precision_pain.config import read_yaml
+from precision_pain.data.contract.schema import measurement_columns
 from precision_pain.data.simulate import ANCESTRIES
 from precision_pain.registry import CONDITIONS, TREATMENT_NAMES
 
@@ -105,6 +106,9 @@ class Study(_Frozen):
     opioid_mme: list[MmeConcept]
     demographics: Demographics
     genotype_measurements: list[Concept] = []
+    # Baseline measurements whose absence does not exclude a person: kept with the contract
+    # cell empty (not recorded). Only the contract's measurements that may be empty.
+    optional_measurements: list[str] = []
 
     @model_validator(mode="after")
     def _complete(self) -> Study:
@@ -114,6 +118,8 @@ class Study(_Frozen):
         _check_names("flags", self.flags, FLAGS, every=True)
         _check_names("activity_cutoffs", self.activity_cutoffs, ("moderate", "high"),
                      every=True)
+        _check_names("optional_measurements", dict.fromkeys(self.optional_measurements),
+                     measurement_columns())
         return self
 
     def concept_sets(self) -> dict[str, list[Concept]]:
