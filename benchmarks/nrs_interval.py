@@ -8,8 +8,10 @@ docs/predictions.md). For each generator (the project's simulator and the indepe
 (split -> ``train_bundle`` -> ``refit_on_all``) and runs ``recommend`` on the evaluated
 bundle's test split and on the new patients with the deployed bundle, at each ``--levels``.
 It prints the share of patients whose observed change under the treatment they received
-lies inside that treatment's interval (overall and the range over treatments) and the median
-width in NRS points.
+lies inside that treatment's interval (overall, the range over treatments, and per band of
+baseline pain severity) and the median width in NRS points (overall and per band), side by
+side for the shipped intervals (a conformal table per severity band) and for one table per
+treatment over every band (the bundle's ``by_baseline`` tables removed), in the same run.
 
     uv run python benchmarks/nrs_interval.py --generators simulator alt --seeds 20261202
 """
@@ -24,10 +26,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import pandas as pd  # noqa: E402
 from learning_curve import cohort  # noqa: E402
 
 from precision_pain.config import load_params  # noqa: E402
 from precision_pain.data.split import split_cohort  # noqa: E402
+from precision_pain.models.profile import SEVERITY_BANDS, severity_band  # noqa: E402
 from precision_pain.models.train import (modeled_treatments, refit_on_all,  # noqa: E402
                                          train_bundle)
 from precision_pain.outcome import outcome_from_params  # noqa: E402
@@ -51,9 +55,21 @@ def coverage(bundle, frame, options, level: float) -> str:
     inside = (low <= change) & (change <= high)
     per = inside.groupby(got["treatment"]).mean()
     width = high - low
+    band = pd.Series(severity_band(got["pain_baseline"]), index=got.index)
+    bands = "; ".join(
+        f"{name.split(' ')[0]} {inside[band == k].mean():.3f} / {width[band == k].median():.2f}"
+        f" (n {int((band == k).sum()):,})" for k, name in enumerate(SEVERITY_BANDS)
+        if (band == k).any())
     return (f"level {level:.2f}: coverage {inside.mean():.3f} (per treatment {per.min():.3f}-"
             f"{per.max():.3f}), median width {width.median():.2f} NRS points, "
-            f"{len(got):,} patients")
+            f"{len(got):,} patients; by baseline band, coverage / median width: {bands}")
+
+
+def without_bands(bundle):
+    """The bundle with one conformal table per treatment (its severity-band tables removed)."""
+    tables = {t: {k: v for k, v in table.items() if k != "by_baseline"}
+              for t, table in bundle.metadata["nrs_change_conformal"].items()}
+    return replace(bundle, metadata={**bundle.metadata, "nrs_change_conformal": tables})
 
 
 def main() -> None:
@@ -85,8 +101,10 @@ def main() -> None:
             for name, bundle, frame in (("evaluated bundle, test split", evaluated, parts["test"]),
                                         ("deployed bundle, unseen patients", deployed, unseen)):
                 for level in args.levels:
-                    print(f"{generator} {seed} {name}, {coverage(bundle, frame, options, level)}",
-                          flush=True)
+                    for kind, variant in (("by band", bundle), ("one table",
+                                                                without_bands(bundle))):
+                        print(f"{generator} {seed} {name}, {kind}, "
+                              f"{coverage(variant, frame, options, level)}", flush=True)
 
 
 if __name__ == "__main__":

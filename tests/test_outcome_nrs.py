@@ -288,6 +288,13 @@ def test_evaluation_reports_continuous_metrics_and_pehe(nrs_run):
         assert block["halfwidth"] > 0.5 and block["coverage"]["ci_low"] <= block["coverage"][
             "estimate"] <= block["coverage"]["ci_high"]
         assert "share inside predict's prediction interval (90%)" in report
+        bands = coverage["by_baseline"]
+        assert sum(b["n"] for b in bands.values()) == sum(
+            m["response"]["n"] for m in evaluation.per_treatment.values()
+            if "prediction_interval" in m["response"])
+        assert all(0.7 <= b["coverage"] <= 1.0 for b in bands.values() if b["n"] >= 50)
+        assert "By baseline pain severity, the share of test patients inside predict's 90%" \
+            in report and "severe (7 or more): " in report
 
 
 def test_truth_net_benefit_uses_the_points_per_adverse_event(nrs_run, small_splits,
@@ -340,6 +347,30 @@ def test_conformal_half_widths_are_the_finite_sample_order_statistics():
     assert conformal_halfwidth(table, 0.95) == float("inf")  # 10th of 9: unbounded
     assert conformal_halfwidth(table, 0.805) == 9.0  # rounds up to the tabulated 0.81
     assert np.isnan(conformal_halfwidth(None, 0.9))
+
+
+def test_banded_half_widths_follow_each_baseline_severity_band():
+    """One table per band of baseline pain (Mondrian): a patient gets their band's order
+    statistic; a band too small for the level, or a bundle without bands, gets the table
+    over every band."""
+    from precision_pain.models.profile import conformal_table, severity_band
+    from precision_pain.predict.confidence import conformal_halfwidth, conformal_halfwidths
+
+    assert severity_band(np.array([0, 4.9, 5, 6.9, 7, 10])).tolist() == [0, 0, 1, 1, 2, 2]
+    baseline = np.r_[np.full(19, 3.0), np.full(19, 6.0), np.full(4, 9.0)]
+    residual = np.r_[np.arange(1, 20) / 10, np.arange(1, 20) / 2, [4.0, 5.0, 6.0, 7.0]]
+    table = conformal_table(np.zeros(42), residual, baseline)
+    patients = np.array([2.0, 5.5, 8.0, 4.99])
+    got = conformal_halfwidths(table, 0.9, patients)
+    pooled = conformal_halfwidth(table, 0.9)
+    # n = 19 per band: the ceil(20 x 0.9) = 18th smallest; the severe band (n = 4) is too
+    # small for 0.9, so it falls back to the table over all 42
+    np.testing.assert_allclose(got, [1.8, 9.0, pooled, 1.8])
+    assert pooled == np.sort(residual)[int(np.ceil(43 * 0.9)) - 1]
+    assert conformal_halfwidths(table, 0.5, np.array([8.0]))[0] == 6.0  # ceil(5 x 0.5): 3rd of 4
+    unbanded = {k: v for k, v in table.items() if k != "by_baseline"}
+    np.testing.assert_allclose(conformal_halfwidths(unbanded, 0.9, patients), pooled)
+    assert np.isnan(conformal_halfwidths(None, 0.9, patients)).all()
 
 
 def test_predict_gives_a_prediction_interval_that_covers_new_patients(nrs_run, small_splits,

@@ -50,7 +50,8 @@ from precision_pain.evaluate.metrics import (CONTINUOUS_METRICS, METRICS, bootst
                                              calibration_intercept, calibration_slope,
                                              estimate_with_ci, linear_calibration_slope,
                                              mean_error, outcome_metrics_ci)
-from precision_pain.predict.confidence import ConfidenceSettings, conformal_halfwidth
+from precision_pain.models.profile import SEVERITY_BANDS, severity_band
+from precision_pain.predict.confidence import ConfidenceSettings, conformal_halfwidths
 from precision_pain.predict.recommend import decide
 from precision_pain.models.propensity import predict_propensity
 from precision_pain.outcome import OutcomeSpec
@@ -190,17 +191,30 @@ def interval_coverage(test: pd.DataFrame, scores: EpisodeScores, bundle: ModelBu
     """
     tables = bundle.metadata.get("nrs_change_conformal", {})
     observed = bundle.outcome.values(test, "response")
+    baseline = test["pain_baseline"].to_numpy(dtype=float)
     out = {}
     for j, treatment in enumerate(scores.treatments):
         rows = scores.treated == j
         if not rows.any() or treatment not in tables:
             continue
-        half = conformal_halfwidth(tables[treatment], level)
+        half = conformal_halfwidths(tables[treatment], level, baseline[rows])
         inside = (np.abs(observed[rows] - scores.p_response[rows, j]) <= half).astype(float)
         w = weights[:, rows]
-        out[treatment] = {"level": level, "halfwidth": None if np.isinf(half) else half,
-                          "coverage": estimate_with_ci(inside.mean(), (w @ inside) / w.sum(axis=1))}
+        median = float(np.median(half))
+        out[treatment] = {"level": level, "halfwidth": None if np.isinf(median) else median,
+                          "coverage": estimate_with_ci(inside.mean(), (w @ inside) / w.sum(axis=1)),
+                          "inside": inside, "band": severity_band(baseline[rows])}
     return out
+
+
+def coverage_by_band(coverage: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Over every treatment's test patients: the share inside the interval per baseline
+    severity band, with the band's number of patients (the point of the banded tables)."""
+    inside = np.concatenate([block["inside"] for block in coverage.values()])
+    band = np.concatenate([block["band"] for block in coverage.values()])
+    return {name: {"n": int((band == k).sum()),
+                   "coverage": float(inside[band == k].mean()) if (band == k).any() else None}
+            for k, name in enumerate(SEVERITY_BANDS)}
 
 
 def calibration_against_truth(p_true: np.ndarray, p: np.ndarray, weights: np.ndarray,
@@ -612,7 +626,8 @@ def evaluate(test: pd.DataFrame, bundle: ModelBundle, truth: pd.DataFrame | None
     coverage = (interval_coverage(test, scores, bundle, weights, interval_level)
                 if outcome.continuous else {})
     for treatment, block in coverage.items():
-        per_treatment[treatment]["response"]["prediction_interval"] = block
+        per_treatment[treatment]["response"]["prediction_interval"] = {
+            k: v for k, v in block.items() if k not in ("inside", "band")}
     ranks = model_ranks(test, scores, harm_weight, settings.non_opioid_first)
     columns, choices = fit_columns(test, scores, outcome), {}
     if true is not None:
@@ -644,7 +659,8 @@ def evaluate(test: pd.DataFrame, bundle: ModelBundle, truth: pd.DataFrame | None
         shares = [block["coverage"]["estimate"] for block in coverage.values()]
         summary["response_interval_coverage"] = {
             "level": interval_level, "mean": float(np.mean(shares)),
-            "min": float(np.min(shares)), "max": float(np.max(shares))}
+            "min": float(np.min(shares)), "max": float(np.max(shares)),
+            "by_baseline": coverage_by_band(coverage)}
     if not_modeled:
         summary["treatments_not_modeled"] = ", ".join(not_modeled)
         detail["not_modeled"] = not_modeled

@@ -30,6 +30,8 @@ def evaluation_report(evaluation: Evaluation, notice: str, plots: Sequence[str] 
              f"docs/evaluation.md defines every number.{outcome}\n",
              *_restriction_md(s, detail), _headline_md(s),
              _per_treatment_md(evaluation.per_treatment, continuous)]
+    if "by_baseline" in s.get("response_interval_coverage", {}):
+        parts.append(_interval_bands_md(s["response_interval_coverage"]))
     if "policy" in detail:
         parts.append(_policy_md(detail, continuous))
     if "trials" in detail:
@@ -119,6 +121,15 @@ def _restriction_md(s: dict[str, Any], detail: dict[str, Any]) -> list[str]:
             "treatments. The recommendations, the oracle, one size fits all, stepped care and "
             "the off-policy estimates below are all computed over those treatments only; "
             "these were not modeled (model.min_patients, model.min_events):\n\n" + lines]
+
+
+def _interval_bands_md(coverage: dict[str, Any]) -> str:
+    """predict's prediction interval, checked within each band of baseline pain severity."""
+    bands = "; ".join(f"{name}: {b['coverage']:.3f} of {b['n']}" if b["coverage"] is not None
+                      else f"{name}: no patients" for name, b in coverage["by_baseline"].items())
+    return (f"By baseline pain severity, the share of test patients inside predict's "
+            f"{coverage['level']:.0%} prediction interval (its width is set per band): "
+            f"{bands}.\n")
 
 
 def _per_treatment_md(per_treatment: dict[str, Any], continuous: bool = False) -> str:

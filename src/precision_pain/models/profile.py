@@ -7,7 +7,8 @@ by :mod:`precision_pain.predict.confidence`, whose docstring teaches the method:
   scores (every position a new score can take, on a 0.001 grid);
 - for a regressor of the change in pain (``prepare.outcome: nrs_change``) instead, per
   treatment, the split-conformal half-widths of a prediction interval for the patient's
-  change in pain, from the absolute residuals of the validation patients who received it;
+  change in pain, from the absolute residuals of the validation patients who received it,
+  over all of them and per band of baseline pain severity (Mondrian);
 - per treatment, the range of every model feature over the patients its models were fitted
   on (train, or train + validation for models refitted on both; every split for the
   deployed bundle) and whether the feature was ever missing.
@@ -28,6 +29,18 @@ PROFILE_VERSION = 1
 GRID = 1e-3  # Venn-Abers score grid (probability units)
 # Coverage levels of the split-conformal table: 0.50, 0.51, ..., 0.99.
 CONFORMAL_LEVELS = tuple(round(0.5 + 0.01 * i, 2) for i in range(50))
+# Baseline pain severity bands of the 0-10 NRS (Serlin et al., Pain 1995;61:277-84: 1-4
+# mild, 5-6 moderate, 7-10 severe), as the lower edges of the moderate and severe bands. The
+# change in pain is bounded by the baseline (at most baseline points of relief), so its
+# spread grows with it: one interval width for every patient is too wide for mild pain and
+# too narrow for severe pain. A table per band keeps the coverage within each band.
+SEVERITY_EDGES = (5.0, 7.0)
+SEVERITY_BANDS = ("mild (below 5)", "moderate (5 to below 7)", "severe (7 or more)")
+
+
+def severity_band(baseline: np.ndarray) -> np.ndarray:
+    """Index into SEVERITY_BANDS of each baseline NRS pain score."""
+    return np.searchsorted(SEVERITY_EDGES, np.asarray(baseline, dtype=float), side="right")
 
 
 def training_profile(train: pd.DataFrame, valid: pd.DataFrame,
@@ -48,7 +61,8 @@ def training_profile(train: pd.DataFrame, valid: pd.DataFrame,
         va = valid[valid["treatment"] == name]
         predicted = by_outcome["response"].predict_proba(build_features(va))
         if continuous:
-            conformal[name] = conformal_table(predicted, pain_reduction_points(va))
+            conformal[name] = conformal_table(predicted, pain_reduction_points(va),
+                                              va["pain_baseline"].to_numpy(dtype=float))
         else:
             calibration[name] = venn_abers_table(predicted, va["response"].to_numpy())
     return {"confidence_profile_version": PROFILE_VERSION, "feature_ranges": ranges,
@@ -56,7 +70,26 @@ def training_profile(train: pd.DataFrame, valid: pd.DataFrame,
             **({"nrs_change_conformal": conformal} if continuous else {})}
 
 
-def conformal_table(predicted: np.ndarray, observed: np.ndarray) -> dict[str, Any]:
+def conformal_table(predicted: np.ndarray, observed: np.ndarray,
+                    baseline: np.ndarray | None = None) -> dict[str, Any]:
+    """Split-conformal half-widths of a prediction interval for a continuous outcome; with
+    ``baseline`` (NRS pain), also one table per severity band under ``by_baseline``.
+
+    The banded tables are Mondrian conformal prediction (Vovk et al. 2005, ch. 4; Vovk,
+    Lindsay, Nouretdinov & Gammerman 2003, "Mondrian confidence machine"): the guarantee
+    below holds within each band, not only on average over patients.
+    """
+    table = _order_statistics(predicted, observed)
+    if baseline is not None:
+        band = severity_band(baseline)
+        predicted, observed = np.asarray(predicted, float), np.asarray(observed, float)
+        table["by_baseline"] = {"edges": list(SEVERITY_EDGES), "tables": [
+            _order_statistics(predicted[band == k], observed[band == k])
+            for k in range(len(SEVERITY_BANDS))]}
+    return table
+
+
+def _order_statistics(predicted: np.ndarray, observed: np.ndarray) -> dict[str, Any]:
     """Split-conformal half-widths of a prediction interval for a continuous outcome.
 
     For coverage level 1 - a and n calibration residuals, the half-width is the

@@ -19,7 +19,10 @@ stored in the bundle manifest's metadata) and used at predict time:
    A bundle of the change in pain (``prepare.outcome: nrs_change``) has a split-conformal
    table instead: a prediction interval for the patient's own change in pain,
    ``expected_nrs_change`` +/- the half-width at ``nrs_interval_level`` (Lei et al. 2018,
-   JASA 113:1094-1111), clipped to what the NRS allows (follow-up pain in 0-10).
+   JASA 113:1094-1111), clipped to what the NRS allows (follow-up pain in 0-10). The
+   half-width is that of the patient's band of baseline pain (mild, moderate, severe): a
+   table per band (Mondrian conformal prediction), since the change is bounded by the
+   baseline and spreads with it.
 2. **Training ranges**: per treatment, the minimum and maximum of every model
    feature over the patients the treatment's models were trained on, and whether
    the feature was ever missing. A patient beyond a range, with a category or
@@ -95,14 +98,33 @@ def conformal_halfwidth(table: Mapping[str, Any] | None, level: float) -> float:
     return float("inf") if width is None else float(width)
 
 
+def conformal_halfwidths(table: Mapping[str, Any] | None, level: float,
+                         baseline: np.ndarray) -> np.ndarray:
+    """(n,) half-width for each patient: that of the patient's baseline severity band
+    (``by_baseline``, Mondrian), or the treatment's table over every band where the band has
+    too few calibration patients for ``level`` or the bundle predates the bands."""
+    pooled = conformal_halfwidth(table, level)
+    half = np.full(len(baseline), pooled)
+    banded = (table or {}).get("by_baseline")
+    if banded:
+        band = np.searchsorted(banded["edges"], np.asarray(baseline, float), side="right")
+        for k, sub in enumerate(banded["tables"]):
+            width = conformal_halfwidth(sub, level)
+            if np.isfinite(width):
+                half[band == k] = width
+    return half
+
+
 def nrs_change_intervals(bundle: ModelBundle, treatments: Sequence[str],
                          expected_change: np.ndarray, baseline: np.ndarray, level: float
                          ) -> tuple[np.ndarray, np.ndarray]:
     """(n, T) split-conformal prediction interval of each patient's change in NRS pain
-    (follow-up minus baseline) under each treatment, clipped to [-baseline, 10 - baseline];
-    NaN where the bundle has no conformal table for the treatment."""
+    (follow-up minus baseline) under each treatment, its width set by the patient's baseline
+    severity band, clipped to [-baseline, 10 - baseline]; NaN where the bundle has no
+    conformal table for the treatment."""
     tables = bundle.metadata.get("nrs_change_conformal", {})
-    half = np.array([conformal_halfwidth(tables.get(t), level) for t in treatments])
+    half = np.column_stack([conformal_halfwidths(tables.get(t), level, baseline)
+                            for t in treatments]) if treatments else np.empty((len(baseline), 0))
     low, high = expected_change - half, expected_change + half
     floor, ceiling = -baseline[:, None], 10.0 - baseline[:, None]
     return np.clip(low, floor, ceiling), np.clip(high, floor, ceiling)

@@ -247,7 +247,8 @@ patients who received the treatment: where the model's P(response) lies outside 
 is miscalibrated for patients like this one, and the range is the better estimate
 (docs/predictions.md).{% if meta.get("outcome") == "nrs_change" %} For the change in pain, the
 bracket is a split-conformal prediction interval for the patient's own change (follow-up
-minus baseline NRS), from the validation patients who received the treatment.{% endif %}</p>
+minus baseline NRS), from the validation patients who received the treatment and whose
+baseline pain was in the same severity band (mild, moderate, severe).{% endif %}</p>
 </section>
 
 {% for s in sections %}
