@@ -120,6 +120,42 @@ def test_a_value_never_missing_in_training_is_flagged(run):
 
 
 @pytest.mark.slow
+def test_a_value_never_missing_in_training_is_scored_at_the_training_median(run):
+    """The models never saw GAD-7 missing: an empty GAD-7 is scored at the training median
+    (not down xgboost's arbitrary default branch), while an empty eGFR, seen missing in
+    training, stays missing for the trees that learned where it goes."""
+    from precision_pain.config import load_params
+    from precision_pain.data.prepare import prepare_cohort
+    from precision_pain.models.bundle import load_bundle
+    from precision_pain.predict.recommend import options_from_params, recommend
+
+    d, p = run
+    params = load_params(Path(p[1]))
+    bundle = load_bundle(d / "models")
+    imputation = bundle.metadata["feature_imputation"]
+    names = list(bundle.feature_names)
+    median = imputation["median"][names.index("gad7")]
+    assert not imputation["missing"][names.index("gad7")]
+    assert imputation["missing"][names.index("egfr")]
+    new = pd.read_csv(d / "new.csv")
+    blank = new[new["gad7"].isna()].copy()
+    prepared = prepare_cohort(blank, "blank", params.prepare.response_threshold,
+                              require_outcomes=False)
+    options = options_from_params(params)
+    got = recommend(prepared, bundle, options).table
+    filled = recommend(prepared.assign(gad7=median), bundle, options).table
+    key = ["patient_id", "treatment"]
+    both = got.merge(filled, on=key, suffixes=("", "_filled"))
+    np.testing.assert_allclose(both["p_response"], both["p_response_filled"], rtol=1e-6)
+    np.testing.assert_allclose(both["p_adverse_event"], both["p_adverse_event_filled"],
+                               rtol=1e-6)
+    X = bundle.model_input(pd.DataFrame({n: [np.nan] for n in names}, dtype=np.float32))
+    assert X["gad7"].iloc[0] == np.float32(median) and np.isnan(X["egfr"].iloc[0])
+    # the explanation describes the patient, not the value filled in
+    assert not got["explanation"].str.contains(f"anxiety \\(GAD-7\\) {median:.0f}\\b").any()
+
+
+@pytest.mark.slow
 def test_shap_rows_sum_to_the_logit_with_empty_cells(run):
     d, _ = run
     shap = pd.read_csv(d / "out" / "pred.shap.csv")

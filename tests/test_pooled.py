@@ -261,7 +261,10 @@ def test_ranked_contributions_are_each_treatments_view_in_one_grouped_pass(
     treatment's view gives, the stacked companion included."""
     bundle = stacked if which == "stacked" else bundles[0]
     X = build_features(small_splits["test"].head(300))
-    X.iloc[::9, X.columns.get_loc("pcs")] = np.nan
+    X.iloc[::9, X.columns.get_loc("pcs")] = np.nan  # never missing in training: filled
+    X.iloc[::7, X.columns.get_loc("cyp2c9_activity_score")] = np.nan  # missing there too
+    model_X = bundle.model_input(X)
+    assert model_X["pcs"].notna().all() and model_X["cyp2c9_activity_score"].isna().sum() > 0
     rng = np.random.default_rng(5)
     names = np.array([rng.permutation(TREATMENTS)[:2] for _ in range(len(X))], dtype=object)
     for outcome in ("response", "adverse_event"):
@@ -271,7 +274,7 @@ def test_ranked_contributions_are_each_treatments_view_in_one_grouped_pass(
             for t in TREATMENTS:
                 rows = np.flatnonzero(names[:, k] == t)
                 np.testing.assert_allclose(
-                    got[rows, k], bundle.model(t, outcome).contributions(X.iloc[rows]),
+                    got[rows, k], bundle.model(t, outcome).contributions(model_X.iloc[rows]),
                     rtol=1e-6, atol=1e-6)
 
 

@@ -41,6 +41,7 @@ from precision_pain import __version__
 from precision_pain.data.features import FEATURE_NAMES
 from precision_pain.io import atomic_dir, file_digest
 from precision_pain.models.estimators import BinaryModel, load_model, model_family
+from precision_pain.models.profile import impute_unseen_missing
 from precision_pain.models.propensity import STEM as PROPENSITY_STEM
 from precision_pain.models.propensity import PropensityModel, load_propensity
 from precision_pain.outcome import OutcomeSpec
@@ -90,11 +91,20 @@ class ModelBundle:
             raise KeyError(f"no model for treatment {treatment!r}; bundle has {self.treatments}")
         return self.models[treatment][outcome]
 
+    def model_input(self, X: pd.DataFrame) -> pd.DataFrame:
+        """X as the models score it: a value missing where training never had that feature
+        missing is filled with its training median
+        (:func:`~precision_pain.models.profile.impute_unseen_missing`; bundles from before
+        the setting: X unchanged)."""
+        return impute_unseen_missing(X, self.metadata.get("feature_imputation"))
+
     def scores(self, X: pd.DataFrame, outcome: str) -> np.ndarray:
         """(n, T) predictions of ``outcome`` (P(y = 1), or E[y] for a regressor) for every
         patient under each treatment, in :attr:`treatments` order. A pooled model that every
         treatment shares scores them all in one pass (its ``scores``); other models one
-        treatment at a time (``predict_proba``)."""
+        treatment at a time (``predict_proba``). Missing values are filled as
+        :meth:`model_input` says."""
+        X = self.model_input(X)
         pooled = self._shared_model(outcome, "scores")
         if pooled is not None:
             order = [pooled.treatments.index(t) for t in self.treatments]
@@ -108,7 +118,8 @@ class ModelBundle:
         treatment's model's ``contributions``. A pooled model that every treatment shares
         explains a patient's k rows in one grouped pass (its ``ranked_contributions``: the
         patient's features are explained once for all k); other models one treatment at a
-        time."""
+        time. Missing values are filled as :meth:`model_input` says."""
+        X = self.model_input(X)
         names = np.asarray(names, dtype=object)
         pooled = self._shared_model(outcome, "ranked_contributions")
         if pooled is not None:

@@ -32,7 +32,7 @@ from precision_pain.models.estimators import (CONTINUOUS_KINDS, POOLED_MODEL_TYP
                                               fit_binary, fit_continuous, sliceable, sliced,
                                               training_threads)
 from precision_pain.models.pooled import PooledFit, ValidationData, fit_pooled, refit
-from precision_pain.models.profile import training_profile, treatment_ranges
+from precision_pain.models.profile import fitted_profile, training_profile
 from precision_pain.models.propensity import fit_propensity
 from precision_pain.models.stacked import StackedModel, fit_stacked, refit_stacked, uses_stacked
 from precision_pain.outcome import OutcomeSpec
@@ -243,10 +243,11 @@ def refit_on_all(bundle: ModelBundle, splits: Mapping[str, pd.DataFrame], model:
     metadata = {**bundle.metadata, "selection": {**chosen, "refit_on_all": 1.0},
                 "fitted_on": {"splits": list(splits),
                               "n_episodes": _n_episodes([episodes], bundle.treatments)},
-                # predict's "outside the training range" flag: the ranges of every patient
-                # these models saw (the Venn-Abers tables need held-out scores, so they stay
-                # those of the train-only fit on the validation split)
-                "feature_ranges": treatment_ranges(episodes, bundle.treatments)}
+                # predict's "outside the training range" flag and the values it fills in:
+                # those of every patient these models saw (the Venn-Abers tables need
+                # held-out scores, so they stay those of the train-only fit on the
+                # validation split)
+                **fitted_profile(episodes, bundle.treatments)}
     return replace(bundle, models=final.views(), metadata=metadata)
 
 

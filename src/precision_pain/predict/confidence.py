@@ -247,7 +247,8 @@ def confidence_basis(X: pd.DataFrame, bundle: ModelBundle, treatments: Sequence[
         range_patterns(range_codes(values, ranges[t]), ranges[t], t) if t in ranges
         else (np.full(len(values), -1, dtype=np.int64), []) for t in treatments)
     return ConfidenceBasis(tuple(treatments), patterns,
-                           propensity_matrix(bundle.propensity, X, tuple(treatments)))
+                           propensity_matrix(bundle.propensity, bundle.model_input(X),
+                                             tuple(treatments)))
 
 
 def low_confidence(X: pd.DataFrame, bundle: ModelBundle, treatments: Sequence[str],

@@ -351,13 +351,17 @@ class ExplainedPlans:
 
 def explain_plans(prepared: pd.DataFrame, X: pd.DataFrame, plan_models: PlanModels,
                   preferences: Preferences, depth: int, n_features: int,
-                  non_opioid_first: bool = True) -> ExplainedPlans:
+                  non_opioid_first: bool = True, model_X: pd.DataFrame | None = None
+                  ) -> ExplainedPlans:
     """Score, check and rank every plan; explain the top ``depth``. Needs nothing of the
-    single-treatment models (``recommend`` runs it beside them)."""
-    ranked = score_plans(prepared, X, plan_models, preferences,
+    single-treatment models (``recommend`` runs it beside them). ``model_X``: X as the
+    models score it (``ModelBundle.model_input``: missing values filled where training had
+    none); the explanations describe X, the patient's own values."""
+    model_X = X if model_X is None else model_X
+    ranked = score_plans(prepared, model_X, plan_models, preferences,
                          non_opioid_first=non_opioid_first)
     depth = min(depth, len(ranked.plans))
-    phi = {o: plan_shap(X, plan_models, ranked, depth, o) for o in OUTCOMES}
+    phi = {o: plan_shap(model_X, plan_models, ranked, depth, o) for o in OUTCOMES}
     words = {o: plan_explanations(phi[o], ranked, X, plan_models.treatments, n_features, o)
              for o in OUTCOMES}
     return ExplainedPlans(ranked, depth, phi, words)

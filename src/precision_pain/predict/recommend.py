@@ -204,7 +204,8 @@ def _plans(prepared: pd.DataFrame, X: pd.DataFrame, bundle: ModelBundle, scored:
     prefs = patient_preferences(prepared, bundle.plan_models.treatments, options.harm_weight)
     with sharing_cores():
         explained = explain_plans(prepared, X, bundle.plan_models, prefs, options.top_k,
-                                  options.n_features, options.non_opioid_first)
+                                  options.n_features, options.non_opioid_first,
+                                  model_X=bundle.model_input(X))
     return _compare_plans(explained, prepared, X, bundle, *scored.result(), options)
 
 

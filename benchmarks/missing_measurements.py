@@ -1,0 +1,134 @@
+"""What measurements left empty cost the recommendations, measured on unseen patients.
+
+An EHR extract often lacks eGFR, BMI or a questionnaire score; the contract lets those cells
+be empty (docs/data-contract.md) and the models read them as missing. For each generator
+(the project's simulator and the independent ``benchmarks/alt_cohort.py``) and seed, this
+script draws an extract of ``--n`` patients and ``--unseen`` new patients from the same
+process, and runs the pipeline's own code (prepare -> split -> ``train_bundle`` ->
+``refit_on_all``, as ``precision-pain train`` does) twice, side by side in one run: on the
+complete extract, and on the same extract with each measurement in ``--rates`` left empty
+for that share of patients, at random (``mask_measurements``; the new patients lose theirs
+at the same rates). Each deployed bundle's recommendations for its new patients are scored
+against their ground truth at harm weights 0, 0.5 and 1 (the share of the oracle's gain over
+the best single treatment captured); the truth knows every true value.
+
+Then, for the bundle trained on the complete extract, each measurement in turn is emptied
+for every new patient: how far its P(response) and P(adverse event) move from their values
+at the true measurement, when scored as the bundle does (at the training median, since the
+models never saw that measurement missing) and when left missing for the trees' arbitrary
+default branches (the bundle without its ``feature_imputation``).
+
+    uv run python benchmarks/missing_measurements.py --seeds 20261202
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import alt_cohort  # noqa: E402
+from deploy_refit import UNSEEN_SEED_OFFSET, shares  # noqa: E402
+
+from precision_pain.config import load_params  # noqa: E402
+from precision_pain.data.prepare import align_truth, prepare_cohort  # noqa: E402
+from precision_pain.data.simulate import mask_measurements, simulate_cohort  # noqa: E402
+from precision_pain.data.split import split_cohort  # noqa: E402
+from precision_pain.models.train import (modeled_treatments, refit_on_all,  # noqa: E402
+                                         train_bundle)
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_RATES = {"egfr": 0.3, "pcs": 0.4, "ort_score": 0.4, "bmi": 0.2, "phq9": 0.2,
+                 "gad7": 0.2}
+
+
+def draw(generator: str, n: int, seed: int, rates: dict[str, float], params
+         ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A prepared cohort (measurements masked at ``rates``) and its aligned ground truth."""
+    if generator == "simulator":
+        made = simulate_cohort(params.simulate, params.prepare.response_threshold,
+                               n_patients=n, seed=seed)
+        raw, truth = made.cohort, made.truth
+    else:
+        raw, truth = alt_cohort.generate(n, seed)
+    raw = mask_measurements(raw, rates, seed)
+    prepared = prepare_cohort(raw, generator, params.prepare.response_threshold)
+    return prepared, align_truth(truth, prepared, generator)
+
+
+def deployed(extract: pd.DataFrame, params):
+    """The deployed bundle of one extract, as ``precision-pain train`` writes it."""
+    parts = split_cohort(extract, params.split.valid_fraction, params.split.test_fraction,
+                         params.split.seed)
+    treatments, _ = modeled_treatments(parts["train"], parts["valid"], params.model)
+    evaluated = train_bundle(parts["train"], parts["valid"], treatments, params.model,
+                             params.prepare.response_threshold,
+                             harm_weight=params.evaluate.harm_weight,
+                             propensity_clip=params.evaluate.propensity_clip)
+    return refit_on_all(evaluated, {k: parts[k] for k in ("train", "valid", "test")},
+                        params.model)
+
+
+def moved(bundle, unseen: pd.DataFrame, column: str) -> str:
+    """Mean |change| of each outcome's prediction when ``column`` is emptied for everyone:
+    filled at the training median (the bundle as shipped) / left missing."""
+    from dataclasses import replace
+
+    from precision_pain.data.features import build_features
+
+    bare = replace(bundle, metadata={k: v for k, v in bundle.metadata.items()
+                                     if k != "feature_imputation"})
+    X = build_features(unseen)
+    empty = X.assign(**{column: np.nan})
+    parts = []
+    for outcome in ("response", "adverse_event"):
+        true = bundle.scores(X, outcome)
+        filled = np.abs(bundle.scores(empty, outcome) - true).mean()
+        left = np.abs(bare.scores(empty, outcome) - true).mean()
+        parts.append(f"P({outcome.replace('_', ' ')}) {filled:.4f} / {left:.4f}")
+    return "; ".join(parts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--generators", nargs="+", default=["simulator", "alt"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[20261202])
+    parser.add_argument("--n", type=int, default=20_000)
+    parser.add_argument("--unseen", type=int, default=10_000)
+    parser.add_argument("--n-bootstrap", type=int, default=50)
+    parser.add_argument("--rates", nargs="+", default=[f"{k}={v}" for k, v in
+                                                         DEFAULT_RATES.items()],
+                        help="column=share pairs (default: %(default)s)")
+    parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    params = load_params(args.params)
+    rates = {k: float(v) for k, v in (pair.split("=") for pair in args.rates)}
+    print(f"measurements left empty: {rates}; share of the oracle's gain captured at harm "
+          "weights 0 / 0.5 / 1 (95 % bootstrap interval)", flush=True)
+    for generator in args.generators:
+        for seed in args.seeds:
+            for label, masked in (("complete", {}), ("measurements missing", rates)):
+                extract, _ = draw(generator, args.n, seed, masked, params)
+                unseen, truth = draw(generator, args.unseen, seed + UNSEEN_SEED_OFFSET, masked,
+                                     params)
+                bundle = deployed(extract, params)
+                got = shares(bundle, unseen, truth, params, args.n_bootstrap)
+                cells = " / ".join(f"{100 * v['share']:.1f} % ({100 * v['low']:.1f}-"
+                                   f"{100 * v['high']:.1f})" for v in got.values())
+                print(f"{generator} {seed} {label}: {cells}", flush=True)
+                if not masked:
+                    for column in rates:
+                        print(f"  {column} emptied for every new patient, mean |change| at "
+                              f"the training median / left missing: "
+                              f"{moved(bundle, unseen, column)}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
