@@ -138,12 +138,10 @@ def impute_unseen_missing(X: pd.DataFrame, imputation: Mapping[str, list[Any]] |
 
     A tree model that never saw a feature missing sends a missing value down an arbitrary
     branch at each split (xgboost's default direction is only learned from missing values),
-    and a model without missing-value handling cannot score it at all. Measured on the
-    default cohort's deployed bundle, 3,000 new patients with one measurement emptied: the
-    mean absolute change of P(response) from the true value was 0.027 (eGFR), 0.047 (PCS)
-    and 0.018 (ORT) left missing, against 0.007, 0.012 and 0.004 at the training median;
-    with ORT missing, oxycodone's P(adverse event) was 0.066 above its value at the median
-    on average. predict
+    and a model without missing-value handling cannot score it at all. Measured by
+    benchmarks/missing_measurements.py (docs/predictions.md): with one measurement emptied
+    for every new patient, P(response) moved from its value at the true measurement 1.6-5x
+    less at the training median than left missing, on both generators. predict
     flags these patients ``low_confidence`` ("missing (never missing in training)") and its
     explanations still say the value was not recorded. Features missing in training are
     left missing: the trees learned where those go.
