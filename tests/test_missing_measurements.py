@@ -76,6 +76,10 @@ def test_models_learn_from_rows_with_empty_cells(run):
     assert seen_missing["egfr"] and seen_missing["pcs"] and not seen_missing["gad7"]
     summary = json.loads((d / "metrics" / "evaluation.json").read_text())
     assert np.isfinite(summary["policy"]["share_of_oracle_gain_captured"])
+    gaps = summary["measurements_not_recorded"]
+    assert set(gaps) == set(RATES) and all(abs(gaps[c] - r) < 0.06 for c, r in RATES.items())
+    report = (d / "reports" / "evaluation.md").read_text()
+    assert "Measurements not recorded (empty) among the test episodes: bmi " in report
 
 
 @pytest.mark.slow

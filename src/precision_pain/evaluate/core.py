@@ -44,6 +44,7 @@ import pandas as pd
 from precision_pain.evaluate import policy as pol
 from precision_pain.models.bundle import ModelBundle
 from precision_pain.config import EvaluateParams
+from precision_pain.data.contract.schema import measurement_columns
 from precision_pain.data.features import build_features
 from precision_pain.engine import LOCAL
 from precision_pain.evaluate.metrics import (CONTINUOUS_METRICS, METRICS, bootstrap_weights,
@@ -205,6 +206,12 @@ def interval_coverage(test: pd.DataFrame, scores: EpisodeScores, bundle: ModelBu
                           "coverage": estimate_with_ci(inside.mean(), (w @ inside) / w.sum(axis=1)),
                           "inside": inside, "band": severity_band(baseline[rows])}
     return out
+
+
+def not_recorded(episodes: pd.DataFrame) -> dict[str, float]:
+    """Share of episodes with each measurement left empty (not recorded), where any is."""
+    return {name: float(episodes[name].isna().mean()) for name in measurement_columns()
+            if name in episodes and episodes[name].isna().any()}
 
 
 def coverage_by_band(coverage: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -655,6 +662,9 @@ def evaluate(test: pd.DataFrame, bundle: ModelBundle, truth: pd.DataFrame | None
                        bundle.model_type, outcome)
     not_modeled = {a["treatment"]: a["reason"] for a in bundle.metadata.get("not_modeled", [])}
     summary["n_treatments_modeled"] = len(bundle.treatments)
+    gaps = not_recorded(test)
+    if gaps:
+        summary["measurements_not_recorded"] = gaps
     if coverage:
         shares = [block["coverage"]["estimate"] for block in coverage.values()]
         summary["response_interval_coverage"] = {

@@ -79,6 +79,11 @@ def _headline_md(s: dict[str, Any]) -> str:
             "On the observed outcomes the true probabilities themselves have "
             f"{_num(100 * ceiling['share_within_0.8_1.2'], 0)} % of slopes within 0.8-1.2: "
             "that many test patients cannot show more.")
+    if "measurements_not_recorded" in s:
+        lines.append("- Measurements not recorded (empty) among the test episodes: " + ", ".join(
+            f"{name} {_num(100 * share, 1)} %" for name, share in
+            s["measurements_not_recorded"].items()) + "; the models read them as missing, and "
+            "the guideline checks that need them say they were not made.")
     if "policy" in s:
         p = s["policy"]
         lines += [
