@@ -372,10 +372,12 @@ def test_bad_files_are_refused_with_a_clear_report(tmp_path: Path, case: str) ->
 
 def test_unrecorded_measurements_are_read_as_missing(tmp_path: Path) -> None:
     """An empty eGFR, BMI or questionnaire score is 'not recorded', not an error."""
-    assert contract.measurement_columns() == ("bmi", "pcs", "phq9", "gad7", "ort_score", "egfr")
-    df = _edit(egfr={0: "", 3: "NA"}, pcs={1: ""}, bmi={2: "null"}, ort_score={1: " "})(
-        _as_text(valid_cohort_frame(8)))
+    assert contract.measurement_columns() == ("bmi", "pcs", "phq9", "gad7", "activity_level",
+                                              "ort_score", "egfr")
+    df = _edit(egfr={0: "", 3: "NA"}, pcs={1: ""}, bmi={2: "null"}, ort_score={1: " "},
+               activity_level={4: ""})(_as_text(valid_cohort_frame(8)))
     out = _load(_write_csv(tmp_path / "gaps.csv", df))
+    assert out["activity_level"].tolist()[4] == "" and (out["activity_level"] != "").sum() == 7
     assert out["egfr"].isna().tolist() == [True, False, False, True, *[False] * 4]
     assert out["pcs"].dtype == np.float64 and out["pcs"].isna().sum() == 1
     assert out["ort_score"].isna().sum() == 1 and out["bmi"].isna().sum() == 1

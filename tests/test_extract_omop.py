@@ -154,7 +154,8 @@ def test_study_errors_name_the_key(tmp_path):
     raw = yaml.safe_load(STUDY.read_text()) | {"optional_measurements": ["egfr", "pain_nrs"]}
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(StudyError, match=r"optional_measurements: unknown name pain_nrs; "
-                                         r"valid: bmi, pcs, phq9, gad7, ort_score, egfr"):
+                                         r"valid: bmi, phq9, gad7, egfr, pcs, ort_score, "
+                                         r"activity_minutes"):
         load_study(path)
 
 
@@ -232,16 +233,18 @@ def test_optional_measurements_keep_persons_without_them(world, study, tmp_path,
     from precision_pain.data.contract import validate_cohort
 
     assert set(study.optional_measurements) == {"bmi", "pcs", "phq9", "gad7", "ort_score",
-                                                "egfr"}
+                                                "egfr", "activity_minutes"}
     tables = dict(world.tables)
     m = tables["measurement"]
     concept = tables["concept"].set_index("concept_code")["concept_id"]
     persons = sorted(m["person_id"].unique())
-    no_egfr, no_pcs = persons[:7], persons[7:11]
+    no_egfr, no_pcs, no_activity = persons[:7], persons[7:11], persons[11:14]
     drop = ((m["measurement_concept_id"] == int(concept.loc["62238-1"]))
             & m["person_id"].isin(no_egfr))
     drop |= ((m["measurement_concept_id"] == int(concept.loc[_local_code(study, "pcs")]))
              & m["person_id"].isin(no_pcs))
+    activity = int(concept.loc[_local_code(study, "activity_minutes")])
+    drop |= (m["measurement_concept_id"] == activity) & m["person_id"].isin(no_activity)
     tables["measurement"] = m[~drop]
     cdm = _write_tables(tables, tmp_path / "cdm")
     with caplog.at_level("INFO"):
@@ -249,14 +252,17 @@ def test_optional_measurements_keep_persons_without_them(world, study, tmp_path,
     complete = _extract(cdm, study.model_copy(update={"optional_measurements": []}))
     assert len(kept.cohort) == len(world.cohort)
     assert kept.cohort["egfr"].isna().sum() == 7 and kept.cohort["pcs"].isna().sum() == 4
+    assert kept.cohort["activity_level"].isna().sum() == 3
     assert kept.cohort["pcs"].dtype == np.float64 and kept.cohort["phq9"].dtype == np.int64
     assert f"egfr not recorded for 7 of {len(world.cohort)} persons kept" in caplog.text
     removed = dict(zip(complete.attrition["rule"], complete.attrition["removed"]))
     assert removed["baseline pcs in the 365 days before"] == 4
     assert removed["baseline egfr in the 365 days before"] == 7
-    assert len(complete.cohort) == len(world.cohort) - 11
+    assert removed["baseline activity_minutes in the 365 days before"] == 3
+    assert len(complete.cohort) == len(world.cohort) - 14
     checked = validate_cohort(kept.cohort, "extract", require_outcomes=True)
     assert checked["egfr"].isna().sum() == 7 and checked["pcs"].isna().sum() == 4
+    assert (checked["activity_level"] == "").sum() == 3
 
 
 def _extract(cdm: Path, study):

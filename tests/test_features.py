@@ -44,6 +44,7 @@ def test_missing_source_column_is_named(small_splits):
     ("cyp2c9_activity_score", float("nan"), "CYP2C9 activity score unknown"),
     ("egfr", float("nan"), "kidney function (eGFR) not recorded"),
     ("phq9", float("nan"), "depression (PHQ-9) not recorded"),
+    ("activity_level", float("nan"), "physical activity level not recorded"),
     ("activity_level", 0.0, "low physical activity"),
     ("female", 1.0, "female sex"),
     ("female", 0.0, "male sex"),

@@ -22,7 +22,8 @@ from precision_pain.data.simulate import simulate_cohort
 from short_grids import in_folder, invoke, run_pipeline, short_grids
 
 ROOT = Path(__file__).resolve().parents[1]
-RATES = {"egfr": 0.3, "ort_score": 0.3, "pcs": 0.2, "bmi": 0.2}  # gad7, phq9: always recorded
+RATES = {"egfr": 0.3, "ort_score": 0.3, "pcs": 0.2, "bmi": 0.2,
+         "activity_level": 0.2}  # gad7, phq9: always recorded
 
 
 def test_simulated_measurements_go_missing_at_the_rates_and_nothing_else_moves():
@@ -33,8 +34,8 @@ def test_simulated_measurements_go_missing_at_the_rates_and_nothing_else_moves()
     for column, rate in RATES.items():
         missing = gaps.cohort[column].isna()
         assert abs(missing.mean() - rate) < 0.03, column
-        recorded = gaps.cohort.loc[~missing, column].to_numpy(float)
-        assert np.array_equal(recorded, plain.cohort.loc[~missing, column].to_numpy(float))
+        recorded = gaps.cohort.loc[~missing, column].to_numpy()
+        assert (recorded == plain.cohort.loc[~missing, column].to_numpy()).all()
     rest = [c for c in plain.cohort.columns if c not in RATES]
     pd.testing.assert_frame_equal(gaps.cohort[rest], plain.cohort[rest])
     pd.testing.assert_frame_equal(gaps.truth, plain.truth)  # the truth knows the real values

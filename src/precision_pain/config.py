@@ -58,8 +58,9 @@ class SimulateParams(_Section):
     # Share of each genotype column reported missing ('' or 'unknown').
     missing_genotype_rate: float = Field(default=0.02, ge=0, lt=1)
     # Share of patients whose measurement is not recorded (left empty), per contract column
-    # that may be empty (bmi, pcs, phq9, gad7, ort_score, egfr); at random, from a stream of
-    # its own, so the rest of the cohort is the same with or without it. Default: none.
+    # that may be empty (bmi, pcs, phq9, gad7, activity_level, ort_score, egfr); at random,
+    # from a stream of its own, so the rest of the cohort is the same with or without it.
+    # Default: none.
     missing_measurement_rate: dict[str, float] = {}
     # Opt-in registry treatments to simulate (data.simulate.OPT_IN_TREATMENTS: neurofeedback).
     optional_treatments: list[str] = []

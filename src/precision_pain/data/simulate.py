@@ -185,7 +185,9 @@ def mask_measurements(cohort: pd.DataFrame, rates: dict[str, float], seed: int
     out = cohort.copy()
     for column in sorted(rates):
         missing = rng.random(len(out)) < rates[column]
-        out[column] = out[column].astype("float64").mask(missing)
+        values = out[column]
+        numeric = pd.api.types.is_numeric_dtype(values)
+        out[column] = (values.astype("float64") if numeric else values).mask(missing)
     return out
 
 

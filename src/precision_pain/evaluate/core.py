@@ -209,9 +209,11 @@ def interval_coverage(test: pd.DataFrame, scores: EpisodeScores, bundle: ModelBu
 
 
 def not_recorded(episodes: pd.DataFrame) -> dict[str, float]:
-    """Share of episodes with each measurement left empty (not recorded), where any is."""
-    return {name: float(episodes[name].isna().mean()) for name in measurement_columns()
-            if name in episodes and episodes[name].isna().any()}
+    """Share of episodes with each measurement left empty (not recorded), where any is
+    (a category reads back as '', a number as NaN)."""
+    empty = {name: episodes[name].isna().to_numpy() | (episodes[name].astype(str) == "").to_numpy()
+             for name in measurement_columns() if name in episodes}
+    return {name: float(mask.mean()) for name, mask in empty.items() if mask.any()}
 
 
 def coverage_by_band(coverage: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

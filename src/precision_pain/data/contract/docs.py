@@ -80,8 +80,9 @@ _DEID_RULES = """- Columns that look like direct identifiers are refused with an
 - Ages above 89 are top-coded to 90 (HIPAA Safe Harbor) and counted in the log; ages
   above 120 and below 18 are errors."""
 
-_MEASUREMENT_NOTE = """A measurement marked "empty allowed" (BMI, eGFR and the PCS, PHQ-9,
-GAD-7 and Opioid Risk Tool scores) may be left empty where it was not recorded, as in many
+_MEASUREMENT_NOTE = """A measurement marked "empty allowed" (BMI, eGFR, the activity level and
+the PCS, PHQ-9, GAD-7 and Opioid Risk Tool scores) may be left empty where it was not
+recorded, as in many
 EHR extracts: write nothing rather than a guess or a default. The models read an empty cell
 as missing (xgboost learns where missing values go; the logistic model imputes the training
 median and adds a missing-value indicator), an explanation names it ("eGFR unknown"), and
@@ -177,7 +178,8 @@ def _allowed_text(spec: ColumnSpec) -> str:
     if spec.kind == "list":
         return ("`;`-separated, any of " + ", ".join(f"`{v}`" for v in spec.allowed)
                 + "; empty = none")
-    return ", ".join(f"`{v}`" for v in spec.allowed)
+    return (", ".join(f"`{v}`" for v in spec.allowed)
+            + ("; empty allowed" if spec.nullable and spec.role == "feature" else ""))
 
 
 

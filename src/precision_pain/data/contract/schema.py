@@ -44,7 +44,8 @@ class ColumnSpec:
 
 
 _SNP = ("A/A", "A/G", "G/A", "G/G")
-# Measurements an EHR extract often lacks (a lab, a vital sign, a questionnaire). An empty
+# Measurements an EHR extract often lacks (a lab, a vital sign, a questionnaire, the
+# activity level). An empty
 # cell means "not recorded": the models read it as missing (xgboost's learned default
 # direction; median imputation with a missing indicator for the logistic model) and every
 # guideline check that needs the value says it was not made (docs/predictions.md).
@@ -76,8 +77,8 @@ SCHEMA: tuple[ColumnSpec, ...] = (
     ColumnSpec("gad7", "int", "feature", "GAD-7 anxiety score" + _NOT_RECORDED,
                min=0, max=21, nullable=True),
     ColumnSpec("smoker", "bool", "feature", "current smoker"),
-    ColumnSpec("activity_level", "category", "feature", "physical activity level",
-               allowed=("low", "moderate", "high")),
+    ColumnSpec("activity_level", "category", "feature", "physical activity level" + _NOT_RECORDED,
+               allowed=("low", "moderate", "high"), nullable=True),
     ColumnSpec("prior_spine_surgery", "bool", "feature", "had spine surgery before"),
     ColumnSpec("baseline_mme", "float", "feature",
                "current opioid dose, morphine milligram equivalents/day", min=0),

@@ -417,7 +417,8 @@ def extract_cohort(db: Database, study: Study, genotypes: pd.DataFrame | None = 
     log.info("extract: %d persons entered, %d kept", attrition["persons"].iloc[0], len(cohort))
     for name in study.optional_measurements:
         log.info("extract: %s not recorded for %d of %d persons kept (kept with it empty: "
-                 "study optional_measurements)", name, cohort[name].isna().sum(), len(cohort))
+                 "study optional_measurements)", name,
+                 rows[name].isna().sum(), len(cohort))
     return Extract(cohort=cohort, attrition=attrition, key=key)
 
 
@@ -447,9 +448,9 @@ def _contract_frame(rows: pd.DataFrame, study: Study, genotypes: pd.DataFrame | 
         "pain_baseline": rows["pain_nrs"].astype(float),
         "pcs": _int(rows["pcs"]), "phq9": _int(rows["phq9"]), "gad7": _int(rows["gad7"]),
         "smoker": rows["smoker"].astype(bool),
-        "activity_level": np.where(minutes >= cut["high"], "high",
-                                   np.where(minutes >= cut["moderate"], "moderate", "low")
-                                   ).astype(object),
+        "activity_level": np.where(np.isnan(minutes), None, np.where(
+            minutes >= cut["high"], "high", np.where(minutes >= cut["moderate"], "moderate",
+                                                     "low"))).astype(object),
         "prior_spine_surgery": rows["prior_spine_surgery"].astype(bool),
         "baseline_mme": np.round(rows["baseline_mme"].astype(float), 1),
         "ort_score": _int(rows["ort_score"]), "egfr": rows["egfr"].astype(float),

@@ -87,6 +87,11 @@ class Demographics(_Frozen):
 
 MEASUREMENTS = ("pain_nrs", "bmi", "phq9", "gad7", "egfr", "pcs", "ort_score",
                 "activity_minutes")
+# The contract column a measurement fills where the name differs.
+CONTRACT_COLUMN = {"pain_nrs": "pain_baseline", "activity_minutes": "activity_level"}
+# Measurements whose contract column may be empty (not recorded): optional_measurements.
+OPTIONAL = tuple(m for m in MEASUREMENTS
+                 if CONTRACT_COLUMN.get(m, m) in measurement_columns())
 FLAGS = ("smoker", "prior_gi_ulcer", "prior_spine_surgery", "anticoagulant",
          "cyp2d6_inhibitor")
 
@@ -119,7 +124,7 @@ class Study(_Frozen):
         _check_names("activity_cutoffs", self.activity_cutoffs, ("moderate", "high"),
                      every=True)
         _check_names("optional_measurements", dict.fromkeys(self.optional_measurements),
-                     measurement_columns())
+                     OPTIONAL)
         return self
 
     def concept_sets(self) -> dict[str, list[Concept]]:
