@@ -208,7 +208,9 @@ class _Builder:
 
     def measure(self, item: str, values: np.ndarray, offset: int,
                  mask: np.ndarray | None = None) -> None:
+        """One MEASUREMENT row per person with a value (none where it was not recorded)."""
         mask = np.ones(len(self.pid), bool) if mask is None else mask
+        mask = mask & ~np.isnan(np.asarray(values, dtype=float))
         self._add("measurement", self.pid[mask], self._id("measurement", item),
                   _days(self.index[mask], offset), value_as_number=values[mask].astype(float),
                   value_source_value=None)
