@@ -34,8 +34,10 @@ from learning_curve import HARM_WEIGHTS, cohort  # noqa: E402
 from precision_pain.config import load_params  # noqa: E402
 from precision_pain.data.split import split_cohort  # noqa: E402
 from precision_pain.evaluate.core import evaluate  # noqa: E402
+from precision_pain.models.bundle import ModelBundle  # noqa: E402
 from precision_pain.models.train import (modeled_treatments, refit_on_all,  # noqa: E402
                                          train_bundle)
+from precision_pain.outcome import OutcomeSpec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 UNSEEN_SEED_OFFSET = 7777  # the new patients' seed: the extract's plus this
@@ -54,20 +56,30 @@ def shares(bundle, patients: pd.DataFrame, truth: pd.DataFrame, params, n_bootst
     return out
 
 
-def run_one(generator: str, seed: int, n: int, n_unseen: int, params, n_bootstrap: int
-            ) -> list[dict[str, float | str | int]]:
-    """Both bundles of one extract, scored on new patients from the same process."""
-    extract, _ = cohort(generator, n, seed, params)
-    unseen, truth = cohort(generator, n_unseen, seed + UNSEEN_SEED_OFFSET, params)
+def train_both(extract: pd.DataFrame, params, outcome: OutcomeSpec = OutcomeSpec()
+               ) -> tuple[dict[str, pd.DataFrame], ModelBundle, ModelBundle]:
+    """The extract's splits and both bundles ``precision-pain train`` writes from it: the
+    evaluated one (choices on the validation split, fitted on train + validation) and the
+    deployed one (refitted on every split)."""
     parts = split_cohort(extract, params.split.valid_fraction, params.split.test_fraction,
                          params.split.seed)
     treatments, _ = modeled_treatments(parts["train"], parts["valid"], params.model)
     evaluated = train_bundle(parts["train"], parts["valid"], treatments, params.model,
                              params.prepare.response_threshold,
                              harm_weight=params.evaluate.harm_weight,
-                             propensity_clip=params.evaluate.propensity_clip)
+                             propensity_clip=params.evaluate.propensity_clip,
+                             outcome=outcome)
     deployed = refit_on_all(evaluated, {k: parts[k] for k in ("train", "valid", "test")},
                             params.model)
+    return parts, evaluated, deployed
+
+
+def run_one(generator: str, seed: int, n: int, n_unseen: int, params, n_bootstrap: int
+            ) -> list[dict[str, float | str | int]]:
+    """Both bundles of one extract, scored on new patients from the same process."""
+    extract, _ = cohort(generator, n, seed, params)
+    unseen, truth = cohort(generator, n_unseen, seed + UNSEEN_SEED_OFFSET, params)
+    _, evaluated, deployed = train_both(extract, params)
     rows = []
     for name, bundle in (("evaluated", evaluated), ("deployed", deployed)):
         for hw, r in shares(bundle, unseen, truth, params, n_bootstrap).items():

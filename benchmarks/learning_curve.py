@@ -37,7 +37,7 @@ import alt_cohort  # noqa: E402
 
 from precision_pain.config import load_params  # noqa: E402
 from precision_pain.data.prepare import align_truth, prepare_cohort  # noqa: E402
-from precision_pain.data.simulate import simulate_cohort  # noqa: E402
+from precision_pain.data.simulate import mask_measurements, simulate_cohort  # noqa: E402
 from precision_pain.data.split import split_cohort  # noqa: E402
 from precision_pain.evaluate.core import evaluate  # noqa: E402
 from precision_pain.models.train import modeled_treatments, train_bundle  # noqa: E402
@@ -48,14 +48,18 @@ HARM_WEIGHTS = (0.0, 0.5, 1.0)
 MODEL_TYPES = ("pooled_xgboost", "xgboost", "logistic")
 
 
-def cohort(generator: str, n: int, seed: int, params) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A prepared cohort and its aligned ground truth from one of the two generators."""
+def cohort(generator: str, n: int, seed: int, params, missing: dict[str, float] | None = None
+           ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A prepared cohort and its aligned ground truth from one of the two generators; with
+    ``missing``, each of those measurements left empty for that share of patients, at random
+    (``mask_measurements``; the truth keeps the true values)."""
     if generator == "simulator":
         made = simulate_cohort(params.simulate, params.prepare.response_threshold,
                                n_patients=n, seed=seed)
         raw, truth = made.cohort, made.truth
     else:
         raw, truth = alt_cohort.generate(n, seed)
+    raw = mask_measurements(raw, missing or {}, seed)
     prepared = prepare_cohort(raw, generator, params.prepare.response_threshold)
     return prepared, align_truth(truth, prepared, generator)
 

@@ -33,46 +33,14 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import alt_cohort  # noqa: E402
-from deploy_refit import UNSEEN_SEED_OFFSET, shares  # noqa: E402
+from deploy_refit import UNSEEN_SEED_OFFSET, shares, train_both  # noqa: E402
+from learning_curve import cohort  # noqa: E402
 
 from precision_pain.config import load_params  # noqa: E402
-from precision_pain.data.prepare import align_truth, prepare_cohort  # noqa: E402
-from precision_pain.data.simulate import mask_measurements, simulate_cohort  # noqa: E402
-from precision_pain.data.split import split_cohort  # noqa: E402
-from precision_pain.models.train import (modeled_treatments, refit_on_all,  # noqa: E402
-                                         train_bundle)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RATES = {"egfr": 0.3, "pcs": 0.4, "ort_score": 0.4, "bmi": 0.2, "phq9": 0.2,
                  "gad7": 0.2}
-
-
-def draw(generator: str, n: int, seed: int, rates: dict[str, float], params
-         ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A prepared cohort (measurements masked at ``rates``) and its aligned ground truth."""
-    if generator == "simulator":
-        made = simulate_cohort(params.simulate, params.prepare.response_threshold,
-                               n_patients=n, seed=seed)
-        raw, truth = made.cohort, made.truth
-    else:
-        raw, truth = alt_cohort.generate(n, seed)
-    raw = mask_measurements(raw, rates, seed)
-    prepared = prepare_cohort(raw, generator, params.prepare.response_threshold)
-    return prepared, align_truth(truth, prepared, generator)
-
-
-def deployed(extract: pd.DataFrame, params):
-    """The deployed bundle of one extract, as ``precision-pain train`` writes it."""
-    parts = split_cohort(extract, params.split.valid_fraction, params.split.test_fraction,
-                         params.split.seed)
-    treatments, _ = modeled_treatments(parts["train"], parts["valid"], params.model)
-    evaluated = train_bundle(parts["train"], parts["valid"], treatments, params.model,
-                             params.prepare.response_threshold,
-                             harm_weight=params.evaluate.harm_weight,
-                             propensity_clip=params.evaluate.propensity_clip)
-    return refit_on_all(evaluated, {k: parts[k] for k in ("train", "valid", "test")},
-                        params.model)
 
 
 def moved(bundle, unseen: pd.DataFrame, column: str) -> str:
@@ -115,10 +83,10 @@ def main() -> None:
     for generator in args.generators:
         for seed in args.seeds:
             for label, masked in (("complete", {}), ("measurements missing", rates)):
-                extract, _ = draw(generator, args.n, seed, masked, params)
-                unseen, truth = draw(generator, args.unseen, seed + UNSEEN_SEED_OFFSET, masked,
-                                     params)
-                bundle = deployed(extract, params)
+                extract, _ = cohort(generator, args.n, seed, params, masked)
+                unseen, truth = cohort(generator, args.unseen, seed + UNSEEN_SEED_OFFSET,
+                                       params, masked)
+                bundle = train_both(extract, params)[2]  # the deployed bundle
                 got = shares(bundle, unseen, truth, params, args.n_bootstrap)
                 cells = " / ".join(f"{100 * v['share']:.1f} % ({100 * v['low']:.1f}-"
                                    f"{100 * v['high']:.1f})" for v in got.values())

@@ -27,13 +27,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pandas as pd  # noqa: E402
+from deploy_refit import train_both  # noqa: E402
 from learning_curve import cohort  # noqa: E402
 
 from precision_pain.config import load_params  # noqa: E402
-from precision_pain.data.split import split_cohort  # noqa: E402
 from precision_pain.models.profile import SEVERITY_BANDS, severity_band  # noqa: E402
-from precision_pain.models.train import (modeled_treatments, refit_on_all,  # noqa: E402
-                                         train_bundle)
 from precision_pain.outcome import outcome_from_params  # noqa: E402
 from precision_pain.predict.recommend import options_from_params, recommend  # noqa: E402
 
@@ -88,16 +86,7 @@ def main() -> None:
         for seed in args.seeds:
             extract, _ = cohort(generator, args.n, seed, params)
             unseen, _ = cohort(generator, args.unseen, seed + UNSEEN_SEED_OFFSET, params)
-            parts = split_cohort(extract, params.split.valid_fraction,
-                                 params.split.test_fraction, params.split.seed)
-            treatments, _ = modeled_treatments(parts["train"], parts["valid"], params.model)
-            evaluated = train_bundle(parts["train"], parts["valid"], treatments, params.model,
-                                     params.prepare.response_threshold,
-                                     harm_weight=params.evaluate.harm_weight,
-                                     propensity_clip=params.evaluate.propensity_clip,
-                                     outcome=spec)
-            deployed = refit_on_all(evaluated, {k: parts[k] for k in ("train", "valid", "test")},
-                                    params.model)
+            parts, evaluated, deployed = train_both(extract, params, spec)
             for name, bundle, frame in (("evaluated bundle, test split", evaluated, parts["test"]),
                                         ("deployed bundle, unseen patients", deployed, unseen)):
                 for level in args.levels:

@@ -181,11 +181,14 @@ def _outcome_metrics(y: np.ndarray, p: np.ndarray, weights: np.ndarray,
 
 
 def interval_coverage(test: pd.DataFrame, scores: EpisodeScores, bundle: ModelBundle,
-                      weights: np.ndarray, level: float) -> dict[str, dict[str, Any]]:
+                      weights: np.ndarray, level: float
+                      ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
     """A change-in-pain bundle: per treatment, the share of its test patients whose observed
     change lies inside predict's prediction interval at ``level`` (``expected_nrs_change_low``
-    / ``_high``; docs/predictions.md), with a bootstrap interval, and the interval's
-    half-width in NRS points (None: unbounded, too few calibration patients for the level).
+    / ``_high``; docs/predictions.md), with a bootstrap interval, and the interval's median
+    half-width in NRS points (None: unbounded, too few calibration patients for the level);
+    and over every treatment's test patients, the share inside per baseline severity band,
+    with the band's number of patients (the point of the banded tables).
 
     predict cuts the interval to the NRS range, which every observed change lies in, so a
     change is inside it exactly when it is within the half-width of the prediction.
@@ -193,7 +196,7 @@ def interval_coverage(test: pd.DataFrame, scores: EpisodeScores, bundle: ModelBu
     tables = bundle.metadata.get("nrs_change_conformal", {})
     observed = bundle.outcome.values(test, "response")
     baseline = test["pain_baseline"].to_numpy(dtype=float)
-    out = {}
+    out, inside_all, band_all = {}, [], []
     for j, treatment in enumerate(scores.treatments):
         rows = scores.treated == j
         if not rows.any() or treatment not in tables:
@@ -203,9 +206,16 @@ def interval_coverage(test: pd.DataFrame, scores: EpisodeScores, bundle: ModelBu
         w = weights[:, rows]
         median = float(np.median(half))
         out[treatment] = {"level": level, "halfwidth": None if np.isinf(median) else median,
-                          "coverage": estimate_with_ci(inside.mean(), (w @ inside) / w.sum(axis=1)),
-                          "inside": inside, "band": severity_band(baseline[rows])}
-    return out
+                          "coverage": estimate_with_ci(inside.mean(), (w @ inside) / w.sum(axis=1))}
+        inside_all.append(inside)
+        band_all.append(severity_band(baseline[rows]))
+    if not out:
+        return out, {}
+    inside, band = np.concatenate(inside_all), np.concatenate(band_all)
+    by_band = {name: {"n": int((band == k).sum()),
+                      "coverage": float(inside[band == k].mean()) if (band == k).any() else None}
+               for k, name in enumerate(SEVERITY_BANDS)}
+    return out, by_band
 
 
 def not_recorded(episodes: pd.DataFrame) -> dict[str, float]:
@@ -214,16 +224,6 @@ def not_recorded(episodes: pd.DataFrame) -> dict[str, float]:
     empty = {name: episodes[name].isna().to_numpy() | (episodes[name].astype(str) == "").to_numpy()
              for name in measurement_columns() if name in episodes}
     return {name: float(mask.mean()) for name, mask in empty.items() if mask.any()}
-
-
-def coverage_by_band(coverage: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Over every treatment's test patients: the share inside the interval per baseline
-    severity band, with the band's number of patients (the point of the banded tables)."""
-    inside = np.concatenate([block["inside"] for block in coverage.values()])
-    band = np.concatenate([block["band"] for block in coverage.values()])
-    return {name: {"n": int((band == k).sum()),
-                   "coverage": float(inside[band == k].mean()) if (band == k).any() else None}
-            for k, name in enumerate(SEVERITY_BANDS)}
 
 
 def calibration_against_truth(p_true: np.ndarray, p: np.ndarray, weights: np.ndarray,
@@ -632,11 +632,10 @@ def evaluate(test: pd.DataFrame, bundle: ModelBundle, truth: pd.DataFrame | None
     true = true_matrices(scores, truth, harm_weight, outcome) if has_truth else None
     per_treatment = with_arm_sizes(model_metrics(test, scores, weights, true, engine, outcome),
                                    bundle, settings.small_arm_patients)
-    coverage = (interval_coverage(test, scores, bundle, weights, interval_level)
-                if outcome.continuous else {})
+    coverage, by_band = (interval_coverage(test, scores, bundle, weights, interval_level)
+                         if outcome.continuous else ({}, {}))
     for treatment, block in coverage.items():
-        per_treatment[treatment]["response"]["prediction_interval"] = {
-            k: v for k, v in block.items() if k not in ("inside", "band")}
+        per_treatment[treatment]["response"]["prediction_interval"] = block
     ranks = model_ranks(test, scores, harm_weight, settings.non_opioid_first)
     columns, choices = fit_columns(test, scores, outcome), {}
     if true is not None:
@@ -672,7 +671,7 @@ def evaluate(test: pd.DataFrame, bundle: ModelBundle, truth: pd.DataFrame | None
         summary["response_interval_coverage"] = {
             "level": interval_level, "mean": float(np.mean(shares)),
             "min": float(np.min(shares)), "max": float(np.max(shares)),
-            "by_baseline": coverage_by_band(coverage)}
+            "by_baseline": by_band}
     if not_modeled:
         summary["treatments_not_modeled"] = ", ".join(not_modeled)
         detail["not_modeled"] = not_modeled

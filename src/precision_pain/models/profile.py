@@ -19,7 +19,7 @@ by :mod:`precision_pain.predict.confidence`, whose docstring teaches the method:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -41,9 +41,10 @@ SEVERITY_EDGES = (5.0, 7.0)
 SEVERITY_BANDS = ("mild (below 5)", "moderate (5 to below 7)", "severe (7 or more)")
 
 
-def severity_band(baseline: np.ndarray) -> np.ndarray:
-    """Index into SEVERITY_BANDS of each baseline NRS pain score."""
-    return np.searchsorted(SEVERITY_EDGES, np.asarray(baseline, dtype=float), side="right")
+def severity_band(baseline: np.ndarray, edges: Sequence[float] = SEVERITY_EDGES) -> np.ndarray:
+    """Index into SEVERITY_BANDS of each baseline NRS pain score (``edges``: a bundle's own,
+    as its manifest stores them)."""
+    return np.searchsorted(edges, np.asarray(baseline, dtype=float), side="right")
 
 
 def training_profile(train: pd.DataFrame, valid: pd.DataFrame,

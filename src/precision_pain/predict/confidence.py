@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from precision_pain.data.features import FEATURES, describe
+from precision_pain.models.profile import severity_band
 
 if TYPE_CHECKING:
     from precision_pain.models.bundle import ModelBundle
@@ -107,7 +108,7 @@ def conformal_halfwidths(table: Mapping[str, Any] | None, level: float,
     half = np.full(len(baseline), pooled)
     banded = (table or {}).get("by_baseline")
     if banded:
-        band = np.searchsorted(banded["edges"], np.asarray(baseline, float), side="right")
+        band = severity_band(baseline, banded["edges"])
         for k, sub in enumerate(banded["tables"]):
             width = conformal_halfwidth(sub, level)
             if np.isfinite(width):
