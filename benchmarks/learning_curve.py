@@ -24,6 +24,7 @@ Writes ``<out>.md`` (a table per generator) and ``<out>.png`` (the curves).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import sys
 import time
@@ -32,8 +33,6 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import alt_cohort  # noqa: E402
 
 from precision_pain.config import load_params  # noqa: E402
 from precision_pain.data.prepare import align_truth, prepare_cohort  # noqa: E402
@@ -46,19 +45,45 @@ from precision_pain.outcome import OutcomeSpec  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 HARM_WEIGHTS = (0.0, 0.5, 1.0)
 MODEL_TYPES = ("pooled_xgboost", "xgboost", "logistic")
+# Generators besides the project's simulator, each a module of benchmarks/ whose
+# generate(n, seed) returns (contract cohort, ground truth): written independently of the
+# simulator (alt) and blind to it and to the models (blind).
+GENERATORS = {"alt": "alt_cohort", "blind": "blind_cohort"}
+
+
+def raw_cohort(generator: str, n: int, seed: int, params=None
+               ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A contract cohort (with its treatments and outcomes) and its ground truth, as the
+    generator writes them: ``simulator`` (the project's, with ``params.simulate``, params.yaml's
+    by default) or one of ``GENERATORS``."""
+    if generator == "simulator":
+        params = params or load_params(ROOT / "params.yaml")
+        made = simulate_cohort(params.simulate, params.prepare.response_threshold,
+                               n_patients=n, seed=seed)
+        return made.cohort, made.truth
+    if generator not in GENERATORS:
+        raise SystemExit(f"unknown generator {generator!r}: simulator or "
+                         f"{', '.join(GENERATORS)}")
+    return _module(GENERATORS[generator]).generate(n, seed)
+
+
+def _module(name: str):
+    """A module of benchmarks/ by file, whatever ``sys.path`` holds (the tests load these
+    scripts by path)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def cohort(generator: str, n: int, seed: int, params, missing: dict[str, float] | None = None
            ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A prepared cohort and its aligned ground truth from one of the two generators; with
+    """A prepared cohort and its aligned ground truth from one of the generators; with
     ``missing``, each of those measurements left empty for that share of patients, at random
     (``mask_measurements``; the truth keeps the true values)."""
-    if generator == "simulator":
-        made = simulate_cohort(params.simulate, params.prepare.response_threshold,
-                               n_patients=n, seed=seed)
-        raw, truth = made.cohort, made.truth
-    else:
-        raw, truth = alt_cohort.generate(n, seed)
+    raw, truth = raw_cohort(generator, n, seed, params)
     raw = mask_measurements(raw, missing or {}, seed)
     prepared = prepare_cohort(raw, generator, params.prepare.response_threshold)
     return prepared, align_truth(truth, prepared, generator)
