@@ -10,25 +10,42 @@ seeds whose interval covers the truth. Uses the pipeline's own functions
 
     uv run python benchmarks/dr_coverage.py --seeds 20
     uv run python benchmarks/dr_coverage.py --seeds 10 --outcome nrs_change   # NRS points
+
+Over training seeds the test split stays the same, so its own sampling noise, the larger part
+of the estimate's error, is drawn once. ``--test-samples K`` measures the interval as a
+confidence interval is meant to be read, over samples: the default learner is trained once
+on an extract of ``--n`` patients (20,000 by default) of ``--generator`` (the simulator,
+``alt`` or ``blind``: ``learning_curve.GENERATORS``), and the evaluated bundle (fitted on
+train + validation, as ``precision-pain train`` writes it) is valued on K independent test
+samples of ``--test-n`` new patients from the same process:
+
+    uv run python benchmarks/dr_coverage.py --test-samples 20 --generator blind
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from precision_pain.config import load_params
-from precision_pain.data.prepare import align_truth, prepare_cohort
-from precision_pain.data.simulate import simulate_cohort
-from precision_pain.data.split import split_cohort
-from precision_pain.evaluate.core import evaluate
-from precision_pain.models.train import modeled_treatments, train_bundle
-from precision_pain.outcome import OutcomeSpec
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from deploy_refit import train_both  # noqa: E402
+from learning_curve import GENERATORS, cohort  # noqa: E402
+
+from precision_pain.config import load_params  # noqa: E402
+from precision_pain.data.prepare import align_truth, prepare_cohort  # noqa: E402
+from precision_pain.data.simulate import simulate_cohort  # noqa: E402
+from precision_pain.data.split import split_cohort  # noqa: E402
+from precision_pain.evaluate.core import evaluate  # noqa: E402
+from precision_pain.models.train import modeled_treatments, train_bundle  # noqa: E402
+from precision_pain.outcome import OutcomeSpec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+TEST_SEED = 555000  # test sample k is drawn with seed TEST_SEED + k
 
 
 def main() -> None:
@@ -37,9 +54,20 @@ def main() -> None:
     parser.add_argument("--n", type=int, help="patients [simulate.n_patients]")
     parser.add_argument("--outcome", choices=["responder", "nrs_change"], default="responder",
                         help="what the response models predict (prepare.outcome)")
+    parser.add_argument("--test-samples", type=int,
+                        help="train once and value on this many fresh test samples instead")
+    parser.add_argument("--generator", default="simulator", choices=["simulator", *GENERATORS],
+                        help="with --test-samples: the data-generating process")
+    parser.add_argument("--test-n", type=int, default=5000,
+                        help="with --test-samples: patients per test sample")
+    parser.add_argument("--extract-seed", type=int, default=20261202,
+                        help="with --test-samples: the extract's seed (sample k: 555000 + k)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     params = load_params(ROOT / "params.yaml")
+    if args.test_samples:
+        over_test_samples(params, args)
+        return
     made = simulate_cohort(params.simulate, params.prepare.response_threshold,
                            n_patients=args.n)
     prepared = prepare_cohort(made.cohort, "synthetic", params.prepare.response_threshold)
@@ -65,9 +93,35 @@ def main() -> None:
         covered.append(low <= true <= high)
         print(f"{model.seed:>4}  {dr:.4f} ({low:.4f}-{high:.4f})   {true:.4f}  {dr - true:+.4f}",
               flush=True)
-    errors_arr = np.abs(errors)
-    print(f"\n{args.seeds} seeds: mean |DR - true| {errors_arr.mean():.4f}, largest "
-          f"{errors_arr.max():.4f}; the interval covers the truth in "
+    report(errors, covered, f"{args.seeds} seeds")
+
+
+def over_test_samples(params, args: argparse.Namespace) -> None:
+    """One evaluated bundle, valued on ``args.test_samples`` independent test samples."""
+    outcome = OutcomeSpec(args.outcome, params.evaluate.adverse_event_nrs_points)
+    extract, _ = cohort(args.generator, args.n or 20000, args.extract_seed, params)
+    _, bundle, _ = train_both(extract, params, outcome)
+    errors, covered = [], []
+    print("sample  DR estimate (95 % interval)   true    error")
+    for k in range(args.test_samples):
+        test, truth = cohort(args.generator, args.test_n, TEST_SEED + k, params)
+        test = test[test["treatment"].isin(bundle.treatments)].reset_index(drop=True)
+        off = evaluate(test, bundle, truth, params.evaluate).summary["off_policy"]
+        dr, low, high = off["model_dr_net_benefit"], off["model_dr_ci_low"], off["model_dr_ci_high"]
+        true = off["model_true_net_benefit"]
+        errors.append(dr - true)
+        covered.append(low <= true <= high)
+        print(f"{k:>6}  {dr:.4f} ({low:.4f}-{high:.4f})   {true:.4f}  {dr - true:+.4f}",
+              flush=True)
+    report(errors, covered, f"{args.generator}, {args.test_samples} test samples")
+
+
+def report(errors: list[float], covered: list[bool], label: str) -> None:
+    """Mean and largest absolute error, mean signed error, and the interval's coverage."""
+    err = np.asarray(errors)
+    print(f"\n{label}: mean |DR - true| {np.abs(err).mean():.4f}, largest "
+          f"{np.abs(err).max():.4f}; mean DR - true {err.mean():+.4f} (standard error "
+          f"{err.std(ddof=1) / np.sqrt(len(err)):.4f}); the interval covers the truth in "
           f"{sum(covered)}/{len(covered)} ({100 * np.mean(covered):.0f} %)")
 
 

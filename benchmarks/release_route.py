@@ -6,22 +6,23 @@ A release is scored on cohorts the project never sees, through the bring-your-ow
 predict`` on new patients of the same data-generating process, whose first choices are
 scored against that process's truth. This script does exactly that, with the real
 commands in a fresh git + DVC repository (a copy of this project's pipeline and code), for
-one of the benchmark generators (``learning_curve.GENERATORS``): nothing is called in
-process, so what it measures is what a user's run gives.
+each extract of the benchmark generators (the simulator and ``learning_curve.GENERATORS``):
+nothing is called in process, so what it measures is what a user's run gives.
 
 For each harm weight (``predict --harm-weight``) it prints the share of the oracle's gain
 over the best single treatment for everyone that the first choices capture (the oracle:
 each patient's truly best eligible treatment among those the bundle ranks), with a
 patient-bootstrap 95 % interval, and how many first choices are opioids.
 
-    uv run python benchmarks/release_route.py --generator blind --seed 20261202
-    uv run python benchmarks/release_route.py --generator alt --n 5000 --unseen 2000
+    uv run python benchmarks/release_route.py --generators blind alt simulator \\
+        --seeds 20261202 20261203 20261204 --out docs/release_route
+    uv run python benchmarks/release_route.py --generators alt --n 5000 --unseen 2000
 
 By default the pipeline trains once, at params.yaml's harm weight, and ``predict
 --harm-weight`` ranks at each; ``--train-per-harm-weight`` instead sets
 ``evaluate.harm_weight`` to each and runs ``dvc repro`` again (what ``dvc exp run -S
 evaluate.harm_weight=1`` does; the learner chooses its settings with it). ``--keep DIR``
-leaves the repository there (its ``reports/``, ``metrics/`` and predictions). Prints one
+leaves the repositories there (their ``reports/``, ``metrics/`` and predictions). Prints one
 CSV row per harm weight at the end.
 """
 
@@ -138,10 +139,53 @@ def set_harm_weight(repo: Path, harm_weight: float) -> None:
     path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
 
 
+def run_route(generator: str, seed: int, n: int, n_unseen: int, harm_weights: list[float],
+              per_harm_weight: bool, params_file: Path, n_bootstrap: int, repo: Path
+              ) -> list[dict[str, object]]:
+    """One extract of ``generator`` through the route in a new repository at ``repo``; one
+    row per harm weight."""
+    extract, _ = raw_cohort(generator, n, seed)
+    unseen, truth = raw_cohort(generator, n_unseen, seed + UNSEEN_SEED_OFFSET)
+    new = unseen.drop(columns=[c for c in OUTCOME_COLUMNS if c in unseen.columns])
+    env = make_repo(repo, extract, params_file)
+    new.to_csv(repo / "new_patients.csv", index=False)
+    print(f"{generator} seed {seed}: {n:,} patients in the extract, {len(new):,} new",
+          flush=True)
+    rows = []
+    for i, hw in enumerate(harm_weights):
+        if i == 0 or per_harm_weight:
+            if per_harm_weight:
+                set_harm_weight(repo, hw)
+            start = time.perf_counter()
+            _run([str(BIN / "dvc"), "repro", "-q"], repo, env)
+            training = json.loads((repo / "metrics" / "training.json").read_text())
+            print(f"  dvc repro {time.perf_counter() - start:.0f} s:", json.dumps(
+                {k: training.get(k) for k in (
+                    "model_type", "n_treatments_modeled", "valid_response_chosen_max_depth",
+                    "valid_response_chosen_n_estimators", "train_seconds")}), flush=True)
+        out = repo / f"predictions_hw{hw:g}.csv"
+        start = time.perf_counter()
+        _run([str(BIN / "precision-pain"), "predict", "new_patients.csv", "--out", out.name,
+              "--harm-weight", f"{hw}"], repo, env)
+        seconds = time.perf_counter() - start
+        predictions = pd.read_csv(out, usecols=["patient_id", "rank", "treatment"])
+        treatments = sorted(predictions["treatment"].unique(), key=list(TREATMENTS).index)
+        r = share_captured(first_choices(predictions), truth, hw, treatments, n_bootstrap,
+                           seed)
+        rows.append({"generator": generator, "seed": seed, "patients": n,
+                     "trained_at": hw if per_harm_weight else "params",
+                     "harm_weight": hw, **r, "predict_s": round(seconds, 1)})
+        print(f"  harm weight {hw:<4g} share {100 * r['share']:5.1f} % "
+              f"({100 * r['low']:.1f}-{100 * r['high']:.1f}); best single "
+              f"{r['best_single']}; opioid first {r['opioid_first']}; predict "
+              f"{seconds:.0f} s", flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--generator", default="blind")
-    parser.add_argument("--seed", type=int, default=20261202)
+    parser.add_argument("--generators", nargs="+", default=["blind"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[20261202])
     parser.add_argument("--n", type=int, default=20000, help="patients in the extract")
     parser.add_argument("--unseen", type=int, default=10000, help="new patients predicted")
     parser.add_argument("--harm-weights", type=float, nargs="+", default=list(HARM_WEIGHTS))
@@ -153,49 +197,26 @@ def main() -> None:
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml",
                         help="the parameters to run with (e.g. a candidate default)")
     parser.add_argument("--keep", type=Path,
-                        help="build the repository in this new folder and keep it")
+                        help="build the repositories under this folder "
+                             "(<generator>-<seed>) and keep them")
+    parser.add_argument("--out", type=Path, help="also write <out>.csv")
     args = parser.parse_args()
-    extract, _ = raw_cohort(args.generator, args.n, args.seed)
-    unseen, truth = raw_cohort(args.generator, args.unseen, args.seed + UNSEEN_SEED_OFFSET)
-    new = unseen.drop(columns=[c for c in OUTCOME_COLUMNS if c in unseen.columns])
     rows = []
     with tempfile.TemporaryDirectory(prefix="release-route-") as tmp:
-        repo = args.keep or Path(tmp)
-        repo.mkdir(parents=True, exist_ok=True)
-        env = make_repo(repo, extract, args.params)
-        new.to_csv(repo / "new_patients.csv", index=False)
-        print(f"{args.generator} seed {args.seed}: {args.n:,} patients in the extract, "
-              f"{len(new):,} new", flush=True)
-        for i, hw in enumerate(args.harm_weights):
-            if i == 0 or args.train_per_harm_weight:
-                if args.train_per_harm_weight:
-                    set_harm_weight(repo, hw)
-                start = time.perf_counter()
-                _run([str(BIN / "dvc"), "repro", "-q"], repo, env)
-                training = json.loads((repo / "metrics" / "training.json").read_text())
-                print(f"  dvc repro {time.perf_counter() - start:.0f} s:", json.dumps(
-                    {k: training.get(k) for k in (
-                        "model_type", "n_treatments_modeled",
-                        "valid_response_chosen_max_depth",
-                        "valid_response_chosen_n_estimators", "train_seconds")}), flush=True)
-            out = repo / f"predictions_hw{hw:g}.csv"
-            start = time.perf_counter()
-            _run([str(BIN / "precision-pain"), "predict", "new_patients.csv", "--out",
-                  out.name, "--harm-weight", f"{hw}"], repo, env)
-            seconds = time.perf_counter() - start
-            predictions = pd.read_csv(out, usecols=["patient_id", "rank", "treatment"])
-            treatments = sorted(predictions["treatment"].unique(),
-                                key=list(TREATMENTS).index)
-            r = share_captured(first_choices(predictions), truth, hw, treatments,
-                               args.n_bootstrap, args.seed)
-            rows.append({"generator": args.generator, "seed": args.seed, "patients": args.n,
-                         "trained_at": hw if args.train_per_harm_weight else "params",
-                         "harm_weight": hw, **r, "predict_s": seconds})
-            print(f"  harm weight {hw:<4g} share {100 * r['share']:5.1f} % "
-                  f"({100 * r['low']:.1f}-{100 * r['high']:.1f}); best single "
-                  f"{r['best_single']}; opioid first {r['opioid_first']}; predict "
-                  f"{seconds:.0f} s", flush=True)
-    pd.DataFrame(rows).to_csv(sys.stdout, index=False)
+        for generator in args.generators:
+            for seed in args.seeds:
+                repo = (args.keep or Path(tmp)) / f"{generator}-{seed}"
+                repo.mkdir(parents=True)
+                rows += run_route(generator, seed, args.n, args.unseen, args.harm_weights,
+                                  args.train_per_harm_weight, args.params, args.n_bootstrap,
+                                  repo)
+    table = pd.DataFrame(rows)
+    if args.out is not None:
+        table.to_csv(args.out.with_suffix(".csv"), index=False)
+    means = table.groupby(["generator", "harm_weight"], sort=False)["share"].mean()
+    print("mean over seeds: " + "; ".join(
+        f"{g} hw {hw:g} {100 * v:.1f} %" for (g, hw), v in means.items()))
+    table.to_csv(sys.stdout, index=False)
 
 
 if __name__ == "__main__":

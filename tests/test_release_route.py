@@ -59,7 +59,7 @@ def test_the_route_runs_with_the_real_commands(tmp_path):
     short_grids(params)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "release_route.py"), "--generator", "alt",
+        [sys.executable, str(ROOT / "benchmarks" / "release_route.py"), "--generators", "alt",
          "--n", "2500", "--unseen", "400", "--harm-weights", "0", "1", "--n-bootstrap", "10",
          "--params", str(tmp_path / "params.yaml"), "--keep", str(tmp_path / "repo")],
         capture_output=True, text=True, timeout=900)
@@ -68,7 +68,7 @@ def test_the_route_runs_with_the_real_commands(tmp_path):
     assert list(table["harm_weight"]) == [0.0, 1.0]
     assert np.isfinite(table["share"]).all() and (table["ineligible_first"] == 0).all()
     assert (table["low"] <= table["high"]).all()
-    repo = tmp_path / "repo"
+    repo = tmp_path / "repo" / "alt-20261202"
     kept = yaml.safe_load((repo / "params.yaml").read_text())
     assert kept["data"]["cohort"] == "data/external/extract.csv"
     assert kept["data"]["ground_truth"] is None
