@@ -1,7 +1,8 @@
-"""Learning curves of every model type on two independent data-generating processes.
+"""Learning curves of every model type on three data-generating processes.
 
-For each generator (the project's simulator, and ``benchmarks/alt_cohort.py``, written
-independently with other functional forms), cohort size and model type, this runs the
+For each generator (the project's simulator; ``benchmarks/alt_cohort.py``, written
+independently with other functional forms; ``benchmarks/blind_cohort.py``, written blind to
+the simulator and the models), cohort size and model type, this runs the
 pipeline's own code (prepare -> split -> ``train_bundle`` -> ``evaluate`` with the ground
 truth, the same functions ``dvc repro`` runs; nothing is copied) and prints the share of
 the oracle's gain over the best single treatment for everyone that the recommendations
@@ -78,13 +79,14 @@ def _module(name: str):
     return sys.modules[name]
 
 
-def cohort(generator: str, n: int, seed: int, params, missing: dict[str, float] | None = None
-           ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def cohort(generator: str, n: int, seed: int, params, missing: dict[str, float] | None = None,
+           mechanism: str = "mcar") -> tuple[pd.DataFrame, pd.DataFrame]:
     """A prepared cohort and its aligned ground truth from one of the generators; with
-    ``missing``, each of those measurements left empty for that share of patients, at random
-    (``mask_measurements``; the truth keeps the true values)."""
+    ``missing``, each of those measurements left empty for that share of patients, completely
+    at random or (``mechanism`` "mar") following recorded features (``mask_measurements``;
+    the truth keeps the true values)."""
     raw, truth = raw_cohort(generator, n, seed, params)
-    raw = mask_measurements(raw, missing or {}, seed)
+    raw = mask_measurements(raw, missing or {}, seed, mechanism)
     prepared = prepare_cohort(raw, generator, params.prepare.response_threshold)
     return prepared, align_truth(truth, prepared, generator)
 
@@ -123,7 +125,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 5000, 20000])
     parser.add_argument("--models", nargs="+", default=list(MODEL_TYPES))
-    parser.add_argument("--generators", nargs="+", default=["simulator", "alt"])
+    parser.add_argument("--generators", nargs="+", default=["simulator", "alt", "blind"],
+                        choices=["simulator", *GENERATORS])
     parser.add_argument("--seed", type=int, default=20261202)
     parser.add_argument("--n-bootstrap", type=int, default=100)
     parser.add_argument("--harm-weights", type=float, nargs="+", default=list(HARM_WEIGHTS))

@@ -7,8 +7,9 @@ script draws an extract of ``--n`` patients and ``--unseen`` new patients from t
 process, and runs the pipeline's own code (prepare -> split -> ``train_bundle`` ->
 ``refit_on_all``, as ``precision-pain train`` does) twice, side by side in one run: on the
 complete extract, and on the same extract with each measurement in ``--rates`` left empty
-for that share of patients, at random (``mask_measurements``; the new patients lose theirs
-at the same rates). Each deployed bundle's recommendations for its new patients are scored
+for that share of patients, completely at random or, with ``--mechanism mar``, following
+recorded features as in EHRs (``mask_measurements``; the new patients lose theirs the same
+way). Each deployed bundle's recommendations for its new patients are scored
 against their ground truth at harm weights 0, 0.5 and 1 (the share of the oracle's gain over
 the best single treatment captured); the truth knows every true value.
 
@@ -73,19 +74,21 @@ def main() -> None:
     parser.add_argument("--rates", nargs="+", default=[f"{k}={v}" for k, v in
                                                          DEFAULT_RATES.items()],
                         help="column=share pairs (default: %(default)s)")
+    parser.add_argument("--mechanism", choices=["mcar", "mar"], default="mcar",
+                        help="who goes unrecorded (simulate.missing_measurement_mechanism)")
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     params = load_params(args.params)
     rates = {k: float(v) for k, v in (pair.split("=") for pair in args.rates)}
-    print(f"measurements left empty: {rates}; share of the oracle's gain captured at harm "
-          "weights 0 / 0.5 / 1 (95 % bootstrap interval)", flush=True)
+    print(f"measurements left empty ({args.mechanism}): {rates}; share of the oracle's gain "
+          "captured at harm weights 0 / 0.5 / 1 (95 % bootstrap interval)", flush=True)
     for generator in args.generators:
         for seed in args.seeds:
             for label, masked in (("complete", {}), ("measurements missing", rates)):
-                extract, _ = cohort(generator, args.n, seed, params, masked)
+                extract, _ = cohort(generator, args.n, seed, params, masked, args.mechanism)
                 unseen, truth = cohort(generator, args.unseen, seed + UNSEEN_SEED_OFFSET,
-                                       params, masked)
+                                       params, masked, args.mechanism)
                 bundle = train_both(extract, params)[2]  # the deployed bundle
                 got = shares(bundle, unseen, truth, params, args.n_bootstrap)
                 cells = " / ".join(f"{100 * v['share']:.1f} % ({100 * v['low']:.1f}-"

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from precision_pain.config import SimulateParams, load_params
-from precision_pain.data.simulate import simulate_cohort
+from precision_pain.data.simulate import mask_measurements, simulate_cohort
 from short_grids import in_folder, invoke, run_pipeline, short_grids
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +43,32 @@ def test_simulated_measurements_go_missing_at_the_rates_and_nothing_else_moves()
     again = simulate_cohort(params.simulate.model_copy(update={"missing_measurement_rate": RATES}),
                             0.3, n_patients=4000)
     pd.testing.assert_frame_equal(again.cohort, gaps.cohort)
+
+
+def test_informative_gaps_follow_recorded_features_and_keep_the_rates():
+    """simulate.missing_measurement_mechanism: mar. Each share is kept on average, who goes
+    unrecorded follows the recorded features, nothing else moves, and it is seeded."""
+    params = load_params(ROOT / "params.yaml")
+    rates = {**RATES, "phq9": 0.2}
+    mar = params.simulate.model_copy(update={"missing_measurement_rate": rates,
+                                             "missing_measurement_mechanism": "mar"})
+    plain = simulate_cohort(params.simulate, 0.3, n_patients=6000)
+    gaps = simulate_cohort(mar, 0.3, n_patients=6000)
+    c = gaps.cohort
+    for column, rate in rates.items():
+        assert abs(c[column].isna().mean() - rate) < 0.03, column
+    age, pain = plain.cohort["age"], plain.cohort["pain_baseline"]
+    assert c.loc[age < 45, "egfr"].isna().mean() > 2 * c.loc[age >= 65, "egfr"].isna().mean()
+    on_opioids = plain.cohort["baseline_mme"] > 0
+    assert (c.loc[~on_opioids, "ort_score"].isna().mean()
+            > 1.5 * c.loc[on_opioids, "ort_score"].isna().mean())
+    assert c.loc[pain < 5, "pcs"].isna().mean() > 2 * c.loc[pain >= 7, "pcs"].isna().mean()
+    rest = [col for col in plain.cohort.columns if col not in rates]
+    pd.testing.assert_frame_equal(c[rest], plain.cohort[rest])
+    pd.testing.assert_frame_equal(gaps.truth, plain.truth)
+    pd.testing.assert_frame_equal(simulate_cohort(mar, 0.3, n_patients=6000).cohort, c)
+    with pytest.raises(ValueError, match="unknown missingness mechanism 'mnar'"):
+        mask_measurements(plain.cohort, rates, 1, "mnar")
 
 
 def test_only_measurements_that_may_be_empty_can_go_missing():

@@ -62,6 +62,11 @@ class SimulateParams(_Section):
     # from a stream of its own, so the rest of the cohort is the same with or without it.
     # Default: none.
     missing_measurement_rate: dict[str, float] = {}
+    # Who goes unrecorded: "mcar" (completely at random) or "mar" (at random given recorded
+    # features: eGFR for younger, non-diabetic patients, the Opioid Risk Tool for patients
+    # not on opioids, questionnaires and activity at milder pain; data.simulate
+    # .RECORDING_DRIVERS), each rate kept on average.
+    missing_measurement_mechanism: Literal["mcar", "mar"] = "mcar"
     # Opt-in registry treatments to simulate (data.simulate.OPT_IN_TREATMENTS: neurofeedback).
     optional_treatments: list[str] = []
     # Opt-in treatment plans (docs/synthetic-cohort.md): usual care gives a share plan_share

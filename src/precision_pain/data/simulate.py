@@ -19,7 +19,7 @@ continuous outcome; negative = less pain), exact for the clipped normal
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -172,23 +172,71 @@ def mask_genotypes(genotypes: pd.DataFrame, rate: float, rng: np.random.Generato
     return pd.DataFrame(out, index=genotypes.index)
 
 
-def mask_measurements(cohort: pd.DataFrame, rates: dict[str, float], seed: int
-                      ) -> pd.DataFrame:
+def mask_measurements(cohort: pd.DataFrame, rates: dict[str, float], seed: int,
+                      mechanism: str = "mcar") -> pd.DataFrame:
     """The cohort with a share ``rates[column]`` of each measurement not recorded (NaN).
 
-    Missing completely at random, drawn from a stream of its own (seeded by ``seed``), so the
+    ``mechanism`` "mcar": missing completely at random; "mar": missing at random given the
+    recorded features (:data:`RECORDING_DRIVERS`: who goes unrecorded follows age, the
+    condition, the opioid dose or the pain severity), each column's share still
+    ``rates[column]`` on average. Drawn from a stream of its own (seeded by ``seed``), so the
     cohort is otherwise unchanged; the ground truth keeps the true values.
     """
+    if mechanism not in MISSINGNESS_MECHANISMS:
+        raise ValueError(f"unknown missingness mechanism {mechanism!r}; valid: "
+                         f"{', '.join(MISSINGNESS_MECHANISMS)}")
     if not any(rates.values()):
         return cohort
     rng = np.random.default_rng([seed, _MEASUREMENT_STREAM])
     out = cohort.copy()
     for column in sorted(rates):
-        missing = rng.random(len(out)) < rates[column]
+        u = rng.random(len(out))
+        if mechanism == "mar":
+            missing = u < _recording_gaps(cohort, column, rates[column])
+        else:
+            missing = u < rates[column]
         values = out[column]
         numeric = pd.api.types.is_numeric_dtype(values)
         out[column] = (values.astype("float64") if numeric else values).mask(missing)
     return out
+
+
+MISSINGNESS_MECHANISMS: tuple[str, ...] = ("mcar", "mar")
+
+# simulate.missing_measurement_mechanism "mar": per measurement, a shift of the log-odds of
+# the value going unrecorded, from features that are always recorded. Tests and scores are
+# taken when clinically prompted, so their absence tells something about the patient
+# ("informative presence"; Agniel, Kohane & Weber, BMJ 2018;361:k1479): eGFR is ordered for
+# older and diabetic patients, the Opioid Risk Tool when opioids are in question, the
+# psychological questionnaires and the activity level when pain is severe; BMI is missing a
+# little more often for younger patients. The directions are plausible patterns, not
+# estimates from data; the sizes are this project's choice.
+RECORDING_DRIVERS: Mapping[str, Callable[[pd.DataFrame], np.ndarray]] = _freeze({
+    "egfr": lambda c: -(c["age"].to_numpy(float) - 55) / 12
+    - 1.0 * (c["condition"] == "diabetic_neuropathy").to_numpy(),
+    "ort_score": lambda c: 1.5 * (c["baseline_mme"].to_numpy(float) <= 0),
+    "pcs": lambda c: -(c["pain_baseline"].to_numpy(float) - 6) / 1.5,
+    "phq9": lambda c: -(c["pain_baseline"].to_numpy(float) - 6) / 1.5,
+    "gad7": lambda c: -(c["pain_baseline"].to_numpy(float) - 6) / 1.5,
+    "activity_level": lambda c: -(c["pain_baseline"].to_numpy(float) - 6) / 3,
+    "bmi": lambda c: -(c["age"].to_numpy(float) - 55) / 24,
+})
+
+
+def _recording_gaps(cohort: pd.DataFrame, column: str, rate: float) -> np.ndarray:
+    """(n,) P(``column`` not recorded) = expit(b + driver), with b set (by bisection) so that
+    the mean is ``rate``."""
+    if rate <= 0:
+        return np.zeros(len(cohort))
+    shift = np.asarray(RECORDING_DRIVERS[column](cohort), dtype=float)
+    low, high = -30.0, 30.0
+    for _ in range(100):
+        mid = (low + high) / 2
+        if expit(mid + shift).mean() < rate:
+            low = mid
+        else:
+            high = mid
+    return expit((low + high) / 2 + shift)
 
 
 _MEASUREMENT_STREAM = 0x6E6F7472  # "notr": not recorded
@@ -693,7 +741,8 @@ def simulate_cohort(params: SimulateParams, response_threshold: float,
     genotypes = list(pgx.GENOTYPE_COLUMNS)
     reported = mask_genotypes(patients[genotypes], params.missing_genotype_rate, rng)
     cohort = pd.concat([patients.drop(columns=genotypes), reported, outcome], axis=1)
-    cohort = mask_measurements(cohort, params.missing_measurement_rate, seed)
+    cohort = mask_measurements(cohort, params.missing_measurement_rate, seed,
+                               params.missing_measurement_mechanism)
     return SyntheticCohort(cohort=cohort[list(COHORT_COLUMNS)],
                            truth=_truth_frame(patients["patient_id"].to_numpy(), truth))
 
@@ -723,7 +772,8 @@ def _simulate_plans(patients: pd.DataFrame, truth: _Truth, params: SimulateParam
     genotypes = list(pgx.GENOTYPE_COLUMNS)
     reported = mask_genotypes(patients[genotypes], params.missing_genotype_rate, rng)
     cohort = pd.concat([patients.drop(columns=genotypes), reported, outcome], axis=1)
-    cohort = mask_measurements(cohort, params.missing_measurement_rate, seed)
+    cohort = mask_measurements(cohort, params.missing_measurement_rate, seed,
+                               params.missing_measurement_mechanism)
     ids = patients["patient_id"].to_numpy()
     # the per-treatment truth's p_usual_care: given a one-component episode (sums to 1), the
     # policy behind the episodes prepare keeps; the plan truth holds the unconditional one
