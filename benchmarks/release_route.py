@@ -44,6 +44,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from deploy_refit import UNSEEN_SEED_OFFSET  # noqa: E402
 from learning_curve import HARM_WEIGHTS, raw_cohort  # noqa: E402
 
 from precision_pain.evaluate import policy as pol  # noqa: E402
@@ -51,7 +52,6 @@ from precision_pain.registry import TREATMENTS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-UNSEEN_SEED_OFFSET = 7777  # the new patients' seed: the extract's plus this (deploy_refit's)
 OUTCOME_COLUMNS = ("treatment", "pain_followup", "adverse_event", "plan")
 
 
