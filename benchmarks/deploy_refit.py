@@ -4,8 +4,10 @@
 the train and validation splits, and the deployed one (``model.dir``), the same models
 with every choice kept, refitted on all the cohort's patients (the pooled learner's
 ``refit_on_all``). The test split cannot measure the second, which saw it; this script
-does, the way a release is scored: for each generator (the project's simulator and the
-independent ``benchmarks/alt_cohort.py``) and seed it draws an extract of ``--n`` patients
+does, the way a release is scored: for each generator (the project's simulator, the
+independent ``benchmarks/alt_cohort.py``, or ``blind``, ``benchmarks/blind_cohort.py``,
+written blind to both; ``benchmarks/release_route.py`` takes the same measurement through
+the documented commands) and seed it draws an extract of ``--n`` patients
 and, from the same data-generating process, ``--unseen`` new patients; runs the pipeline's
 own code on the extract (prepare -> split -> ``train_bundle`` at params' harm weight ->
 ``refit_on_all``, as ``precision-pain train`` does) and scores both bundles' recommendations

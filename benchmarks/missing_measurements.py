@@ -2,7 +2,8 @@
 
 An EHR extract often lacks eGFR, BMI or a questionnaire score; the contract lets those cells
 be empty (docs/data-contract.md) and the models read them as missing. For each generator
-(the project's simulator and the independent ``benchmarks/alt_cohort.py``) and seed, this
+(the project's simulator, the independent ``benchmarks/alt_cohort.py`` or ``blind``,
+``benchmarks/blind_cohort.py``) and seed, this
 script draws an extract of ``--n`` patients and ``--unseen`` new patients from the same
 process, and runs the pipeline's own code (prepare -> split -> ``train_bundle`` ->
 ``refit_on_all``, as ``precision-pain train`` does) twice, side by side in one run: on the

@@ -2,11 +2,12 @@
 
 A bundle trained with ``prepare.outcome: nrs_change`` gives each ranked row a split-conformal
 interval of the patient's own change in NRS pain (``expected_nrs_change_low`` / ``_high``,
-docs/predictions.md). For each generator (the project's simulator and the independent
-``benchmarks/alt_cohort.py``) and seed this script draws an extract of ``--n`` patients and
-``--unseen`` new ones from the same process, runs the pipeline's code on the extract
-(split -> ``train_bundle`` -> ``refit_on_all``) and runs ``recommend`` on the evaluated
-bundle's test split and on the new patients with the deployed bundle, at each ``--levels``.
+docs/predictions.md). For each generator (the project's simulator, the independent
+``benchmarks/alt_cohort.py`` or ``blind``, ``benchmarks/blind_cohort.py``) and seed this
+script draws an extract of ``--n`` patients and ``--unseen`` new ones from the same
+process, runs the pipeline's code on the extract (split -> ``train_bundle`` ->
+``refit_on_all``) and runs ``recommend`` on the evaluated bundle's test split and on the new
+patients with the deployed bundle, at each ``--levels``.
 It prints the share of patients whose observed change under the treatment they received
 lies inside that treatment's interval (overall, the range over treatments, and per band of
 baseline pain severity) and the median width in NRS points (overall and per band), side by
