@@ -51,7 +51,8 @@ TEST_SEED = 555000  # test sample k is drawn with seed TEST_SEED + k
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=20)
-    parser.add_argument("--n", type=int, help="patients [simulate.n_patients]")
+    parser.add_argument("--n", type=int, help="patients [simulate.n_patients; with "
+                        "--test-samples, in the extract: 20,000]")
     parser.add_argument("--outcome", choices=["responder", "nrs_change"], default="responder",
                         help="what the response models predict (prepare.outcome)")
     parser.add_argument("--test-samples", type=int,
@@ -86,13 +87,9 @@ def main() -> None:
                               propensity_clip=params.evaluate.propensity_clip,
                               outcome=OutcomeSpec(args.outcome,
                                                   params.evaluate.adverse_event_nrs_points))
-        off = evaluate(parts["test"], bundle, test_truth, params.evaluate).summary["off_policy"]
-        dr, low, high = off["model_dr_net_benefit"], off["model_dr_ci_low"], off["model_dr_ci_high"]
-        true = off["model_true_net_benefit"]
-        errors.append(dr - true)
-        covered.append(low <= true <= high)
-        print(f"{model.seed:>4}  {dr:.4f} ({low:.4f}-{high:.4f})   {true:.4f}  {dr - true:+.4f}",
-              flush=True)
+        error, within = value_once(parts["test"], bundle, test_truth, params, f"{model.seed:>4}")
+        errors.append(error)
+        covered.append(within)
     report(errors, covered, f"{args.seeds} seeds")
 
 
@@ -106,14 +103,20 @@ def over_test_samples(params, args: argparse.Namespace) -> None:
     for k in range(args.test_samples):
         test, truth = cohort(args.generator, args.test_n, TEST_SEED + k, params)
         test = test[test["treatment"].isin(bundle.treatments)].reset_index(drop=True)
-        off = evaluate(test, bundle, truth, params.evaluate).summary["off_policy"]
-        dr, low, high = off["model_dr_net_benefit"], off["model_dr_ci_low"], off["model_dr_ci_high"]
-        true = off["model_true_net_benefit"]
-        errors.append(dr - true)
-        covered.append(low <= true <= high)
-        print(f"{k:>6}  {dr:.4f} ({low:.4f}-{high:.4f})   {true:.4f}  {dr - true:+.4f}",
-              flush=True)
+        error, within = value_once(test, bundle, truth, params, f"{k:>6}")
+        errors.append(error)
+        covered.append(within)
     report(errors, covered, f"{args.generator}, {args.test_samples} test samples")
+
+
+def value_once(test, bundle, truth, params, label: str) -> tuple[float, bool]:
+    """The DR estimate of ``bundle``'s recommendations on ``test`` against the truth: its
+    error and whether its 95 % interval covers the true value (one line printed)."""
+    off = evaluate(test, bundle, truth, params.evaluate).summary["off_policy"]
+    dr, low, high = off["model_dr_net_benefit"], off["model_dr_ci_low"], off["model_dr_ci_high"]
+    true = off["model_true_net_benefit"]
+    print(f"{label}  {dr:.4f} ({low:.4f}-{high:.4f})   {true:.4f}  {dr - true:+.4f}", flush=True)
+    return dr - true, low <= true <= high
 
 
 def report(errors: list[float], covered: list[bool], label: str) -> None:

@@ -45,7 +45,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from deploy_refit import UNSEEN_SEED_OFFSET  # noqa: E402
-from learning_curve import HARM_WEIGHTS, raw_cohort  # noqa: E402
+from learning_curve import GENERATORS, HARM_WEIGHTS, raw_cohort  # noqa: E402
 
 from precision_pain.evaluate import policy as pol  # noqa: E402
 from precision_pain.registry import TREATMENTS  # noqa: E402
@@ -184,7 +184,8 @@ def run_route(generator: str, seed: int, n: int, n_unseen: int, harm_weights: li
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--generators", nargs="+", default=["blind"])
+    parser.add_argument("--generators", nargs="+", default=["blind"],
+                        choices=["simulator", *GENERATORS])
     parser.add_argument("--seeds", type=int, nargs="+", default=[20261202])
     parser.add_argument("--n", type=int, default=20000, help="patients in the extract")
     parser.add_argument("--unseen", type=int, default=10000, help="new patients predicted")
@@ -201,6 +202,8 @@ def main() -> None:
                              "(<generator>-<seed>) and keep them")
     parser.add_argument("--out", type=Path, help="also write <out>.csv")
     args = parser.parse_args()
+    if args.keep is not None and args.keep.exists() and any(args.keep.iterdir()):
+        parser.error(f"--keep {args.keep}: the folder exists and is not empty; name a new one")
     rows = []
     with tempfile.TemporaryDirectory(prefix="release-route-") as tmp:
         for generator in args.generators:
