@@ -213,11 +213,13 @@ def test_a_tampered_companion_is_refused(stacked, tmp_path):
         PooledModel.load(path)
 
 
+@pytest.mark.parametrize("folds", [0, 3])
 def test_companion_is_left_out_where_the_follow_up_score_says_nothing_beyond_the_flag(
-        small_splits, params):
+        small_splits, params, folds):
     """Follow-up scores redrawn from the flag alone (uniform within the responder or the
     non-responder range, as benchmarks/alt_cohort.py does): the regressor can only add noise,
-    and the likelihood-ratio gate keeps the classifier alone."""
+    and the within-flag gate keeps the classifier alone, on the validation split (0 folds)
+    or on the out-of-fold predictions over train + validation."""
     rng = np.random.default_rng(0)
 
     def flag_only(frame):
@@ -226,7 +228,8 @@ def test_companion_is_left_out_where_the_follow_up_score_says_nothing_beyond_the
         return frame.assign(pain_followup=frame["pain_baseline"] * (1 - relief))
 
     model = _pooled(params, False)
-    settings = {**model.hyperparameters["pooled_xgboost"], "pain_companion": True}
+    settings = {**model.hyperparameters["pooled_xgboost"], "pain_companion": True,
+                "pain_companion_folds": folds}
     model = model.model_copy(update={"hyperparameters": {**model.hyperparameters,
                                                          "pooled_xgboost": settings}})
     bundle = train_bundle(flag_only(small_splits["train"]), flag_only(small_splits["valid"]),
@@ -251,6 +254,64 @@ def test_within_flag_p_value_sees_relief_beyond_the_flag_and_nothing_else():
     assert np.mean(np.array(p_values) < 0.05) <= 0.16 and 0.25 < np.median(p_values) < 0.75
     assert within_flag_p_value(relief, -mean, flag) > 0.99  # one-sided
     assert np.isnan(within_flag_p_value(relief[:2], mean[:2], flag[:2]))
+
+
+def test_folds_hold_whole_patients_evenly_and_follow_the_seed():
+    from precision_pain.models.pooled import fold_of_patients
+
+    ids = pd.Series([f"P{i // 3:04d}" for i in range(3000)])  # 1,000 patients, 3 episodes each
+    fold = fold_of_patients(ids, 5, seed=7)
+    assert (pd.Series(fold).groupby(ids).nunique() == 1).all()  # a patient in one fold
+    assert np.bincount(fold).tolist() == [600] * 5
+    np.testing.assert_array_equal(fold, fold_of_patients(ids, 5, seed=7))
+    assert (fold != fold_of_patients(ids, 5, seed=8)).any()
+
+
+@pytest.fixture(scope="module")
+def cross_fitted(small_splits, params):
+    """The pooled learner with its companion stacked on predictions cross-fitted over
+    train + validation (``pain_companion_folds``); the gate opened wide, as above."""
+    model = _pooled(params, False)
+    settings = {**model.hyperparameters["pooled_xgboost"], "pain_companion": True,
+                "pain_companion_alpha": 0.5, "pain_companion_folds": 3}
+    model = model.model_copy(update={"hyperparameters": {**model.hyperparameters,
+                                                         "pooled_xgboost": settings}})
+    bundle = train_bundle(small_splits["train"], small_splits["valid"],
+                          select_treatments(TREATMENTS), model, response_threshold=0.3,
+                          harm_weight=0.5, propensity_clip=0.01)
+    return bundle, settings
+
+
+def test_cross_fitted_stack_uses_only_predictions_of_models_that_did_not_see_the_patient(
+        cross_fitted, small_splits):
+    from precision_pain.evaluate.metrics import logistic_coefficients
+    from precision_pain.models.pooled import (chosen_candidate, companion_candidate,
+                                              cross_fit, fold_of_patients,
+                                              observed_episodes)
+
+    bundle, settings = cross_fitted
+    selection = bundle.metadata["selection"]
+    model = bundle.model("tramadol", "response").pooled
+    episodes = pd.concat([small_splits["train"], small_splits["valid"]], ignore_index=True)
+    candidates = [chosen_candidate(selection, settings["response"], 3),
+                  companion_candidate(settings["response"], 3 + 2)]
+    got = cross_fit(episodes, candidates, TREATMENTS, 3, seed=3 + 3)
+    # every validation and training episode of the modeled treatments has a prediction
+    kept = observed_episodes(episodes, TREATMENTS).reset_index(drop=True)
+    assert len(got.y) == len(kept) and np.isfinite(got.margin).all()
+    # the stack is the logistic fit on them ...
+    weights = logistic_coefficients(
+        np.column_stack([np.ones(len(got.y)), got.margin, got.reduction]), got.y)
+    assert model.stack_ == pytest.approx(weights)
+    assert weights[2] > 0
+    # ... and fold 0's predictions are those of boosters fitted on the other two folds
+    out = fold_of_patients(kept["patient_id"], 3, seed=3 + 3) == 0
+    classifier, companion = fit_candidates(candidates, kept[~out], TREATMENTS)
+    X, received = build_features(kept[out]), kept.loc[out, "treatment"].astype(str).to_numpy()
+    np.testing.assert_allclose(got.margin[out], classifier.raw(X, received), rtol=1e-6)
+    np.testing.assert_allclose(got.reduction[out], companion.raw(X, received), rtol=1e-6)
+    # not the validation-only weights
+    assert selection["valid_stack_pain_reduction_weight"] == pytest.approx(weights[2])
 
 
 @pytest.mark.parametrize("which", ["plain", "stacked"])

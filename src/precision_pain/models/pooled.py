@@ -623,47 +623,97 @@ def companion_candidate(settings: Mapping[str, Any], seed: int) -> Candidate:
 
 
 def stack_companion(classifier: PooledModel, companion: PooledModel, valid: ValidationData,
-                    alpha: float) -> PooledModel:
+                    alpha: float, crossfit: CrossFitted | None = None) -> PooledModel:
     """The response classifier stacked with the pain-reduction regressor.
 
     The responder flag is a threshold of a continuous outcome; a regressor of that outcome
     learns from every patient's degree of relief, not only which side of 30 % it fell on
     (dichotomizing throws away information: Altman & Royston, BMJ 2006). The stack is
     P(response) = expit(a + b * classifier log-odds + c * predicted reduction), with (a, b,
-    c) a logistic regression of the validation patients' observed response on the two
-    models' predictions for the treatment they received: three numbers, fitted on patients
-    neither model saw.
+    c) a logistic regression of observed response on the two models' predictions for the
+    treatment each patient received, made by models that did not see the patient: the
+    validation split's, or with ``crossfit`` the out-of-fold predictions over train +
+    validation (:func:`cross_fit`, the super learner's cross-validated stacking: van der
+    Laan, Polley & Hubbard 2007). Three numbers; the two predictions are strongly
+    correlated, so the validation split alone fixes b and c poorly (docs/evaluation.md).
 
     The companion is used only where the follow-up score carries information beyond the
-    flag: on the validation split, its prediction must explain the observed relief *within*
-    responders and within non-responders (a one-sided test of the slope of the within-class
-    observed relief on the within-class prediction, p < ``alpha``), and c must be > 0. In a
-    cohort whose follow-up scores were drawn from the flag alone, the within-class relief is
-    noise, the regressor's contrasts too, and stacking them anyway lost 4-15 points of the
-    oracle's gain at 5,000 patients on the independent generator (docs/evaluation.md); a
-    likelihood-ratio test of c = 0 could not tell the two kinds of cohort apart. Otherwise,
-    or if a fit fails, the classifier alone, unchanged.
+    flag: its prediction must explain the observed relief *within* responders and within
+    non-responders (a one-sided test of the slope of the within-class observed relief on
+    the within-class prediction, p < ``alpha``, on the same patients), and c must be > 0. In
+    a cohort whose follow-up scores were drawn from the flag alone, the within-class relief
+    is noise, the regressor's contrasts too, and stacking them anyway lost 4-15 points of
+    the oracle's gain at 5,000 patients on the independent generator (docs/evaluation.md);
+    a likelihood-ratio test of c = 0 could not tell the two kinds of cohort apart.
+    Otherwise, or if a fit fails, the classifier alone, unchanged.
     """
-    rows = np.flatnonzero(valid.treated >= 0)
-    y = valid.response[rows]
-    received = np.asarray(valid.treatments, dtype=object)[valid.treated[rows]]
-    X = valid.X.iloc[rows]
-    reduction = companion.raw(X, received)  # each patient under the treatment received
-    features = np.column_stack([np.ones(len(rows)), classifier.raw(X, received), reduction])
-    weights = logistic_coefficients(features, y)
+    where = "train + validation, out of fold" if crossfit is not None else "the validation split"
+    if crossfit is None:
+        rows = np.flatnonzero(valid.treated >= 0)
+        received = np.asarray(valid.treatments, dtype=object)[valid.treated[rows]]
+        X = valid.X.iloc[rows]
+        crossfit = CrossFitted(classifier.raw(X, received), companion.raw(X, received),
+                               valid.response[rows],
+                               pain_reduction(valid.prepared.iloc[rows]))
+    features = np.column_stack([np.ones(len(crossfit.y)), crossfit.margin, crossfit.reduction])
+    weights = logistic_coefficients(features, crossfit.y)
     if not np.all(np.isfinite(weights)):
         log.warning("the pain-reduction companion could not be stacked (logistic fit failed "
-                    "on the validation split); the response classifier is used alone")
+                    "on %s); the response classifier is used alone", where)
         return classifier
-    p_value = within_flag_p_value(pain_reduction(valid.prepared.iloc[rows]), reduction, y)
+    p_value = within_flag_p_value(crossfit.relief, crossfit.reduction, crossfit.y)
     if weights[2] <= 0 or not p_value < alpha:
-        log.info("pain-reduction companion not used: on the validation split the follow-up "
-                 "score adds nothing beyond the flag (stack weight %.3f; within-flag p = "
-                 "%.3g, needed < %g)", weights[2], p_value, alpha)
+        log.info("pain-reduction companion not used: on %s the follow-up score adds nothing "
+                 "beyond the flag (stack weight %.3f; within-flag p = %.3g, needed < %g)",
+                 where, weights[2], p_value, alpha)
         return classifier
     log.info("response = expit(%.3f + %.3f * classifier log-odds + %.3f * predicted pain "
-             "reduction) (validation log-loss fit; within-flag p = %.3g)", *weights, p_value)
+             "reduction) (log-loss fit on %s; within-flag p = %.3g)", *weights, where, p_value)
     return classifier.stacked(companion, weights)
+
+
+@dataclass(frozen=True)
+class CrossFitted:
+    """What the stack is fitted on, one entry per episode: the classifier's log-odds and the
+    companion's predicted reduction for the treatment received, by models that did not see
+    the episode; the observed response flag and relative reduction in pain."""
+
+    margin: np.ndarray
+    reduction: np.ndarray
+    y: np.ndarray
+    relief: np.ndarray
+
+
+def fold_of_patients(patient_id: pd.Series, folds: int, seed: int) -> np.ndarray:
+    """Each row's fold, 0 .. folds - 1, whole patients in one fold (a patient's episodes
+    are not independent), at random by ``seed``."""
+    codes, patients = pd.factorize(patient_id, sort=True)
+    order = np.random.default_rng(seed).permutation(len(patients))
+    fold = np.empty(len(patients), dtype=int)
+    fold[order] = np.arange(len(patients)) % folds
+    return fold[codes]
+
+
+def cross_fit(episodes: pd.DataFrame, candidates: Sequence[Candidate], treatments: Sequence[str],
+              folds: int, seed: int, engine: Any = LOCAL,
+              outcome: OutcomeSpec = OutcomeSpec()) -> CrossFitted:
+    """Out-of-fold predictions of the classifier and companion ``candidates`` (in that
+    order) over ``episodes``: ``folds`` fits of both on all but one fold of patients, each
+    predicting the fold left out."""
+    episodes = observed_episodes(episodes, treatments).reset_index(drop=True)
+    fold = fold_of_patients(episodes["patient_id"], folds, seed)
+    margin, reduction = np.empty(len(episodes)), np.empty(len(episodes))
+    for k in range(folds):
+        out = fold == k
+        classifier, companion = fit_candidates(candidates, episodes[~out], treatments, engine,
+                                               outcome)
+        held = episodes[out]
+        X, received = build_features(held), held["treatment"].astype(str).to_numpy()
+        margin[out], reduction[out] = classifier.raw(X, received), companion.raw(X, received)
+    log.info("stacking predictions cross-fitted over %d folds of %d episodes", folds,
+             len(episodes))
+    return CrossFitted(margin, reduction, _label(episodes, "response", outcome),
+                       pain_reduction(episodes))
 
 
 def within_flag_p_value(observed: np.ndarray, predicted: np.ndarray, flag: np.ndarray) -> float:
@@ -763,8 +813,15 @@ def select_pooled(train: pd.DataFrame, valid: ValidationData, settings: Mapping[
                   float(row["valid_brier"])}
     chosen_model = boosters[int(row["max_depth"])].sliced(int(row["n_trees"]))
     if companion_model is not None:
+        folds = int(settings.get("pain_companion_folds") or 0)
+        crossfit = (cross_fit(pd.concat([train, valid.prepared], ignore_index=True),
+                              [chosen_candidate(chosen, response, seed, outcome),
+                               companion[0]], valid.treatments, folds, seed + 3, engine,
+                              outcome)
+                    if folds > 1 else None)
         chosen_model = stack_companion(chosen_model, companion_model, valid,
-                                       float(settings.get("pain_companion_alpha", 0.01)))
+                                       float(settings.get("pain_companion_alpha", 0.01)),
+                                       crossfit)
         if chosen_model.stack_ is not None:
             chosen = {**chosen, **_stack_summary(chosen_model, valid, p_ae, harm_weight)}
     return PooledFit(chosen_model, adverse_event, chosen, table)
@@ -816,10 +873,7 @@ def refit(fit: PooledFit, episodes: pd.DataFrame, settings: Mapping[str, Any], s
     candidates = [
         Candidate("adverse_event", int(chosen["valid_adverse_event_chosen_n_estimators"]),
                   seed + 1, fixed_settings(settings["adverse_event"], ("n_estimators",))),
-        Candidate("response", int(chosen["valid_response_chosen_n_estimators"]), seed,
-                  {**fixed_settings(response, ("n_estimators", "max_depth")),
-                   "max_depth": int(chosen["valid_response_chosen_max_depth"])},
-                  response_objective(outcome)),
+        chosen_candidate(chosen, response, seed, outcome),
     ]
     stacked = fit.response.stack_ is not None
     if stacked:
@@ -832,6 +886,15 @@ def refit(fit: PooledFit, episodes: pd.DataFrame, settings: Mapping[str, Any], s
              len(observed_episodes(episodes, fit.response.treatments)))
     return PooledFit(response_model, adverse_event, {**chosen, marker: 1.0}, fit.table,
                      validated=fit.validated or fit)
+
+
+def chosen_candidate(chosen: Mapping[str, float], response: Mapping[str, Any], seed: int,
+                     outcome: OutcomeSpec = OutcomeSpec()) -> Candidate:
+    """The response booster with the depth and number of trees chosen on validation."""
+    return Candidate("response", int(chosen["valid_response_chosen_n_estimators"]), seed,
+                     {**fixed_settings(response, ("n_estimators", "max_depth")),
+                      "max_depth": int(chosen["valid_response_chosen_max_depth"])},
+                     response_objective(outcome))
 
 
 def fit_pooled(train: pd.DataFrame, valid: pd.DataFrame, treatments: Sequence[str],
