@@ -6,32 +6,15 @@ that breaks it (as adding an opt-in treatment once did) must fail here, not in a
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from benchmark_modules import assert_truth_covers_eligible, load_benchmark
 from precision_pain.data.prepare import align_truth, prepare_cohort
-from precision_pain.registry import TREATMENTS
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _benchmark(name: str):
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # learning_curve imports alt_cohort
-    try:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-    return module
 
 
 def _alt_cohort():
-    return _benchmark("alt_cohort")
+    return load_benchmark("alt_cohort")
 
 
 def test_alt_cohort_passes_the_contract_and_its_truth_covers_every_eligible_pair():
@@ -41,13 +24,7 @@ def test_alt_cohort_passes_the_contract_and_its_truth_covers_every_eligible_pair
     aligned = align_truth(truth, prepared, "alt_cohort")
     assert len(prepared) == 600
     assert set(prepared["treatment"]) <= set(alt.SIMULATED)
-    eligible = aligned[aligned["eligible"]]
-    for condition, rows in prepared.groupby("condition"):
-        wanted = {t for t in alt.SIMULATED if TREATMENTS[t].eligible(condition)}
-        got = eligible[eligible["patient_id"].isin(rows["patient_id"])]
-        assert set(got["treatment"]) == wanted, condition
-        assert len(got) == len(rows) * len(wanted)
-    assert np.all((eligible["p_response"] > 0) & (eligible["p_response"] < 1))
+    assert_truth_covers_eligible(prepared, aligned, alt.SIMULATED)
 
 
 def test_alt_cohort_is_deterministic():
@@ -78,7 +55,7 @@ def test_learning_curve_trains_and_scores_the_default_learner_on_it(params):
     """The benchmark's own loop (the pipeline's functions) on a small alt cohort, with the
     pooled learner's search cut down; the registry's opt-in treatments are left out as the
     CLI leaves them out (modeled_treatments)."""
-    curve = _benchmark("learning_curve")
+    curve = load_benchmark("learning_curve")
     prepared, truth = curve.cohort("alt", 1500, 7, params)
     pooled = params.model.hyperparameters["pooled_xgboost"]
     small = {**pooled, "response": {**pooled["response"], "max_depth": [3],
@@ -98,7 +75,7 @@ def test_alt_plan_cohort_passes_contract_v2_and_its_truth_covers_every_valid_pla
     from precision_pain.models.plan_model import episode_plans
     from precision_pain.plans import parse_plan, plan_eligibility
 
-    plans_module = _benchmark("alt_plans")
+    plans_module = load_benchmark("alt_plans")
     raw, truth = plans_module.generate(800, seed=4)
     prepared = prepare_cohort(raw, "alt_plans", 0.30)
     received = episode_plans(prepared)

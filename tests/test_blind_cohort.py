@@ -7,35 +7,18 @@ outcomes it draws.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
+from benchmark_modules import assert_truth_covers_eligible, load_benchmark
 from precision_pain.data.prepare import align_truth, prepare_cohort
 from precision_pain.registry import TREATMENTS
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _blind():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        spec = importlib.util.spec_from_file_location(
-            "blind_cohort", ROOT / "benchmarks" / "blind_cohort.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-    return module
 
 
 @pytest.fixture(scope="module")
 def blind():
-    return _blind()
+    return load_benchmark("blind_cohort")
 
 
 @pytest.fixture(scope="module")
@@ -56,15 +39,8 @@ def test_blind_cohort_passes_the_contract_and_its_truth_covers_every_eligible_pa
     assert set(prepared["treatment"]) <= set(blind.SIMULATED)
     assert (raw["pain_baseline"] > 0).all()
     assert raw["pain_followup"].between(0, 10).all()
-    eligible = aligned[aligned["eligible"]]
-    for condition, rows in prepared.groupby("condition"):
-        wanted = {t for t in blind.SIMULATED if TREATMENTS[t].eligible(condition)}
-        got = eligible[eligible["patient_id"].isin(rows["patient_id"])]
-        assert set(got["treatment"]) == wanted, condition
-        assert len(got) == len(rows) * len(wanted)
-    for column in ("p_response", "p_adverse_event"):
-        assert np.all((eligible[column] > 0) & (eligible[column] < 1)), column
-    assert np.isfinite(eligible["expected_nrs_change"]).all()
+    assert_truth_covers_eligible(prepared, aligned, blind.SIMULATED)
+    assert np.isfinite(aligned.loc[aligned["eligible"], "expected_nrs_change"]).all()
     # every received treatment is eligible for the patient's condition
     received = truth.merge(raw[["patient_id", "treatment"]], on=["patient_id", "treatment"])
     assert received["eligible"].all() and len(received) == 600

@@ -48,6 +48,14 @@ def test_refit_on_all_needs_an_evaluated_bundle_apart(tmp_path):
     assert load_params(_params_with(tmp_path, off)).model.evaluated_dir is None
 
 
+@pytest.mark.parametrize("folds", [1, -2, 2.5, "five", True])
+def test_companion_folds_are_zero_or_at_least_two(tmp_path, folds):
+    def edit(raw):
+        raw["model"]["hyperparameters"]["pooled_xgboost"]["pain_companion_folds"] = folds
+    with pytest.raises(ParamsError, match=r"pain_companion_folds is .*give 0"):
+        load_params(_params_with(tmp_path, edit))
+
+
 def test_overrides_use_dotted_keys():
     params = load_params(ROOT / "params.yaml", {"model.type": "logistic", "split.seed": 3})
     assert (params.model.type, params.split.seed) == ("logistic", 3)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from benchmark_modules import load_benchmark
 from precision_pain.models.effects import CONTINUOUS_SETTINGS, PooledEffectLearner, dr_scores
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,12 +30,7 @@ def _table(n: int, seed: int):
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("causal_benchmarks",
-                                                  ROOT / "benchmarks" / "causal_benchmarks.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("causal_benchmarks")
 
 
 @pytest.fixture(scope="module")

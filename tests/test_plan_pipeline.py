@@ -226,17 +226,12 @@ def test_a_bring_your_own_extract_is_scored_against_its_own_plan_truth(run, tmp_
 def test_the_plan_scoring_benchmark_compares_with_xgboost(run, capsys):
     """benchmarks/plans.py's side-by-side timing of the plan scorer runs on a plan bundle and
     reports margins that agree with xgboost's."""
-    import importlib.util
     import re
-    import sys
 
+    from benchmark_modules import load_benchmark
     from precision_pain.models.bundle import load_bundle
 
-    spec = importlib.util.spec_from_file_location("plans_benchmark",
-                                                  ROOT / "benchmarks" / "plans.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    module = load_benchmark("plans", "plans_benchmark")
     raw = pd.read_csv(run / "new.csv", keep_default_na=False).drop(
         columns=["exclude_modalities"])
     module.time_plan_scoring(load_bundle(run / "models"), raw, repeat=1)

@@ -133,7 +133,7 @@ class ModelParams(_Section):
     evaluated_dir: Path | None = None
 
     @model_validator(mode="after")
-    def _refit_needs_evaluated_dir(self) -> ModelParams:
+    def _learner_settings_fit_together(self) -> ModelParams:
         settings = self.hyperparameters.get(self.type, {})
         if settings.get("refit_on_all") and self.evaluated_dir is None:
             raise ValueError(
@@ -141,6 +141,12 @@ class ModelParams(_Section):
                 "model.dir on the test split too, but model.evaluated_dir is not set: set it "
                 "(e.g. models/evaluated) so evaluation scores a bundle that never saw the "
                 "test split, or set refit_on_all: false")
+        folds = settings.get("pain_companion_folds", 0)
+        if isinstance(folds, bool) or not isinstance(folds, int) or folds < 0 or folds == 1:
+            raise ValueError(
+                f"model.hyperparameters.{self.type}.pain_companion_folds is {folds!r}: give 0 "
+                "(stacking weights fitted on the validation split) or a whole number of folds "
+                ">= 2 (fitted on cross-fitted predictions over train + validation; default 5)")
         return self
 
 
