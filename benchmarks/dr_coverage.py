@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -76,8 +77,9 @@ def main() -> None:
     parts = split_cohort(prepared, params.split.valid_fraction, params.split.test_fraction,
                          params.split.seed)
     test_truth = truth[truth["patient_id"].isin(parts["test"]["patient_id"])]
-    errors, covered = [], []
-    print("seed  DR estimate (95 % interval)   true    error")
+    errors, covered, gains = [], [], []
+    print("seed  DR estimate (95 % interval)   true    error  |  DR gain over one size (95 % "
+          "interval)   true   error")
     for k in range(args.seeds):
         model = params.model.model_copy(update={"seed": params.model.seed + k})
         treatments, _ = modeled_treatments(parts["train"], parts["valid"], model)
@@ -87,10 +89,13 @@ def main() -> None:
                               propensity_clip=params.evaluate.propensity_clip,
                               outcome=OutcomeSpec(args.outcome,
                                                   params.evaluate.adverse_event_nrs_points))
-        error, within = value_once(parts["test"], bundle, test_truth, params, f"{model.seed:>4}")
+        error, within, gain = value_once(parts["test"], bundle, test_truth, params,
+                                         f"{model.seed:>4}")
         errors.append(error)
         covered.append(within)
+        gains.append(gain)
     report(errors, covered, f"{args.seeds} seeds")
+    report(*zip(*gains), f"{args.seeds} seeds, gain over one-size-fits-all")
 
 
 def over_test_samples(params, args: argparse.Namespace) -> None:
@@ -98,28 +103,39 @@ def over_test_samples(params, args: argparse.Namespace) -> None:
     outcome = OutcomeSpec(args.outcome, params.evaluate.adverse_event_nrs_points)
     extract, _ = cohort(args.generator, args.n or 20000, args.extract_seed, params)
     _, bundle, _ = train_both(extract, params, outcome)
-    errors, covered = [], []
-    print("sample  DR estimate (95 % interval)   true    error")
+    errors, covered, gains = [], [], []
+    print("sample  DR estimate (95 % interval)   true    error  |  DR gain over one size (95 % "
+          "interval)   true   error")
     for k in range(args.test_samples):
         test, truth = cohort(args.generator, args.test_n, TEST_SEED + k, params)
         test = test[test["treatment"].isin(bundle.treatments)].reset_index(drop=True)
-        error, within = value_once(test, bundle, truth, params, f"{k:>6}")
+        error, within, gain = value_once(test, bundle, truth, params, f"{k:>6}")
         errors.append(error)
         covered.append(within)
-    report(errors, covered, f"{args.generator}, {args.test_samples} test samples")
+        gains.append(gain)
+    label = f"{args.generator}, {args.test_samples} test samples"
+    report(errors, covered, label)
+    report(*zip(*gains), f"{label}, gain over one-size-fits-all")
 
 
-def value_once(test, bundle, truth, params, label: str) -> tuple[float, bool]:
+def value_once(test, bundle, truth, params, label: str
+               ) -> tuple[float, bool, tuple[float, bool]]:
     """The DR estimate of ``bundle``'s recommendations on ``test`` against the truth: its
-    error and whether its 95 % interval covers the true value (one line printed)."""
+    error and whether its 95 % interval covers the true value; the same for the paired DR
+    gain over one-size-fits-all care (one line printed)."""
     off = evaluate(test, bundle, truth, params.evaluate).summary["off_policy"]
     dr, low, high = off["model_dr_net_benefit"], off["model_dr_ci_low"], off["model_dr_ci_high"]
     true = off["model_true_net_benefit"]
-    print(f"{label}  {dr:.4f} ({low:.4f}-{high:.4f})   {true:.4f}  {dr - true:+.4f}", flush=True)
-    return dr - true, low <= true <= high
+    key = "model_dr_gain_over_one_size_fits_all"
+    gain, g_low, g_high = off[key], off[f"{key}_ci_low"], off[f"{key}_ci_high"]
+    g_true = off["model_true_gain_over_one_size_fits_all"]
+    print(f"{label}  {dr:.4f} ({low:.4f}-{high:.4f})   {true:.4f}  {dr - true:+.4f}  |  "
+          f"{gain:+.4f} ({g_low:+.4f} to {g_high:+.4f})   {g_true:+.4f}  {gain - g_true:+.4f}",
+          flush=True)
+    return dr - true, low <= true <= high, (gain - g_true, g_low <= g_true <= g_high)
 
 
-def report(errors: list[float], covered: list[bool], label: str) -> None:
+def report(errors: Sequence[float], covered: Sequence[bool], label: str) -> None:
     """Mean and largest absolute error, mean signed error, and the interval's coverage."""
     err = np.asarray(errors)
     print(f"\n{label}: mean |DR - true| {np.abs(err).mean():.4f}, largest "

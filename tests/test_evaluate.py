@@ -334,12 +334,57 @@ def test_evaluation_report_has_notice_and_headline(small_evaluation):
     assert "Share of the oracle's gain" in text and "![regret](../plots/regret.png)" in text
 
 
+def test_dr_gain_is_the_paired_difference_of_the_two_policies(small_evaluation,
+                                                              small_propensity_bundle):
+    ope = small_evaluation.policy["off_policy"]
+    for v in ("response", "net_benefit"):
+        model, single = ope[v]["model"], ope[v]["one_size_fits_all"]
+        gain = ope["gain"][v]["one_size_fits_all"]
+        # means are linear: the paired point estimate is the difference of the two estimates
+        assert gain["dr"]["estimate"] == pytest.approx(
+            model["dr"]["estimate"] - single["dr"]["estimate"], abs=1e-12)
+        assert gain["true"] == pytest.approx(model["true"] - single["true"], abs=1e-12)
+        assert gain["dr"]["ci_low"] <= gain["dr"]["estimate"] <= gain["dr"]["ci_high"]
+        care = ope["gain"][v]["usual_care"]
+        assert care["dr"]["estimate"] == pytest.approx(
+            model["dr"]["estimate"] - ope[v]["usual_care"]["observed_mean"]["estimate"],
+            abs=1e-12)
+        assert care["true"] == pytest.approx(model["true"] - ope[v]["usual_care"]["true"],
+                                             abs=1e-12)
+    headline = small_evaluation.summary["off_policy"]
+    assert headline["model_dr_gain_over_one_size_fits_all"] == pytest.approx(
+        ope["gain"]["net_benefit"]["one_size_fits_all"]["dr"]["estimate"])
+    assert headline["one_size_fits_all_treatment"] in small_propensity_bundle.treatments
+
+
+@pytest.mark.parametrize("low, warned", [(-0.01, True), (0.0, True), (0.004, False)])
+def test_report_warns_when_the_gain_over_one_size_fits_all_is_not_shown(small_evaluation,
+                                                                          low, warned):
+    summary = {**small_evaluation.summary, "off_policy": {
+        **small_evaluation.summary["off_policy"],
+        "model_dr_gain_over_one_size_fits_all": 0.02,
+        "model_dr_gain_over_one_size_fits_all_ci_low": low,
+        "model_dr_gain_over_one_size_fits_all_ci_high": 0.05}}
+    text = evaluation_report(replace(small_evaluation, summary=summary), RESEARCH_NOTICE)
+    assert "Doubly robust gain in net benefit over one-size-fits-all care" in text
+    assert "The same over usual care" in text
+    assert ("do not show the recommendations doing better" in text) is warned
+    assert ("The ground truth above measures the gain directly" in text) is warned
+    observed_only = {k: v for k, v in summary["off_policy"].items() if "_true_" not in k}
+    text = evaluation_report(replace(small_evaluation, summary={
+        **summary, "off_policy": observed_only}), RESEARCH_NOTICE)
+    assert ("Do not read the ranking as an improvement" in text) is warned
+
+
 def test_evaluate_without_truth_reports_observed_data_only(small_splits,
                                                            small_propensity_bundle, params):
     result = evaluate(small_splits["test"], small_propensity_bundle, None,
                       params.evaluate.model_copy(update={"n_bootstrap": 10}))
     assert result.summary["has_ground_truth"] is False and "policy" not in result.summary
     assert "model_true_net_benefit" not in result.summary["off_policy"]
+    assert "model_dr_gain_over_one_size_fits_all" in result.summary["off_policy"]
+    assert "model_true_gain_over_one_size_fits_all" not in result.summary["off_policy"]
+    assert "true" not in result.policy["off_policy"]["gain"]["net_benefit"]["usual_care"]
     assert "true_probability" not in result.per_treatment["tramadol"]["response"]
     assert "against_truth" not in result.per_treatment["tramadol"]["response"]
     assert "response_calibration_slope_against_truth" not in result.summary

@@ -13,7 +13,8 @@ SUMMARY = {"mean_response_auc": 0.61, "mean_adverse_event_auc": 0.55,
            "mean_response_brier": 0.22, "response_calibration_slope": {"share_within_0.8_1.2": 0.4},
            "policy": {"share_of_oracle_gain_captured": 0.35,
                       "model": {"mean_true_net_benefit": 0.38}},
-           "off_policy": {"model_dr_net_benefit": 0.36}}
+           "off_policy": {"model_dr_net_benefit": 0.36,
+                          "model_dr_gain_over_one_size_fits_all": 0.03}}
 
 
 @pytest.fixture()
@@ -51,6 +52,7 @@ def test_split_input_describes_the_split_without_its_rows(tmp_path, small_splits
 def test_headline_metrics_take_stable_names_and_skip_what_is_missing():
     assert tracking.headline_metrics(SUMMARY) == {
         "headline/share_of_oracle_gain": 0.35, "headline/dr_net_benefit": 0.36,
+        "headline/dr_gain_over_one_size_fits_all": 0.03,
         "headline/true_net_benefit": 0.38, "headline/mean_response_auc": 0.61,
         "headline/mean_adverse_event_auc": 0.55, "headline/mean_response_brier": 0.22,
         "headline/calibration_slope_within_0.8_1.2": 0.4}

@@ -109,7 +109,42 @@ def _headline_md(s: dict[str, Any]) -> str:
         truth = (f" (true value {_num(o['model_true_net_benefit'])}, error "
                  f"{_num(o['model_dr_error'], 4)})" if "model_true_net_benefit" in o else "")
         lines.append(f"- Doubly robust estimate of the model's net benefit: {_ci(dr)}{truth}.")
+        lines += _gain_md(o)
     return "\n".join(lines) + "\n"
+
+
+def _gain_md(o: dict[str, Any]) -> list[str]:
+    """The paired DR gains over one-size-fits-all and usual care, and a warning where the
+    first's interval does not exclude 0: the question the project exists to answer, from
+    observed outcomes alone."""
+    if "model_dr_gain_over_one_size_fits_all" not in o:
+        return []
+    gain, truth = _gain(o, "one_size_fits_all")
+    single = o.get("one_size_fits_all_treatment")
+    lines = [f"- Doubly robust gain in net benefit over one-size-fits-all care (every patient "
+             f"given {single or 'the single treatment with the highest DR value'}), paired "
+             f"patient by patient: {_ci(gain)}{truth}."]
+    if "model_dr_gain_over_usual_care" in o:
+        care, care_truth = _gain(o, "usual_care")
+        lines.append("- The same over usual care (the treatments patients received): "
+                     f"{_ci(care)}{care_truth}.")
+    if not gain["ci_low"] > 0:
+        lines.append("- **Warning: these observed outcomes do not show the recommendations "
+                     "doing better than giving every patient one treatment** (the paired "
+                     "interval reaches 0). " + (
+                         "The ground truth above measures the gain directly; without it, this "
+                         "many test patients could not show it." if truth else
+                         "Do not read the ranking as an improvement on one-size-fits-all "
+                         "care for this population."))
+    return lines
+
+
+def _gain(o: dict[str, Any], baseline: str) -> tuple[dict[str, float], str]:
+    """The headline's DR gain over ``baseline`` as an interval, and the true gain's text."""
+    key = f"model_dr_gain_over_{baseline}"
+    true = o.get(f"model_true_gain_over_{baseline}")
+    return ({"estimate": o[key], "ci_low": o[f"{key}_ci_low"], "ci_high": o[f"{key}_ci_high"]},
+            f" (true gain {_num(true)})" if true is not None else "")
 
 
 POLICY_WORDS = {"model": "model", "oracle": "oracle", "one_size_fits_all": "one size fits all",
@@ -218,8 +253,16 @@ def _ope_md(detail: dict[str, Any]) -> str:
                          _num(d.get("true")), _num(d.get("estimate_minus_true"), 4)])
     header = ["outcome", "policy", "DM", "IPW", "SNIPW", "DR (observed mean for usual care)",
               "true", "estimate - true"]
+    gains = [[v.replace("_", " "), POLICY_WORDS[name], _ci(g["dr"]), _num(g.get("true")),
+              _num(g.get("estimate_minus_true"), 4)]
+             for v in VALUES for name, g in ope.get("gain", {}).get(v, {}).items()]
+    gain_table = ("\nThe model's gain over each baseline, DR, paired patient by patient (one "
+                  "bootstrap draw values both policies):\n\n" + _table(
+                      ["outcome", "over", "DR gain", "true gain", "estimate - true"], gains)
+                  if gains else "")
     chosen = detail.get("propensity_model", {})
     return ("## Off-policy estimates (no ground truth needed)\n\n" + _table(header, rows) +
+            gain_table +
             f"\nPropensity model: {chosen.get('chosen', 'n/a')} (validation log-loss "
             f"{chosen.get('valid_log_loss', {})}); propensities clipped at "
             f"{overlap.get('clip')}: "
