@@ -442,3 +442,18 @@ def test_shared_choice_per_outcome_by_pooled_validation_brier():
     assert chosen["b"].validation["valid_response_chosen_C"] == 1.0
     assert chosen["b"].validation["valid_adverse_event_chosen_C"] == 0.1
     assert chosen["b"].validation["valid_response_brier"] == 0.20
+
+
+@pytest.mark.parametrize("low, warned", [(-0.01, True), (0.01, False)])
+def test_evaluate_command_logs_when_no_gain_is_shown(caplog, low, warned):
+    from precision_pain.cli import _warn_if_no_gain_shown
+
+    key = "model_dr_gain_over_one_size_fits_all"
+    with caplog.at_level("WARNING", logger="precision_pain"):
+        _warn_if_no_gain_shown({key: 0.03, f"{key}_ci_low": low, f"{key}_ci_high": 0.07,
+                                "one_size_fits_all_treatment": "duloxetine"})
+        _warn_if_no_gain_shown({})  # no propensity model: nothing to say
+    said = [r.getMessage() for r in caplog.records]
+    assert said == (["the observed test outcomes do not show the recommendations beating "
+                     f"duloxetine for everyone: doubly robust gain 0.030 (95 % interval "
+                     f"{low:.3f} to 0.070)"] if warned else [])

@@ -440,6 +440,7 @@ def evaluate(params_path: Path, splits_dir: Path | None, truth: Path | None,
     _write_report(result, plots, settings.report, plans)
     log.info("wrote %s, %d plots in %s and %s", ", ".join(map(str, files)), len(plots),
              settings.plots_dir, settings.report)
+    _warn_if_no_gain_shown(result.summary.get("off_policy", {}))
     run_ids = bundle.metadata.get("mlflow_run_ids")
     if tracking and run_ids:
         from precision_pain.tracking import log_evaluation, split_input
@@ -478,6 +479,17 @@ def _evaluate_plans(test_all: Any, bundle: Any, params: Any, has_truth: bool) ->
     settings = params.evaluate
     return evaluate_plans(test_all, bundle, truth, settings.harm_weight,
                           settings.non_opioid_first, settings.n_bootstrap, settings.seed)
+
+
+def _warn_if_no_gain_shown(off_policy: dict[str, Any]) -> None:
+    """Say so in the log when the paired DR gain over one-size-fits-all care has an
+    interval that reaches 0 (the report says it too; aggregates only)."""
+    key = "model_dr_gain_over_one_size_fits_all"
+    if key in off_policy and not off_policy[f"{key}_ci_low"] > 0:
+        log.warning("the observed test outcomes do not show the recommendations beating %s for "
+                    "everyone: doubly robust gain %.3f (95 %% interval %.3f to %.3f)",
+                    off_policy.get("one_size_fits_all_treatment", "one treatment"),
+                    off_policy[key], off_policy[f"{key}_ci_low"], off_policy[f"{key}_ci_high"])
 
 
 def _plans_headline(plans: dict[str, Any]) -> dict[str, float]:
