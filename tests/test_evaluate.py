@@ -332,6 +332,12 @@ def test_evaluation_report_has_notice_and_headline(small_evaluation):
     text = evaluation_report(small_evaluation, RESEARCH_NOTICE, ["../plots/regret.png"])
     assert RESEARCH_NOTICE in text
     assert "Share of the oracle's gain" in text and "![regret](../plots/regret.png)" in text
+    assert "DR gain over one size fits all (paired)" in text
+    female = next(line for line in text.splitlines() if line.startswith("| sex | F |"))
+    gain = small_evaluation.subgroups["sex"]["F"]["off_policy"]["gain"]["net_benefit"]
+    assert female.endswith(f"| {gain['one_size_fits_all']['dr']['estimate']:.3f} ("
+                           f"{gain['one_size_fits_all']['dr']['ci_low']:.3f} to "
+                           f"{gain['one_size_fits_all']['dr']['ci_high']:.3f}) |")
 
 
 def test_dr_gain_is_the_paired_difference_of_the_two_policies(small_evaluation,

@@ -278,12 +278,16 @@ def _subgroups_md(subgroups: dict[str, Any], continuous: bool = False) -> str:
     for column, groups in subgroups.items():
         for level, g in groups.items():
             value = g.get("policy", {}).get("values", {})
-            dr = g.get("off_policy", {}).get("net_benefit", {}).get("model", {}).get("dr")
+            ope = g.get("off_policy", {})
+            dr = ope.get("net_benefit", {}).get("model", {}).get("dr")
+            gain = ope.get("gain", {}).get("net_benefit", {}).get("one_size_fits_all", {})
             rows.append([column, level, str(g["n"]), _ci(g["models_pooled"]["response"][fit]),
                          *(_ci(value.get(p, {}).get("mean_true_net_benefit"))
                            for p in ("model", "one_size_fits_all", "oracle")),
-                         _ci(g.get("policy", {}).get("share_of_oracle_gain_captured")), _ci(dr)])
+                         _ci(g.get("policy", {}).get("share_of_oracle_gain_captured")), _ci(dr),
+                         _ci(gain.get("dr"))])
     header = ["by", "group", "n", f"response {fit.upper()} (pooled)", "model net benefit",
-              "one-size-fits-all", "oracle", "share of gain captured", "model DR estimate"]
+              "one-size-fits-all", "oracle", "share of gain captured", "model DR estimate",
+              "DR gain over one size fits all (paired)"]
     return "## Subgroups\n\n" + _table(header, rows)
 
