@@ -373,7 +373,7 @@ def test_report_warns_when_the_gain_over_one_size_fits_all_is_not_shown(small_ev
         "model_dr_gain_over_one_size_fits_all_ci_high": 0.05}}
     text = evaluation_report(replace(small_evaluation, summary=summary), RESEARCH_NOTICE)
     assert "Doubly robust gain in net benefit over one-size-fits-all care" in text
-    assert "The same over usual care" in text
+    assert "Doubly robust gain in net benefit over usual care" in text
     assert ("do not show the recommendations doing better" in text) is warned
     assert ("The ground truth above measures the gain directly" in text) is warned
     observed_only = {k: v for k, v in summary["off_policy"].items() if "_true_" not in k}
@@ -463,3 +463,45 @@ def test_evaluate_command_logs_when_no_gain_is_shown(caplog, low, warned):
     assert said == (["the observed test outcomes do not show the recommendations beating "
                      f"duloxetine for everyone: doubly robust gain 0.030 (95 % interval "
                      f"{low:.3f} to 0.070)"] if warned else [])
+
+
+def test_no_one_size_fits_all_gain_without_a_treatment_for_everyone():
+    """No treatment eligible for every patient: no one-size-fits-all policy, so no gain over
+    it (not a gain over 'no treatment'), and the report still gives the one over usual care."""
+    from precision_pain.evaluate.core import headline, summarize_ope
+    from precision_pain.evaluate.report_md import _gain_md
+
+    rng = np.random.default_rng(0)
+    n = 400
+    table = pd.DataFrame({f"ope.observed.{v}": rng.random(n) for v in ("response", "net_benefit")})
+    for v in ("response", "net_benefit"):
+        for name in ("model", "random"):
+            for term in ("dm", "dr", "wy"):
+                table[f"ope.{term}.{v}.{name}"] = rng.random(n)
+    for name in ("model", "random"):
+        table[f"ope.w.{name}"] = rng.random(n)
+    weights = rng.poisson(1.0, size=(20, n)).astype(float)
+    ope = summarize_ope(table, weights)
+    assert "one_size_fits_all" not in ope["net_benefit"]
+    assert set(ope["gain"]["net_benefit"]) == {"usual_care"}
+    off = headline({}, {"off_policy": ope}, {}, n, "pooled_xgboost")["off_policy"]
+    assert "model_dr_gain_over_one_size_fits_all" not in off
+    lines = _gain_md(off)
+    assert len(lines) == 1 and "over usual care" in lines[0]
+
+
+def test_evaluate_without_a_treatment_for_everyone(monkeypatch, small_splits,
+                                                   small_propensity_bundle, small_synthetic,
+                                                   params):
+    import precision_pain.evaluate.core as core
+
+    monkeypatch.setattr(core, "_best_single_by_dr", lambda *args: -1)
+    result = evaluate(small_splits["test"], small_propensity_bundle, small_synthetic.truth,
+                      params.evaluate.model_copy(update={"n_bootstrap": 10}))
+    off = result.summary["off_policy"]
+    assert "one_size_fits_all_treatment" not in off
+    assert "model_dr_gain_over_one_size_fits_all" not in off
+    assert "model_dr_gain_over_usual_care" in off
+    assert "one_size_fits_all" not in result.policy["off_policy"]["net_benefit"]
+    text = evaluation_report(result, RESEARCH_NOTICE)
+    assert "over one-size-fits-all care (every" not in text and "over usual care" in text

@@ -374,8 +374,9 @@ def ope_columns(test: pd.DataFrame, scores: EpisodeScores, ranks: np.ndarray, pr
     mu = {"response": scores.p_response, "net_benefit": scores.net_benefit(harm_weight)}
     logged = {v: pol.Logged(scores.treated, observed[v], mu[v], propensity) for v in VALUES}
     single = _best_single_by_dr(scores, logged["net_benefit"], settings.propensity_clip)
-    policies = {"model": _first_choice(ranks), "random": pol.uniform_eligible(scores.eligible),
-                "one_size_fits_all": pol.one_hot(np.full(len(ranks), single), k)}
+    policies = {"model": _first_choice(ranks), "random": pol.uniform_eligible(scores.eligible)}
+    if single >= 0:  # else no treatment is eligible for every patient: no such policy
+        policies["one_size_fits_all"] = pol.one_hot(np.full(len(ranks), single), k)
     columns: dict[str, np.ndarray] = {}
     for v in VALUES:
         columns[f"ope.observed.{v}"] = observed[v]
@@ -468,12 +469,13 @@ def summarize_ope(table: pd.DataFrame, weights: np.ndarray) -> dict[str, Any]:
     for v in VALUES:
         out[v] = {}
         for name in OPE_POLICIES:
-            out[v][name] = _ope_policy(table, weights, v, name)
+            if name == "usual_care" or f"ope.dr.{v}.{name}" in table:
+                out[v][name] = _ope_policy(table, weights, v, name)
     out["effective_sample_size"] = {
         name: pol.effective_sample_size(table[f"ope.w.{name}"].to_numpy())
         for name in OPE_POLICIES if f"ope.w.{name}" in table}
-    out["gain"] = {v: {name: _ope_gain(table, weights, v, name) for name in GAIN_BASELINES}
-                   for v in VALUES}
+    out["gain"] = {v: {name: _ope_gain(table, weights, v, name) for name in GAIN_BASELINES
+                       if name in out[v]} for v in VALUES}
     return out
 
 

@@ -116,19 +116,20 @@ def _headline_md(s: dict[str, Any]) -> str:
 def _gain_md(o: dict[str, Any]) -> list[str]:
     """The paired DR gains over one-size-fits-all and usual care, and a warning where the
     first's interval does not exclude 0: the question the project exists to answer, from
-    observed outcomes alone."""
-    if "model_dr_gain_over_one_size_fits_all" not in o:
-        return []
-    gain, truth = _gain(o, "one_size_fits_all")
-    single = o.get("one_size_fits_all_treatment")
-    lines = [f"- Doubly robust gain in net benefit over one-size-fits-all care (every patient "
-             f"given {single or 'the single treatment with the highest DR value'}), paired "
-             f"patient by patient: {_ci(gain)}{truth}."]
+    observed outcomes alone. (No one-size-fits-all line when no treatment is eligible for
+    every patient.)"""
+    lines = []
+    if "model_dr_gain_over_one_size_fits_all" in o:
+        gain, truth = _gain(o, "one_size_fits_all")
+        single = o.get("one_size_fits_all_treatment")
+        lines.append(f"- Doubly robust gain in net benefit over one-size-fits-all care (every "
+                     f"patient given {single or 'the single treatment with the highest DR value'})"
+                     f", paired patient by patient: {_ci(gain)}{truth}.")
     if "model_dr_gain_over_usual_care" in o:
         care, care_truth = _gain(o, "usual_care")
-        lines.append("- The same over usual care (the treatments patients received): "
-                     f"{_ci(care)}{care_truth}.")
-    if not gain["ci_low"] > 0:
+        lines.append("- Doubly robust gain in net benefit over usual care (the treatments "
+                     f"patients received), paired: {_ci(care)}{care_truth}.")
+    if lines and "model_dr_gain_over_one_size_fits_all" in o and not gain["ci_low"] > 0:
         lines.append("- **Warning: these observed outcomes do not show the recommendations "
                      "doing better than giving every patient one treatment** (the paired "
                      "interval reaches 0). " + (
