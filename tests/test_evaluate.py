@@ -505,3 +505,20 @@ def test_evaluate_without_a_treatment_for_everyone(monkeypatch, small_splits,
     assert "one_size_fits_all" not in result.policy["off_policy"]["net_benefit"]
     text = evaluation_report(result, RESEARCH_NOTICE)
     assert "over one-size-fits-all care (every" not in text and "over usual care" in text
+
+
+def test_bootstrap_draws_without_the_rows_give_nan_quietly():
+    """A draw that holds none of a small subgroup's rows: NaN for that draw, no numpy
+    RuntimeWarning on the user's console (percentile_ci leaves the NaN out)."""
+    import warnings
+
+    from precision_pain.evaluate.metrics import weighted_brier
+
+    weights = np.array([[1.0, 2.0, 0.0], [0.0, 0.0, 0.0]])
+    terms = {k: np.array([0.2, 0.4, 0.6]) for k in ("dm", "dr", "wy", "w")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est = pol.ope_estimates(terms, weights)
+        brier = weighted_brier(np.array([0.0, 1.0, 1.0]), np.array([0.2, 0.4, 0.6]), weights)
+    assert est["dr"][0] == pytest.approx((0.2 + 0.8) / 3) and np.isnan(est["dr"][1])
+    assert np.isnan(est["snipw"][1]) and np.isnan(brier[1])

@@ -61,7 +61,8 @@ def weighted_auc(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
 def weighted_brier(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Brier score per weight row."""
     y, p, w = _as_arrays(y, p, w)
-    return (w @ (p - y) ** 2) / w.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a draw without these rows: NaN
+        return (w @ (p - y) ** 2) / w.sum(axis=1)
 
 
 def calibration_slope(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:

@@ -153,10 +153,12 @@ def ope_terms(policy: np.ndarray, logged: Logged, clip: float) -> dict[str, np.n
 def ope_estimates(terms: dict[str, np.ndarray], weights: np.ndarray) -> dict[str, np.ndarray]:
     """DM, IPW (Horvitz-Thompson), self-normalized IPW and DR for each bootstrap weight row."""
     total = weights.sum(axis=1)
+    # a bootstrap draw without any of these rows (a small subgroup) gives NaN, which
+    # percentile_ci leaves out: no warning for it
     with np.errstate(invalid="ignore", divide="ignore"):
-        snipw = (weights @ terms["wy"]) / (weights @ terms["w"])
-    return {"dm": weights @ terms["dm"] / total, "ipw": weights @ terms["wy"] / total,
-            "snipw": snipw, "dr": weights @ terms["dr"] / total}
+        return {"dm": weights @ terms["dm"] / total, "ipw": weights @ terms["wy"] / total,
+                "snipw": (weights @ terms["wy"]) / (weights @ terms["w"]),
+                "dr": weights @ terms["dr"] / total}
 
 
 def effective_sample_size(w: np.ndarray) -> float:
