@@ -469,7 +469,7 @@ def summarize_ope(table: pd.DataFrame, weights: np.ndarray) -> dict[str, Any]:
     for v in VALUES:
         out[v] = {}
         for name in OPE_POLICIES:
-            if name == "usual_care" or f"ope.dr.{v}.{name}" in table:
+            if _ope_term_column(v, name) in table:
                 out[v][name] = _ope_policy(table, weights, v, name)
     out["effective_sample_size"] = {
         name: pol.effective_sample_size(table[f"ope.w.{name}"].to_numpy())
@@ -487,14 +487,11 @@ def _ope_gain(table: pd.DataFrame, weights: np.ndarray, v: str, baseline: str
     outcome observed), averaged: a paired difference, its interval from the same bootstrap
     draws for both. The two policies' separate intervals share the test patients' sampling
     noise and overlap even where the difference is clear; the paired one does not."""
-    model = table[f"ope.dr.{v}.model"].to_numpy()
-    base = table[f"ope.observed.{v}" if baseline == "usual_care"
-                 else f"ope.dr.{v}.{baseline}"].to_numpy()
+    model, base = (table[_ope_term_column(v, p)].to_numpy() for p in ("model", baseline))
     result: dict[str, Any] = {"dr": _mean_ci(model - base, weights)}
-    truth = (f"true.{v}.usual_care" if baseline == "usual_care"
-             else f"ope.true.{v}.{baseline}")
-    if f"ope.true.{v}.model" in table and truth in table:
-        true_value = float(table[f"ope.true.{v}.model"].mean() - table[truth].mean())
+    truths = [_ope_true_column(v, p) for p in ("model", baseline)]
+    if all(t in table for t in truths):
+        true_value = float(table[truths[0]].mean() - table[truths[1]].mean())
         result["true"] = true_value
         result["estimate_minus_true"] = result["dr"]["estimate"] - true_value
         result["covers_true"] = bool(result["dr"]["ci_low"] <= true_value
@@ -502,9 +499,20 @@ def _ope_gain(table: pd.DataFrame, weights: np.ndarray, v: str, baseline: str
     return result
 
 
+def _ope_term_column(v: str, name: str) -> str:
+    """Each episode's DR term of policy ``name`` (usual care: the outcome observed)."""
+    return f"ope.observed.{v}" if name == "usual_care" else f"ope.dr.{v}.{name}"
+
+
+def _ope_true_column(v: str, name: str) -> str:
+    """Each episode's true value under policy ``name`` (present with a ground truth)."""
+    return f"true.{v}.usual_care" if name == "usual_care" else f"ope.true.{v}.{name}"
+
+
 def _ope_policy(table: pd.DataFrame, weights: np.ndarray, v: str, name: str) -> dict[str, Any]:
     if name == "usual_care":  # on-policy: the observed mean is every estimator's answer
-        result = {"observed_mean": _mean_ci(table[f"ope.observed.{v}"].to_numpy(), weights)}
+        result = {"observed_mean": _mean_ci(table[_ope_term_column(v, name)].to_numpy(),
+                                            weights)}
     else:
         estimates = pol.ope_estimates(
             {"dm": table[f"ope.dm.{v}.{name}"].to_numpy(),
@@ -512,7 +520,7 @@ def _ope_policy(table: pd.DataFrame, weights: np.ndarray, v: str, name: str) -> 
              "w": table[f"ope.w.{name}"].to_numpy(), "wy": table[f"ope.wy.{v}.{name}"].to_numpy()},
             _with_point(weights))
         result = {e: estimate_with_ci(estimates[e][0], estimates[e][1:]) for e in ESTIMATORS}
-    truth_column = (f"true.{v}.usual_care" if name == "usual_care" else f"ope.true.{v}.{name}")
+    truth_column = _ope_true_column(v, name)
     if truth_column in table:
         true_value = float(table[truth_column].mean())
         key = "observed_mean" if name == "usual_care" else "dr"
@@ -632,6 +640,13 @@ def _headline_policy(overall: dict[str, Any], choices: dict[str, Any]) -> dict[s
     out["first_choice_matches_oracle"] = truth["first_choice_matches_oracle"]["estimate"]
     out["regret"] = truth["regret"]["model"]
     return out
+
+
+def gain_not_shown(off_policy: dict[str, Any]) -> bool:
+    """Whether the headline's paired DR gain over one-size-fits-all care has a 95 % interval
+    that reaches 0 (False where there is no such gain): the report and the log warn."""
+    key = "model_dr_gain_over_one_size_fits_all"
+    return key in off_policy and not off_policy[f"{key}_ci_low"] > 0
 
 
 def _headline_ope(ope: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from precision_pain.evaluate.core import ESTIMATORS, POLICIES, VALUES, WITHIN, Evaluation
+from precision_pain.evaluate.core import (ESTIMATORS, POLICIES, VALUES, WITHIN, Evaluation,
+                                          gain_not_shown)
 
 
 def evaluation_report(evaluation: Evaluation, notice: str, plots: Sequence[str] = ()) -> str:
@@ -129,12 +130,13 @@ def _gain_md(o: dict[str, Any]) -> list[str]:
         care, care_truth = _gain(o, "usual_care")
         lines.append("- Doubly robust gain in net benefit over usual care (the treatments "
                      f"patients received), paired: {_ci(care)}{care_truth}.")
-    if lines and "model_dr_gain_over_one_size_fits_all" in o and not gain["ci_low"] > 0:
+    if gain_not_shown(o):
         lines.append("- **Warning: these observed outcomes do not show the recommendations "
                      "doing better than giving every patient one treatment** (the paired "
                      "interval reaches 0). " + (
                          "The ground truth above measures the gain directly; without it, this "
-                         "many test patients could not show it." if truth else
+                         "many test patients could not show it."
+                         if "model_true_gain_over_one_size_fits_all" in o else
                          "Do not read the ranking as an improvement on one-size-fits-all "
                          "care for this population."))
     return lines

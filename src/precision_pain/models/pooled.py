@@ -180,7 +180,7 @@ class PooledModel:
     With a ``companion`` (a regressor over the same design, e.g. of the relative reduction in
     pain) and ``stack`` = (a, b, c), P(outcome) = expit(a + b * margin + c * companion): a
     logistic stack of the classifier's log-odds and the companion's prediction, with weights
-    fitted on the validation split (:func:`stack_companion`).
+    fitted on predictions neither model made for patients it saw (:func:`stack_companion`).
     """
 
     kind: ClassVar[str] = KIND
