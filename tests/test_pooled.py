@@ -27,6 +27,13 @@ def _pooled(params, refit: bool):
         "pooled_xgboost": settings, "propensity": {"logistic": {"C": 1.0, "max_iter": 2000}}}})
 
 
+def _with(model, **settings):
+    """``model`` with these pooled_xgboost settings changed."""
+    hyper = {**model.hyperparameters["pooled_xgboost"], **settings}
+    return model.model_copy(update={"hyperparameters": {**model.hyperparameters,
+                                                        "pooled_xgboost": hyper}})
+
+
 def test_refit_on_all_keeps_every_choice_and_adds_the_test_split(bundles, small_splits, params):
     _, evaluated, _ = bundles
     model = _pooled(params, True)
@@ -144,6 +151,37 @@ def test_refit_keeps_the_held_out_calibration_tables(bundles, small_splits):
         in_sample = venn_abers_table(refitted.model(t, "response").predict_proba(
             build_features(va)), va["response"].to_numpy())
         assert refitted.metadata["response_calibration"][t] != in_sample
+
+
+def test_cross_fitted_stack_calibrates_the_refitted_models_on_out_of_fold_scores(
+        small_splits, params, cross_fitted):
+    """With the stack cross-fitted over train + validation, the refitted models' Venn-Abers
+    tables come from the out-of-fold scores of every train and validation episode (each by
+    models that did not see its fold): more calibration patients than the validation split
+    holds, none scored by a model that saw it."""
+    from precision_pain.models.profile import venn_abers_table
+
+    model = _with(_pooled(params, True), pain_companion=True, pain_companion_alpha=0.5,
+                  pain_companion_folds=3)
+    bundle = train_bundle(small_splits["train"], small_splits["valid"],
+                          select_treatments(TREATMENTS), model, response_threshold=0.3,
+                          harm_weight=0.5, propensity_clip=0.01)
+    assert bundle.metadata["response_calibration_source"] == "out_of_fold"
+    both = pd.concat([small_splits["train"], small_splits["valid"]], ignore_index=True)
+    for t in TREATMENTS:
+        episodes = both[both["treatment"] == t]
+        table = bundle.metadata["response_calibration"][t]
+        assert table["n"] == len(episodes)
+        in_sample = venn_abers_table(bundle.model(t, "response").predict_proba(
+            build_features(episodes)), episodes["response"].to_numpy())
+        assert table != in_sample
+    # without the refit, the models never saw the validation split: its scores calibrate them
+    plain, _ = cross_fitted
+    assert plain.metadata["response_calibration_source"] == "validation"
+    valid = small_splits["valid"]
+    for t in TREATMENTS:
+        assert plain.metadata["response_calibration"][t]["n"] == int((valid["treatment"] == t)
+                                                                      .sum())
 
 
 @pytest.fixture(scope="module")
@@ -271,15 +309,12 @@ def test_folds_hold_whole_patients_evenly_and_follow_the_seed():
 def cross_fitted(small_splits, params):
     """The pooled learner with its companion stacked on predictions cross-fitted over
     train + validation (``pain_companion_folds``); the gate opened wide, as above."""
-    model = _pooled(params, False)
-    settings = {**model.hyperparameters["pooled_xgboost"], "pain_companion": True,
-                "pain_companion_alpha": 0.5, "pain_companion_folds": 3}
-    model = model.model_copy(update={"hyperparameters": {**model.hyperparameters,
-                                                         "pooled_xgboost": settings}})
+    model = _with(_pooled(params, False), pain_companion=True, pain_companion_alpha=0.5,
+                  pain_companion_folds=3)
     bundle = train_bundle(small_splits["train"], small_splits["valid"],
                           select_treatments(TREATMENTS), model, response_threshold=0.3,
                           harm_weight=0.5, propensity_clip=0.01)
-    return bundle, settings
+    return bundle, model.hyperparameters["pooled_xgboost"]
 
 
 def test_cross_fitted_stack_uses_only_predictions_of_models_that_did_not_see_the_patient(

@@ -502,6 +502,10 @@ class PooledFit:
     ``validated`` holds the train-only models that the validation figures describe when the
     chosen ones were refitted on train + validation (:func:`refit`); otherwise None, and the
     validation figures describe ``response`` and ``adverse_event`` themselves.
+    ``out_of_fold`` holds, when the stack was cross-fitted (``pain_companion_folds``), the
+    response model's out-of-fold predictions over train + validation (:func:`cross_fit`),
+    kept by :func:`refit`: the Venn-Abers calibration set of the refitted models
+    (:meth:`calibration_set`).
     """
 
     response: PooledModel
@@ -509,6 +513,19 @@ class PooledFit:
     chosen: Mapping[str, float]
     table: pd.DataFrame = field(default_factory=pd.DataFrame)
     validated: PooledFit | None = None
+    out_of_fold: CrossFitted | None = None
+
+    def calibration_set(self, treatment: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """Held-out P(response) and observed response of ``treatment``'s episodes for its
+        Venn-Abers table, when they are not the validation split's: for models refitted on
+        train + validation with a cross-fitted stack, the out-of-fold predictions of every
+        train and validation episode (each by models fitted without its fold, in the form
+        the refitted model has). None: score the validation split with the train-only models
+        (:meth:`validation_views`), as without a cross-fit or a refit."""
+        if self.out_of_fold is None or self.validated is None:
+            return None
+        rows = self.out_of_fold.treatment == treatment
+        return self.out_of_fold.p_response(self.response)[rows], self.out_of_fold.y[rows]
 
     def views(self) -> dict[str, dict[str, PooledTreatmentView]]:
         """``{treatment: {outcome: view}}``, the shape of ModelBundle.models."""
@@ -654,7 +671,7 @@ def stack_companion(classifier: PooledModel, companion: PooledModel, valid: Vali
         X = valid.X.iloc[rows]
         crossfit = CrossFitted(classifier.raw(X, received), companion.raw(X, received),
                                valid.response[rows],
-                               pain_reduction(valid.prepared.iloc[rows]))
+                               pain_reduction(valid.prepared.iloc[rows]), received)
     features = np.column_stack([np.ones(len(crossfit.y)), crossfit.margin, crossfit.reduction])
     weights = logistic_coefficients(features, crossfit.y)
     if not np.all(np.isfinite(weights)):
@@ -682,6 +699,15 @@ class CrossFitted:
     reduction: np.ndarray
     y: np.ndarray
     relief: np.ndarray
+    treatment: np.ndarray  # the treatment received, by name
+
+    def p_response(self, model: PooledModel) -> np.ndarray:
+        """P(response) that ``model``'s form (the classifier alone, or stacked with the
+        companion by its weights) gives these out-of-fold predictions."""
+        if model.stack_ is None:
+            return expit(self.margin)
+        a, b, c = model.stack_
+        return expit(a + b * self.margin + c * self.reduction)
 
 
 def fold_of_patients(patient_id: pd.Series, folds: int, seed: int) -> np.ndarray:
@@ -713,7 +739,7 @@ def cross_fit(episodes: pd.DataFrame, candidates: Sequence[Candidate], treatment
     log.info("stacking predictions cross-fitted over %d folds of %d episodes", folds,
              len(episodes))
     return CrossFitted(margin, reduction, _label(episodes, "response", outcome),
-                       pain_reduction(episodes))
+                       pain_reduction(episodes), episodes["treatment"].astype(str).to_numpy())
 
 
 def within_flag_p_value(observed: np.ndarray, predicted: np.ndarray, flag: np.ndarray) -> float:
@@ -824,6 +850,7 @@ def select_pooled(train: pd.DataFrame, valid: ValidationData, settings: Mapping[
                                        crossfit)
         if chosen_model.stack_ is not None:
             chosen = {**chosen, **_stack_summary(chosen_model, valid, p_ae, harm_weight)}
+        return PooledFit(chosen_model, adverse_event, chosen, table, out_of_fold=crossfit)
     return PooledFit(chosen_model, adverse_event, chosen, table)
 
 
@@ -885,7 +912,7 @@ def refit(fit: PooledFit, episodes: pd.DataFrame, settings: Mapping[str, Any], s
     log.info("pooled models refitted (%s) on %d episodes", marker,
              len(observed_episodes(episodes, fit.response.treatments)))
     return PooledFit(response_model, adverse_event, {**chosen, marker: 1.0}, fit.table,
-                     validated=fit.validated or fit)
+                     validated=fit.validated or fit, out_of_fold=fit.out_of_fold)
 
 
 def chosen_candidate(chosen: Mapping[str, float], response: Mapping[str, Any], seed: int,

@@ -3,8 +3,11 @@
 Learned at train time and stored in the bundle manifest's metadata; read at predict time
 by :mod:`precision_pain.predict.confidence`, whose docstring teaches the method:
 
-- per treatment, an inductive Venn-Abers table over the response model's validation
-  scores (every position a new score can take, on a 0.001 grid);
+- per treatment, an inductive Venn-Abers table over held-out response scores (every
+  position a new score can take, on a 0.001 grid): the validation patients' scores by
+  models that never saw them, or for the default learner, whose models are refitted on
+  train + validation, the out-of-fold scores of every train and validation patient
+  (``response_calibration_source`` says which);
 - for a regressor of the change in pain (``prepare.outcome: nrs_change``) instead, per
   treatment, the split-conformal half-widths of a prediction interval for the patient's
   change in pain, from the absolute residuals of the validation patients who received it,
@@ -49,19 +52,29 @@ def severity_band(baseline: np.ndarray, edges: Sequence[float] = SEVERITY_EDGES)
 
 def training_profile(train: pd.DataFrame, valid: pd.DataFrame,
                      models: Mapping[str, Mapping[str, Any]], continuous: bool = False,
-                     fitted_on: pd.DataFrame | None = None) -> dict[str, Any]:
+                     fitted_on: pd.DataFrame | None = None,
+                     held_out: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None
+                     ) -> dict[str, Any]:
     """Metadata for the bundle: feature ranges and Venn-Abers tables, per treatment.
 
-    ``models`` maps treatment -> outcome -> fitted model (``ModelBundle.models``). Venn-Abers
-    intervals are for probabilities: with ``continuous`` (a regressor of the change in pain)
-    there are none, and each treatment gets a split-conformal table
-    (:func:`conformal_table`, key ``nrs_change_conformal``) instead. The feature ranges are
-    those of ``fitted_on``, the episodes the bundle's models were fitted on (default:
-    ``train``; train + validation for models refitted on both).
+    ``models`` maps treatment -> outcome -> fitted model (``ModelBundle.models``), models
+    that never saw ``valid``. Venn-Abers intervals are for probabilities: with
+    ``continuous`` (a regressor of the change in pain) there are none, and each treatment
+    gets a split-conformal table (:func:`conformal_table`, key ``nrs_change_conformal``)
+    instead. A treatment in ``held_out`` (treatment -> (P(response), observed response) of
+    episodes scored by models that did not see them: the refitted pooled learner's
+    out-of-fold predictions over train + validation) gets its Venn-Abers table from those
+    instead of from the validation split; ``response_calibration_source`` records which.
+    The feature ranges are those of ``fitted_on``, the episodes the bundle's models were
+    fitted on (default: ``train``; train + validation for models refitted on both).
     """
     episodes = train if fitted_on is None else fitted_on
+    held_out = {} if continuous or held_out is None else held_out
     calibration, conformal = {}, {}
     for name, by_outcome in models.items():
+        if name in held_out:
+            calibration[name] = venn_abers_table(*held_out[name])
+            continue
         va = valid[valid["treatment"] == name]
         predicted = by_outcome["response"].predict_proba(build_features(va))
         if continuous:
@@ -69,8 +82,10 @@ def training_profile(train: pd.DataFrame, valid: pd.DataFrame,
                                               va["pain_baseline"].to_numpy(dtype=float))
         else:
             calibration[name] = venn_abers_table(predicted, va["response"].to_numpy())
+    source = ({} if continuous else {"response_calibration_source": (
+        "out_of_fold" if held_out and set(held_out) >= set(models) else "validation")})
     return {"confidence_profile_version": PROFILE_VERSION,
-            **fitted_profile(episodes, models), "response_calibration": calibration,
+            **fitted_profile(episodes, models), "response_calibration": calibration, **source,
             **({"nrs_change_conformal": conformal} if continuous else {})}
 
 

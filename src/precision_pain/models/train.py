@@ -53,6 +53,10 @@ class TreatmentModels:
     # ``models`` were refitted on train + validation (the pooled learner's default); None:
     # ``models`` themselves never saw the validation split.
     held_out: Mapping[str, BinaryModel] | None = None
+    # Held-out P(response) and observed response for the Venn-Abers table when they are not
+    # the validation split's scored by ``out_of_sample`` (PooledFit.calibration_set: the
+    # out-of-fold predictions over train + validation of the refitted pooled learner).
+    calibration: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def out_of_sample(self) -> Mapping[str, BinaryModel]:
@@ -170,7 +174,9 @@ def train_bundle(train: pd.DataFrame, valid: pd.DataFrame, treatments: Iterable[
         profile = training_profile(train, valid,
                                    {n: r.out_of_sample for n, r in fitted.items()},
                                    outcome.continuous,
-                                   pd.concat([splits[s] for s in fitted_on["splits"]]))
+                                   pd.concat([splits[s] for s in fitted_on["splits"]]),
+                                   {n: r.calibration for n, r in fitted.items()
+                                    if r.calibration is not None})
     metadata = {"response_threshold": response_threshold, "hyperparameters": hyper, **profile,
                 "outcome": outcome.to_metadata(),
                 **({"selection": _selection(fitted)} if model.type in POOLED_MODEL_TYPES else {}),
@@ -325,7 +331,8 @@ def train_pooled(treatments: Sequence[Treatment], train: pd.DataFrame, valid: pd
             for metric, value in _metrics(outcome, kind, va, view.predict_proba(X_va)).items():
                 validation[f"valid_{kind}_{metric}"] = value
         fitted[name] = TreatmentModels(name, views, arm_counts(tr, va), validation,
-                                       None if fit.validated is None else validated[name])
+                                       None if fit.validated is None else validated[name],
+                                       fit.calibration_set(name))
         _done(fitted[name], on_done)
     return fitted
 

@@ -5,9 +5,12 @@ stored in the bundle manifest's metadata) and used at predict time:
 
 1. **Interval for P(response): inductive Venn-Abers** (Vovk & Petej 2014, "Venn-Abers
    predictors", UAI; Vovk et al. 2015, "Large-scale probabilistic predictors with
-   and without guarantees of validity", NeurIPS). For each treatment, the response
-   model's scores on the validation patients who received it are the calibration
-   set. For a new score ``s`` the predictor fits isotonic regression twice, once
+   and without guarantees of validity", NeurIPS). For each treatment, held-out response
+   scores of the patients who received it are the calibration set: those of the
+   validation patients by models that never saw them, or, for the default learner
+   (refitted on train + validation), the out-of-fold scores of every train and validation
+   patient, pooled over the folds as in cross-Venn-Abers (Vovk et al. 2015).
+   For a new score ``s`` the predictor fits isotonic regression twice, once
    with ``(s, 0)`` and once with ``(s, 1)`` added, and reports the two fitted
    values at ``s`` as ``[p_response_low, p_response_high]``. One of the two is a
    perfectly calibrated probability under exchangeability, so the interval says

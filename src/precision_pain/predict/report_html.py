@@ -242,8 +242,8 @@ the check needs (eGFR, Opioid Risk Tool score) was not recorded, so a guideline 
 not be made. Low confidence: the patient lies outside what the treatment's models
 saw in training, the response interval is wide, P(response) lies well outside its
 calibration interval, or (with a propensity model) patients like this rarely received the
-treatment. The calibrated range is an inductive Venn-Abers interval from the validation
-patients who received the treatment: where the model's P(response) lies outside it, the model
+treatment. The calibrated range is an inductive Venn-Abers interval from held-out
+predictions for the patients who received the treatment in training: where the model's P(response) lies outside it, the model
 is miscalibrated for patients like this one, and the range is the better estimate
 (docs/predictions.md).{% if meta.get("outcome") == "nrs_change" %} For the change in pain, the
 bracket is a split-conformal prediction interval for the patient's own change (follow-up
