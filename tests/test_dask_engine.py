@@ -205,6 +205,8 @@ def test_scheduler_and_workers_give_the_local_answers(local_run, cohorts, dask_c
     folder = _project(tmp_path, "p", cohorts[0], _params({"type": "dask",
                                                           "scheduler": address}))
     shutil.copytree(local_run / "models", folder / "models")
+    # and their evaluation, which predict's outputs cite (predict/evidence.py)
+    shutil.copytree(local_run / "metrics", folder / "metrics", dirs_exist_ok=True)
     _pipeline(folder, cohorts[1], train=False)
     pd.testing.assert_frame_equal(pd.read_parquet(folder / "data/prepared/cohort.parquet"),
                                   pd.read_parquet(local_run / "data/prepared/cohort.parquet"))

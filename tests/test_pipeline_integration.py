@@ -177,7 +177,10 @@ def test_mlflow_has_one_run_per_treatment_and_aliases_resolve(project):
                for r in children)
 
 
-def test_predict_new_cohort_ranks_every_treatment(project):
+@pytest.fixture(scope="module")
+def predicted(project) -> tuple[Path, dict[str, str]]:
+    """``precision-pain predict`` on a new cohort, with the deployed bundle's folder
+    (out/pred.*) and from the registry by alias (out/reg.*)."""
     repo, env = project
     cli = str(BIN / "precision-pain")
     _run([cli, "simulate", "--n", str(N_NEW), "--seed", "99", "--out", "new.csv"], repo, env)
@@ -185,6 +188,13 @@ def test_predict_new_cohort_ranks_every_treatment(project):
                                                       "adverse_event"])
     new.to_csv(repo / "new_patients.csv", index=False)
     _run([cli, "predict", "new_patients.csv", "--out", "out/pred.parquet"], repo, env)
+    _run([cli, "predict", "new_patients.csv", "--out", "out/reg.csv",
+          "--registry-alias", "newest"], repo, env)
+    return repo, env
+
+
+def test_predict_new_cohort_ranks_every_treatment(predicted):
+    repo, _ = predicted
     pred = pd.read_parquet(repo / "out/pred.parquet")
     shap = pd.read_parquet(repo / "out/pred.shap.parquet")
     assert pred["patient_id"].nunique() == N_NEW
@@ -195,11 +205,45 @@ def test_predict_new_cohort_ranks_every_treatment(project):
     assert len(shap) == 2 * explained.sum()  # response and adverse-event rows
     for suffix in (".json", ".html"):
         assert (repo / f"out/pred{suffix}").stat().st_size > 1000
-    _run([cli, "predict", "new_patients.csv", "--out", "out/reg.csv",
-          "--registry-alias", "newest"], repo, env)
     from_registry = pd.read_csv(repo / "out/reg.csv")
     merged = pred.merge(from_registry, on=["patient_id", "treatment"])
     assert (merged["p_response_x"] - merged["p_response_y"]).abs().max() < 1e-5
+
+
+def test_predict_shows_the_evaluation_of_the_models_it_ranks_with(predicted):
+    """evaluate records the bundle it scored; the deployed bundle, refitted from it, records
+    it too; so predict's outputs carry that evaluation's gain, from a folder or the
+    registry, and say so when the evaluation is of other models."""
+    from precision_pain.models.bundle import manifest_sha256
+
+    repo, env = predicted
+    evaluated = manifest_sha256(repo / "models/evaluated")
+    evaluation = json.loads((repo / "metrics/evaluation.json").read_text())
+    assert evaluation["bundle_sha256"] == evaluated
+    deployed = json.loads((repo / "models/bundle/manifest.json").read_text())
+    assert deployed["metadata"]["evaluated_bundle_sha256"] == evaluated
+    off = evaluation["off_policy"]
+    for name in ("pred", "reg"):
+        meta = json.loads((repo / f"out/{name}.json").read_text())["meta"]
+        shown = meta["evaluation"]
+        assert shown["status"] == "evaluated", name
+        assert shown["dr_gain_over_one_size_fits_all"] == pytest.approx(
+            off["model_dr_gain_over_one_size_fits_all"])
+        assert shown["gain_shown"] == (off["model_dr_gain_over_one_size_fits_all_ci_low"] > 0)
+    html = (repo / "out/pred.html").read_text()
+    assert 'id="evaluation-evidence"' in html and "held-out test patients" in html
+    # an evaluation of other models is not shown as evidence about these
+    stale = repo / "stale_evaluation.json"
+    stale.write_text(json.dumps({**evaluation, "bundle_sha256": "0" * 64}))
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["evaluate"]["metrics"] = str(stale)
+    (repo / "stale_params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = _run([str(BIN / "precision-pain"), "predict", "--params", "stale_params.yaml",
+                   "new_patients.csv", "--out", "out/stale.csv"], repo, env)
+    meta = json.loads((repo / "out/stale.json").read_text())["meta"]
+    assert meta["evaluation"]["status"] == "other_models"
+    assert "no evaluation of these models" in result.stderr
+    assert "evaluates other models than these" in (repo / "out/stale.html").read_text()
 
 
 def test_no_patient_rows_reach_mlflow(project):

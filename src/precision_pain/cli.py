@@ -276,6 +276,8 @@ def train(params_path: Path, splits_dir: Path | None, models_dir: Path | None,
         save_bundle(evaluated, evaluated_dir)
         log.info("wrote the bundle evaluation scores (fitted on %s) to %s",
                  " + ".join(evaluated.metadata["fitted_on"]["splits"]), evaluated_dir)
+        if bundle is not evaluated:
+            bundle = _refitted_from(bundle, evaluated_dir)
     out = save_bundle(bundle, models_dir or params.model.dir)
     log.info("wrote %d treatments' models (fitted on %s, %d episodes) to %s",
              len(bundle.treatments), " + ".join(bundle.metadata["fitted_on"]["splits"]),
@@ -335,6 +337,19 @@ def _with_plans(evaluated: Any, deployed: Any, splits: tuple[Any, Any, Any], par
         every = pd.concat([train_all, valid_all, test_all], ignore_index=True)
         refitted = refit_plan_models(plans, every, settings, params.model.seed, engine)
     return replace(evaluated, plan_models=plans), replace(deployed, plan_models=refitted)
+
+
+def _refitted_from(bundle: Any, evaluated_dir: Path) -> Any:
+    """The deployed bundle, recording the SHA-256 of the evaluated bundle it was refitted
+    from (every choice kept), so that predict can find that bundle's evaluation
+    (:mod:`precision_pain.predict.evidence`)."""
+    from dataclasses import replace
+
+    from precision_pain.models.bundle import manifest_sha256
+    from precision_pain.predict.evidence import EVALUATED_KEY
+
+    return replace(bundle, metadata={**bundle.metadata,
+                                     EVALUATED_KEY: manifest_sha256(evaluated_dir)})
 
 
 def _evaluated_dir(model: Any, models_dir: Path | None) -> Path | None:
@@ -432,6 +447,11 @@ def evaluate(params_path: Path, splits_dir: Path | None, truth: Path | None,
     if plans is not None:
         result.summary["plans"] = _plans_headline(plans)
         result.policy["plans"] = plans
+    from precision_pain.models.bundle import manifest_sha256
+    from precision_pain.predict.evidence import SCORED_KEY
+
+    # which models these figures describe: predict shows them beside those models' rankings
+    result.summary[SCORED_KEY] = manifest_sha256(bundle_dir)
     files = {settings.metrics: result.summary, settings.per_treatment: result.per_treatment,
              settings.policy: result.policy, settings.subgroups: result.subgroups}
     for path, content in files.items():
@@ -579,7 +599,9 @@ def predict(params_path: Path, input_path: Path, out: Path, models_dir: Path | N
             "model_type": bundle.model_type, "harm_weight": options.harm_weight,
             "top_k_explained": options.top_k, "version": __version__,
             "treatments_not_modeled": not_modeled(bundle), "outcome": bundle.outcome.type,
-            "adverse_event_nrs_points": bundle.outcome.adverse_event_nrs_points}
+            "adverse_event_nrs_points": bundle.outcome.adverse_event_nrs_points,
+            "evaluation": _evidence(params, bundle, None if registry_alias else
+                                    models_dir or params.model.dir)}
     max_patients = (params.predict.report_max_patients if report_max_patients is None
                     else report_max_patients)
     with open_engine(params.engine) as engine:
@@ -612,6 +634,33 @@ def _bundle_source(bundle: Any, directory: Path | None) -> Any:
     if directory is None:
         return bundle
     return BundleFiles.read(directory, manifest_sha256(directory))
+
+
+def _evidence(params: Any, bundle: Any, directory: Path | None) -> dict[str, Any]:
+    """What the evaluation in params' ``evaluate.metrics`` shows about these models
+    (:mod:`precision_pain.predict.evidence`), said in the log too when it shows no gain over
+    one treatment for everyone, or is not of these models (aggregates only)."""
+    import json
+
+    from precision_pain.models.bundle import manifest_sha256
+    from precision_pain.predict.evidence import bundle_hashes, evaluation_evidence
+
+    path = Path(params.evaluate.metrics)
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        summary = None
+    own = manifest_sha256(directory) if directory is not None else None
+    evidence = evaluation_evidence(summary if isinstance(summary, dict) else None,
+                                   bundle_hashes(bundle.metadata, own), str(path))
+    if evidence["status"] != "evaluated":
+        log.warning("no evaluation of these models in %s (%s): the outputs say so",
+                    path, evidence["status"].replace("_", " "))
+    elif evidence.get("gain_shown") is False:
+        log.warning("these models' evaluation (%s) could not show their recommendations "
+                    "beating %s for everyone: the outputs say so", path,
+                    evidence.get("one_size_fits_all_treatment") or "one treatment")
+    return evidence
 
 
 def _load_bundle(params: Any, models_dir: Path | None, alias: str | None,

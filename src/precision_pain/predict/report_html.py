@@ -26,6 +26,7 @@ import pandas as pd
 
 from precision_pain import RESEARCH_NOTICE
 from precision_pain.data.features import FEATURE_NAMES, describe
+from precision_pain.predict.evidence import evidence_sentence
 from precision_pain.predict.guidelines import ACTIONS
 from precision_pain.registry import TREATMENTS
 
@@ -218,6 +219,8 @@ benefit (NRS points) = expected reduction &minus; {{ meta.harm_weight }} &times;
 
 <section id="cohort">
 <h2>Cohort: {{ n_patients }} patients</h2>
+{% if evidence %}<p id="evaluation-evidence">{% if evidence[1] %}<strong>{{ evidence[0] }}</strong>
+{%- else %}{{ evidence[0] }}{% endif %}</p>{% endif %}
 <p>{{ shown_text }}</p>
 <table id="cohort-summary">
 <thead><tr><th>treatment</th><th>first choice</th><th>first choice, low confidence</th>
@@ -343,7 +346,10 @@ def render_report(summary: pd.DataFrame | None, sections: Sequence[PatientSectio
         sections=[_as_records(s) for s in sections],
         summary=summary.sort_values("first_choice", ascending=False),
         flag_actions=FLAG_ACTIONS, label=lambda t: TREATMENTS[t].label,
-        shown_text=_shown_text(len(sections), n_patients))
+        shown_text=_shown_text(len(sections), n_patients),
+        evidence=(evidence_sentence(meta["evaluation"], lambda t: TREATMENTS[t].label
+                                    if t in TREATMENTS else str(t))
+                  if meta.get("evaluation") else None))
 
 
 def _as_records(section: PatientSection) -> dict[str, Any]:

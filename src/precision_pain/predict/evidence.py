@@ -1,0 +1,102 @@
+"""What evaluation showed about the models predict ranks with: the evidence behind a ranking.
+
+A ranked list says which treatment the models favour for a patient; whether following the
+models did better than giving everyone one treatment is a property of the models, measured
+once by ``precision-pain evaluate`` on the test split (docs/evaluation.md): the paired
+doubly robust gain of the recommendations' first choices over the best single treatment for
+everyone, from the observed outcomes, with its 95 % bootstrap interval; and with a ground
+truth, the share of the oracle's gain they captured. predict carries those figures into its
+outputs (``meta.evaluation`` of the JSON file, the HTML report) when the evaluation is of
+these models, so that a reader of the rankings sees the evidence, or its absence, beside them.
+
+Which evaluation belongs to which models: ``evaluate`` records the SHA-256 of the bundle it
+scored (``bundle_sha256`` in metrics/evaluation.json); a bundle refitted on every split after
+evaluation (the pooled learner's ``refit_on_all``) records the SHA-256 of the bundle it was
+refitted from (``evaluated_bundle_sha256`` in its metadata), whose every choice it keeps; a
+bundle without the refit is the evaluated one itself. Any other pairing is not evidence about
+these models and is reported as such. Only aggregates are read and written: no patient row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from precision_pain.evaluate.core import gain_not_shown
+
+# metrics/evaluation.json: the bundle evaluate scored; a deployed bundle's metadata: the
+# bundle it was refitted from.
+SCORED_KEY = "bundle_sha256"
+EVALUATED_KEY = "evaluated_bundle_sha256"
+
+
+def bundle_hashes(metadata: Mapping[str, Any], own_sha256: str | None) -> set[str]:
+    """The SHA-256s an evaluation of these models may carry: the bundle's own, and that of
+    the bundle it was refitted from."""
+    return {h for h in (own_sha256, metadata.get(EVALUATED_KEY)) if h}
+
+
+def evaluation_evidence(summary: Mapping[str, Any] | None, hashes: Collection[str],
+                        source: str) -> dict[str, Any]:
+    """The evaluation's figures about these models (``summary``: metrics/evaluation.json,
+    None when there is none), or why there are none (``status``)."""
+    if summary is None:
+        return {"status": "not_found", "source": source}
+    if summary.get(SCORED_KEY) not in hashes:
+        return {"status": "other_models", "source": source}
+    off = summary.get("off_policy", {})
+    out: dict[str, Any] = {"status": "evaluated", "source": source,
+                           "n_test_patients": summary.get("n_test_patients")}
+    if "model_dr_gain_over_one_size_fits_all" in off:
+        key = "model_dr_gain_over_one_size_fits_all"
+        out |= {"one_size_fits_all_treatment": off.get("one_size_fits_all_treatment"),
+                "dr_gain_over_one_size_fits_all": off[key],
+                "dr_gain_ci_low": off.get(f"{key}_ci_low"),
+                "dr_gain_ci_high": off.get(f"{key}_ci_high"),
+                "gain_shown": not gain_not_shown(off)}
+    share = summary.get("policy", {}).get("share_of_oracle_gain_captured")
+    if summary.get("has_ground_truth") and share is not None:
+        out["share_of_oracle_gain_captured"] = share
+    return out
+
+
+def evidence_sentence(evidence: Mapping[str, Any], treatment_label: Any = str
+                      ) -> tuple[str, bool]:
+    """The evidence in one paragraph for the report, and whether it is a warning (the
+    evaluation could not show the recommendations beating one treatment for everyone, or
+    there is no evaluation of these models)."""
+    source = evidence.get("source", "the evaluation metrics")
+    status = evidence.get("status")
+    if status == "not_found":
+        return (f"No evaluation of these models was found ({source}): nothing here shows "
+                "that following the rankings does better than one treatment for everyone. "
+                "Run `precision-pain evaluate` (`dvc repro`) on the cohort they were "
+                "trained on.", True)
+    if status == "other_models":
+        return (f"{source} evaluates other models than these (another bundle's SHA-256): "
+                "nothing here shows that following these rankings does better than one "
+                "treatment for everyone.", True)
+    n = evidence.get("n_test_patients")
+    parts = [f"Evaluation of these models on {n:,} held-out test patients: "
+             if isinstance(n, int) else "Evaluation of these models: "]
+    if "dr_gain_over_one_size_fits_all" in evidence:
+        single = evidence.get("one_size_fits_all_treatment")
+        parts.append(
+            f"following their first choices changed net benefit by "
+            f"{evidence['dr_gain_over_one_size_fits_all']:+.3f} (95 % interval "
+            f"{evidence['dr_gain_ci_low']:+.3f} to {evidence['dr_gain_ci_high']:+.3f}) against "
+            f"giving everyone {treatment_label(single) if single else 'one treatment'} "
+            "(doubly robust estimate from the observed outcomes).")
+    else:
+        parts.append("no treatment was open to every test patient, so there is no "
+                     "one-size-fits-all comparison.")
+    warning = evidence.get("gain_shown") is False
+    if warning:
+        parts.append(" The interval reaches 0: the evaluation could not show that following "
+                     "these rankings does better than one treatment for everyone.")
+    if "share_of_oracle_gain_captured" in evidence:
+        parts.append(f" Against the cohort's ground truth they captured "
+                     f"{100 * evidence['share_of_oracle_gain_captured']:.1f} % of the gain that "
+                     "knowing every patient's true outcome probabilities would give.")
+    parts.append(f" ({source}; docs/evaluation.md)")
+    return "".join(parts), warning or "dr_gain_over_one_size_fits_all" not in evidence

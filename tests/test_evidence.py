@@ -1,0 +1,56 @@
+"""The evaluation's evidence that predict carries beside its rankings (predict/evidence.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from precision_pain.predict.evidence import (EVALUATED_KEY, SCORED_KEY, bundle_hashes,
+                                             evaluation_evidence, evidence_sentence)
+
+GAIN = "model_dr_gain_over_one_size_fits_all"
+
+
+def _summary(low: float, truth: bool = True) -> dict:
+    return {SCORED_KEY: "abc", "n_test_patients": 5000, "has_ground_truth": truth,
+            "policy": {"share_of_oracle_gain_captured": 0.744},
+            "off_policy": {GAIN: 0.035, f"{GAIN}_ci_low": low, f"{GAIN}_ci_high": 0.09,
+                           "one_size_fits_all_treatment": "duloxetine"}}
+
+
+def test_an_evaluation_counts_only_for_the_models_it_scored():
+    assert bundle_hashes({EVALUATED_KEY: "abc"}, "def") == {"abc", "def"}
+    assert bundle_hashes({}, None) == set()
+    assert evaluation_evidence(_summary(0.01), {"abc"}, "m.json")["status"] == "evaluated"
+    assert evaluation_evidence(_summary(0.01), {"zzz"}, "m.json") == {
+        "status": "other_models", "source": "m.json"}
+    assert evaluation_evidence(None, {"abc"}, "m.json") == {"status": "not_found",
+                                                            "source": "m.json"}
+    # an evaluation that predates the hash is not taken as evidence about these models
+    unmarked = {k: v for k, v in _summary(0.01).items() if k != SCORED_KEY}
+    assert evaluation_evidence(unmarked, {"abc"}, "m.json")["status"] == "other_models"
+
+
+def test_evidence_carries_the_gain_its_interval_and_the_share_with_a_truth():
+    shown = evaluation_evidence(_summary(0.01), {"abc"}, "m.json")
+    assert shown["dr_gain_over_one_size_fits_all"] == pytest.approx(0.035)
+    assert (shown["dr_gain_ci_low"], shown["dr_gain_ci_high"]) == (0.01, 0.09)
+    assert shown["gain_shown"] is True and shown["one_size_fits_all_treatment"] == "duloxetine"
+    assert shown["share_of_oracle_gain_captured"] == pytest.approx(0.744)
+    assert evaluation_evidence(_summary(-0.015), {"abc"}, "m.json")["gain_shown"] is False
+    real_extract = evaluation_evidence(_summary(0.01, truth=False), {"abc"}, "m.json")
+    assert "share_of_oracle_gain_captured" not in real_extract
+
+
+def test_the_report_sentence_warns_when_no_gain_is_shown_or_no_evaluation_fits():
+    text, warning = evidence_sentence(evaluation_evidence(_summary(0.01), {"abc"}, "m.json"))
+    assert not warning
+    assert "+0.035 (95 % interval +0.010 to +0.090)" in text and "duloxetine" in text
+    assert "74.4 %" in text and "5,000 held-out test patients" in text
+    text, warning = evidence_sentence(evaluation_evidence(_summary(-0.015), {"abc"}, "m.json"))
+    assert warning and "could not show" in text and "-0.015" in text
+    for status in ("not_found", "other_models"):
+        text, warning = evidence_sentence({"status": status, "source": "m.json"})
+        assert warning and "m.json" in text
+    no_single = evaluation_evidence({**_summary(0.01), "off_policy": {}}, {"abc"}, "m.json")
+    text, warning = evidence_sentence(no_single)
+    assert warning and "no treatment was open to every test patient" in text
