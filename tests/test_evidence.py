@@ -12,6 +12,7 @@ GAIN = "model_dr_gain_over_one_size_fits_all"
 
 def _summary(low: float, truth: bool = True) -> dict:
     return {SCORED_KEY: "abc", "n_test_patients": 5000, "has_ground_truth": truth,
+            "harm_weight": 0.5,
             "policy": {"share_of_oracle_gain_captured": 0.744},
             "off_policy": {GAIN: 0.035, f"{GAIN}_ci_low": low, f"{GAIN}_ci_high": 0.09,
                            "one_size_fits_all_treatment": "duloxetine"}}
@@ -54,3 +55,13 @@ def test_the_report_sentence_warns_when_no_gain_is_shown_or_no_evaluation_fits()
     no_single = evaluation_evidence({**_summary(0.01), "off_policy": {}}, {"abc"}, "m.json")
     text, warning = evidence_sentence(no_single)
     assert warning and "no treatment was open to every test patient" in text
+
+
+def test_rankings_at_another_harm_weight_are_told_the_evaluation_did_not_measure_it():
+    same = evaluation_evidence(_summary(0.01), {"abc"}, "m.json", harm_weight=0.5)
+    assert "rankings_harm_weight" not in same
+    assert "(harm weight 0.5)" in evidence_sentence(same)[0]
+    other = evaluation_evidence(_summary(0.01), {"abc"}, "m.json", harm_weight=1.0)
+    assert other["rankings_harm_weight"] == 1.0
+    assert "These rankings use harm weight 1, which the evaluation did not measure" in \
+        evidence_sentence(other)[0]

@@ -450,8 +450,10 @@ def evaluate(params_path: Path, splits_dir: Path | None, truth: Path | None,
     from precision_pain.models.bundle import manifest_sha256
     from precision_pain.predict.evidence import SCORED_KEY
 
-    # which models these figures describe: predict shows them beside those models' rankings
+    # which models these figures describe, at which harm weight: predict shows them beside
+    # those models' rankings
     result.summary[SCORED_KEY] = manifest_sha256(bundle_dir)
+    result.summary["harm_weight"] = settings.harm_weight
     files = {settings.metrics: result.summary, settings.per_treatment: result.per_treatment,
              settings.policy: result.policy, settings.subgroups: result.subgroups}
     for path, content in files.items():
@@ -601,7 +603,7 @@ def predict(params_path: Path, input_path: Path, out: Path, models_dir: Path | N
             "treatments_not_modeled": not_modeled(bundle), "outcome": bundle.outcome.type,
             "adverse_event_nrs_points": bundle.outcome.adverse_event_nrs_points,
             "evaluation": _evidence(params, bundle, None if registry_alias else
-                                    models_dir or params.model.dir)}
+                                    models_dir or params.model.dir, options.harm_weight)}
     max_patients = (params.predict.report_max_patients if report_max_patients is None
                     else report_max_patients)
     with open_engine(params.engine) as engine:
@@ -636,7 +638,8 @@ def _bundle_source(bundle: Any, directory: Path | None) -> Any:
     return BundleFiles.read(directory, manifest_sha256(directory))
 
 
-def _evidence(params: Any, bundle: Any, directory: Path | None) -> dict[str, Any]:
+def _evidence(params: Any, bundle: Any, directory: Path | None, harm_weight: float
+              ) -> dict[str, Any]:
     """What the evaluation in params' ``evaluate.metrics`` shows about these models
     (:mod:`precision_pain.predict.evidence`), said in the log too when it shows no gain over
     one treatment for everyone, or is not of these models (aggregates only)."""
@@ -652,7 +655,7 @@ def _evidence(params: Any, bundle: Any, directory: Path | None) -> dict[str, Any
         summary = None
     own = manifest_sha256(directory) if directory is not None else None
     evidence = evaluation_evidence(summary if isinstance(summary, dict) else None,
-                                   bundle_hashes(bundle.metadata, own), str(path))
+                                   bundle_hashes(bundle.metadata, own), str(path), harm_weight)
     if evidence["status"] != "evaluated":
         log.warning("no evaluation of these models in %s (%s): the outputs say so",
                     path, evidence["status"].replace("_", " "))

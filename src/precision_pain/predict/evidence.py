@@ -37,16 +37,21 @@ def bundle_hashes(metadata: Mapping[str, Any], own_sha256: str | None) -> set[st
 
 
 def evaluation_evidence(summary: Mapping[str, Any] | None, hashes: Collection[str],
-                        source: str) -> dict[str, Any]:
+                        source: str, harm_weight: float | None = None) -> dict[str, Any]:
     """The evaluation's figures about these models (``summary``: metrics/evaluation.json,
-    None when there is none), or why there are none (``status``)."""
+    None when there is none), or why there are none (``status``); ``harm_weight``: the one
+    the rankings use, said when the evaluation's differs."""
     if summary is None:
         return {"status": "not_found", "source": source}
     if summary.get(SCORED_KEY) not in hashes:
         return {"status": "other_models", "source": source}
     off = summary.get("off_policy", {})
     out: dict[str, Any] = {"status": "evaluated", "source": source,
-                           "n_test_patients": summary.get("n_test_patients")}
+                           "n_test_patients": summary.get("n_test_patients"),
+                           "harm_weight": summary.get("harm_weight")}
+    if harm_weight is not None and out["harm_weight"] is not None \
+            and float(harm_weight) != float(out["harm_weight"]):
+        out["rankings_harm_weight"] = float(harm_weight)
     if "model_dr_gain_over_one_size_fits_all" in off:
         key = "model_dr_gain_over_one_size_fits_all"
         out |= {"one_size_fits_all_treatment": off.get("one_size_fits_all_treatment"),
@@ -81,8 +86,10 @@ def evidence_sentence(evidence: Mapping[str, Any], treatment_label: Any = str
              if isinstance(n, int) else "Evaluation of these models: "]
     if "dr_gain_over_one_size_fits_all" in evidence:
         single = evidence.get("one_size_fits_all_treatment")
+        weight = evidence.get("harm_weight")
         parts.append(
-            f"following their first choices changed net benefit by "
+            f"following their first choices changed net benefit"
+            f"{f' (harm weight {weight:g})' if weight is not None else ''} by "
             f"{evidence['dr_gain_over_one_size_fits_all']:+.3f} (95 % interval "
             f"{evidence['dr_gain_ci_low']:+.3f} to {evidence['dr_gain_ci_high']:+.3f}) against "
             f"giving everyone {treatment_label(single) if single else 'one treatment'} "
@@ -94,6 +101,9 @@ def evidence_sentence(evidence: Mapping[str, Any], treatment_label: Any = str
     if warning:
         parts.append(" The interval reaches 0: the evaluation could not show that following "
                      "these rankings does better than one treatment for everyone.")
+    if "rankings_harm_weight" in evidence:
+        parts.append(f" These rankings use harm weight {evidence['rankings_harm_weight']:g}, "
+                     "which the evaluation did not measure.")
     if "share_of_oracle_gain_captured" in evidence:
         parts.append(f" Against the cohort's ground truth they captured "
                      f"{100 * evidence['share_of_oracle_gain_captured']:.1f} % of the gain that "
