@@ -15,7 +15,10 @@ def _summary(low: float, truth: bool = True) -> dict:
             "harm_weight": 0.5,
             "policy": {"share_of_oracle_gain_captured": 0.744},
             "off_policy": {GAIN: 0.035, f"{GAIN}_ci_low": low, f"{GAIN}_ci_high": 0.09,
-                           "one_size_fits_all_treatment": "duloxetine"}}
+                           "one_size_fits_all_treatment": "duloxetine",
+                           "model_dr_gain_over_usual_care": 0.078,
+                           "model_dr_gain_over_usual_care_ci_low": 0.039,
+                           "model_dr_gain_over_usual_care_ci_high": 0.122}}
 
 
 def test_an_evaluation_counts_only_for_the_models_it_scored():
@@ -47,6 +50,7 @@ def test_the_report_sentence_warns_when_no_gain_is_shown_or_no_evaluation_fits()
     assert not warning
     assert "+0.035 (95 % interval +0.010 to +0.090)" in text and "duloxetine" in text
     assert "74.4 %" in text and "5,000 held-out test patients" in text
+    assert "usual care gave: +0.078 (95 % interval +0.039 to +0.122)" in text
     text, warning = evidence_sentence(evaluation_evidence(_summary(-0.015), {"abc"}, "m.json"))
     assert warning and "could not show" in text and "-0.015" in text
     for status in ("not_found", "other_models"):

@@ -59,6 +59,11 @@ def evaluation_evidence(summary: Mapping[str, Any] | None, hashes: Collection[st
                 "dr_gain_ci_low": off.get(f"{key}_ci_low"),
                 "dr_gain_ci_high": off.get(f"{key}_ci_high"),
                 "gain_shown": not gain_not_shown(off)}
+    usual = "model_dr_gain_over_usual_care"
+    if usual in off:
+        out |= {"dr_gain_over_usual_care": off[usual],
+                "dr_gain_over_usual_care_ci_low": off.get(f"{usual}_ci_low"),
+                "dr_gain_over_usual_care_ci_high": off.get(f"{usual}_ci_high")}
     share = summary.get("policy", {}).get("share_of_oracle_gain_captured")
     if summary.get("has_ground_truth") and share is not None:
         out["share_of_oracle_gain_captured"] = share
@@ -101,6 +106,11 @@ def evidence_sentence(evidence: Mapping[str, Any], treatment_label: Any = str
     if warning:
         parts.append(" The interval reaches 0: the evaluation could not show that following "
                      "these rankings does better than one treatment for everyone.")
+    if "dr_gain_over_usual_care" in evidence:
+        parts.append(f" Against the treatments the cohort's usual care gave: "
+                     f"{evidence['dr_gain_over_usual_care']:+.3f} (95 % interval "
+                     f"{evidence['dr_gain_over_usual_care_ci_low']:+.3f} to "
+                     f"{evidence['dr_gain_over_usual_care_ci_high']:+.3f}).")
     if "rankings_harm_weight" in evidence:
         parts.append(f" These rankings use harm weight {evidence['rankings_harm_weight']:g}, "
                      "which the evaluation did not measure.")
