@@ -69,3 +69,19 @@ def test_rankings_at_another_harm_weight_are_told_the_evaluation_did_not_measure
     assert other["rankings_harm_weight"] == 1.0
     assert "These rankings use harm weight 1, which the evaluation did not measure" in \
         evidence_sentence(other)[0]
+
+
+def test_missing_figures_read_as_not_available_instead_of_failing():
+    """A bootstrap interval can be null in the JSON file (a replicate without the patients it
+    needs); the sentence must still be written."""
+    summary = _summary(0.01)
+    summary["off_policy"] = {**summary["off_policy"], f"{GAIN}_ci_high": None,
+                             f"{GAIN}_ci_low": None,
+                             "model_dr_gain_over_usual_care_ci_low": float("nan")}
+    summary["policy"] = {"share_of_oracle_gain_captured": None}
+    evidence = evaluation_evidence(summary, {"abc"}, "m.json")
+    assert evidence["gain_shown"] is False  # no interval: nothing shown
+    text, warning = evidence_sentence(evidence)
+    assert warning and "(95 % interval n/a to n/a)" in text
+    assert "(95 % interval n/a to +0.122)" in text
+    assert "captured" not in text

@@ -644,9 +644,11 @@ def _headline_policy(overall: dict[str, Any], choices: dict[str, Any]) -> dict[s
 
 def gain_not_shown(off_policy: dict[str, Any]) -> bool:
     """Whether the headline's paired DR gain over one-size-fits-all care has a 95 % interval
-    that reaches 0 (False where there is no such gain): the report and the log warn."""
+    that reaches 0, or none (NaN, or null as read back from the JSON file); False where there
+    is no such gain: the report, the log and predict's evidence warn."""
     key = "model_dr_gain_over_one_size_fits_all"
-    return key in off_policy and not off_policy[f"{key}_ci_low"] > 0
+    low = off_policy.get(f"{key}_ci_low")
+    return key in off_policy and not (isinstance(low, (int, float)) and low > 0)
 
 
 def _headline_ope(ope: dict[str, Any]) -> dict[str, Any]:

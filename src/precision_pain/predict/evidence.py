@@ -19,6 +19,7 @@ these models and is reported as such. Only aggregates are read and written: no p
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -95,8 +96,9 @@ def evidence_sentence(evidence: Mapping[str, Any], treatment_label: Any = str
         parts.append(
             f"following their first choices changed net benefit"
             f"{f' (harm weight {weight:g})' if weight is not None else ''} by "
-            f"{evidence['dr_gain_over_one_size_fits_all']:+.3f} (95 % interval "
-            f"{evidence['dr_gain_ci_low']:+.3f} to {evidence['dr_gain_ci_high']:+.3f}) against "
+            f"{_signed(evidence['dr_gain_over_one_size_fits_all'])} (95 % interval "
+            f"{_signed(evidence['dr_gain_ci_low'])} to {_signed(evidence['dr_gain_ci_high'])}) "
+            "against "
             f"giving everyone {treatment_label(single) if single else 'one treatment'} "
             "(doubly robust estimate from the observed outcomes).")
     else:
@@ -108,15 +110,24 @@ def evidence_sentence(evidence: Mapping[str, Any], treatment_label: Any = str
                      "these rankings does better than one treatment for everyone.")
     if "dr_gain_over_usual_care" in evidence:
         parts.append(f" Against the treatments the cohort's usual care gave: "
-                     f"{evidence['dr_gain_over_usual_care']:+.3f} (95 % interval "
-                     f"{evidence['dr_gain_over_usual_care_ci_low']:+.3f} to "
-                     f"{evidence['dr_gain_over_usual_care_ci_high']:+.3f}).")
+                     f"{_signed(evidence['dr_gain_over_usual_care'])} (95 % interval "
+                     f"{_signed(evidence['dr_gain_over_usual_care_ci_low'])} to "
+                     f"{_signed(evidence['dr_gain_over_usual_care_ci_high'])}).")
     if "rankings_harm_weight" in evidence:
         parts.append(f" These rankings use harm weight {evidence['rankings_harm_weight']:g}, "
                      "which the evaluation did not measure.")
-    if "share_of_oracle_gain_captured" in evidence:
+    if _finite(evidence.get("share_of_oracle_gain_captured")):
         parts.append(f" Against the cohort's ground truth they captured "
                      f"{100 * evidence['share_of_oracle_gain_captured']:.1f} % of the gain that "
                      "knowing every patient's true outcome probabilities would give.")
     parts.append(f" ({source}; docs/evaluation.md)")
     return "".join(parts), warning or "dr_gain_over_one_size_fits_all" not in evidence
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def _signed(x: Any) -> str:
+    """A gain as +0.035, or "n/a" where the evaluation had none (null in the JSON file)."""
+    return f"{x:+.3f}" if _finite(x) else "n/a"
