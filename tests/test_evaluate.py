@@ -507,6 +507,26 @@ def test_evaluate_without_a_treatment_for_everyone(monkeypatch, small_splits,
     assert "over one-size-fits-all care (every" not in text and "over usual care" in text
 
 
+def test_without_a_treatment_for_everyone_the_truth_share_is_not_taken_against_nothing(
+        monkeypatch, small_splits, small_propensity_bundle, small_synthetic, params):
+    """With no treatment open to every patient there is no one-size-fits-all policy: its true
+    value, the regret against it and the share of the oracle's gain are not available,
+    rather than measured against 'no treatment' (a value of 0)."""
+    import precision_pain.evaluate.core as core
+
+    monkeypatch.setattr(core.pol, "best_single_treatment", lambda *args: -1)
+    result = evaluate(small_splits["test"], small_propensity_bundle, small_synthetic.truth,
+                      params.evaluate.model_copy(update={"n_bootstrap": 10}))
+    policy = result.summary["policy"]
+    assert np.isnan(policy["share_of_oracle_gain_captured"])
+    assert np.isnan(policy["one_size_fits_all"]["mean_true_net_benefit"])
+    assert policy["one_size_fits_all"]["treatment"] is None
+    assert np.isfinite(policy["model"]["mean_true_net_benefit"])
+    text = evaluation_report(result, RESEARCH_NOTICE)
+    assert "(none: no treatment is open to every patient) captured by the model's first " \
+        "choice: **n/a %**" in text
+
+
 def test_bootstrap_draws_without_the_rows_give_nan_quietly():
     """A draw that holds none of a small subgroup's rows: NaN for that draw, no numpy
     RuntimeWarning on the user's console (percentile_ci leaves the NaN out)."""

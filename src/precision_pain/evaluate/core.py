@@ -297,6 +297,8 @@ def truth_columns(scores: EpisodeScores, truth: pd.DataFrame, true: dict[str, np
     policies, single = _truth_policies(scores, truth, true["net_benefit"], ranks)
     columns = {f"true.{v}.{p}": pol.policy_value(m, true[v])
                for v in VALUES for p, m in policies.items()}
+    if single < 0:  # no treatment open to every patient: no one-size policy to value (not 0)
+        columns |= {f"true.{v}.one_size_fits_all": np.full(len(ranks), np.nan) for v in VALUES}
     columns |= {f"regret.{p}": columns["true.net_benefit.oracle"] - columns[f"true.net_benefit.{p}"]
                 for p in policies}
     columns["match_oracle"] = (policies["model"] * policies["oracle"]).sum(axis=1)

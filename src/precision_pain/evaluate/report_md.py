@@ -87,9 +87,11 @@ def _headline_md(s: dict[str, Any]) -> str:
             "the guideline checks that need them say they were not made.")
     if "policy" in s:
         p = s["policy"]
+        single = (p["one_size_fits_all"]["treatment"]
+                  or "none: no treatment is open to every patient")
         lines += [
             "- Share of the oracle's gain over one-size-fits-all "
-            f"({p['one_size_fits_all']['treatment']}) captured by the model's first choice: "
+            f"({single}) captured by the model's first choice: "
             f"**{_num(100 * p['share_of_oracle_gain_captured'], 1)} %**.",
             "- Mean true net benefit: " + ", ".join(
                 f"{POLICY_WORDS[k]} {_num(p[k]['mean_true_net_benefit'])}" for k in POLICIES) + ".",
