@@ -386,3 +386,29 @@ def test_ranked_contributions_of_per_treatment_models_go_one_treatment_at_a_time
             rows = np.flatnonzero(names[:, k] == t)
             np.testing.assert_array_equal(
                 got[rows, k], small_bundle.model(t, "response").contributions(X.iloc[rows]))
+
+
+def test_the_interval_benchmark_measures_a_bundle_and_restores_the_learner(small_bundle,
+                                                                           small_splits,
+                                                                           small_synthetic,
+                                                                           params):
+    """benchmarks/response_interval.py: its figures for one bundle, and its switch to the
+    validation split's tables undone on exit."""
+    from benchmark_modules import load_benchmark
+
+    from precision_pain.models.pooled import PooledFit
+
+    bench = load_benchmark("response_interval")
+    figures = bench.interval_figures(small_bundle, small_splits["test"], small_synthetic.truth,
+                                     params)
+    tables = small_bundle.metadata["response_calibration"]
+    assert figures["calibration patients"] == sum(t["n"] for t in tables.values())
+    for key in ("% outside by > tolerance", "% wider than max"):
+        assert 0.0 <= figures[key] <= 100.0
+    for key in ("median width", "decile gap, merged", "decile gap, model",
+                "MAE vs truth, merged", "MAE vs truth, model"):
+        assert 0.0 < figures[key] < 0.5, key
+    original = PooledFit.calibration_set
+    with bench.validation_tables():
+        assert PooledFit.calibration_set is not original
+    assert PooledFit.calibration_set is original
