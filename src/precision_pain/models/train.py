@@ -251,8 +251,8 @@ def refit_on_all(bundle: ModelBundle, splits: Mapping[str, pd.DataFrame], model:
                               "n_episodes": _n_episodes([episodes], bundle.treatments)},
                 # predict's "outside the training range" flag and the values it fills in:
                 # those of every patient these models saw (the Venn-Abers tables need
-                # held-out scores, so they stay those of the train-only fit on the
-                # validation split)
+                # held-out scores, so they stay the evaluated bundle's: out of fold over
+                # train + validation, or the validation split's)
                 **fitted_profile(episodes, bundle.treatments)}
     return replace(bundle, models=final.views(), metadata=metadata)
 
