@@ -506,14 +506,14 @@ def _evaluate_plans(test_all: Any, bundle: Any, params: Any, has_truth: bool) ->
 def _warn_if_no_gain_shown(off_policy: dict[str, Any]) -> None:
     """Say so in the log when the paired DR gain over one-size-fits-all care has an
     interval that reaches 0 (the report says it too; aggregates only)."""
-    from precision_pain.evaluate.core import gain_not_shown
+    from precision_pain.evaluate.core import gain_not_shown, headline_gain
 
-    key = "model_dr_gain_over_one_size_fits_all"
     if gain_not_shown(off_policy):
+        gain = headline_gain(off_policy, "one_size_fits_all")
         log.warning("the observed test outcomes do not show the recommendations beating %s for "
                     "everyone: doubly robust gain %.3f (95 %% interval %.3f to %.3f)",
                     off_policy.get("one_size_fits_all_treatment", "one treatment"),
-                    off_policy[key], off_policy[f"{key}_ci_low"], off_policy[f"{key}_ci_high"])
+                    gain["estimate"], gain["ci_low"], gain["ci_high"])
 
 
 def _plans_headline(plans: dict[str, Any]) -> dict[str, float]:

@@ -34,7 +34,7 @@ weights resample patients (all episodes of a patient together).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -644,13 +644,24 @@ def _headline_policy(overall: dict[str, Any], choices: dict[str, Any]) -> dict[s
     return out
 
 
-def gain_not_shown(off_policy: dict[str, Any]) -> bool:
+def headline_gain(off_policy: Mapping[str, Any], baseline: str) -> dict[str, Any] | None:
+    """The headline's paired DR gain over ``baseline`` (one of GAIN_BASELINES) as
+    ``{estimate, ci_low, ci_high}``, as evaluation.json holds it (``_ci_low`` / ``_ci_high``
+    beside ``model_dr_gain_over_<baseline>``); None where there is no such gain."""
+    key = f"model_dr_gain_over_{baseline}"
+    if key not in off_policy:
+        return None
+    return {"estimate": off_policy[key], "ci_low": off_policy.get(f"{key}_ci_low"),
+            "ci_high": off_policy.get(f"{key}_ci_high")}
+
+
+def gain_not_shown(off_policy: Mapping[str, Any]) -> bool:
     """Whether the headline's paired DR gain over one-size-fits-all care has a 95 % interval
     that reaches 0, or none (NaN, or null as read back from the JSON file); False where there
     is no such gain: the report, the log and predict's evidence warn."""
-    key = "model_dr_gain_over_one_size_fits_all"
-    low = off_policy.get(f"{key}_ci_low")
-    return key in off_policy and not (isinstance(low, (int, float)) and low > 0)
+    gain = headline_gain(off_policy, "one_size_fits_all")
+    low = None if gain is None else gain["ci_low"]
+    return gain is not None and not (isinstance(low, (int, float)) and low > 0)
 
 
 def _headline_ope(ope: dict[str, Any]) -> dict[str, Any]:
@@ -662,7 +673,7 @@ def _headline_ope(ope: dict[str, Any]) -> dict[str, Any]:
         out |= {"model_true_net_benefit": model["true"],
                 "model_dr_error": model["estimate_minus_true"]}
     for baseline, gain in ope["gain"]["net_benefit"].items():
-        key = f"model_dr_gain_over_{baseline}"
+        key = f"model_dr_gain_over_{baseline}"  # read back by headline_gain
         out |= {key: gain["dr"]["estimate"], f"{key}_ci_low": gain["dr"]["ci_low"],
                 f"{key}_ci_high": gain["dr"]["ci_high"]}
         if "true" in gain:

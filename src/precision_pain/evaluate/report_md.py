@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from precision_pain.evaluate.core import (ESTIMATORS, POLICIES, VALUES, WITHIN, Evaluation,
-                                          gain_not_shown)
+                                          gain_not_shown, headline_gain)
 
 
 def evaluation_report(evaluation: Evaluation, notice: str, plots: Sequence[str] = ()) -> str:
@@ -122,16 +122,16 @@ def _gain_md(o: dict[str, Any]) -> list[str]:
     observed outcomes alone. (No one-size-fits-all line when no treatment is eligible for
     every patient.)"""
     lines = []
-    if "model_dr_gain_over_one_size_fits_all" in o:
-        gain, truth = _gain(o, "one_size_fits_all")
+    gain, care = headline_gain(o, "one_size_fits_all"), headline_gain(o, "usual_care")
+    if gain is not None:
         single = o.get("one_size_fits_all_treatment")
+        truth = _true_gain(o, "one_size_fits_all")
         lines.append(f"- Doubly robust gain in net benefit over one-size-fits-all care (every "
                      f"patient given {single or 'the single treatment with the highest DR value'})"
                      f", paired patient by patient: {_ci(gain)}{truth}.")
-    if "model_dr_gain_over_usual_care" in o:
-        care, care_truth = _gain(o, "usual_care")
+    if care is not None:
         lines.append("- Doubly robust gain in net benefit over usual care (the treatments "
-                     f"patients received), paired: {_ci(care)}{care_truth}.")
+                     f"patients received), paired: {_ci(care)}{_true_gain(o, 'usual_care')}.")
     if gain_not_shown(o):
         lines.append("- **Warning: these observed outcomes do not show the recommendations "
                      "doing better than giving every patient one treatment** (the paired "
@@ -144,12 +144,10 @@ def _gain_md(o: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _gain(o: dict[str, Any], baseline: str) -> tuple[dict[str, float], str]:
-    """The headline's DR gain over ``baseline`` as an interval, and the true gain's text."""
-    key = f"model_dr_gain_over_{baseline}"
+def _true_gain(o: dict[str, Any], baseline: str) -> str:
+    """The true gain over ``baseline``'s text, where a ground truth gives one."""
     true = o.get(f"model_true_gain_over_{baseline}")
-    return ({"estimate": o[key], "ci_low": o[f"{key}_ci_low"], "ci_high": o[f"{key}_ci_high"]},
-            f" (true gain {_num(true)})" if true is not None else "")
+    return f" (true gain {_num(true)})" if true is not None else ""
 
 
 POLICY_WORDS = {"model": "model", "oracle": "oracle", "one_size_fits_all": "one size fits all",

@@ -23,7 +23,7 @@ import math
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from precision_pain.evaluate.core import gain_not_shown
+from precision_pain.evaluate.core import gain_not_shown, headline_gain
 
 # metrics/evaluation.json: the bundle evaluate scored; a deployed bundle's metadata: the
 # bundle it was refitted from.
@@ -53,18 +53,17 @@ def evaluation_evidence(summary: Mapping[str, Any] | None, hashes: Collection[st
     if harm_weight is not None and out["harm_weight"] is not None \
             and float(harm_weight) != float(out["harm_weight"]):
         out["rankings_harm_weight"] = float(harm_weight)
-    if "model_dr_gain_over_one_size_fits_all" in off:
-        key = "model_dr_gain_over_one_size_fits_all"
+    gain = headline_gain(off, "one_size_fits_all")
+    if gain is not None:
         out |= {"one_size_fits_all_treatment": off.get("one_size_fits_all_treatment"),
-                "dr_gain_over_one_size_fits_all": off[key],
-                "dr_gain_ci_low": off.get(f"{key}_ci_low"),
-                "dr_gain_ci_high": off.get(f"{key}_ci_high"),
+                "dr_gain_over_one_size_fits_all": gain["estimate"],
+                "dr_gain_ci_low": gain["ci_low"], "dr_gain_ci_high": gain["ci_high"],
                 "gain_shown": not gain_not_shown(off)}
-    usual = "model_dr_gain_over_usual_care"
-    if usual in off:
-        out |= {"dr_gain_over_usual_care": off[usual],
-                "dr_gain_over_usual_care_ci_low": off.get(f"{usual}_ci_low"),
-                "dr_gain_over_usual_care_ci_high": off.get(f"{usual}_ci_high")}
+    care = headline_gain(off, "usual_care")
+    if care is not None:
+        out |= {"dr_gain_over_usual_care": care["estimate"],
+                "dr_gain_over_usual_care_ci_low": care["ci_low"],
+                "dr_gain_over_usual_care_ci_high": care["ci_high"]}
     share = summary.get("policy", {}).get("share_of_oracle_gain_captured")
     if summary.get("has_ground_truth") and share is not None:
         out["share_of_oracle_gain_captured"] = share
