@@ -19,8 +19,9 @@ from scipy.special import expit, logit
 
 from precision_pain import RESEARCH_NOTICE
 from precision_pain.evaluate import policy as pol
-from precision_pain.evaluate.core import (EpisodeScores, calibration_against_truth, evaluate,
-                                         model_ranks, score_test, truth_columns, true_matrices)
+from precision_pain.evaluate.core import (EpisodeScores, calibration_against_truth,
+                                         choose_one_size_fits_all, evaluate, model_ranks,
+                                         score_test, truth_columns, true_matrices)
 from precision_pain.evaluate.report_md import evaluation_report
 from precision_pain.evaluate.metrics import (MIN_CLASS, binary_metrics, binary_metrics_ci,
                                     bootstrap_weights, calibration_intercept, calibration_slope,
@@ -505,6 +506,65 @@ def test_evaluate_without_a_treatment_for_everyone(monkeypatch, small_splits,
     assert "one_size_fits_all" not in result.policy["off_policy"]["net_benefit"]
     text = evaluation_report(result, RESEARCH_NOTICE)
     assert "over one-size-fits-all care (every" not in text and "over usual care" in text
+
+
+def test_the_one_size_fits_all_treatment_is_chosen_on_the_training_episodes(
+        small_splits, small_propensity_bundle, small_synthetic, params):
+    """The single treatment the DR gain is measured against is the universal one with the
+    highest DR value on train + validation, then valued on the test split as given; one not
+    open to every test patient falls back to the test split's own choice. The headline says
+    which."""
+    from precision_pain.models.propensity import predict_propensity
+
+    bundle = small_propensity_bundle
+    settings = params.evaluate.model_copy(update={"n_bootstrap": 10})
+    training = pd.concat([small_splits["train"], small_splits["valid"]], ignore_index=True)
+    chosen = choose_one_size_fits_all(training, bundle, settings)
+    # the same choice, spelled out: DR net benefit of each universal treatment on training
+    scores = score_test(training, bundle)
+    e = predict_propensity(bundle.propensity, training, list(scores.treatments))
+    y = training["response"].to_numpy(float) - settings.harm_weight * training[
+        "adverse_event"].to_numpy(float)
+    logged = pol.Logged(scores.treated, y, scores.net_benefit(settings.harm_weight), e)
+    k = len(scores.treatments)
+    dr = {t: pol.ope_terms(pol.one_hot(np.full(len(y), j), k), logged,
+                           settings.propensity_clip)["dr"].mean()
+          for j, t in enumerate(scores.treatments) if scores.eligible[:, j].all()}
+    assert len(dr) >= 2 and chosen == max(dr, key=dr.get)
+    assert choose_one_size_fits_all(training, replace(bundle, propensity=None), settings) is None
+
+    test = small_splits["test"]
+    on_test = evaluate(test, bundle, small_synthetic.truth, settings).summary["off_policy"]
+    assert on_test["one_size_fits_all_chosen_on"] == "test"
+    other = next(t for t in dr if t != on_test["one_size_fits_all_treatment"])
+    given = evaluate(test, bundle, small_synthetic.truth, settings, one_size_fits_all=other)
+    off = given.summary["off_policy"]
+    assert (off["one_size_fits_all_treatment"], off["one_size_fits_all_chosen_on"]) == (
+        other, "training")
+    assert f"every patient given {other}, the one with the highest DR value on the training " \
+        "episodes" in evaluation_report(given, RESEARCH_NOTICE)
+    single = given.policy["off_policy"]["net_benefit"]["one_size_fits_all"]["dr"]["estimate"]
+    assert off["model_dr_gain_over_one_size_fits_all"] == pytest.approx(
+        off["model_dr_net_benefit"] - single)
+    assert single != pytest.approx(
+        evaluate(test, bundle, small_synthetic.truth, settings).policy["off_policy"][
+            "net_benefit"]["one_size_fits_all"]["dr"]["estimate"])
+    # a treatment not open to every test patient (here: restricted to one test condition's
+    # patients, for whom every other is), or one these models do not rank
+    scores = score_test(test, bundle)
+    j = bundle.treatments.index(other)
+    narrower = replace(scores, eligible=scores.eligible & (np.arange(len(test)) > 0)[:, None]
+                       | (np.arange(k) != j)[None, :])
+    assert not narrower.eligible[:, j].all() and narrower.eligible[1:].all()
+    import precision_pain.evaluate.core as core
+
+    for name, frame in ((other, narrower), ("a_treatment_not_modeled", scores)):
+        ranks = core.model_ranks(test, frame, settings.harm_weight)
+        _, detail = core.ope_columns(test, frame, ranks, predict_propensity(
+            bundle.propensity, test, list(bundle.treatments)), settings, None,
+            one_size_fits_all=name)
+        assert detail["one_size_fits_all_chosen_on"] == "test", name
+        assert detail["one_size_fits_all"] != name
 
 
 def test_without_a_treatment_for_everyone_the_truth_share_is_not_taken_against_nothing(

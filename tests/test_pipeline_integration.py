@@ -223,6 +223,8 @@ def test_predict_shows_the_evaluation_of_the_models_it_ranks_with(predicted):
     deployed = json.loads((repo / "models/bundle/manifest.json").read_text())
     assert deployed["metadata"]["evaluated_bundle_sha256"] == evaluated
     off = evaluation["off_policy"]
+    # the single treatment the gain is measured against was chosen before the test split
+    assert off["one_size_fits_all_chosen_on"] == "training"
     for name in ("pred", "reg"):
         meta = json.loads((repo / f"out/{name}.json").read_text())["meta"]
         shown = meta["evaluation"]

@@ -432,17 +432,20 @@ def evaluate(params_path: Path, splits_dir: Path | None, truth: Path | None,
             f"{bundle_dir}: these models were refitted on the test split too (the pooled "
             "learner's refit_on_all), so scoring them on it would flatter them; evaluate the "
             f"bundle fitted without it: --models-dir {evaluated}")
-    test_path = (splits_dir or params.data.splits_dir) / "test.parquet"
+    folder = splits_dir or params.data.splits_dir
+    test_path = folder / "test.parquet"
     from precision_pain.data.prepare import single_treatment_episodes
+    from precision_pain.evaluate.core import choose_one_size_fits_all
 
     test_all = read_pipeline_table(test_path)
     test = single_treatment_episodes(test_all, str(test_path))
     truth_frame = read_pipeline_table(truth or params.data.prepared_truth)
+    one_size = choose_one_size_fits_all(_training_episodes(folder), bundle, settings)
     log.info("evaluating %s models on %d test rows (ground truth: %d rows, %d bootstrap "
              "replicates)", bundle.model_type, len(test), len(truth_frame), settings.n_bootstrap)
     with open_engine(params.engine) as engine:
         result = run_evaluation(test, bundle, truth_frame if len(truth_frame) else None,
-                                settings, engine, params.predict.nrs_interval_level)
+                                settings, engine, params.predict.nrs_interval_level, one_size)
     plans = _evaluate_plans(test_all, bundle, params, len(truth_frame) > 0)
     if plans is not None:
         result.summary["plans"] = _plans_headline(plans)
@@ -501,6 +504,20 @@ def _evaluate_plans(test_all: Any, bundle: Any, params: Any, has_truth: bool) ->
     settings = params.evaluate
     return evaluate_plans(test_all, bundle, truth, settings.harm_weight,
                           settings.non_opioid_first, settings.n_bootstrap, settings.seed)
+
+
+def _training_episodes(splits_dir: Path) -> Any:
+    """The train and validation splits' single-treatment episodes (empty when the folder has
+    neither): where evaluate chooses the one treatment for everyone it compares against."""
+    import pandas as pd
+
+    from precision_pain.data.contract import read_pipeline_table
+    from precision_pain.data.prepare import single_treatment_episodes
+
+    frames = [single_treatment_episodes(read_pipeline_table(path), str(path))
+              for path in (splits_dir / "train.parquet", splits_dir / "valid.parquet")
+              if path.exists()]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def _warn_if_no_gain_shown(off_policy: dict[str, Any]) -> None:

@@ -363,25 +363,65 @@ def _trial_columns(scores: EpisodeScores, true_response: np.ndarray, ranks: np.n
     return columns
 
 
+def _logged(episodes: pd.DataFrame, scores: EpisodeScores, propensity: np.ndarray,
+            harm_weight: float, outcome: OutcomeSpec) -> dict[str, pol.Logged]:
+    """Observed outcomes, the models' predictions and the propensities, per value."""
+    response = outcome.values(episodes, "response")
+    observed = {"response": response,
+                "net_benefit": response - harm_weight * episodes["adverse_event"].to_numpy(float)}
+    mu = {"response": scores.p_response, "net_benefit": scores.net_benefit(harm_weight)}
+    return {v: pol.Logged(scores.treated, observed[v], mu[v], propensity) for v in VALUES}
+
+
+def choose_one_size_fits_all(episodes: pd.DataFrame, bundle: ModelBundle,
+                             settings: EvaluateParams) -> str | None:
+    """The one treatment a clinic would give everyone, learned from ``episodes``.
+
+    The universally eligible treatment with the highest doubly robust net benefit on the
+    episodes the models were fitted on (train + validation), with the bundle's own outcome
+    and propensity models. Chosen there, the choice is as independent of the test split as
+    the model's recommendations are, so the test split values both without the optimism of
+    a maximum taken over its own noise (the winner's curse; docs/evaluation.md measures it).
+    None without a propensity model or a treatment open to every patient.
+    """
+    if bundle.propensity is None or episodes.empty:
+        return None
+    scores = score_test(episodes, bundle)
+    e = predict_propensity(bundle.propensity, episodes, list(scores.treatments))
+    harm_weight = settings.harm_weight * bundle.outcome.harm_scale
+    logged = _logged(episodes, scores, e, harm_weight, bundle.outcome)["net_benefit"]
+    single = _best_single_by_dr(scores, logged, settings.propensity_clip)
+    return scores.treatments[single] if single >= 0 else None
+
+
 def ope_columns(test: pd.DataFrame, scores: EpisodeScores, ranks: np.ndarray, propensity: np.ndarray,
                 settings: EvaluateParams, true: dict[str, np.ndarray] | None,
-                outcome: OutcomeSpec = OutcomeSpec()
+                outcome: OutcomeSpec = OutcomeSpec(), one_size_fits_all: str | None = None
                 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Per-episode DM/IPW/DR terms for each policy and outcome (and the truth, if known)."""
+    """Per-episode DM/IPW/DR terms for each policy and outcome (and the truth, if known).
+
+    ``one_size_fits_all``: the single treatment chosen without the test split
+    (:func:`choose_one_size_fits_all`); used when it is open to every test patient, else the
+    one with the highest DR value on the test split is (optimistic: its estimate is the
+    largest of several noisy ones). The detail says which (``one_size_fits_all_chosen_on``).
+    """
     k = len(scores.treatments)
     harm_weight = settings.harm_weight * outcome.harm_scale
-    response = outcome.values(test, "response")
-    observed = {"response": response,
-                "net_benefit": response - harm_weight * test["adverse_event"].to_numpy(float)}
-    mu = {"response": scores.p_response, "net_benefit": scores.net_benefit(harm_weight)}
-    logged = {v: pol.Logged(scores.treated, observed[v], mu[v], propensity) for v in VALUES}
-    single = _best_single_by_dr(scores, logged["net_benefit"], settings.propensity_clip)
+    logged = _logged(test, scores, propensity, harm_weight, outcome)
+    universal = scores.eligible.all(axis=0)
+    given = scores.treatments.index(one_size_fits_all) if (
+        one_size_fits_all in scores.treatments) else -1
+    if given >= 0 and universal[given]:
+        single, chosen_on = given, "training"
+    else:
+        single = _best_single_by_dr(scores, logged["net_benefit"], settings.propensity_clip)
+        chosen_on = "test"
     policies = {"model": _first_choice(ranks), "random": pol.uniform_eligible(scores.eligible)}
     if single >= 0:  # else no treatment is eligible for every patient: no such policy
         policies["one_size_fits_all"] = pol.one_hot(np.full(len(ranks), single), k)
     columns: dict[str, np.ndarray] = {}
     for v in VALUES:
-        columns[f"ope.observed.{v}"] = observed[v]
+        columns[f"ope.observed.{v}"] = logged[v].outcome
         for name, matrix in policies.items():
             terms = pol.ope_terms(matrix, logged[v], settings.propensity_clip)
             columns |= {f"ope.{t}.{v}.{name}": terms[t] for t in ("dm", "dr", "wy")}
@@ -391,6 +431,7 @@ def ope_columns(test: pd.DataFrame, scores: EpisodeScores, ranks: np.ndarray, pr
     diagnostics = pol.overlap_summary(logged["net_benefit"], scores.eligible, scores.treatments,
                                       settings.propensity_clip)
     return columns, {"one_size_fits_all": scores.treatments[single] if single >= 0 else None,
+                     "one_size_fits_all_chosen_on": chosen_on if single >= 0 else None,
                      "overlap": diagnostics}
 
 
@@ -684,11 +725,14 @@ def _headline_ope(ope: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------- evaluate
 def evaluate(test: pd.DataFrame, bundle: ModelBundle, truth: pd.DataFrame | None,
              settings: EvaluateParams, engine: Any = LOCAL,
-             interval_level: float = ConfidenceSettings.nrs_interval_level) -> Evaluation:
+             interval_level: float = ConfidenceSettings.nrs_interval_level,
+             one_size_fits_all: str | None = None) -> Evaluation:
     """Model metrics, policy values (true and off-policy), trials and subgroups; ``engine``
     spreads the bootstrap over workers (per treatment and per subgroup). A change-in-pain
     bundle's prediction intervals are checked at ``interval_level`` (params'
-    ``predict.nrs_interval_level``: the intervals predict writes)."""
+    ``predict.nrs_interval_level``: the intervals predict writes). ``one_size_fits_all``: the
+    single treatment the off-policy gain is measured against, chosen on the training
+    episodes (:func:`choose_one_size_fits_all`); None chooses it on the test split."""
     scores = score_test(test, bundle)
     outcome = bundle.outcome
     harm_weight = settings.harm_weight * outcome.harm_scale  # in the response's units
@@ -710,7 +754,8 @@ def evaluate(test: pd.DataFrame, bundle: ModelBundle, truth: pd.DataFrame | None
     ope_detail: dict[str, Any] = {}
     if bundle.propensity is not None:
         e = predict_propensity(bundle.propensity, test, list(scores.treatments))
-        ope_cols, ope_detail = ope_columns(test, scores, ranks, e, settings, true, outcome)
+        ope_cols, ope_detail = ope_columns(test, scores, ranks, e, settings, true, outcome,
+                                           one_size_fits_all)
         columns |= ope_cols
     table = pd.DataFrame(columns)
     overall = summarize(table, weights, outcome.continuous)
@@ -729,8 +774,11 @@ def evaluate(test: pd.DataFrame, bundle: ModelBundle, truth: pd.DataFrame | None
     not_modeled = {a["treatment"]: a["reason"] for a in bundle.metadata.get("not_modeled", [])}
     summary["n_treatments_modeled"] = len(bundle.treatments)
     if "off_policy" in summary and ope_detail.get("one_size_fits_all"):
-        # the single treatment the DR gain is measured against (chosen without the truth)
+        # the single treatment the DR gain is measured against (chosen without the truth),
+        # and on which episodes: "training" (unbiased) or "test" (optimistic)
         summary["off_policy"]["one_size_fits_all_treatment"] = ope_detail["one_size_fits_all"]
+        summary["off_policy"]["one_size_fits_all_chosen_on"] = ope_detail[
+            "one_size_fits_all_chosen_on"]
     gaps = not_recorded(test)
     if gaps:
         summary["measurements_not_recorded"] = gaps

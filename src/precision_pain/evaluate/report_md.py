@@ -116,6 +116,12 @@ def _headline_md(s: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# where the one treatment for everyone was chosen (evaluate.core.choose_one_size_fits_all)
+CHOSEN_ON = {"training": ", the one with the highest DR value on the training episodes",
+             "test": ", the one with the highest DR value on these test patients, which "
+                     "flatters it"}
+
+
 def _gain_md(o: dict[str, Any]) -> list[str]:
     """The paired DR gains over one-size-fits-all and usual care, and a warning where the
     first's interval does not exclude 0: the question the project exists to answer, from
@@ -126,9 +132,10 @@ def _gain_md(o: dict[str, Any]) -> list[str]:
     if gain is not None:
         single = o.get("one_size_fits_all_treatment")
         truth = _true_gain(o, "one_size_fits_all")
+        where = CHOSEN_ON.get(o.get("one_size_fits_all_chosen_on"), "")
         lines.append(f"- Doubly robust gain in net benefit over one-size-fits-all care (every "
-                     f"patient given {single or 'the single treatment with the highest DR value'})"
-                     f", paired patient by patient: {_ci(gain)}{truth}.")
+                     f"patient given {single or 'the single treatment with the highest DR value'}"
+                     f"{where}), paired patient by patient: {_ci(gain)}{truth}.")
     if care is not None:
         lines.append("- Doubly robust gain in net benefit over usual care (the treatments "
                      f"patients received), paired: {_ci(care)}{_true_gain(o, 'usual_care')}.")
