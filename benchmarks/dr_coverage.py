@@ -26,6 +26,15 @@ single treatment chosen on the training episodes (train + validation, as ``preci
 evaluate`` chooses it: ``evaluate.core.choose_one_size_fits_all``) and against the one with
 the highest DR value on the test set itself (the choice before 2026-12-04, optimistic by the
 winner's curse). Both use the same test set, bundle and bootstrap.
+
+``--cross-fitted M`` asks what a researcher with one extract can show: on each of M extracts
+of ``--n`` patients of ``--generator`` (seeds ``--extract-seed`` + k), side by side, the gain
+over one-size-fits-all as ``precision-pain evaluate`` reports it from the test split (the
+evaluated bundle, its training choice of the single treatment) and cross-fitted over every
+patient of the extract (``evaluate.cross_fitted_folds``, ``--folds``: ``evaluate.crossfit``),
+each beside its own truth (the same policies valued with the ground truth):
+
+    uv run python benchmarks/dr_coverage.py --cross-fitted 20 --generator alt --n 5000
 """
 
 from __future__ import annotations
@@ -49,6 +58,7 @@ from precision_pain.data.prepare import align_truth, prepare_cohort  # noqa: E40
 from precision_pain.data.simulate import simulate_cohort  # noqa: E402
 from precision_pain.data.split import split_cohort  # noqa: E402
 from precision_pain.evaluate.core import choose_one_size_fits_all, evaluate  # noqa: E402,E501
+from precision_pain.evaluate.crossfit import cross_fitted_gain  # noqa: E402
 from precision_pain.models.train import modeled_treatments, train_bundle  # noqa: E402
 from precision_pain.outcome import OutcomeSpec  # noqa: E402
 
@@ -71,9 +81,16 @@ def main() -> None:
                         help="with --test-samples: patients per test sample")
     parser.add_argument("--extract-seed", type=int, default=20261202,
                         help="with --test-samples: the extract's seed (sample k: 555000 + k)")
+    parser.add_argument("--cross-fitted", type=int, metavar="M",
+                        help="M extracts, each valued from its test split and cross-fitted")
+    parser.add_argument("--folds", type=int, default=5,
+                        help="with --cross-fitted: evaluate.cross_fitted_folds")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
+    logging.basicConfig(level=logging.ERROR)
     params = load_params(ROOT / "params.yaml")
+    if args.cross_fitted:
+        over_extracts(params, args)
+        return
     if args.test_samples:
         over_test_samples(params, args)
         return
@@ -123,6 +140,41 @@ def over_test_samples(params, args: argparse.Namespace) -> None:
     label = f"{args.generator}, {args.test_samples} test samples"
     report(errors, covered, label)
     report_gains(gains, label)
+
+
+def over_extracts(params, args: argparse.Namespace) -> None:
+    """Per extract: the gain from the test split beside the cross-fitted one, each against
+    its truth; then each route's error, coverage and how often its interval is above 0."""
+    outcome = OutcomeSpec(args.outcome, params.evaluate.adverse_event_nrs_points)
+    params = params.model_copy(update={"evaluate": params.evaluate.model_copy(
+        update={"cross_fitted_folds": args.folds})})
+    key = "model_dr_gain_over_one_size_fits_all"
+    rows: dict[str, list[tuple[float, bool, float, bool]]] = {"test split": [],
+                                                              "cross-fitted": []}
+    print("extract  test split: single treatment, DR gain (95 % interval), true gain  |  "
+          f"cross-fitted over {args.folds} folds: the same")
+    for k in range(args.cross_fitted):
+        extract, truth = cohort(args.generator, args.n or 5000, args.extract_seed + k, params)
+        parts, bundle, _ = train_both(extract, params, outcome)
+        single = choose_one_size_fits_all(training(parts), bundle, params.evaluate)
+        test_truth = truth[truth["patient_id"].isin(parts["test"]["patient_id"])]
+        split = evaluate(parts["test"], bundle, test_truth, params.evaluate,
+                         one_size_fits_all=single).summary["off_policy"]
+        crossed = cross_fitted_gain(extract, params, truth, outcome)
+        line = f"{k:>7}"
+        for name, o in (("test split", split), ("cross-fitted", crossed)):
+            gain, low, high = o[key], o[f"{key}_ci_low"], o[f"{key}_ci_high"]
+            true = o["model_true_gain_over_one_size_fits_all"]
+            line += (f"  |  {o['one_size_fits_all_treatment']} {gain:+.4f} ({low:+.4f} to "
+                     f"{high:+.4f}) {true:+.4f}")
+            rows[name].append((gain - true, low <= true <= high, high - low, low > 0))
+        print(line, flush=True)
+    for name, values in rows.items():
+        errors, covered, widths, above = zip(*values)
+        report(errors, covered, f"{args.generator}, {args.cross_fitted} extracts of "
+               f"{args.n or 5000}, gain over one-size-fits-all, {name}")
+        print(f"  mean interval width {np.mean(widths):.4f}; interval above 0 in "
+              f"{sum(above)}/{len(above)}")
 
 
 SOURCES: tuple[str, ...] = ("training", "test")

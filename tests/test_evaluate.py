@@ -456,14 +456,21 @@ def test_evaluate_command_logs_when_no_gain_is_shown(caplog, low, warned):
     from precision_pain.cli import _warn_if_no_gain_shown
 
     key = "model_dr_gain_over_one_size_fits_all"
+    off = {key: 0.03, f"{key}_ci_low": low, f"{key}_ci_high": 0.07,
+           "one_size_fits_all_treatment": "duloxetine"}
+    shown = {**off, f"{key}_ci_low": 0.01}
     with caplog.at_level("WARNING", logger="precision_pain"):
-        _warn_if_no_gain_shown({key: 0.03, f"{key}_ci_low": low, f"{key}_ci_high": 0.07,
-                                "one_size_fits_all_treatment": "duloxetine"})
+        _warn_if_no_gain_shown({"off_policy": off})
         _warn_if_no_gain_shown({})  # no propensity model: nothing to say
+        # cross-fitted over every patient, that gain answers: the test split's is not used
+        _warn_if_no_gain_shown({"off_policy": shown, "off_policy_cross_fitted": off})
+        _warn_if_no_gain_shown({"off_policy": off, "off_policy_cross_fitted": shown})
     said = [r.getMessage() for r in caplog.records]
-    assert said == (["the observed test outcomes do not show the recommendations beating "
-                     f"duloxetine for everyone: doubly robust gain 0.030 (95 % interval "
-                     f"{low:.3f} to 0.070)"] if warned else [])
+    message = ("the observed outcomes ({}) do not show the recommendations beating "
+               f"duloxetine for everyone: doubly robust gain 0.030 (95 % interval "
+               f"{low:.3f} to 0.070)")
+    assert said == ([message.format("test split"), message.format("cross fitted")]
+                    if warned else [])
 
 
 def test_no_one_size_fits_all_gain_without_a_treatment_for_everyone():

@@ -85,3 +85,23 @@ def test_missing_figures_read_as_not_available_instead_of_failing():
     assert warning and "(95 % interval n/a to n/a)" in text
     assert "(95 % interval n/a to +0.122)" in text
     assert "captured" not in text
+
+
+def test_a_cross_fitted_gain_is_the_evidence_when_evaluate_computed_one():
+    """With ``evaluate.cross_fitted_folds`` the gain over every patient answers the question:
+    predict shows it, says it is the learner's over the whole extract, and warns by it."""
+    crossed = {GAIN: 0.032, f"{GAIN}_ci_low": 0.008, f"{GAIN}_ci_high": 0.054,
+               "one_size_fits_all_treatment": "duloxetine", "folds": 5, "n_patients": 20000}
+    summary = {**_summary(-0.015), "off_policy_cross_fitted": crossed}
+    evidence = evaluation_evidence(summary, {"abc"}, "m.json")
+    assert evidence["gain_from"] == "cross_fitted" and evidence["gain_shown"] is True
+    assert evidence["dr_gain_over_one_size_fits_all"] == pytest.approx(0.032)
+    assert "dr_gain_over_usual_care" not in evidence  # not in this cross-fitted block
+    text, warning = evidence_sentence(evidence)
+    assert not warning
+    assert "cross-fitted over all 20,000 patients of its extract (5 folds" in text
+    assert "+0.032 (95 % interval +0.008 to +0.054)" in text
+    # without it, the test split's (here not shown) is the evidence, as before
+    plain = evaluation_evidence(_summary(-0.015), {"abc"}, "m.json")
+    assert plain["gain_from"] == "test_split" and plain["gain_shown"] is False
+    assert "5,000 held-out test patients" in evidence_sentence(plain)[0]

@@ -222,18 +222,21 @@ def test_predict_shows_the_evaluation_of_the_models_it_ranks_with(predicted):
     assert evaluation["bundle_sha256"] == evaluated
     deployed = json.loads((repo / "models/bundle/manifest.json").read_text())
     assert deployed["metadata"]["evaluated_bundle_sha256"] == evaluated
-    off = evaluation["off_policy"]
     # the single treatment the gain is measured against was chosen before the test split
-    assert off["one_size_fits_all_chosen_on"] == "training"
+    assert evaluation["off_policy"]["one_size_fits_all_chosen_on"] == "training"
+    # params.yaml's evaluate.cross_fitted_folds: the gain over every patient is the evidence
+    off = evaluation["off_policy_cross_fitted"]
+    assert off["folds"] == 5 and off["n_patients"] > evaluation["n_test_patients"]
     for name in ("pred", "reg"):
         meta = json.loads((repo / f"out/{name}.json").read_text())["meta"]
         shown = meta["evaluation"]
         assert shown["status"] == "evaluated", name
+        assert shown["gain_from"] == "cross_fitted"
         assert shown["dr_gain_over_one_size_fits_all"] == pytest.approx(
             off["model_dr_gain_over_one_size_fits_all"])
         assert shown["gain_shown"] == (off["model_dr_gain_over_one_size_fits_all_ci_low"] > 0)
     html = (repo / "out/pred.html").read_text()
-    assert 'id="evaluation-evidence"' in html and "held-out test patients" in html
+    assert 'id="evaluation-evidence"' in html and "cross-fitted over all" in html
     # an evaluation of other models is not shown as evidence about these
     stale = repo / "stale_evaluation.json"
     stale.write_text(json.dumps({**evaluation, "bundle_sha256": "0" * 64}))

@@ -446,6 +446,18 @@ def evaluate(params_path: Path, splits_dir: Path | None, truth: Path | None,
     with open_engine(params.engine) as engine:
         result = run_evaluation(test, bundle, truth_frame if len(truth_frame) else None,
                                 settings, engine, params.predict.nrs_interval_level, one_size)
+    if settings.cross_fitted_folds and bundle.propensity is not None:
+        import pandas as pd
+
+        from precision_pain.evaluate.crossfit import not_cross_fitted
+
+        every = pd.concat([_training_episodes(folder), test], ignore_index=True)
+        skipped = not_cross_fitted(every["patient_id"].nunique(), settings)
+        if skipped is None:
+            result.summary["off_policy_cross_fitted"] = _cross_fitted(
+                every, params, truth_frame if len(truth_frame) else None, bundle.outcome)
+        else:
+            log.info("no cross-fitted gains: %s", skipped)
     plans = _evaluate_plans(test_all, bundle, params, len(truth_frame) > 0)
     if plans is not None:
         result.summary["plans"] = _plans_headline(plans)
@@ -465,7 +477,7 @@ def evaluate(params_path: Path, splits_dir: Path | None, truth: Path | None,
     _write_report(result, plots, settings.report, plans)
     log.info("wrote %s, %d plots in %s and %s", ", ".join(map(str, files)), len(plots),
              settings.plots_dir, settings.report)
-    _warn_if_no_gain_shown(result.summary.get("off_policy", {}))
+    _warn_if_no_gain_shown(result.summary)
     run_ids = bundle.metadata.get("mlflow_run_ids")
     if tracking and run_ids:
         from precision_pain.tracking import log_evaluation, split_input
@@ -520,15 +532,31 @@ def _training_episodes(splits_dir: Path) -> Any:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def _warn_if_no_gain_shown(off_policy: dict[str, Any]) -> None:
-    """Say so in the log when the paired DR gain over one-size-fits-all care has an
-    interval that reaches 0 (the report says it too; aggregates only)."""
-    from precision_pain.evaluate.core import gain_not_shown, headline_gain
+def _cross_fitted(episodes: Any, params: Any, truth: Any, outcome: Any) -> dict[str, Any]:
+    """The DR gains cross-fitted over every split's patients (evaluate/crossfit.py)."""
+    from precision_pain.engine import open_engine
+    from precision_pain.evaluate.crossfit import cross_fitted_gain
 
+    folds = params.evaluate.cross_fitted_folds
+    log.info("cross-fitting the doubly robust gains over %d folds of %d patients: the %s "
+             "learner is trained %d more times", folds, episodes["patient_id"].nunique(),
+             params.model.type, folds)
+    with open_engine(params.engine) as engine:
+        return cross_fitted_gain(episodes, params, truth, outcome, engine)
+
+
+def _warn_if_no_gain_shown(summary: dict[str, Any]) -> None:
+    """Say so in the log when the paired DR gain over one-size-fits-all care that answers
+    the question (cross-fitted when there is one, else the test split's) has an interval
+    that reaches 0 (the report says it too; aggregates only)."""
+    from precision_pain.evaluate.core import gain_evidence, gain_not_shown, headline_gain
+
+    source, off_policy = gain_evidence(summary)
     if gain_not_shown(off_policy):
         gain = headline_gain(off_policy, "one_size_fits_all")
-        log.warning("the observed test outcomes do not show the recommendations beating %s for "
+        log.warning("the observed outcomes (%s) do not show the recommendations beating %s for "
                     "everyone: doubly robust gain %.3f (95 %% interval %.3f to %.3f)",
+                    source.replace("_", " "),
                     off_policy.get("one_size_fits_all_treatment", "one treatment"),
                     gain["estimate"], gain["ci_low"], gain["ci_high"])
 

@@ -172,6 +172,20 @@ class EvaluateParams(_Section):
     # CDC 2022 recommendation 2: an opioid ranks below the patient's eligible, allowed
     # non-opioid options (predict and evaluate rank alike).
     non_opioid_first: bool = True
+    # Cross-fitted DR gains over every patient of the extract (evaluate/crossfit.py): the
+    # learner is trained this many times, each fold valued by the models fitted without it.
+    # 0 = off.
+    cross_fitted_folds: int = Field(default=0, ge=0)
+    # ... only for extracts up to this many patients: above it the test split alone holds
+    # enough patients, and the extra trainings would cost more than the whole train stage.
+    cross_fitted_max_patients: int = Field(default=100_000, ge=0)
+
+    @field_validator("cross_fitted_folds")
+    @classmethod
+    def _folds(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("one fold leaves nothing to train on: use 0 (off) or at least 2")
+        return value
 
 
 class TrackingParams(_Section):

@@ -107,6 +107,9 @@ HEADLINE_METRICS = {
     "headline/share_of_oracle_gain": "policy.share_of_oracle_gain_captured",
     "headline/dr_net_benefit": "off_policy.model_dr_net_benefit",
     "headline/dr_gain_over_one_size_fits_all": "off_policy.model_dr_gain_over_one_size_fits_all",
+    # evaluate.cross_fitted_folds: the same gain over every patient (evaluate/crossfit.py)
+    "headline/cross_fitted_dr_gain_over_one_size_fits_all":
+        "off_policy_cross_fitted.model_dr_gain_over_one_size_fits_all",
     "headline/true_net_benefit": "policy.model.mean_true_net_benefit",
     "headline/mean_response_auc": "mean_response_auc",
     "headline/mean_adverse_event_auc": "mean_adverse_event_auc",

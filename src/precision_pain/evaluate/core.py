@@ -327,19 +327,26 @@ def effect_squared_error(predicted: np.ndarray, true: np.ndarray, eligible: np.n
 def _truth_policies(scores: EpisodeScores, truth: pd.DataFrame, true_net: np.ndarray,
                     ranks: np.ndarray) -> tuple[dict[str, np.ndarray], int]:
     k = len(scores.treatments)
-    usual = np.nan_to_num(pol.wide(truth, "p_usual_care", scores.patient_ids, scores.treatments)
-                          ) if "p_usual_care" in truth else np.full(true_net.shape, np.nan)
-    usual_total = usual.sum(axis=1, keepdims=True)
     single = pol.best_single_treatment(true_net, scores.eligible)
     policies = {
         "model": _first_choice(ranks),
         "oracle": pol.one_hot(pol.best_choice(true_net, scores.eligible), k),
         "one_size_fits_all": pol.one_hot(np.full(len(true_net), single), k),
-        "usual_care": np.divide(usual, usual_total, out=np.full(usual.shape, np.nan),
-                                where=usual_total > 0),
+        "usual_care": usual_care_policy(scores, truth),
         "random": pol.uniform_eligible(scores.eligible),
     }
     return policies, single
+
+
+def usual_care_policy(scores: EpisodeScores, truth: pd.DataFrame) -> np.ndarray:
+    """(n, k) the truth's usual-care probabilities over the modeled treatments, renormalized
+    (NaN rows where the truth has none)."""
+    shape = (len(scores.patient_ids), len(scores.treatments))
+    usual = np.nan_to_num(pol.wide(truth, "p_usual_care", scores.patient_ids, scores.treatments)
+                          ) if "p_usual_care" in truth else np.full(shape, np.nan)
+    usual_total = usual.sum(axis=1, keepdims=True)
+    return np.divide(usual, usual_total, out=np.full(usual.shape, np.nan),
+                     where=usual_total > 0)
 
 
 def _first_choice(ranks: np.ndarray) -> np.ndarray:
@@ -694,6 +701,16 @@ def headline_gain(off_policy: Mapping[str, Any], baseline: str) -> dict[str, Any
         return None
     return {"estimate": off_policy[key], "ci_low": off_policy.get(f"{key}_ci_low"),
             "ci_high": off_policy.get(f"{key}_ci_high")}
+
+
+def gain_evidence(summary: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
+    """Which off-policy block answers "better than one treatment for everyone?": the one
+    cross-fitted over every patient (``off_policy_cross_fitted``, evaluate/crossfit.py) when
+    evaluate computed it, else the test split's (``off_policy``); with its name."""
+    crossed = summary.get("off_policy_cross_fitted")
+    if isinstance(crossed, Mapping) and crossed:
+        return "cross_fitted", crossed
+    return "test_split", summary.get("off_policy", {})
 
 
 def gain_not_shown(off_policy: Mapping[str, Any]) -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from precision_pain.evaluate.core import (ESTIMATORS, POLICIES, VALUES, WITHIN, Evaluation,
-                                          gain_not_shown, headline_gain)
+                                          gain_evidence, gain_not_shown, headline_gain)
 
 
 def evaluation_report(evaluation: Evaluation, notice: str, plots: Sequence[str] = ()) -> str:
@@ -113,6 +113,10 @@ def _headline_md(s: dict[str, Any]) -> str:
                  f"{_num(o['model_dr_error'], 4)})" if "model_true_net_benefit" in o else "")
         lines.append(f"- Doubly robust estimate of the model's net benefit: {_ci(dr)}{truth}.")
         lines += _gain_md(o)
+    if s.get("off_policy_cross_fitted"):
+        lines += _cross_fitted_md(s["off_policy_cross_fitted"])
+    if "off_policy" in s:
+        lines += _gain_warning(s)
     return "\n".join(lines) + "\n"
 
 
@@ -123,10 +127,9 @@ CHOSEN_ON = {"training": ", the one with the highest DR value on the training ep
 
 
 def _gain_md(o: dict[str, Any]) -> list[str]:
-    """The paired DR gains over one-size-fits-all and usual care, and a warning where the
-    first's interval does not exclude 0: the question the project exists to answer, from
-    observed outcomes alone. (No one-size-fits-all line when no treatment is eligible for
-    every patient.)"""
+    """The paired DR gains over one-size-fits-all and usual care on the test split: the
+    question the project exists to answer, from observed outcomes alone. (No
+    one-size-fits-all line when no treatment is eligible for every patient.)"""
     lines = []
     gain, care = headline_gain(o, "one_size_fits_all"), headline_gain(o, "usual_care")
     if gain is not None:
@@ -139,16 +142,44 @@ def _gain_md(o: dict[str, Any]) -> list[str]:
     if care is not None:
         lines.append("- Doubly robust gain in net benefit over usual care (the treatments "
                      f"patients received), paired: {_ci(care)}{_true_gain(o, 'usual_care')}.")
-    if gain_not_shown(o):
-        lines.append("- **Warning: these observed outcomes do not show the recommendations "
-                     "doing better than giving every patient one treatment** (the paired "
-                     "interval reaches 0). " + (
-                         "The ground truth above measures the gain directly; without it, this "
-                         "many test patients could not show it."
-                         if "model_true_gain_over_one_size_fits_all" in o else
-                         "Do not read the ranking as an improvement on one-size-fits-all "
-                         "care for this population."))
     return lines
+
+
+def _cross_fitted_md(c: dict[str, Any]) -> list[str]:
+    """The same gains cross-fitted over every patient of the extract (evaluate/crossfit.py)."""
+    lines = [f"- Cross-fitted over all {c['n_patients']:,} patients ({c['folds']} folds: each "
+             f"patient valued by models trained, as these were, on the other "
+             f"{c['n_train_patients_per_fold']:,}; it values this learner on this extract, not "
+             "this one bundle):"]
+    gain, care = headline_gain(c, "one_size_fits_all"), headline_gain(c, "usual_care")
+    if gain is not None:
+        lines.append(f"  doubly robust gain over one-size-fits-all care (every patient given "
+                     f"{c.get('one_size_fits_all_treatment')}, chosen on each fold's training "
+                     f"patients) {_ci(gain)}{_true_gain(c, 'one_size_fits_all')};")
+    if care is not None:
+        lines.append(f"  over usual care {_ci(care)}{_true_gain(c, 'usual_care')}.")
+    return lines
+
+
+def _gain_warning(s: dict[str, Any]) -> list[str]:
+    """A bold warning where the gain that answers the question (cross-fitted when there is
+    one: :func:`precision_pain.evaluate.core.gain_evidence`) has an interval reaching 0."""
+    source, o = gain_evidence(s)
+    if not gain_not_shown(o):
+        return []
+    where = ("cross-fitted over every patient" if source == "cross_fitted" else
+             "of the test patients")
+    return ["- **Warning: these observed outcomes (" + where + ") do not show the "
+            "recommendations doing better than giving every patient one treatment** (the "
+            "paired interval reaches 0). " + (
+                "The ground truth above measures the gain directly; without it, this many "
+                "patients could not show it."
+                if "model_true_gain_over_one_size_fits_all" in o else
+                "Do not read the ranking as an improvement on one-size-fits-all care for "
+                "this population.")
+            + ("" if source == "cross_fitted" else
+               " Cross-fitting values every patient of the extract instead of the test split "
+               "alone (`evaluate.cross_fitted_folds`, docs/evaluation.md).")]
 
 
 def _true_gain(o: dict[str, Any], baseline: str) -> str:

@@ -2,9 +2,10 @@
 
 A ranked list says which treatment the models favour for a patient; whether following the
 models did better than giving everyone one treatment is a property of the models, measured
-once by ``precision-pain evaluate`` on the test split (docs/evaluation.md): the paired
-doubly robust gain of the recommendations' first choices over the best single treatment for
-everyone, from the observed outcomes, with its 95 % bootstrap interval; and with a ground
+once by ``precision-pain evaluate`` on the test split, or cross-fitted over every patient of
+the extract when ``evaluate.cross_fitted_folds`` is set (``gain_from``; docs/evaluation.md):
+the paired doubly robust gain of the recommendations' first choices over the single treatment
+for everyone, from the observed outcomes, with its 95 % bootstrap interval; and with a ground
 truth, the share of the oracle's gain they captured. predict carries those figures into its
 outputs (``meta.evaluation`` of the JSON file, the HTML report) when the evaluation is of
 these models, so that a reader of the rankings sees the evidence, or its absence, beside them.
@@ -23,7 +24,7 @@ import math
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from precision_pain.evaluate.core import gain_not_shown, headline_gain
+from precision_pain.evaluate.core import gain_evidence, gain_not_shown, headline_gain
 
 # metrics/evaluation.json: the bundle evaluate scored; a deployed bundle's metadata: the
 # bundle it was refitted from.
@@ -46,10 +47,12 @@ def evaluation_evidence(summary: Mapping[str, Any] | None, hashes: Collection[st
         return {"status": "not_found", "source": source}
     if summary.get(SCORED_KEY) not in hashes:
         return {"status": "other_models", "source": source}
-    off = summary.get("off_policy", {})
+    gain_from, off = gain_evidence(summary)
     out: dict[str, Any] = {"status": "evaluated", "source": source,
                            "n_test_patients": summary.get("n_test_patients"),
-                           "harm_weight": summary.get("harm_weight")}
+                           "harm_weight": summary.get("harm_weight"), "gain_from": gain_from}
+    if gain_from == "cross_fitted":
+        out |= {"n_patients_cross_fitted": off.get("n_patients"), "folds": off.get("folds")}
     if harm_weight is not None and out["harm_weight"] is not None \
             and float(harm_weight) != float(out["harm_weight"]):
         out["rankings_harm_weight"] = float(harm_weight)
@@ -87,8 +90,14 @@ def evidence_sentence(evidence: Mapping[str, Any], treatment_label: Any = str
                 "nothing here shows that following these rankings does better than one "
                 "treatment for everyone.", True)
     n = evidence.get("n_test_patients")
-    parts = [f"Evaluation of these models on {n:,} held-out test patients: "
-             if isinstance(n, int) else "Evaluation of these models: "]
+    crossed = evidence.get("n_patients_cross_fitted")
+    if evidence.get("gain_from") == "cross_fitted" and isinstance(crossed, int):
+        parts = [f"Evaluation of the learner behind these models, cross-fitted over all "
+                 f"{crossed:,} patients of its extract ({evidence.get('folds')} folds, each "
+                 "patient valued by models trained without them): "]
+    else:
+        parts = [f"Evaluation of these models on {n:,} held-out test patients: "
+                 if isinstance(n, int) else "Evaluation of these models: "]
     if "dr_gain_over_one_size_fits_all" in evidence:
         single = evidence.get("one_size_fits_all_treatment")
         weight = evidence.get("harm_weight")

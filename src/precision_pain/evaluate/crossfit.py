@@ -1,0 +1,184 @@
+"""Cross-fitted evaluation: the doubly robust gain over one treatment for everyone, every patient.
+
+The test split holds a sixth or so of an extract, and on 5,000 test patients a real gain of
+0.05 in net benefit is shown (interval above 0) only about half the time (docs/evaluation.md).
+Cross-fitting values the recommendations on every patient of the extract instead, each by
+models that never saw them:
+
+1. The patients are cut into ``folds`` groups at random (seeded by ``evaluate.seed``; all
+   episodes of a patient in one group).
+2. For each group: the learner in params.yaml's ``model`` is trained on the other groups
+   exactly as ``precision-pain train`` trains the bundle ``evaluate`` scores (cut into train
+   and validation by ``split``, the treatments to model chosen the same way, the propensity
+   model fitted on their train part); the single treatment for everyone is chosen on those
+   same episodes (:func:`precision_pain.evaluate.core.choose_one_size_fits_all`). The group's
+   patients are ranked exactly as predict ranks them, guideline checks included, and each
+   gets the doubly robust term of the recommendations' first choice, of the single treatment
+   and of usual care (the outcome observed), from that fold's outcome and propensity models.
+3. Each patient's paired difference is averaged over all patients; the 95 % interval comes
+   from the bootstrap over patients (``evaluate.n_bootstrap``), the same draws for both
+   policies.
+
+What it estimates: the value of the *procedure* (train this learner on (folds - 1) / folds of
+this extract, then follow its first choices) over one treatment for everyone, averaged over
+the fitted models (Luedtke & van der Laan, Ann Stat 2016;44:713, cross-validated estimation
+of a learned rule's value; cross-fitted doubly robust scores as in Athey & Wager,
+Econometrica 2021;89:133). It is not the value of the one bundle ``train`` writes, which is
+fitted on more patients; and the bootstrap over patients leaves out the variability of the
+fits themselves, so its coverage is measured (``benchmarks/dr_coverage.py --cross-fitted``)
+rather than assumed. With a ground truth, each patient's true gain under the same fold
+policies sits beside the estimate.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from precision_pain.config import EvaluateParams, Params
+from precision_pain.engine import LOCAL
+from precision_pain.evaluate import policy as pol
+from precision_pain.evaluate.core import (choose_one_size_fits_all, model_ranks, patient_weights,
+                                          score_test, true_matrices, usual_care_policy)
+from precision_pain.evaluate.metrics import estimate_with_ci
+from precision_pain.models.propensity import predict_propensity
+from precision_pain.outcome import OutcomeSpec
+
+BASELINES: tuple[str, ...] = ("one_size_fits_all", "usual_care")
+
+
+@dataclass(frozen=True)
+class FoldTerms:
+    """One fold's patients: their DR terms (and true values, with a truth) per policy."""
+
+    patient_ids: np.ndarray
+    dr: dict[str, np.ndarray]  # "model", "one_size_fits_all", "usual_care" (the outcome)
+    true: dict[str, np.ndarray] | None
+    one_size_fits_all: str | None
+    n_train_patients: int
+
+
+def assign_folds(patient_ids: pd.Series, folds: int, seed: int) -> np.ndarray:
+    """Each row's fold (0 .. folds - 1), all rows of a patient in the same one."""
+    unique = np.sort(patient_ids.astype(str).unique())
+    if folds < 2 or folds > len(unique):
+        raise ValueError(f"evaluate.cross_fitted_folds: {folds} folds for {len(unique)} "
+                         "patients; use 0 (off) or 2 to the number of patients")
+    order = np.random.default_rng(seed).permutation(len(unique))
+    fold = np.empty(len(unique), dtype=np.int64)
+    fold[order] = np.arange(len(unique)) % folds
+    lookup = pd.Series(fold, index=unique)
+    return lookup.loc[patient_ids.astype(str)].to_numpy()
+
+
+def fold_terms(held: pd.DataFrame, rest: pd.DataFrame, params: Params,
+               truth: pd.DataFrame | None, outcome: OutcomeSpec, engine: Any = LOCAL
+               ) -> FoldTerms:
+    """Train on ``rest`` as ``train`` would, choose the single treatment there, and value
+    both policies on ``held`` (none of whose patients the models saw)."""
+    from precision_pain.data.split import split_cohort
+    from precision_pain.models.train import modeled_treatments, train_bundle
+
+    parts = split_cohort(rest, params.split.valid_fraction, 0.0, params.split.seed)
+    treatments, skipped = modeled_treatments(parts["train"], parts["valid"], params.model)
+    settings = params.evaluate
+    bundle = train_bundle(parts["train"], parts["valid"], treatments, params.model,
+                          params.prepare.response_threshold, harm_weight=settings.harm_weight,
+                          propensity_clip=settings.propensity_clip, not_modeled=skipped,
+                          engine=engine, outcome=outcome)
+    if bundle.propensity is None:
+        raise ValueError("cross-fitted evaluation needs a propensity model: set "
+                         "model.hyperparameters.propensity (or evaluate.cross_fitted_folds: 0)")
+    single = choose_one_size_fits_all(rest, bundle, settings)
+    scores = score_test(held, bundle)
+    harm_weight = settings.harm_weight * outcome.harm_scale
+    ranks = model_ranks(held, scores, harm_weight, settings.non_opioid_first)
+    first = np.where(np.isfinite(ranks).any(axis=1), np.argmin(ranks, axis=1), -1)
+    k = len(scores.treatments)
+    policies = {"model": pol.one_hot(first, k)}
+    if single is not None and scores.eligible[:, scores.treatments.index(single)].all():
+        policies["one_size_fits_all"] = pol.one_hot(
+            np.full(len(held), scores.treatments.index(single)), k)
+    response = outcome.values(held, "response")
+    observed = response - harm_weight * held["adverse_event"].to_numpy(float)
+    e = predict_propensity(bundle.propensity, held, list(scores.treatments))
+    logged = pol.Logged(scores.treated, observed, scores.net_benefit(harm_weight), e)
+    dr = {name: pol.ope_terms(matrix, logged, settings.propensity_clip)["dr"]
+          for name, matrix in policies.items()}
+    dr["usual_care"] = observed
+    true = None
+    if truth is not None:
+        net = true_matrices(scores, truth, harm_weight, outcome)["net_benefit"]
+        true = {name: pol.policy_value(matrix, net) for name, matrix in policies.items()}
+        true["usual_care"] = pol.policy_value(usual_care_policy(scores, truth), net)
+    return FoldTerms(scores.patient_ids, dr, true,
+                     single if "one_size_fits_all" in policies else None,
+                     int(rest["patient_id"].nunique()))
+
+
+def not_cross_fitted(n_patients: int, settings: EvaluateParams) -> str | None:
+    """Why an extract of ``n_patients`` gets no cross-fitted gains, or None if it does."""
+    if not settings.cross_fitted_folds:
+        return "evaluate.cross_fitted_folds is 0"
+    if n_patients > settings.cross_fitted_max_patients:
+        return (f"{n_patients} patients, more than evaluate.cross_fitted_max_patients = "
+                f"{settings.cross_fitted_max_patients}: the test split alone holds enough")
+    return None
+
+
+def cross_fitted_gain(episodes: pd.DataFrame, params: Params, truth: pd.DataFrame | None,
+                      outcome: OutcomeSpec, engine: Any = LOCAL) -> dict[str, Any]:
+    """The paired DR gains over one-size-fits-all care and over usual care, cross-fitted over
+    ``params.evaluate.cross_fitted_folds`` folds of ``episodes`` (every split's
+    single-treatment episodes); with ``truth``, the true gains of the same fold policies."""
+    settings = params.evaluate
+    fold = assign_folds(episodes["patient_id"], settings.cross_fitted_folds, settings.seed)
+    episodes = episodes.reset_index(drop=True)
+    terms = [fold_terms(episodes[fold == f].reset_index(drop=True),
+                        episodes[fold != f].reset_index(drop=True), params, truth, outcome,
+                        engine)
+             for f in range(settings.cross_fitted_folds)]
+    return summarize_folds(terms, settings.n_bootstrap, settings.seed)
+
+
+def summarize_folds(terms: list[FoldTerms], n_bootstrap: int, seed: int) -> dict[str, Any]:
+    """The folds' terms pooled: each gain with its bootstrap interval (patients resampled),
+    which single treatment each fold compared against, and how many patients it valued."""
+    ids = np.concatenate([t.patient_ids for t in terms])
+    weights = np.vstack([np.ones((1, len(ids))), patient_weights(ids, n_bootstrap, seed)])
+    model = np.concatenate([t.dr["model"] for t in terms])
+    out: dict[str, Any] = {"folds": len(terms), "n_patients": int(pd.Series(ids).nunique()),
+                           "n_train_patients_per_fold": int(min(t.n_train_patients
+                                                                for t in terms))}
+    out |= _flat("model_dr_net_benefit", _weighted(model, weights), ci_name="model_dr")
+    chosen = Counter(t.one_size_fits_all for t in terms)
+    baselines = [b for b in BASELINES if all(b in t.dr for t in terms)]
+    for baseline in baselines:
+        base = np.concatenate([t.dr[baseline] for t in terms])
+        out |= _flat(f"model_dr_gain_over_{baseline}", _weighted(model - base, weights))
+        if all(t.true is not None for t in terms):
+            gain = np.concatenate([t.true["model"] - t.true[baseline] for t in terms])
+            if np.isfinite(gain).any():  # a truth without usual-care probabilities: none
+                out[f"model_true_gain_over_{baseline}"] = float(np.nanmean(gain))
+    if "one_size_fits_all" in baselines:
+        out["one_size_fits_all_treatment"] = ", ".join(
+            f"{name} ({n} of {len(terms)} folds)" if len(chosen) > 1 else str(name)
+            for name, n in chosen.most_common())
+    return out
+
+
+def _weighted(values: np.ndarray, weights: np.ndarray) -> dict[str, float]:
+    means = weights @ values / weights.sum(axis=1)
+    return estimate_with_ci(means[0], means[1:])
+
+
+def _flat(key: str, ci: dict[str, float], ci_name: str | None = None) -> dict[str, float]:
+    """``{key: estimate, <ci_name or key>_ci_low: ..., _ci_high: ...}``: the headline's
+    spelling (:func:`precision_pain.evaluate.core.headline_gain` reads it)."""
+    name = ci_name or key
+    return {key: ci["estimate"], f"{name}_ci_low": ci["ci_low"],
+            f"{name}_ci_high": ci["ci_high"]}
