@@ -134,3 +134,17 @@ def test_the_pooled_terms_are_means_over_patients_with_a_patient_bootstrap():
     out = crossfit.summarize_folds([terms[0], bare], n_bootstrap=20, seed=1)
     assert "model_dr_gain_over_one_size_fits_all" not in out
     assert "one_size_fits_all_treatment" not in out and "model_dr_gain_over_usual_care" in out
+
+
+def test_a_fold_the_learner_cannot_be_trained_on_says_so_and_how_to_skip(
+        monkeypatch, small_splits, small_params):
+    import precision_pain.models.train as train
+
+    def refuse(*args, **kwargs):
+        raise ValueError("model.treatments names cbt, but only 12 training patients got it")
+
+    monkeypatch.setattr(train, "modeled_treatments", refuse)
+    episodes = pd.concat(small_splits.values(), ignore_index=True)
+    with pytest.raises(ValueError, match=r"could not be trained on \d+ patients \(one fold left "
+                       r"out\): model.treatments names cbt.*evaluate.cross_fitted_folds: 0"):
+        crossfit.cross_fitted_gain(episodes, small_params, None, OutcomeSpec())

@@ -329,7 +329,7 @@ def _truth_policies(scores: EpisodeScores, truth: pd.DataFrame, true_net: np.nda
     k = len(scores.treatments)
     single = pol.best_single_treatment(true_net, scores.eligible)
     policies = {
-        "model": _first_choice(ranks),
+        "model": first_choice_policy(ranks),
         "oracle": pol.one_hot(pol.best_choice(true_net, scores.eligible), k),
         "one_size_fits_all": pol.one_hot(np.full(len(true_net), single), k),
         "usual_care": usual_care_policy(scores, truth),
@@ -349,7 +349,8 @@ def usual_care_policy(scores: EpisodeScores, truth: pd.DataFrame) -> np.ndarray:
                      where=usual_total > 0)
 
 
-def _first_choice(ranks: np.ndarray) -> np.ndarray:
+def first_choice_policy(ranks: np.ndarray) -> np.ndarray:
+    """(n, k) one-hot of each patient's first choice (rank 1; no row where none is ranked)."""
     first = np.where(np.isfinite(ranks).any(axis=1), np.argmin(ranks, axis=1), -1)
     return pol.one_hot(first, ranks.shape[1])
 
@@ -370,8 +371,8 @@ def _trial_columns(scores: EpisodeScores, true_response: np.ndarray, ranks: np.n
     return columns
 
 
-def _logged(episodes: pd.DataFrame, scores: EpisodeScores, propensity: np.ndarray,
-            harm_weight: float, outcome: OutcomeSpec) -> dict[str, pol.Logged]:
+def logged_outcomes(episodes: pd.DataFrame, scores: EpisodeScores, propensity: np.ndarray,
+                    harm_weight: float, outcome: OutcomeSpec) -> dict[str, pol.Logged]:
     """Observed outcomes, the models' predictions and the propensities, per value."""
     response = outcome.values(episodes, "response")
     observed = {"response": response,
@@ -396,7 +397,7 @@ def choose_one_size_fits_all(episodes: pd.DataFrame, bundle: ModelBundle,
     scores = score_test(episodes, bundle)
     e = predict_propensity(bundle.propensity, episodes, list(scores.treatments))
     harm_weight = settings.harm_weight * bundle.outcome.harm_scale
-    logged = _logged(episodes, scores, e, harm_weight, bundle.outcome)["net_benefit"]
+    logged = logged_outcomes(episodes, scores, e, harm_weight, bundle.outcome)["net_benefit"]
     single = _best_single_by_dr(scores, logged, settings.propensity_clip)
     return scores.treatments[single] if single >= 0 else None
 
@@ -414,7 +415,7 @@ def ope_columns(test: pd.DataFrame, scores: EpisodeScores, ranks: np.ndarray, pr
     """
     k = len(scores.treatments)
     harm_weight = settings.harm_weight * outcome.harm_scale
-    logged = _logged(test, scores, propensity, harm_weight, outcome)
+    logged = logged_outcomes(test, scores, propensity, harm_weight, outcome)
     universal = scores.eligible.all(axis=0)
     given = scores.treatments.index(one_size_fits_all) if (
         one_size_fits_all in scores.treatments) else -1
@@ -423,7 +424,8 @@ def ope_columns(test: pd.DataFrame, scores: EpisodeScores, ranks: np.ndarray, pr
     else:
         single = _best_single_by_dr(scores, logged["net_benefit"], settings.propensity_clip)
         chosen_on = "test"
-    policies = {"model": _first_choice(ranks), "random": pol.uniform_eligible(scores.eligible)}
+    policies = {"model": first_choice_policy(ranks),
+                "random": pol.uniform_eligible(scores.eligible)}
     if single >= 0:  # else no treatment is eligible for every patient: no such policy
         policies["one_size_fits_all"] = pol.one_hot(np.full(len(ranks), single), k)
     columns: dict[str, np.ndarray] = {}

@@ -42,9 +42,11 @@ import pandas as pd
 from precision_pain.config import EvaluateParams, Params
 from precision_pain.engine import LOCAL
 from precision_pain.evaluate import policy as pol
-from precision_pain.evaluate.core import (choose_one_size_fits_all, model_ranks, patient_weights,
+from precision_pain.evaluate.core import (choose_one_size_fits_all, first_choice_policy,
+                                          logged_outcomes, model_ranks, patient_weights,
                                           score_test, true_matrices, usual_care_policy)
 from precision_pain.evaluate.metrics import estimate_with_ci
+from precision_pain.models.bundle import ModelBundle
 from precision_pain.models.propensity import predict_propensity
 from precision_pain.outcome import OutcomeSpec
 
@@ -80,36 +82,22 @@ def fold_terms(held: pd.DataFrame, rest: pd.DataFrame, params: Params,
                ) -> FoldTerms:
     """Train on ``rest`` as ``train`` would, choose the single treatment there, and value
     both policies on ``held`` (none of whose patients the models saw)."""
-    from precision_pain.data.split import split_cohort
-    from precision_pain.models.train import modeled_treatments, train_bundle
-
-    parts = split_cohort(rest, params.split.valid_fraction, 0.0, params.split.seed)
-    treatments, skipped = modeled_treatments(parts["train"], parts["valid"], params.model)
     settings = params.evaluate
-    bundle = train_bundle(parts["train"], parts["valid"], treatments, params.model,
-                          params.prepare.response_threshold, harm_weight=settings.harm_weight,
-                          propensity_clip=settings.propensity_clip, not_modeled=skipped,
-                          engine=engine, outcome=outcome)
-    if bundle.propensity is None:
-        raise ValueError("cross-fitted evaluation needs a propensity model: set "
-                         "model.hyperparameters.propensity (or evaluate.cross_fitted_folds: 0)")
+    bundle = _fold_bundle(rest, params, outcome, engine)
     single = choose_one_size_fits_all(rest, bundle, settings)
     scores = score_test(held, bundle)
     harm_weight = settings.harm_weight * outcome.harm_scale
-    ranks = model_ranks(held, scores, harm_weight, settings.non_opioid_first)
-    first = np.where(np.isfinite(ranks).any(axis=1), np.argmin(ranks, axis=1), -1)
     k = len(scores.treatments)
-    policies = {"model": pol.one_hot(first, k)}
+    policies = {"model": first_choice_policy(
+        model_ranks(held, scores, harm_weight, settings.non_opioid_first))}
     if single is not None and scores.eligible[:, scores.treatments.index(single)].all():
         policies["one_size_fits_all"] = pol.one_hot(
             np.full(len(held), scores.treatments.index(single)), k)
-    response = outcome.values(held, "response")
-    observed = response - harm_weight * held["adverse_event"].to_numpy(float)
     e = predict_propensity(bundle.propensity, held, list(scores.treatments))
-    logged = pol.Logged(scores.treated, observed, scores.net_benefit(harm_weight), e)
+    logged = logged_outcomes(held, scores, e, harm_weight, outcome)["net_benefit"]
     dr = {name: pol.ope_terms(matrix, logged, settings.propensity_clip)["dr"]
           for name, matrix in policies.items()}
-    dr["usual_care"] = observed
+    dr["usual_care"] = logged.outcome
     true = None
     if truth is not None:
         net = true_matrices(scores, truth, harm_weight, outcome)["net_benefit"]
@@ -118,6 +106,31 @@ def fold_terms(held: pd.DataFrame, rest: pd.DataFrame, params: Params,
     return FoldTerms(scores.patient_ids, dr, true,
                      single if "one_size_fits_all" in policies else None,
                      int(rest["patient_id"].nunique()))
+
+
+def _fold_bundle(rest: pd.DataFrame, params: Params, outcome: OutcomeSpec, engine: Any
+                 ) -> ModelBundle:
+    """The learner trained on one fold's complement as ``train`` trains the evaluated
+    bundle; a fold it cannot be trained on is an error that says which and how to skip."""
+    from precision_pain.data.split import split_cohort
+    from precision_pain.models.train import modeled_treatments, train_bundle
+
+    parts = split_cohort(rest, params.split.valid_fraction, 0.0, params.split.seed)
+    try:
+        treatments, skipped = modeled_treatments(parts["train"], parts["valid"], params.model)
+        bundle = train_bundle(parts["train"], parts["valid"], treatments, params.model,
+                              params.prepare.response_threshold,
+                              harm_weight=params.evaluate.harm_weight,
+                              propensity_clip=params.evaluate.propensity_clip,
+                              not_modeled=skipped, engine=engine, outcome=outcome)
+    except ValueError as err:
+        raise ValueError(f"cross-fitted evaluation: the learner could not be trained on "
+                         f"{rest['patient_id'].nunique()} patients (one fold left out): {err} "
+                         "(fewer folds, or evaluate.cross_fitted_folds: 0, skip it)") from err
+    if bundle.propensity is None:
+        raise ValueError("cross-fitted evaluation needs a propensity model: set "
+                         "model.hyperparameters.propensity (or evaluate.cross_fitted_folds: 0)")
+    return bundle
 
 
 def not_cross_fitted(n_patients: int, settings: EvaluateParams) -> str | None:
