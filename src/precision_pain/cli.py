@@ -440,24 +440,17 @@ def evaluate(params_path: Path, splits_dir: Path | None, truth: Path | None,
     test_all = read_pipeline_table(test_path)
     test = single_treatment_episodes(test_all, str(test_path))
     truth_frame = read_pipeline_table(truth or params.data.prepared_truth)
-    one_size = choose_one_size_fits_all(_training_episodes(folder), bundle, settings)
+    known = truth_frame if len(truth_frame) else None
+    training = _training_episodes(folder)
+    one_size = choose_one_size_fits_all(training, bundle, settings)
     log.info("evaluating %s models on %d test rows (ground truth: %d rows, %d bootstrap "
              "replicates)", bundle.model_type, len(test), len(truth_frame), settings.n_bootstrap)
     with open_engine(params.engine) as engine:
-        result = run_evaluation(test, bundle, truth_frame if len(truth_frame) else None,
-                                settings, engine, params.predict.nrs_interval_level, one_size)
-    if settings.cross_fitted_folds and bundle.propensity is not None:
-        import pandas as pd
-
-        from precision_pain.evaluate.crossfit import not_cross_fitted
-
-        every = pd.concat([_training_episodes(folder), test], ignore_index=True)
-        skipped = not_cross_fitted(every["patient_id"].nunique(), settings)
-        if skipped is None:
-            result.summary["off_policy_cross_fitted"] = _cross_fitted(
-                every, params, truth_frame if len(truth_frame) else None, bundle.outcome)
-        else:
-            log.info("no cross-fitted gains: %s", skipped)
+        result = run_evaluation(test, bundle, known, settings, engine,
+                                params.predict.nrs_interval_level, one_size)
+        crossed = _cross_fitted(training, test, bundle, params, known, engine)
+    if crossed is not None:
+        result.summary["off_policy_cross_fitted"] = crossed
     plans = _evaluate_plans(test_all, bundle, params, len(truth_frame) > 0)
     if plans is not None:
         result.summary["plans"] = _plans_headline(plans)
@@ -532,17 +525,28 @@ def _training_episodes(splits_dir: Path) -> Any:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def _cross_fitted(episodes: Any, params: Any, truth: Any, outcome: Any) -> dict[str, Any]:
-    """The DR gains cross-fitted over every split's patients (evaluate/crossfit.py)."""
-    from precision_pain.engine import open_engine
-    from precision_pain.evaluate.crossfit import cross_fitted_gain
+def _cross_fitted(training: Any, test: Any, bundle: Any, params: Any, truth: Any,
+                  engine: Any) -> dict[str, Any] | None:
+    """The DR gains cross-fitted over every split's patients (evaluate/crossfit.py), with a
+    progress bar over the folds; None, and the reason in the log, when there are none."""
+    if bundle.propensity is None:  # no off-policy estimates at all: nothing to cross-fit
+        return None
+    import pandas as pd
 
+    from precision_pain.evaluate.crossfit import cross_fitted_gain, not_cross_fitted
+    from precision_pain.progress import progress_bar
+
+    episodes = pd.concat([training, test], ignore_index=True)
+    n_patients = episodes["patient_id"].nunique()
+    skipped = not_cross_fitted(n_patients, params.evaluate)
+    if skipped is not None:
+        log.info("no cross-fitted gains: %s", skipped)
+        return None
     folds = params.evaluate.cross_fitted_folds
     log.info("cross-fitting the doubly robust gains over %d folds of %d patients: the %s "
-             "learner is trained %d more times", folds, episodes["patient_id"].nunique(),
-             params.model.type, folds)
-    with open_engine(params.engine) as engine:
-        return cross_fitted_gain(episodes, params, truth, outcome, engine)
+             "learner is trained %d more times", folds, n_patients, params.model.type, folds)
+    with progress_bar(total=folds, desc="cross-fit", unit="fold") as bar:
+        return cross_fitted_gain(episodes, params, truth, bundle.outcome, engine, bar.update)
 
 
 def _warn_if_no_gain_shown(summary: dict[str, Any]) -> None:

@@ -468,7 +468,8 @@ def fit_columns(test: pd.DataFrame, scores: EpisodeScores, outcome: OutcomeSpec 
 
 
 # ------------------------------------------------------------------------- summaries
-def _mean_ci(values: np.ndarray, weights: np.ndarray) -> dict[str, float]:
+def mean_with_ci(values: np.ndarray, weights: np.ndarray) -> dict[str, float]:
+    """The mean of ``values`` with its interval over the (B, n) bootstrap ``weights``."""
     both = _with_point(weights)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = both @ values / both.sum(axis=1)
@@ -488,7 +489,7 @@ def _means(table: pd.DataFrame, columns: Sequence[str], weights: np.ndarray) -> 
 
 def summarize_truth(table: pd.DataFrame, weights: np.ndarray) -> dict[str, Any]:
     """True policy values with CIs, the share of the oracle's gain captured, regret."""
-    values = {p: {f"mean_true_{v}": _mean_ci(table[f"true.{v}.{p}"].to_numpy(), weights)
+    values = {p: {f"mean_true_{v}": mean_with_ci(table[f"true.{v}.{p}"].to_numpy(), weights)
                   for v in VALUES} for p in POLICIES}
     m = _means(table, [f"true.net_benefit.{p}" for p in ("model", "oracle", "one_size_fits_all")],
                weights)
@@ -501,14 +502,14 @@ def summarize_truth(table: pd.DataFrame, weights: np.ndarray) -> dict[str, Any]:
         extra["sqrt_pehe"] = estimate_with_ci(pehe[0], pehe[1:])
     return {"values": values, **extra,
             "share_of_oracle_gain_captured": estimate_with_ci(share[0], share[1:]),
-            "first_choice_matches_oracle": _mean_ci(table["match_oracle"].to_numpy(), weights),
+            "first_choice_matches_oracle": mean_with_ci(table["match_oracle"].to_numpy(), weights),
             "regret": {p: pol.regret_summary(table[f"regret.{p}"].to_numpy())
                        for p in POLICIES if p != "oracle"}}
 
 
 def summarize_trials(table: pd.DataFrame, weights: np.ndarray) -> dict[str, Any]:
     """Expected trials until a first response and P(response within m), per order."""
-    return {order: {"expected_trials": _mean_ci(table[f"trials.expected.{order}"].to_numpy(),
+    return {order: {"expected_trials": mean_with_ci(table[f"trials.expected.{order}"].to_numpy(),
                                                 weights),
                     **{f"p_response_within_{m}": float(table[f"trials.within_{m}.{order}"].mean())
                        for m in WITHIN}}
@@ -540,7 +541,7 @@ def _ope_gain(table: pd.DataFrame, weights: np.ndarray, v: str, baseline: str
     draws for both. The two policies' separate intervals share the test patients' sampling
     noise and overlap even where the difference is clear; the paired one does not."""
     model, base = (table[_ope_term_column(v, p)].to_numpy() for p in ("model", baseline))
-    result: dict[str, Any] = {"dr": _mean_ci(model - base, weights)}
+    result: dict[str, Any] = {"dr": mean_with_ci(model - base, weights)}
     truths = [_ope_true_column(v, p) for p in ("model", baseline)]
     if all(t in table for t in truths):
         true_value = float(table[truths[0]].mean() - table[truths[1]].mean())
@@ -563,7 +564,7 @@ def _ope_true_column(v: str, name: str) -> str:
 
 def _ope_policy(table: pd.DataFrame, weights: np.ndarray, v: str, name: str) -> dict[str, Any]:
     if name == "usual_care":  # on-policy: the observed mean is every estimator's answer
-        result = {"observed_mean": _mean_ci(table[_ope_term_column(v, name)].to_numpy(),
+        result = {"observed_mean": mean_with_ci(table[_ope_term_column(v, name)].to_numpy(),
                                             weights)}
     else:
         estimates = pol.ope_estimates(

@@ -33,6 +33,7 @@ policies sits beside the estimate.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,9 +44,9 @@ from precision_pain.config import EvaluateParams, Params
 from precision_pain.engine import LOCAL
 from precision_pain.evaluate import policy as pol
 from precision_pain.evaluate.core import (choose_one_size_fits_all, first_choice_policy,
-                                          logged_outcomes, model_ranks, patient_weights,
-                                          score_test, true_matrices, usual_care_policy)
-from precision_pain.evaluate.metrics import estimate_with_ci
+                                          logged_outcomes, mean_with_ci, model_ranks,
+                                          patient_weights, score_test, true_matrices,
+                                          usual_care_policy)
 from precision_pain.models.bundle import ModelBundle
 from precision_pain.models.propensity import predict_propensity
 from precision_pain.outcome import OutcomeSpec
@@ -144,17 +145,22 @@ def not_cross_fitted(n_patients: int, settings: EvaluateParams) -> str | None:
 
 
 def cross_fitted_gain(episodes: pd.DataFrame, params: Params, truth: pd.DataFrame | None,
-                      outcome: OutcomeSpec, engine: Any = LOCAL) -> dict[str, Any]:
+                      outcome: OutcomeSpec, engine: Any = LOCAL,
+                      on_fold: Callable[[], None] | None = None) -> dict[str, Any]:
     """The paired DR gains over one-size-fits-all care and over usual care, cross-fitted over
     ``params.evaluate.cross_fitted_folds`` folds of ``episodes`` (every split's
-    single-treatment episodes); with ``truth``, the true gains of the same fold policies."""
+    single-treatment episodes); with ``truth``, the true gains of the same fold policies.
+    ``on_fold`` is called after each fold (the CLI's progress bar)."""
     settings = params.evaluate
     fold = assign_folds(episodes["patient_id"], settings.cross_fitted_folds, settings.seed)
     episodes = episodes.reset_index(drop=True)
-    terms = [fold_terms(episodes[fold == f].reset_index(drop=True),
-                        episodes[fold != f].reset_index(drop=True), params, truth, outcome,
-                        engine)
-             for f in range(settings.cross_fitted_folds)]
+    terms = []
+    for f in range(settings.cross_fitted_folds):
+        terms.append(fold_terms(episodes[fold == f].reset_index(drop=True),
+                                episodes[fold != f].reset_index(drop=True), params, truth,
+                                outcome, engine))
+        if on_fold is not None:
+            on_fold()
     return summarize_folds(terms, settings.n_bootstrap, settings.seed)
 
 
@@ -162,17 +168,17 @@ def summarize_folds(terms: list[FoldTerms], n_bootstrap: int, seed: int) -> dict
     """The folds' terms pooled: each gain with its bootstrap interval (patients resampled),
     which single treatment each fold compared against, and how many patients it valued."""
     ids = np.concatenate([t.patient_ids for t in terms])
-    weights = np.vstack([np.ones((1, len(ids))), patient_weights(ids, n_bootstrap, seed)])
+    weights = patient_weights(ids, n_bootstrap, seed)
     model = np.concatenate([t.dr["model"] for t in terms])
     out: dict[str, Any] = {"folds": len(terms), "n_patients": int(pd.Series(ids).nunique()),
                            "n_train_patients_per_fold": int(min(t.n_train_patients
                                                                 for t in terms))}
-    out |= _flat("model_dr_net_benefit", _weighted(model, weights), ci_name="model_dr")
+    out |= _flat("model_dr_net_benefit", mean_with_ci(model, weights), ci_name="model_dr")
     chosen = Counter(t.one_size_fits_all for t in terms)
     baselines = [b for b in BASELINES if all(b in t.dr for t in terms)]
     for baseline in baselines:
         base = np.concatenate([t.dr[baseline] for t in terms])
-        out |= _flat(f"model_dr_gain_over_{baseline}", _weighted(model - base, weights))
+        out |= _flat(f"model_dr_gain_over_{baseline}", mean_with_ci(model - base, weights))
         if all(t.true is not None for t in terms):
             gain = np.concatenate([t.true["model"] - t.true[baseline] for t in terms])
             if np.isfinite(gain).any():  # a truth without usual-care probabilities: none
@@ -182,11 +188,6 @@ def summarize_folds(terms: list[FoldTerms], n_bootstrap: int, seed: int) -> dict
             f"{name} ({n} of {len(terms)} folds)" if len(chosen) > 1 else str(name)
             for name, n in chosen.most_common())
     return out
-
-
-def _weighted(values: np.ndarray, weights: np.ndarray) -> dict[str, float]:
-    means = weights @ values / weights.sum(axis=1)
-    return estimate_with_ci(means[0], means[1:])
 
 
 def _flat(key: str, ci: dict[str, float], ci_name: str | None = None) -> dict[str, float]:
