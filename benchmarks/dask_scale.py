@@ -162,7 +162,8 @@ def scale(sizes: list[int], workers: int, model_type: str, work: Path,
                **json.loads(line[7:])}
         print(json.dumps(row), flush=True)
         rows.append(row)
-        for big in ("cohort.parquet", "cohort_ground_truth.parquet", "prepared.parquet", "predictions.parquet",
+        for big in ("cohort.parquet", "cohort_ground_truth.parquet", "prepared.parquet",
+                    "predictions.parquet",
                     "predictions.shap.parquet", "predictions.json", "predictions.html"):
             (folder / big).unlink(missing_ok=True)
     print("\n| patients | simulate | prepare (patients/s) | predict (patients/s; per worker) "
@@ -176,7 +177,8 @@ def scale(sizes: list[int], workers: int, model_type: str, work: Path,
               f"({r['patients'] / r['prepare_s']:,.0f}) | {predict} | "
               f"{max(r['prepare_worker_peak_mb']):,.0f} / "
               f"{max(r.get('predict_worker_peak_mb', [0])):,.0f} MB | "
-              f"{r['prepare_client_peak_mb']:,.0f} / {r.get('predict_client_peak_mb', 0):,.0f} MB |")
+              f"{r['prepare_client_peak_mb']:,.0f} / "
+              f"{r.get('predict_client_peak_mb', 0):,.0f} MB |")
 
 
 def pipeline(sizes: list[int], engines: list[str], workers: int, work: Path) -> None:

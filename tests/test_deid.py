@@ -71,7 +71,8 @@ def test_identifier_patient_ids_are_refused(value: str) -> None:
     df = _as_text(valid_cohort_frame(6))
     df.loc[[1, 4], "patient_id"] = value
     report = _refusal(df)
-    assert "patient_id: 2 rows with values that look like direct identifiers, not pseudonyms" in report
+    assert ("patient_id: 2 rows with values that look like direct identifiers, not pseudonyms"
+            in report)
     assert "(rows 2, 5)" in report and "study pseudonyms" in report
     assert value not in report
 

@@ -242,7 +242,8 @@ def _run(args: list[str], cwd: Path, env: dict[str, str]) -> str:
 
 @pytest.fixture(scope="module")
 def small_project(tmp_path_factory) -> tuple[Path, dict[str, str]]:
-    """A 3,000-patient project reproduced with the default learner, plus a logistic `dvc exp run --temp`.
+    """A 3,000-patient project reproduced with the default learner, plus a logistic
+    `dvc exp run --temp`.
 
     MLflow uses params.yaml's own relative SQLite store (the default): the experiment that
     runs in DVC's temporary copy must still land in the project's mlflow.db.

@@ -43,7 +43,8 @@ def test_no_plan_has_two_opioids_or_two_drugs_of_a_class():
         assert len(classes) == len(set(classes))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**32 - 1),
        declined=st.lists(st.sampled_from(sorted(MODALITIES)), max_size=2, unique=True),
        harm=st.floats(0.0, 5.0), non_opioid_first=st.booleans())

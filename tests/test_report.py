@@ -13,8 +13,8 @@ import pytest
 from precision_pain import RESEARCH_NOTICE
 from precision_pain.data.features import FEATURE_NAMES
 from precision_pain.predict.recommend import recommend
-from precision_pain.predict.report_html import (add_summaries, patient_sections, render_report, summarize,
-                                   waterfall_svg)
+from precision_pain.predict.report_html import (add_summaries, patient_sections, render_report,
+                                                summarize, waterfall_svg)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 META = {"source": "cohort.csv", "models": "models/bundle", "model_type": "xgboost",

@@ -7,7 +7,8 @@ project folder, or its params.yaml) when set, else the nearest folder at or abov
 directory that holds params.yaml.
 
 Only the pipeline's stable surfaces are read: the files named in params.yaml, the MLflow store,
-:func:`precision_pain.models.bundle.load_bundle` and :func:`precision_pain.predict.recommend.recommend`.
+:func:`precision_pain.models.bundle.load_bundle` and
+:func:`precision_pain.predict.recommend.recommend`.
 """
 
 from __future__ import annotations

@@ -552,7 +552,8 @@ def _load_checked(path: Path, uri: str) -> tuple[Any, str]:
     hist_gb trees are not loaded this way: their arrays are not bounds-checked, so they are
     served only inside the registered recommender, whose bundle hash is pinned.
     """
-    from precision_pain.models.safe_skops import UnsafeModelFileError, check_estimator, check_skops_file, load_skops
+    from precision_pain.models.safe_skops import (UnsafeModelFileError, check_estimator,
+                                                  check_skops_file, load_skops)
 
     errors = []
     for kind in ("logistic", "constant"):

@@ -50,8 +50,8 @@ def single_treatment_episodes(valid: pd.DataFrame, source: str) -> pd.DataFrame:
     multi = valid[PLAN_COLUMN].astype(str).str.contains("+", regex=False)
     if multi.any():
         logger.warning("%s: %d of %d episodes are plans of two or more components; the "
-                       "single-treatment models leave them out (the plan learner reads them)", source, int(multi.sum()),
-                       len(valid))
+                       "single-treatment models leave them out (the plan learner reads them)",
+                       source, int(multi.sum()), len(valid))
     return valid.loc[~multi] if multi.any() else valid
 
 

@@ -402,9 +402,10 @@ def choose_one_size_fits_all(episodes: pd.DataFrame, bundle: ModelBundle,
     return scores.treatments[single] if single >= 0 else None
 
 
-def ope_columns(test: pd.DataFrame, scores: EpisodeScores, ranks: np.ndarray, propensity: np.ndarray,
-                settings: EvaluateParams, true: dict[str, np.ndarray] | None,
-                outcome: OutcomeSpec = OutcomeSpec(), one_size_fits_all: str | None = None
+def ope_columns(test: pd.DataFrame, scores: EpisodeScores, ranks: np.ndarray,
+                propensity: np.ndarray, settings: EvaluateParams,
+                true: dict[str, np.ndarray] | None, outcome: OutcomeSpec = OutcomeSpec(),
+                one_size_fits_all: str | None = None
                 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Per-episode DM/IPW/DR terms for each policy and outcome (and the truth, if known).
 

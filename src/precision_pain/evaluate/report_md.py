@@ -233,7 +233,8 @@ def _per_treatment_md(per_treatment: dict[str, Any], continuous: bool = False) -
             rows[-1].append(_ci(interval["coverage"]) if interval else "n/a")
     header = ["treatment", "training patients (responders / adverse events)", "test n",
               "response AUC", "Brier", "calibration slope", "calibration intercept",
-              "slope against the truth", "AUC of the true probabilities", "adverse-event AUC", "adverse-event slope"]
+              "slope against the truth", "AUC of the true probabilities", "adverse-event AUC",
+              "adverse-event slope"]
     if continuous:
         header[3:5] = ["response RMSE (NRS points)", "R^2"]
         header[8] = "RMSE of the true expected reductions"

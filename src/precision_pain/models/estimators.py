@@ -98,7 +98,8 @@ def sliceable(kind: str, hyperparameters: Mapping[str, Any]) -> str | None:
 
 
 def sliced(model: BinaryModel, value: Any) -> BinaryModel:
-    """``model`` as if fitted with its sliceable hyperparameter at ``value``; a constant-rate fallback stays as it is.
+    """``model`` as if fitted with its sliceable hyperparameter at ``value``; a constant-rate
+    fallback stays as it is.
 
     fit_binary falls back to a constant-rate model from the data alone, whatever the
     hyperparameters, so that fallback is the same model at every grid point.
@@ -258,8 +259,6 @@ class XGBoostModel:
 
     def mlflow_artifact(self) -> MlflowArtifact:
         """The booster, in xgboost's UBJSON format."""
-        import xgboost as xgb
-
         return MlflowArtifact("xgboost", self.booster_, {
             "model_format": "ubj", "pip_requirements": [pinned_requirement("xgboost")]})
 
@@ -359,7 +358,6 @@ def _skops_artifact(estimator: Any, note: str | None = None) -> MlflowArtifact:
     """An MLflow sklearn-flavor artifact in skops format, trusting the types ``estimator`` holds."""
     import tempfile
 
-    import sklearn
     import skops.io as sio
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -680,7 +678,8 @@ def fit_binary(kind: str, hyperparameters: Mapping[str, Any], seed: int, X: pd.D
     too_few = min(int(y.sum()), int(len(y) - y.sum())) < MIN_EVENTS
     too_few_val = min(int(y_val.sum()), int(len(y_val) - y_val.sum())) < 1
     chosen = "constant" if too_few or too_few_val else kind
-    return make_model(chosen, hyperparameters if chosen == kind else {}, seed).fit(X, y, X_val, y_val)
+    model = make_model(chosen, hyperparameters if chosen == kind else {}, seed)
+    return model.fit(X, y, X_val, y_val)
 
 
 def fit_continuous(kind: str, hyperparameters: Mapping[str, Any], seed: int, X: pd.DataFrame,

@@ -302,7 +302,8 @@ def _log_loss(p: np.ndarray, y: np.ndarray) -> float:
 def _adverse_event_trees(model: PlanModel, valid: pd.DataFrame, grid: Sequence[int]
                          ) -> tuple[int, dict[str, float]]:
     """The adverse-event tree count with the lowest validation log-loss (observed plans)."""
-    X, plans, y = build_features(valid), episode_plans(valid), valid["adverse_event"].to_numpy(float)
+    X, plans = build_features(valid), episode_plans(valid)
+    y = valid["adverse_event"].to_numpy(float)
     losses = {int(k): _log_loss(model.sliced(k).predict_proba(X, plans), y) for k in grid}
     return min(losses, key=losses.get), losses
 

@@ -1,4 +1,4 @@
-"""Pooled learner: one xgboost model per outcome over every treatment (model type ``pooled_xgboost``).
+"""Pooled learner: one xgboost model per outcome over every treatment (``pooled_xgboost``).
 
 Per-treatment models (a T-learner) fit each arm on its own 300-2,000 patients and relearn
 the patient effects common to every treatment ten times over. The pooled learner (an
