@@ -32,7 +32,9 @@ of ``--n`` patients of ``--generator`` (seeds ``--extract-seed`` + k), side by s
 over one-size-fits-all as ``precision-pain evaluate`` reports it from the test split (the
 evaluated bundle, its training choice of the single treatment) and cross-fitted over every
 patient of the extract (``evaluate.cross_fitted_folds``, ``--folds``: ``evaluate.crossfit``),
-each beside its own truth (the same policies valued with the ground truth):
+each beside its own truth (the same policies valued with the ground truth), and, where the
+generator's truth records usual care's probabilities, the cross-fitted gain valued with those
+in place of the fitted propensity models (how much of the error is the propensity model's):
 
     uv run python benchmarks/dr_coverage.py --cross-fitted 20 --generator alt --n 5000
 """
@@ -57,8 +59,9 @@ from precision_pain.config import load_params  # noqa: E402
 from precision_pain.data.prepare import align_truth, prepare_cohort  # noqa: E402
 from precision_pain.data.simulate import simulate_cohort  # noqa: E402
 from precision_pain.data.split import split_cohort  # noqa: E402
-from precision_pain.evaluate.core import choose_one_size_fits_all, evaluate  # noqa: E402,E501
-from precision_pain.evaluate.crossfit import cross_fitted_gain  # noqa: E402
+from precision_pain.evaluate.core import (choose_one_size_fits_all, evaluate,  # noqa: E402
+                                          headline_gain)
+from precision_pain.evaluate.crossfit import TRUE_PROPENSITY, cross_fitted_gain  # noqa: E402
 from precision_pain.models.train import modeled_treatments, train_bundle  # noqa: E402
 from precision_pain.outcome import OutcomeSpec  # noqa: E402
 
@@ -149,8 +152,8 @@ def over_extracts(params, args: argparse.Namespace) -> None:
     params = params.model_copy(update={"evaluate": params.evaluate.model_copy(
         update={"cross_fitted_folds": args.folds})})
     key = "model_dr_gain_over_one_size_fits_all"
-    rows: dict[str, list[tuple[float, bool, float, bool]]] = {"test split": [],
-                                                              "cross-fitted": []}
+    rows: dict[str, list[tuple[float, bool, float, bool]]] = {
+        "test split": [], "cross-fitted": [], "cross-fitted, the truth's propensities": []}
     print("extract  test split: single treatment, DR gain (95 % interval), true gain  |  "
           f"cross-fitted over {args.folds} folds: the same")
     for k in range(args.cross_fitted):
@@ -168,8 +171,17 @@ def over_extracts(params, args: argparse.Namespace) -> None:
             line += (f"  |  {o['one_size_fits_all_treatment']} {gain:+.4f} ({low:+.4f} to "
                      f"{high:+.4f}) {true:+.4f}")
             rows[name].append((gain - true, low <= true <= high, high - low, low > 0))
+        known = headline_gain(crossed, f"one_size_fits_all{TRUE_PROPENSITY}")
+        if known is not None:  # the generator's truth records usual care's probabilities
+            true = crossed["model_true_gain_over_one_size_fits_all"]
+            line += f"  |  with the truth's propensities {known['estimate']:+.4f}"
+            rows["cross-fitted, the truth's propensities"].append(
+                (known["estimate"] - true, known["ci_low"] <= true <= known["ci_high"],
+                 known["ci_high"] - known["ci_low"], known["ci_low"] > 0))
         print(line, flush=True)
     for name, values in rows.items():
+        if not values:
+            continue
         errors, covered, widths, above = zip(*values)
         report(errors, covered, f"{args.generator}, {args.cross_fitted} extracts of "
                f"{args.n or 5000}, gain over one-size-fits-all, {name}")

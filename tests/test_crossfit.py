@@ -109,6 +109,22 @@ def test_cross_fitted_gains_carry_intervals_and_the_truth_beside_them(crossed):
     assert abs(result["model_dr_gain_over_one_size_fits_all"] - true) < 0.1
     assert result["one_size_fits_all_treatment"].split(" (")[0] in {
         "tramadol", "duloxetine", "physical_therapy"}
+    # the simulator's truth records usual care's probabilities: the same gain valued with
+    # them in place of the fold's propensity model, with its own interval
+    known = headline_gain(result, "one_size_fits_all_with_true_propensity")
+    assert known is not None and known["ci_low"] <= known["estimate"] <= known["ci_high"]
+    assert abs(known["estimate"] - true) < 0.1
+    assert known["estimate"] != result["model_dr_gain_over_one_size_fits_all"]
+
+
+def test_a_truth_without_usual_care_probabilities_gives_no_true_propensity_gain(
+        small_splits, small_synthetic, small_params):
+    episodes = pd.concat(small_splits.values(), ignore_index=True)
+    truth = small_synthetic.truth.drop(columns="p_usual_care")
+    result = crossfit.cross_fitted_gain(episodes, small_params, truth, OutcomeSpec())
+    assert np.isfinite(result["model_true_gain_over_one_size_fits_all"])
+    assert not any(key.startswith("model_dr_gain_over_one_size_fits_all_with")
+                   for key in result)
 
 
 def test_the_pooled_terms_are_means_over_patients_with_a_patient_bootstrap():
@@ -128,6 +144,15 @@ def test_the_pooled_terms_are_means_over_patients_with_a_patient_bootstrap():
     low, high = (out["model_dr_gain_over_one_size_fits_all_ci_low"],
                  out["model_dr_gain_over_one_size_fits_all_ci_high"])
     assert -0.5 <= low < 0.5 < high <= 1  # per-patient gains 0.5, -0.5, 1, 1
+    # terms valued with the truth's propensities in every fold: their gain beside the others
+    known = [crossfit.FoldTerms(t.patient_ids, t.dr, None, t.one_size_fits_all, 2,
+                                {name: v + 0.25 * (name == "model") for name, v in t.dr.items()})
+             for t in terms]
+    out = crossfit.summarize_folds(known, n_bootstrap=50, seed=1)
+    assert out["model_dr_gain_over_one_size_fits_all_with_true_propensity"] == pytest.approx(
+        (0.5 - 0.5 + 1 + 1) / 4 + 0.25)
+    partial = crossfit.summarize_folds([known[0], terms[1]], n_bootstrap=50, seed=1)
+    assert "model_dr_gain_over_one_size_fits_all_with_true_propensity" not in partial
     # a fold without a treatment open to every patient: no gain over one-size-fits-all
     bare = crossfit.FoldTerms(ids[2:], {"model": np.ones(2), "usual_care": np.zeros(2)},
                               None, None, 2)

@@ -227,6 +227,11 @@ def test_predict_shows_the_evaluation_of_the_models_it_ranks_with(predicted):
     # params.yaml's evaluate.cross_fitted_folds: the gain over every patient is the evidence
     off = evaluation["off_policy_cross_fitted"]
     assert off["folds"] == 5 and off["n_patients"] > evaluation["n_test_patients"]
+    # the synthetic truth records usual care's probabilities: the propensity model's share
+    # of the error is shown beside the estimate
+    assert "model_dr_gain_over_one_size_fits_all_with_true_propensity_ci_low" in off
+    assert ("the truth's usual-care probabilities in place of the propensity model"
+            in (repo / "reports/evaluation.md").read_text())
     for name in ("pred", "reg"):
         meta = json.loads((repo / f"out/{name}.json").read_text())["meta"]
         shown = meta["evaluation"]

@@ -27,7 +27,9 @@ Econometrica 2021;89:133). It is not the value of the one bundle ``train`` write
 fitted on more patients; and the bootstrap over patients leaves out the variability of the
 fits themselves, so its coverage is measured (``benchmarks/dr_coverage.py --cross-fitted``)
 rather than assumed. With a ground truth, each patient's true gain under the same fold
-policies sits beside the estimate.
+policies sits beside the estimate; with a truth that records usual care's probabilities (the
+synthetic cohort), so does the same DR gain valued with those in place of the fold's
+propensity model, which tells the propensity model's share of the error from the rest.
 """
 
 from __future__ import annotations
@@ -43,15 +45,17 @@ import pandas as pd
 from precision_pain.config import EvaluateParams, Params
 from precision_pain.engine import LOCAL
 from precision_pain.evaluate import policy as pol
-from precision_pain.evaluate.core import (choose_one_size_fits_all, first_choice_policy,
-                                          logged_outcomes, mean_with_ci, model_ranks,
-                                          patient_weights, score_test, true_matrices,
-                                          usual_care_policy)
+from precision_pain.evaluate.core import (EpisodeScores, choose_one_size_fits_all,
+                                          first_choice_policy, logged_outcomes, mean_with_ci,
+                                          model_ranks, patient_weights, score_test,
+                                          true_matrices, usual_care_policy)
 from precision_pain.models.bundle import ModelBundle
 from precision_pain.models.propensity import predict_propensity
 from precision_pain.outcome import OutcomeSpec
 
 BASELINES: tuple[str, ...] = ("one_size_fits_all", "usual_care")
+# suffix of the gain valued with the truth's usual-care probabilities as the propensities
+TRUE_PROPENSITY = "_with_true_propensity"
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,9 @@ class FoldTerms:
     true: dict[str, np.ndarray] | None
     one_size_fits_all: str | None
     n_train_patients: int
+    # with a truth that carries usual care's probabilities: the same DR terms with those in
+    # place of the fold's propensity model (the model's share of the error, a diagnostic)
+    dr_true_propensity: dict[str, np.ndarray] | None = None
 
 
 def assign_folds(patient_ids: pd.Series, folds: int, seed: int) -> np.ndarray:
@@ -95,18 +102,29 @@ def fold_terms(held: pd.DataFrame, rest: pd.DataFrame, params: Params,
         policies["one_size_fits_all"] = pol.one_hot(
             np.full(len(held), scores.treatments.index(single)), k)
     e = predict_propensity(bundle.propensity, held, list(scores.treatments))
-    logged = logged_outcomes(held, scores, e, harm_weight, outcome)["net_benefit"]
-    dr = {name: pol.ope_terms(matrix, logged, settings.propensity_clip)["dr"]
-          for name, matrix in policies.items()}
-    dr["usual_care"] = logged.outcome
-    true = None
+    dr = _dr_terms(policies, held, scores, e, harm_weight, outcome, settings.propensity_clip)
+    true = dr_true_propensity = None
     if truth is not None:
         net = true_matrices(scores, truth, harm_weight, outcome)["net_benefit"]
         true = {name: pol.policy_value(matrix, net) for name, matrix in policies.items()}
-        true["usual_care"] = pol.policy_value(usual_care_policy(scores, truth), net)
+        usual = usual_care_policy(scores, truth)
+        true["usual_care"] = pol.policy_value(usual, net)
+        if np.isfinite(usual).all():
+            dr_true_propensity = _dr_terms(policies, held, scores, usual, harm_weight, outcome,
+                                           settings.propensity_clip)
     return FoldTerms(scores.patient_ids, dr, true,
                      single if "one_size_fits_all" in policies else None,
-                     int(rest["patient_id"].nunique()))
+                     int(rest["patient_id"].nunique()), dr_true_propensity)
+
+
+def _dr_terms(policies: dict[str, np.ndarray], held: pd.DataFrame, scores: EpisodeScores,
+              propensity: np.ndarray, harm_weight: float, outcome: OutcomeSpec, clip: float
+              ) -> dict[str, np.ndarray]:
+    """Each policy's per-patient DR net-benefit terms, and usual care's (the outcome seen)."""
+    logged = logged_outcomes(held, scores, propensity, harm_weight, outcome)["net_benefit"]
+    dr = {name: pol.ope_terms(matrix, logged, clip)["dr"] for name, matrix in policies.items()}
+    dr["usual_care"] = logged.outcome
+    return dr
 
 
 def _fold_bundle(rest: pd.DataFrame, params: Params, outcome: OutcomeSpec, engine: Any
@@ -183,6 +201,11 @@ def summarize_folds(terms: list[FoldTerms], n_bootstrap: int, seed: int) -> dict
             gain = np.concatenate([t.true["model"] - t.true[baseline] for t in terms])
             if np.isfinite(gain).any():  # a truth without usual-care probabilities: none
                 out[f"model_true_gain_over_{baseline}"] = float(np.nanmean(gain))
+    if "one_size_fits_all" in baselines and all(t.dr_true_propensity for t in terms):
+        gain = np.concatenate([t.dr_true_propensity["model"]
+                               - t.dr_true_propensity["one_size_fits_all"] for t in terms])
+        out |= _flat(f"model_dr_gain_over_one_size_fits_all{TRUE_PROPENSITY}",
+                     mean_with_ci(gain, weights))
     if "one_size_fits_all" in baselines:
         out["one_size_fits_all_treatment"] = ", ".join(
             f"{name} ({n} of {len(terms)} folds)" if len(chosen) > 1 else str(name)

@@ -14,6 +14,7 @@ import numpy as np
 
 from precision_pain.evaluate.core import (ESTIMATORS, POLICIES, VALUES, WITHIN, Evaluation,
                                           gain_evidence, gain_not_shown, headline_gain)
+from precision_pain.evaluate.crossfit import TRUE_PROPENSITY
 
 
 def evaluation_report(evaluation: Evaluation, notice: str, plots: Sequence[str] = ()) -> str:
@@ -156,6 +157,11 @@ def _cross_fitted_md(c: dict[str, Any]) -> list[str]:
         lines.append(f"  doubly robust gain over one-size-fits-all care (every patient given "
                      f"{c.get('one_size_fits_all_treatment')}, chosen on each fold's training "
                      f"patients) {_ci(gain)}{_true_gain(c, 'one_size_fits_all')};")
+    known = headline_gain(c, f"one_size_fits_all{TRUE_PROPENSITY}")
+    if known is not None:
+        lines.append(f"  the same with the truth's usual-care probabilities in place of the "
+                     f"propensity model {_ci(known)} (the difference is the propensity "
+                     "model's);")
     if care is not None:
         lines.append(f"  over usual care {_ci(care)}{_true_gain(c, 'usual_care')}.")
     return lines
