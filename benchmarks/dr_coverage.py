@@ -83,7 +83,8 @@ def main() -> None:
     parser.add_argument("--test-n", type=int, default=5000,
                         help="with --test-samples: patients per test sample")
     parser.add_argument("--extract-seed", type=int, default=20261202,
-                        help="with --test-samples: the extract's seed (sample k: 555000 + k)")
+                        help="with --test-samples: the extract's seed (sample k: 555000 + k); "
+                        "with --cross-fitted: extract k's seed is this + k")
     parser.add_argument("--cross-fitted", type=int, metavar="M",
                         help="M extracts, each valued from its test split and cross-fitted")
     parser.add_argument("--folds", type=int, default=5,
@@ -151,11 +152,12 @@ def over_extracts(params, args: argparse.Namespace) -> None:
     outcome = OutcomeSpec(args.outcome, params.evaluate.adverse_event_nrs_points)
     params = params.model_copy(update={"evaluate": params.evaluate.model_copy(
         update={"cross_fitted_folds": args.folds})})
-    key = "model_dr_gain_over_one_size_fits_all"
+    known = "cross-fitted, the truth's propensities"
     rows: dict[str, list[tuple[float, bool, float, bool]]] = {
-        "test split": [], "cross-fitted": [], "cross-fitted, the truth's propensities": []}
+        "test split": [], "cross-fitted": [], known: []}
     print("extract  test split: single treatment, DR gain (95 % interval), true gain  |  "
-          f"cross-fitted over {args.folds} folds: the same")
+          f"cross-fitted over {args.folds} folds: the same  |  cross-fitted with the truth's "
+          "propensities: the same")
     for k in range(args.cross_fitted):
         extract, truth = cohort(args.generator, args.n or 5000, args.extract_seed + k, params)
         parts, bundle, _ = train_both(extract, params, outcome)
@@ -165,19 +167,18 @@ def over_extracts(params, args: argparse.Namespace) -> None:
                          one_size_fits_all=single).summary["off_policy"]
         crossed = cross_fitted_gain(extract, params, truth, outcome)
         line = f"{k:>7}"
-        for name, o in (("test split", split), ("cross-fitted", crossed)):
-            gain, low, high = o[key], o[f"{key}_ci_low"], o[f"{key}_ci_high"]
+        # the last only where the generator's truth records usual care's probabilities
+        for name, o, baseline in (("test split", split, "one_size_fits_all"),
+                                  ("cross-fitted", crossed, "one_size_fits_all"),
+                                  (known, crossed, f"one_size_fits_all{TRUE_PROPENSITY}")):
+            gain = headline_gain(o, baseline)
+            if gain is None:
+                continue
+            est, low, high = gain["estimate"], gain["ci_low"], gain["ci_high"]
             true = o["model_true_gain_over_one_size_fits_all"]
-            line += (f"  |  {o['one_size_fits_all_treatment']} {gain:+.4f} ({low:+.4f} to "
-                     f"{high:+.4f}) {true:+.4f}")
-            rows[name].append((gain - true, low <= true <= high, high - low, low > 0))
-        known = headline_gain(crossed, f"one_size_fits_all{TRUE_PROPENSITY}")
-        if known is not None:  # the generator's truth records usual care's probabilities
-            true = crossed["model_true_gain_over_one_size_fits_all"]
-            line += f"  |  with the truth's propensities {known['estimate']:+.4f}"
-            rows["cross-fitted, the truth's propensities"].append(
-                (known["estimate"] - true, known["ci_low"] <= true <= known["ci_high"],
-                 known["ci_high"] - known["ci_low"], known["ci_low"] > 0))
+            line += (f"  |  {o['one_size_fits_all_treatment'] if name != known else 'the same'}"
+                     f" {est:+.4f} ({low:+.4f} to {high:+.4f}) {true:+.4f}")
+            rows[name].append((est - true, low <= true <= high, high - low, low > 0))
         print(line, flush=True)
     for name, values in rows.items():
         if not values:
