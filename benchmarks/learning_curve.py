@@ -48,8 +48,9 @@ HARM_WEIGHTS = (0.0, 0.5, 1.0)
 MODEL_TYPES = ("pooled_xgboost", "xgboost", "logistic")
 # Generators besides the project's simulator, each a module of benchmarks/ whose
 # generate(n, seed) returns (contract cohort, ground truth): written independently of the
-# simulator (alt) and blind to it and to the models (blind).
-GENERATORS = {"alt": "alt_cohort", "blind": "blind_cohort"}
+# simulator (alt), and blind to it, to the models and to the other generators (blind; shift,
+# with an unrecorded confounder and heavy-tailed pain).
+GENERATORS = {"alt": "alt_cohort", "blind": "blind_cohort", "shift": "shift_cohort"}
 
 
 def raw_cohort(generator: str, n: int, seed: int, params=None

@@ -7,11 +7,12 @@ validation, so the validation split is no longer held out for them. Since 2026-1
 tables come from the out-of-fold scores of every train and validation episode, which the
 cross-fitted stack already computes (``pain_companion_folds``); before, from the validation
 split scored by the train-only models the refit started from. This script measures both in
-one run, on the same extract and models: for each generator (the project's simulator, the
-independent ``benchmarks/alt_cohort.py`` or ``blind``, ``benchmarks/blind_cohort.py``) and
+one run, on the same extract and models: for each generator (the project's simulator or one
+of ``learning_curve.GENERATORS``: the independent ``alt``, ``blind`` and ``shift``) and
 seed it trains the bundles ``precision-pain train`` writes (``deploy_refit.train_both``)
 twice, the second time with the tables of the validation split (the earlier behaviour,
-restored by patching ``PooledFit.calibration_set``: same models, same seeds), and scores
+restored by patching ``PooledFit.calibration_set``: same models, same seeds; ``--sources``
+trains with one of them only), and scores
 
 - the evaluated bundle on the extract's test split, and
 - the deployed bundle (refitted on every split) on ``--unseen`` new patients,
@@ -23,10 +24,13 @@ interval is wider than ``predict.max_interval_width``; over deciles of P(respons
 treatment received, the mean absolute gap between the observed response rate and the
 interval's merged probability p1 / (1 - p0 + p1) (Vovk & Petej 2014), and the model's own
 P(response); and the mean absolute error of the merged probability and of the model's
-against the true P(response) over every eligible treatment.
+against the true P(response) over every eligible treatment. On the rows flagged for lying
+outside the interval, the same two errors and how often the merged probability is the
+closer one (what the flag claims: the model is off there, the held-out patients' rate
+nearer), against the model's error on the rows not flagged, and the flagged rows per arm.
 
-    uv run python benchmarks/response_interval.py --generators simulator blind alt \\
-        --seeds 20261202 --n 20000
+    uv run python benchmarks/response_interval.py --generators simulator blind alt shift \\
+        --seeds 20261202 --n 20000 --sources out_of_fold
 """
 
 from __future__ import annotations
@@ -86,6 +90,9 @@ def interval_figures(bundle, patients: pd.DataFrame, truth: pd.DataFrame, params
                             "observed": patients["response"].to_numpy(float)[received]}
                            ).groupby("decile").mean()
     true = pol.wide(truth, "p_response", scores.patient_ids, scores.treatments)
+    flagged = outside & eligible
+    rest = ~outside & eligible
+    model_error, merged_error = np.abs(p - true), np.abs(merged - true)
     return {
         "calibration patients": sum(int(t["n"]) for t in tables.values()),
         "median width": float(np.median((high - low)[eligible])),
@@ -94,17 +101,32 @@ def interval_figures(bundle, patients: pd.DataFrame, truth: pd.DataFrame, params
         "decile gap, merged": float((deciles["merged"] - deciles["observed"]).abs().mean()),
         "decile gap, model": float((deciles["model"] - deciles["observed"]).abs().mean()),
         "MAE vs truth, merged": float(np.abs(merged - true)[eligible].mean()),
-        "MAE vs truth, model": float(np.abs(p - true)[eligible].mean()),
+        "MAE vs truth, model": float(model_error[eligible].mean()),
+        # where the outside flag is raised: is the model worse there, the interval better?
+        "flagged: MAE vs truth, model": _mean(model_error[flagged]),
+        "flagged: MAE vs truth, merged": _mean(merged_error[flagged]),
+        "flagged: % merged closer": 100 * _mean(merged_error[flagged] < model_error[flagged]),
+        "not flagged: MAE vs truth, model": _mean(model_error[rest]),
+        "flagged arms": ", ".join(f"{name} {count}" for name, count in
+                                  zip(scores.treatments, flagged.sum(axis=0)) if count),
     }
 
 
-def run_one(generator: str, seed: int, n: int, n_unseen: int, params) -> list[dict[str, Any]]:
-    """Both sources on one extract: evaluated bundle on its test split, deployed on new
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if values.size else float("nan")
+
+
+SOURCES = ("validation", "out_of_fold")
+
+
+def run_one(generator: str, seed: int, n: int, n_unseen: int, params,
+            sources: tuple[str, ...] = SOURCES) -> list[dict[str, Any]]:
+    """Each source on one extract: evaluated bundle on its test split, deployed on new
     patients."""
     extract, truth = cohort(generator, n, seed, params)
     unseen, unseen_truth = cohort(generator, n_unseen, seed + UNSEEN_SEED_OFFSET, params)
     rows = []
-    for source in ("validation", "out_of_fold"):
+    for source in sources:
         if source == "validation":
             with validation_tables():
                 parts, evaluated, deployed = train_both(extract, params)
@@ -128,11 +150,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20_000)
     parser.add_argument("--unseen", type=int, default=10_000)
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
+    parser.add_argument("--sources", nargs="+", choices=SOURCES, default=list(SOURCES),
+                        help="which calibration tables to train with (default: both)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     params = load_params(args.params)
     rows = [row for g in args.generators for s in args.seeds
-            for row in run_one(g, s, args.n, args.unseen, params)]
+            for row in run_one(g, s, args.n, args.unseen, params, tuple(args.sources))]
     table = pd.DataFrame(rows).sort_values(["generator", "seed", "bundle", "tables"],
                                            kind="stable")
     print(table.to_markdown(index=False, floatfmt=".4g"))

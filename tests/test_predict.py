@@ -122,6 +122,23 @@ def test_intervals_and_confidence_from_the_training_profile(small_splits, small_
         "current opioid dose above the training range").all()
 
 
+def test_interval_flags_say_what_the_held_out_patients_showed():
+    from precision_pain.predict.confidence import ConfidenceSettings, interval_conditions
+
+    settings = ConfidenceSettings(min_propensity=0.02, max_interval_width=0.30,
+                                  calibration_tolerance=0.10)
+    p = np.array([0.30, 0.30, 0.30, 0.45])
+    low = np.array([0.28, 0.05, 0.41, 0.30])
+    high = np.array([0.31, 0.40, 0.42, 0.34])
+    (wide, wide_reason), (outside, outside_reason) = interval_conditions(p, low, high, settings)
+    assert wide.tolist() == [False, True, False, False]
+    assert outside.tolist() == [False, False, True, True]  # 0.11 below; 0.11 above
+    # the same words whichever held-out scores built the table (validation or out of fold)
+    assert "validation" not in wide_reason + outside_reason
+    assert "held-out" in wide_reason and "held-out" in outside_reason
+    assert "miscalibrated" not in outside_reason  # a reason for doubt, not a verdict
+
+
 def test_bundle_without_profile_gives_nan_interval_and_no_flag(small_splits, small_bundle, options):
     bare = replace(small_bundle, metadata={})
     table = recommend(small_splits["test"].head(5), bare, options).table

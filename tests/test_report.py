@@ -47,6 +47,16 @@ def test_page_has_notice_summary_and_capped_sections(page):
     assert 'id="cohort-summary"' in page and page.count("<svg") == 10  # 2 charts x 5
 
 
+def test_page_reads_a_flagged_probability_as_uncertain_not_as_the_range(page):
+    """The calibrated range was no closer to the true P(response) than the model's own on the
+    benchmark generators (docs/predictions.md, "What the flag is worth"): the page must not
+    tell a reader to prefer it."""
+    text = " ".join(page.split())
+    assert "the range is the better estimate" not in text.lower()
+    assert "The range is not a better estimate" in text
+    assert "Read a flagged probability as uncertain" in text
+
+
 def test_page_loads_nothing_from_anywhere(page):
     assert "<script" not in page and "<link" not in page and "@import" not in page
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)

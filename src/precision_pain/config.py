@@ -212,7 +212,8 @@ class PredictParams(_Section):
     min_propensity: float = Field(ge=0, le=1)
     # ... or the Venn-Abers interval of P(response) is wider than this.
     max_interval_width: float = Field(gt=0, le=1)
-    # ... or P(response) lies further than this outside that interval (miscalibrated there).
+    # ... or P(response) lies further than this outside that interval (held-out patients
+    # near it responded at another rate).
     calibration_tolerance: float = Field(ge=0, le=1)
     # The served model refuses requests with more patients than this (HTTP 400).
     max_request_rows: int = Field(ge=1)

@@ -282,7 +282,7 @@ def interval_conditions(p: np.ndarray, low: np.ndarray, high: np.ndarray,
     """(mask, reason) pairs from the Venn-Abers interval: too wide, or far from p_response."""
     tol = settings.calibration_tolerance
     return [(high - low > settings.max_interval_width,
-             "wide response interval (little validation data near this prediction)"),
+             "wide response interval (few held-out patients near this prediction)"),
             ((p < low - tol) | (p > high + tol),
-             f"P(response) more than {tol:g} outside its calibration interval (the model is "
-             "miscalibrated here on validation data)")]
+             f"P(response) more than {tol:g} outside its calibration interval (held-out "
+             "patients who received it with similar predictions responded at another rate)")]

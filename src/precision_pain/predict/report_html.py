@@ -246,9 +246,11 @@ not be made. Low confidence: the patient lies outside what the treatment's model
 saw in training, the response interval is wide, P(response) lies well outside its
 calibration interval, or (with a propensity model) patients like this rarely received the
 treatment. The calibrated range is an inductive Venn-Abers interval from held-out
-predictions for the patients who received the treatment in training: where the model's P(response) lies outside it, the model
-is miscalibrated for patients like this one, and the range is the better estimate
-(docs/predictions.md).{% if meta.get("outcome") == "nrs_change" %} For the change in pain, the
+predictions for the patients who received the treatment in training: where the model's
+P(response) lies well outside it, those patients responded at another rate than predicted.
+The range is not a better estimate: on cohorts with a known truth it was no closer to the
+true probability than the model's own, and with a few hundred held-out patients it can be
+further (docs/predictions.md). Read a flagged probability as uncertain.{% if meta.get("outcome") == "nrs_change" %} For the change in pain, the
 bracket is a split-conformal prediction interval for the patient's own change (follow-up
 minus baseline NRS), from the validation patients who received the treatment and whose
 baseline pain was in the same severity band (mild, moderate, severe).{% endif %}</p>

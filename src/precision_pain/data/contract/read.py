@@ -74,7 +74,8 @@ def iter_table(path: str | Path, chunk_size: int | None, *, typed: bool = False,
             yield chunk
     if rows == 0 and not allow_empty:
         _fail(path, "the file has a header but no data rows", "add the cohort rows")
-    logger.info("read %s: %d rows x %d columns", path, rows, columns)
+    # logged once the last chunk has been used, so after the work done on the chunks
+    logger.info("read %s to the end: %d rows x %d columns", path, rows, columns)
 
 
 def _fail(path: str | Path, message: str, fix: str, column: str | None = None) -> NoReturn:
