@@ -1,8 +1,9 @@
-"""Learning curves of every model type on three data-generating processes.
+"""Learning curves of every model type on four data-generating processes.
 
 For each generator (the project's simulator; ``benchmarks/alt_cohort.py``, written
-independently with other functional forms; ``benchmarks/blind_cohort.py``, written blind to
-the simulator and the models), cohort size and model type, this runs the
+independently with other functional forms; ``benchmarks/blind_cohort.py`` and
+``benchmarks/shift_cohort.py``, written blind to the simulator and the models), cohort size
+and model type, this runs the
 pipeline's own code (prepare -> split -> ``train_bundle`` -> ``evaluate`` with the ground
 truth, the same functions ``dvc repro`` runs; nothing is copied) and prints the share of
 the oracle's gain over the best single treatment for everyone that the recommendations
