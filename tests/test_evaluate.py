@@ -334,6 +334,10 @@ def test_evaluation_report_has_notice_and_headline(small_evaluation):
     assert RESEARCH_NOTICE in text
     assert "Share of the oracle's gain" in text and "![regret](../plots/regret.png)" in text
     assert "DR gain over one size fits all (paired)" in text
+    # the off-policy section states what its estimates assume, once, after its tables
+    off_policy = text[text.index("## Off-policy estimates"):]
+    assert text.count("assume no unmeasured confounding") == 1
+    assert "assume no unmeasured confounding" in off_policy.split("\n## ")[0]
     female = next(line for line in text.splitlines() if line.startswith("| sex | F |"))
     gain = small_evaluation.subgroups["sex"]["F"]["off_policy"]["gain"]["net_benefit"]
     assert female.endswith(f"| {gain['one_size_fits_all']['dr']['estimate']:.3f} ("
