@@ -100,7 +100,7 @@ def interval_figures(bundle, patients: pd.DataFrame, truth: pd.DataFrame, params
         "% wider than max": 100 * float(wide[eligible].mean()),
         "decile gap, merged": float((deciles["merged"] - deciles["observed"]).abs().mean()),
         "decile gap, model": float((deciles["model"] - deciles["observed"]).abs().mean()),
-        "MAE vs truth, merged": float(np.abs(merged - true)[eligible].mean()),
+        "MAE vs truth, merged": float(merged_error[eligible].mean()),
         "MAE vs truth, model": float(model_error[eligible].mean()),
         # where the outside flag is raised: is the model worse there, the interval better?
         "flagged: MAE vs truth, model": _mean(model_error[flagged]),
